@@ -1,0 +1,3 @@
+"""promote: a secrets-aware, multi-environment GitOps promotion manager."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,3 @@
+from promote.cli.main import run
+
+run()

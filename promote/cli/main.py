@@ -1,0 +1,59 @@
+"""The ``promote`` command: a typer app; each command group lives in its own module.
+
+Each module in ``_COMMAND_MODULES`` exposes ``register(app: typer.Typer) -> None`` and adds its
+commands (or a sub-typer) to the root app. Commands parse, call one core function, print.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+
+import typer
+
+from promote import __version__
+
+_COMMAND_MODULES = [
+    "project",
+]
+
+app = typer.Typer(
+    name="promote",
+    help=(
+        "Secrets-aware GitOps promotion: move releases dev -> staging -> prod through reviewed, "
+        "approved pull requests; agents decrypt in memory and self-heal drift.\n\n"
+        "Exit codes: 0 ok, 1 error, 2 usage, 3 blocked by policy, 4 differences found."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,  # a local may hold a decrypted value
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"promote {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version."
+    ),
+    verbose: int = typer.Option(0, "-v", "--verbose", count=True, help="More logging (-vv debug)."),
+) -> None:
+    level = {0: logging.WARNING, 1: logging.INFO}.get(verbose, logging.DEBUG)
+    if os.environ.get("PROMOTE_LOG_LEVEL"):
+        level = getattr(logging, os.environ["PROMOTE_LOG_LEVEL"].upper(), level)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+
+
+for _name in _COMMAND_MODULES:
+    importlib.import_module(f"promote.cli.{_name}").register(app)
+
+
+def run() -> None:
+    app()

@@ -1,0 +1,82 @@
+"""Output for people (rich) and machines (``-o json``), and the one place errors become exit codes.
+
+Every command takes ``-o/--output text|json``. With json, a success prints
+``{"status": "ok", "exit_code": N, ...result}`` and an error prints the envelope
+``{"status": "error", "exit_code": N, "errors": [{"code", "message"}]}`` on stdout
+(pipx's result envelope); the human form goes to stderr.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import json
+import sys
+from collections.abc import Callable, Iterator
+from typing import Any, NoReturn
+
+import typer
+from rich.console import Console
+
+from promote import errors
+
+console = Console(highlight=False, soft_wrap=True)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+class Format(enum.StrEnum):
+    text = "text"
+    json = "json"
+
+
+OutputOpt = typer.Option(Format.text, "-o", "--output", help="Output format: text or json.")
+
+
+def emit_json(payload: dict[str, Any], *, exit_code: int = 0) -> None:
+    body = {"status": "ok" if exit_code in (0, errors.ExitCode.DIFFERENCES) else "error"}
+    body["exit_code"] = exit_code  # type: ignore[assignment]
+    body.update(payload)
+    sys.stdout.write(json.dumps(body, indent=2, default=str, sort_keys=False) + "\n")
+    sys.stdout.flush()
+
+
+def fail(exc: errors.PromoteError, fmt: Format) -> NoReturn:
+    """Print a PromoteError (text to stderr, or the json envelope) and exit with its code."""
+    code = int(exc.exit_code)
+    if fmt == Format.json:
+        errs: list[dict[str, str]] = [{"code": exc.code, "message": str(exc)}]
+        for problem in getattr(exc, "problems", []) or []:
+            errs.append({"code": exc.code, "message": problem})
+        emit_json({"errors": errs}, exit_code=code)
+    else:
+        label = "blocked" if code == errors.ExitCode.BLOCKED else "error"
+        err_console.print(f"[bold red]{label}:[/] {exc.message}", markup=True, highlight=False)
+        for problem in getattr(exc, "problems", []) or []:
+            err_console.print(f"  - {problem}", markup=False)
+        if exc.hint:
+            err_console.print(f"[dim]hint:[/] {exc.hint}", markup=True)
+    raise typer.Exit(code)
+
+
+@contextlib.contextmanager
+def handled(fmt: Format) -> Iterator[None]:
+    """Map PromoteError to its exit code; anything else is a bug and shows its traceback."""
+    try:
+        yield
+    except errors.PromoteError as exc:
+        fail(exc, fmt)
+
+
+def run_command(fmt: Format, fn: Callable[[], Any]) -> Any:
+    with handled(fmt):
+        return fn()
+
+
+@contextlib.contextmanager
+def progress(message: str, fmt: Format) -> Iterator[None]:
+    """A spinner for people on a terminal; silent for json and when stderr is not a TTY."""
+    if fmt == Format.json or not err_console.is_terminal:
+        yield
+        return
+    with err_console.status(message):
+        yield

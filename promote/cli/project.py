@@ -1,0 +1,143 @@
+"""``promote init``, ``promote envs``, ``promote validate``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from promote import config, scaffold, validate
+from promote.cli import common
+from promote.cli.output import Format, OutputOpt, console, emit_json, handled, progress
+from promote.errors import ExitCode, PolicyBlocked
+
+
+def register(app: typer.Typer) -> None:
+    app.command("init")(init)
+    app.command("envs")(envs)
+    app.command("validate")(validate_cmd)
+
+
+def init(
+    directory: Path = typer.Argument(Path("."), help="New or empty directory."),
+    envs_csv: str = typer.Option("dev,staging,prod", "--envs", help="Environments, in order."),
+    output: Format = OutputOpt,
+) -> None:
+    """Scaffold a GitOps repository: promote.yaml, environments/, overlays/, keys/."""
+    with handled(output):
+        names = [e.strip() for e in envs_csv.split(",") if e.strip()]
+        written = scaffold.init_project(directory, names)
+    if output == Format.json:
+        emit_json({"directory": str(directory.resolve()), "environments": names, "files": written})
+        return
+    console.print(f"Created a promote repository in [bold]{directory.resolve()}[/]")
+    for rel in written:
+        console.print(f"  {rel}")
+    console.print("Next: `promote keys init <env>` for each environment, then `promote validate`.")
+
+
+def _env_row(env: config.Environment) -> dict[str, object]:
+    c = env.config
+    cluster = c.cluster
+    target = "in-cluster" if cluster.in_cluster else (cluster.context or cluster.kubeconfig or "-")
+    return {
+        "name": env.name,
+        "upstream": c.upstream,
+        "overlay": str(c.overlay or f"overlays/{env.name}"),
+        "cluster": {"target": target, "namespace": cluster.namespace},
+        "approvals": {
+            "required": c.approvals.required,
+            "approvers": list(c.approvals.approvers),
+            "allowSelfApproval": c.approvals.allow_self_approval,
+        },
+        "sync": {
+            "interval": config.format_duration(c.sync.interval),
+            "selfHeal": c.sync.self_heal,
+            "prune": c.sync.prune,
+        },
+        "gates": {"soak": config.format_duration(c.gates.soak) if c.gates.soak else None},
+    }
+
+
+def envs(repo_dir: Path = common.RepoOpt, output: Format = OutputOpt) -> None:
+    """Show the pipeline in promotion order with each environment's settings."""
+    with handled(output):
+        project = common.load(repo_dir)
+    order = project.pipeline()
+    rows = [_env_row(project.environments[n]) for n in order]
+    if output == Format.json:
+        emit_json({"pipeline": order, "environments": rows})
+        return
+    console.print("Pipeline: " + " -> ".join(f"[bold]{n}[/]" for n in order))
+    table = Table(show_lines=False)
+    for col in ("env", "upstream", "cluster / namespace", "approvals", "sync", "gates"):
+        table.add_column(col)
+    for r in rows:
+        a, s, cl = r["approvals"], r["sync"], r["cluster"]
+        assert isinstance(a, dict) and isinstance(s, dict) and isinstance(cl, dict)
+        approvals = (
+            f"{a['required']} of {', '.join(a['approvers'])}" if a["required"] else "none"
+        ) + (" (self ok)" if a["allowSelfApproval"] else "")
+        sync = (
+            f"every {s['interval']}"
+            + (", self-heal" if s["selfHeal"] else "")
+            + (", prune" if s["prune"] else "")
+        )
+        gates = r["gates"]
+        assert isinstance(gates, dict)
+        table.add_row(
+            str(r["name"]),
+            str(r["upstream"] or "-"),
+            f"{cl['target']} / {cl['namespace']}",
+            approvals,
+            sync,
+            f"soak {gates['soak']}" if gates["soak"] else "-",
+        )
+    console.print(table)
+
+
+def validate_cmd(
+    env: list[str] = typer.Option([], "--env", "-e", help="Only these environments."),
+    repo_dir: Path = common.RepoOpt,
+    output: Format = OutputOpt,
+) -> None:
+    """Load the configuration, render every environment and check it (exit 3 on findings)."""
+    with handled(output):
+        project = common.load(repo_dir)
+        with progress("Rendering environments...", output):
+            report = validate.validate_project(project, env or None)
+        result = {
+            "environments": [
+                {
+                    "name": e.env,
+                    "objects": e.objects,
+                    "ok": e.ok,
+                    "error": e.error,
+                    "findings": [
+                        {"object": f.object, "field": f.field, "message": f.message}
+                        for f in e.findings
+                    ],
+                }
+                for e in report.envs
+            ]
+        }
+        if not report.ok:
+            if output == Format.json:
+                emit_json(
+                    {
+                        **result,
+                        "errors": [{"code": "invalid", "message": p} for p in report.problems()],
+                    },
+                    exit_code=ExitCode.BLOCKED,
+                )
+                raise typer.Exit(ExitCode.BLOCKED)
+            raise PolicyBlocked(
+                f"validation failed: {len(report.problems())} problem(s) found.",
+                problems=report.problems(),
+            )
+    if output == Format.json:
+        emit_json(result)
+        return
+    for e in report.envs:
+        console.print(f"[green]ok[/] {e.env}: {e.objects} objects rendered and checked")

@@ -1,0 +1,101 @@
+"""Render an overlay with kustomize and return its objects.
+
+Owns one outside system: the ``kustomize`` binary (or ``kubectl kustomize``). SOPS-encrypted
+Secrets pass through untouched: kustomize never sees plaintext, because decryption happens
+later, in memory, in ``secrets/resolve.py``. Kustomize's own error text is passed on with the
+overlay path (it names files and fields, never secret values: values are ciphertext here).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from promote.errors import RenderError
+
+log = logging.getLogger(__name__)
+
+KUSTOMIZE_VERSION = "v5.7.1"  # tools/ensure-kustomize installs this when no kustomize exists
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("PROMOTE_CACHE", Path.home() / ".cache" / "promote"))
+
+
+def find_kustomize() -> list[str]:
+    """argv for kustomize: $PROMOTE_KUSTOMIZE, `kustomize`, our cache, `kubectl kustomize`."""
+    explicit = os.environ.get("PROMOTE_KUSTOMIZE")
+    if explicit:
+        return [explicit, "build"]
+    found = shutil.which("kustomize")
+    if found:
+        return [found, "build"]
+    cached = cache_dir() / "kustomize" / KUSTOMIZE_VERSION / "kustomize"
+    if cached.exists():
+        return [str(cached), "build"]
+    kubectl = shutil.which("kubectl")
+    if kubectl:
+        return [kubectl, "kustomize"]
+    raise RenderError(
+        "kustomize not found: neither `kustomize` nor `kubectl` is on PATH.",
+        hint="Run `tools/ensure-kustomize` (go install sigs.k8s.io/kustomize/kustomize/v5) "
+        "or install kubectl.",
+    )
+
+
+class Kustomize:
+    """The kustomize binary, found once; ``build`` is its one verb."""
+
+    def __init__(self, argv: list[str] | None = None, *, timeout_s: float = 120) -> None:
+        self._argv = argv or find_kustomize()
+        self._timeout_s = timeout_s
+
+    def build_text(self, overlay_dir: Path) -> str:
+        argv = [*self._argv, str(overlay_dir)]
+        started = time.monotonic()
+        try:
+            proc = subprocess.run(
+                argv, capture_output=True, timeout=self._timeout_s, check=False, text=True
+            )
+        except subprocess.TimeoutExpired as exc:
+            raise RenderError(
+                f"{overlay_dir}: kustomize build did not finish in {self._timeout_s:.0f}s."
+            ) from exc
+        log.debug("kustomize build %s took %.3fs", overlay_dir, time.monotonic() - started)
+        if proc.returncode != 0:
+            detail = proc.stderr.strip().replace("\n", " ")[:2000]
+            raise RenderError(
+                f"{overlay_dir}: kustomize build failed: {detail}",
+                hint="Fix the overlay (run `kustomize build` on it to see the same error).",
+            )
+        return proc.stdout
+
+    def build(self, overlay_dir: Path) -> list[dict[str, Any]]:
+        return parse_objects(self.build_text(overlay_dir), str(overlay_dir))
+
+
+def parse_objects(text: str, display: str) -> list[dict[str, Any]]:
+    try:
+        docs = list(yaml.load_all(text, Loader=_Loader))
+    except yaml.YAMLError as exc:
+        raise RenderError(f"{display}: rendered output is not YAML: {exc}") from exc
+    out = []
+    for doc in docs:
+        if doc is None:
+            continue
+        if not isinstance(doc, dict):
+            raise RenderError(f"{display}: rendered a document that is not an object.")
+        out.append(doc)
+    return out
+
+
+def render(overlay_dir: Path) -> list[dict[str, Any]]:
+    return Kustomize().build(overlay_dir)

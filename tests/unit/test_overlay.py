@@ -1,0 +1,94 @@
+"""Image edits are byte-exact: comments, order, quoting and indentation are kept."""
+
+from __future__ import annotations
+
+import pytest
+
+from promote import overlay
+from promote.errors import ConfigError
+
+BEFORE = """\
+apiVersion: kustomize.config.k8s.io/v1beta1
+kind: Kustomization
+resources:
+  - ../base/web-app   # the web front end
+  - ../base/api
+images:
+  # web front end, bumped by CI
+  - name: web-app
+    newName: registry.example.com/acme/web-app   # mirror
+    newTag: "v2.3.1"  # pinned
+  - name: api
+    newTag: 'v1.7.5'
+    digest: sha256:aaaa
+patches: []
+"""
+
+
+def test_set_tag_changes_only_that_value_keeping_quotes_and_comment() -> None:
+    img = overlay.Image("web-app", "registry.example.com/acme/web-app", "v2.4.1")
+    after = overlay.set_image(BEFORE, img)
+    assert after == BEFORE.replace('newTag: "v2.3.1"  # pinned', 'newTag: "v2.4.1"  # pinned')
+
+
+def test_single_quotes_kept_and_digest_removed_when_source_has_none() -> None:
+    after = overlay.set_image(BEFORE, overlay.Image("api", None, "v1.8.0"))
+    expected = BEFORE.replace(
+        "    newTag: 'v1.7.5'\n    digest: sha256:aaaa\n", "    newTag: 'v1.8.0'\n"
+    )
+    assert after == expected
+
+
+def test_missing_field_is_inserted_with_the_entry_indentation() -> None:
+    after = overlay.set_image(BEFORE, overlay.Image("api", "reg/api", "v1.7.5", "sha256:aaaa"))
+    assert after == BEFORE.replace(
+        "    digest: sha256:aaaa\n", "    digest: sha256:aaaa\n    newName: reg/api\n"
+    )
+
+
+def test_new_image_is_appended_to_the_list() -> None:
+    after = overlay.set_image(BEFORE, overlay.Image("worker", None, "v1"))
+    assert after == BEFORE.replace("patches: []", "  - name: worker\n    newTag: v1\npatches: []")
+
+
+def test_images_list_created_when_absent() -> None:
+    text = "resources:\n- ../base/web-app\n"
+    after = overlay.set_image(text, overlay.Image("web-app", None, "v2"))
+    assert after == text + "images:\n- name: web-app\n  newTag: v2\n"
+
+
+def test_unchanged_image_leaves_text_identical() -> None:
+    img = overlay.Image("web-app", "registry.example.com/acme/web-app", "v2.3.1")
+    assert overlay.set_image(BEFORE, img) == BEFORE
+
+
+@pytest.mark.parametrize(
+    ("value", "written"),
+    [("1.10", '"1.10"'), ("true", '"true"'), ("v1.0", "v1.0"), ("2024-01-01", "2024-01-01")],
+)
+def test_plain_values_that_yaml_would_misread_are_quoted(value: str, written: str) -> None:
+    text = "images:\n- name: a\n  newTag: v0\n"
+    after = overlay.set_image(text, overlay.Image("a", None, value))
+    assert after == f"images:\n- name: a\n  newTag: {written}\n"
+    assert overlay.parse_images(after)[0].new_tag == value
+
+
+def test_parse_images_and_apps(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    (tmp_path / "kustomization.yaml").write_text(BEFORE)
+    images = overlay.read_images(tmp_path)
+    assert [(i.name, i.new_tag, i.digest) for i in images] == [
+        ("web-app", "v2.3.1", None),
+        ("api", "v1.7.5", "sha256:aaaa"),
+    ]
+    assert overlay.list_apps(tmp_path) == ["api", "web-app"]
+
+
+def test_flow_style_entry_is_refused_with_a_fix() -> None:
+    with pytest.raises(ConfigError, match="block mapping"):
+        overlay.set_image("images: [{name: a, newTag: v1}]\n", overlay.Image("a", None, "v2"))
+
+
+def test_add_resource_keeps_indentation() -> None:
+    after = overlay.add_resource(BEFORE, "secrets/db.sops.yaml")
+    assert "  - ../base/api\n  - secrets/db.sops.yaml\nimages:" in after
+    assert overlay.add_resource(after, "secrets/db.sops.yaml") == after
