@@ -81,6 +81,12 @@ def _load(text: str, display: str) -> CommentedMap:
     return data
 
 
+def _load_strings(text: str) -> Any:
+    """The same document with every scalar as the string written (``newTag: 1.10`` stays
+    "1.10"; the round-trip loader would read the float 1.1)."""
+    return YAML(typ="base").load(text)
+
+
 def _images_seq(data: CommentedMap, display: str) -> CommentedSeq | None:
     images = data.get("images")
     if images is None:
@@ -92,19 +98,33 @@ def _images_seq(data: CommentedMap, display: str) -> CommentedSeq | None:
 
 def parse_images(text: str, display: str = "kustomization.yaml") -> list[Image]:
     data = _load(text, display)
+    typed = _images_seq(data, display) or []
+    raw = _written_images(text)
     out = []
-    for i, item in enumerate(_images_seq(data, display) or []):
+    for i, (item, written) in enumerate(zip(typed, raw, strict=False)):
         if not isinstance(item, dict) or "name" not in item:
             raise ConfigError(f"{display}: images[{i}]: each entry needs a `name`; add it.")
         out.append(
             Image(
-                name=str(item["name"]),
-                new_name=_opt(item.get("newName")),
-                new_tag=_opt(item.get("newTag")),
-                digest=_opt(item.get("digest")),
+                name=str(written["name"]),
+                new_name=_as_written(item, written, "newName"),
+                new_tag=_as_written(item, written, "newTag"),
+                digest=_as_written(item, written, "digest"),
             )
         )
     return out
+
+
+def _written_images(text: str) -> list[dict[str, Any]]:
+    raw = (_load_strings(text) or {}).get("images") or []
+    return [r if isinstance(r, dict) else {} for r in raw]
+
+
+def _as_written(typed: dict[str, Any], written: dict[str, Any], key: str) -> str | None:
+    """The value as the user wrote it (``1.10`` stays "1.10"), None when YAML says null."""
+    if typed.get(key) is None:
+        return None
+    return str(written.get(key))
 
 
 def _opt(value: Any) -> str | None:
@@ -183,19 +203,22 @@ def set_image(text: str, image: Image, display: str = "kustomization.yaml") -> s
     images = _images_seq(data, display)
     lines = text.splitlines(keepends=True)
     want = {k: v for k, v in image.fields().items()}
+    raw = _written_images(text)
     if images is not None:
-        for item in images:
-            if isinstance(item, CommentedMap) and str(item.get("name")) == image.name:
+        for item, written in zip(images, raw, strict=False):
+            if isinstance(item, CommentedMap) and str(written.get("name")) == image.name:
                 if item.fa.flow_style():
                     raise ConfigError(
                         f"{display}: images entry {image.name!r} is written in flow style "
                         "({...}); write it as a block mapping so promote can edit it in place."
                     )
-                return _edit_entry(lines, item, want)
+                return _edit_entry(lines, item, written, want)
     return _append_entry(text, data, images, image)
 
 
-def _edit_entry(lines: list[str], item: CommentedMap, want: dict[str, str | None]) -> str:
+def _edit_entry(
+    lines: list[str], item: CommentedMap, written: dict[str, str], want: dict[str, str | None]
+) -> str:
     edits: list[tuple[int, str | None]] = []  # (line index, replacement line or None=delete)
     key_col = item.lc.key("name")[1]
     for key, value in want.items():
@@ -206,7 +229,7 @@ def _edit_entry(lines: list[str], item: CommentedMap, want: dict[str, str | None
                 if kline != vline:
                     raise ConfigError(f"images entry {item['name']!r}: {key} spans lines.")
                 edits.append((kline, None))
-            elif str(item[key]) != value:
+            elif _as_written(item, written, key) != value:
                 line = lines[vline]
                 start, end, quote = _scalar_span(line, vcol)
                 edits.append((vline, line[:start] + _quote(value, quote) + line[end:]))

@@ -1,8 +1,9 @@
 """``promote validate``: load the configuration, render every environment, run the checks.
 
 Orchestration only: configuration comes from ``config``, rendering from ``render``, the rules
-from the pure ``validation`` module. Other checks (SOPS recipients, key material in keys/)
-register in ``EXTRA_CHECKS`` so the secrets package adds its own without this module importing it.
+from the pure ``validation`` module. Checks beyond the
+generic ones live in ``EXTRA_CHECKS``: the secrets package's (SOPS values and recipients, key
+material in keys/) are there by default; the reconcile agent runs the same list.
 """
 
 from __future__ import annotations
@@ -13,10 +14,11 @@ from typing import Any
 
 from promote import config, render, validation
 from promote.errors import PromoteError
+from promote.secrets import checks as secret_checks
 
 Objects = list[dict[str, Any]]
 ExtraCheck = Callable[[config.Project, config.Environment, Objects], list[validation.Finding]]
-EXTRA_CHECKS: list[ExtraCheck] = []
+EXTRA_CHECKS: list[ExtraCheck] = [secret_checks.check_environment]
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+import sys
 
 import typer
 
@@ -16,6 +17,12 @@ from promote import __version__
 
 _COMMAND_MODULES = [
     "project",
+    "cluster",
+    "promotion",
+    "prs",
+    "keys",
+    "secrets",
+    "agent",
 ]
 
 app = typer.Typer(
@@ -51,9 +58,36 @@ def _root(
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
 
 
-for _name in _COMMAND_MODULES:
-    importlib.import_module(f"promote.cli.{_name}").register(app)
+# Which module defines each top-level command. Loading only the one being run keeps start-up
+# fast (the Kubernetes client, GitPython and hvac are heavy); `--help` loads them all.
+# tests/unit/test_cli_main.py checks this table against what the modules register.
+COMMAND_OWNERS = {
+    "init": "project", "envs": "project", "validate": "project",
+    "cluster": "cluster",
+    "agent": "agent", "sync": "agent", "diff": "agent", "status": "agent",
+    "keys": "keys", "secrets": "secrets",
+    "to": "promotion", "rollback": "promotion", "set-image": "promotion", "history": "promotion",
+    "prs": "prs", "show": "prs", "approve": "prs", "merge": "prs", "close": "prs",
+    "comment": "prs",
+    "demo": "demo",
+}  # fmt: skip
+
+
+def _modules_for(argv: list[str]) -> list[str]:
+    command = next((a for a in argv if not a.startswith("-")), None)
+    if command is None and "--version" in argv:
+        return []
+    owner = COMMAND_OWNERS.get(command or "")
+    if owner in _COMMAND_MODULES:
+        return [owner]
+    return list(_COMMAND_MODULES)
+
+
+def load_commands(argv: list[str] | None = None) -> None:
+    for name in _modules_for(sys.argv[1:] if argv is None else argv):
+        importlib.import_module(f"promote.cli.{name}").register(app)
 
 
 def run() -> None:
+    load_commands()
     app()

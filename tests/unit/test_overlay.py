@@ -92,3 +92,17 @@ def test_add_resource_keeps_indentation() -> None:
     after = overlay.add_resource(BEFORE, "secrets/db.sops.yaml")
     assert "  - ../base/api\n  - secrets/db.sops.yaml\nimages:" in after
     assert overlay.add_resource(after, "secrets/db.sops.yaml") == after
+
+
+@pytest.mark.parametrize(
+    ("written", "new", "changed"),
+    [("1.10", "1.1", True), ("1.10", "1.10", False), ("'1.10'", "1.10", False)],
+)
+def test_numeric_looking_tags_are_compared_as_written(
+    written: str, new: str, changed: bool
+) -> None:
+    text = f"images:\n- name: a\n  newTag: {written}\n"
+    assert overlay.parse_images(text)[0].new_tag == written.strip("'")
+    after = overlay.set_image(text, overlay.Image("a", None, new))
+    assert (after != text) is changed
+    assert overlay.parse_images(after)[0].new_tag == new

@@ -1,0 +1,331 @@
+"""``promote agent``, ``promote sync``, ``promote diff``, ``promote status``."""
+
+from __future__ import annotations
+
+import difflib
+import signal
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import typer
+import yaml
+from rich.table import Table
+
+from promote import config, overlay
+from promote.cli import common
+from promote.cli.output import Format, OutputOpt, console, emit_json, handled, progress
+from promote.cluster import client, drift
+from promote.errors import ExitCode, PromoteError
+from promote.reconcile import loop as loop_mod
+from promote.reconcile import setup
+from promote.reconcile import source as source_mod
+from promote.reconcile import status as status_mod
+from promote.secrets import redact
+
+
+def register(app: typer.Typer) -> None:
+    app.command("agent")(agent)
+    app.command("sync")(sync)
+    app.command("diff")(diff)
+    app.command("status")(status)
+
+
+KubeconfigOpt = typer.Option(None, "--kubeconfig", help="Kubeconfig file (default: env file).")
+ContextOpt = typer.Option(None, "--context", help="Kubeconfig context (default: env file).")
+RepoUrlOpt = typer.Option(None, "--repo", help="Git URL to deploy from (default: the remote).")
+BranchOpt = typer.Option(None, "--branch", help="Branch to deploy (default: mainBranch).")
+
+
+def _overrides(**kw: Any) -> setup.Overrides:
+    return setup.Overrides(**kw)
+
+
+def agent(
+    env: str = typer.Option(..., "--env", "-e", help="The environment this agent reconciles."),
+    repo_url: str | None = RepoUrlOpt,
+    branch: str | None = BranchOpt,
+    interval: str | None = typer.Option(None, "--interval", help="Full resync period (60s)."),
+    listen: str | None = typer.Option(None, "--listen", help="Serve /status, /metrics here."),
+    kubeconfig: str | None = KubeconfigOpt,
+    context: str | None = ContextOpt,
+    once: bool = typer.Option(False, "--once", help="One pass, then exit."),
+    allow_mass_prune: bool = typer.Option(False, "--allow-mass-prune"),
+    no_leader_election: bool = typer.Option(False, "--no-leader-election"),
+    repo_dir: Path = common.RepoOpt,
+    output: Format = OutputOpt,
+) -> None:
+    """Reconcile ENV continuously: render, decrypt in memory, apply, prune, self-heal drift."""
+    with handled(output):
+        project = common.load(repo_dir)
+        ov = _overrides(
+            repo_url=repo_url,
+            branch=branch,
+            kubeconfig=kubeconfig,
+            context=context,
+            allow_mass_prune=allow_mass_prune,
+        )
+        the_agent = setup.build_agent(project, env, ov)
+        if once:
+            report = the_agent.run_pass()
+            the_agent.cache.stop()
+            _print_report(env, report, output)
+            if report.error:
+                raise report.error.cause
+            return
+        interval_s = config.parse_duration(
+            interval or project.env(env).config.sync.interval
+        ).total_seconds()
+        loop = loop_mod.AgentLoop(
+            the_agent,
+            loop_mod.LoopSettings(
+                interval_s=interval_s, listen=listen, leader_election=not no_leader_election
+            ),
+        )
+        signal.signal(signal.SIGTERM, lambda *_: loop.stop())
+        console.print(
+            f"promote agent for [bold]{env}[/]: syncing every {interval_s:.0f}s"
+            + (f", serving http://{listen}/status" if listen else "")
+        )
+        try:
+            loop.run()
+        except KeyboardInterrupt:
+            loop.stop()
+
+
+def _print_report(env: str, report: Any, output: Format) -> None:
+    if output == Format.json:
+        emit_json(
+            {
+                "env": env,
+                "revision": report.revision,
+                "applied": [client.describe_key(k) for k in report.applied],
+                "outOfSync": {client.describe_key(k): v for k, v in report.out_of_sync.items()},
+                "pruned": [client.describe_key(k) for k in report.pruned],
+                "pruneBlocked": report.prune_blocked,
+                "health": report.health,
+                "error": {"stage": report.error.stage, "message": str(report.error.cause)}
+                if report.error
+                else None,
+                "durationSeconds": round(report.duration_s, 3),
+            },
+            exit_code=report.error.cause.exit_code if report.error else 0,
+        )
+        if report.error:
+            raise typer.Exit(report.error.cause.exit_code)
+        return
+    if report.error:
+        return  # handled() prints the error
+    console.print(
+        f"[bold]{env}[/] @ {(report.revision or '?')[:12]}: {report.objects} objects, "
+        f"{len(report.applied)} applied, {len(report.pruned)} pruned, "
+        f"health {report.health} ({report.duration_s:.2f}s)"
+    )
+    for k in report.applied:
+        console.print(f"  applied {client.describe_key(k)}")
+    for k in report.pruned:
+        console.print(f"  pruned  {client.describe_key(k)}")
+    if report.prune_blocked:
+        console.print(f"[yellow]prune blocked:[/] {report.prune_blocked}")
+
+
+def sync(
+    env: str = typer.Argument(..., help="Environment to sync once."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Apply nothing; show what would."),
+    repo_url: str | None = RepoUrlOpt,
+    branch: str | None = BranchOpt,
+    kubeconfig: str | None = KubeconfigOpt,
+    context: str | None = ContextOpt,
+    allow_mass_prune: bool = typer.Option(False, "--allow-mass-prune"),
+    repo_dir: Path = common.RepoOpt,
+    output: Format = OutputOpt,
+) -> None:
+    """Run one reconcile pass for ENV (with --dry-run: print what it would apply and prune)."""
+    with handled(output):
+        project = common.load(repo_dir)
+        ov = _overrides(
+            repo_url=repo_url,
+            branch=branch,
+            kubeconfig=kubeconfig,
+            context=context,
+            allow_mass_prune=allow_mass_prune,
+        )
+        the_agent = setup.build_agent(project, env, ov)
+        with progress(f"Syncing {env}...", output):
+            report = the_agent.run_pass(dry_run=dry_run)
+        the_agent.cache.stop()
+        if dry_run and output != Format.json and not report.error:
+            console.print(f"[bold]{env}[/] dry run @ {(report.revision or '?')[:12]}:")
+            for k, paths in report.out_of_sync.items():
+                console.print(f"  would apply {client.describe_key(k)} ({', '.join(paths[:4])})")
+            for k in report.pruned:
+                console.print(f"  would prune {client.describe_key(k)}")
+            if not report.out_of_sync and not report.pruned:
+                console.print("  nothing to do: in sync")
+            return
+        _print_report(env, report, output)
+        if report.error:
+            raise report.error.cause
+
+
+def _yaml(obj: dict[str, Any] | None) -> list[str]:
+    if obj is None:
+        return []
+    return yaml.safe_dump(obj, sort_keys=True, default_flow_style=False).splitlines(keepends=True)
+
+
+def _diff_texts(live: dict[str, Any] | None, desired: dict[str, Any]) -> tuple[Any, Any]:
+    shape = {k: v for k, v in desired.items() if k != "status"}
+    shape["metadata"] = {
+        k: v
+        for k, v in (desired.get("metadata") or {}).items()
+        if k in ("name", "namespace", "labels", "annotations")
+    }
+    before = drift.project(shape, live) if live is not None else None
+    return redact.redact_pair(before, shape)
+
+
+def diff(
+    env: str = typer.Argument(..., help="Environment to compare."),
+    repo_url: str | None = RepoUrlOpt,
+    branch: str | None = BranchOpt,
+    kubeconfig: str | None = KubeconfigOpt,
+    context: str | None = ContextOpt,
+    repo_dir: Path = common.RepoOpt,
+    output: Format = OutputOpt,
+) -> None:
+    """Desired (Git) vs live (cluster), Secret values redacted; exit 4 when they differ."""
+    with handled(output):
+        project = common.load(repo_dir)
+        ov = _overrides(repo_url=repo_url, branch=branch, kubeconfig=kubeconfig, context=context)
+        the_agent = setup.build_agent(project, env, ov)
+        with progress(f"Comparing {env}...", output):
+            report = the_agent.run_pass(dry_run=True)
+        the_agent.cache.stop()
+        if report.error:
+            raise report.error.cause
+    entries = []
+    for key, live, desired in report.diffs:
+        before, after = _diff_texts(live, desired)
+        text = "".join(
+            difflib.unified_diff(
+                _yaml(before),
+                _yaml(after),
+                f"live/{client.describe_key(key)}",
+                f"git/{client.describe_key(key)}",
+            )
+        )
+        entries.append(
+            {
+                "object": client.describe_key(key),
+                "paths": report.out_of_sync.get(key, []),
+                "diff": text,
+            }
+        )
+    code = ExitCode.DIFFERENCES if entries else ExitCode.OK
+    if output == Format.json:
+        emit_json(
+            {
+                "env": env,
+                "revision": report.revision,
+                "inSync": not entries,
+                "differences": entries,
+            },
+            exit_code=code,
+        )
+    else:
+        if not entries:
+            console.print(f"[green]{env} is in sync[/] with {(report.revision or '?')[:12]}")
+        for e in entries:
+            console.print(e["diff"] or f"{e['object']}: {', '.join(e['paths'])}", markup=False)
+    raise typer.Exit(code)
+
+
+def _git_images(
+    project: config.Project, repo_url: str | None
+) -> tuple[dict[str, dict[str, str]], str]:
+    url = repo_url or source_mod.default_url(project.root, project.config.remote)
+    src = source_mod.GitSource(
+        url, branch=project.config.main_branch, cache_root=setup.cache_root()
+    )
+    revision = src.fetch()
+    out: dict[str, dict[str, str]] = {}
+    with tempfile.TemporaryDirectory(prefix="promote-status-") as tmp:
+        tree = src.export(revision, Path(tmp) / "tree")
+        at_rev = config.load_project(tree)
+        for name, env in at_rev.environments.items():
+            out[name] = {img.app: img.version for img in overlay.read_images(env.overlay_dir)}
+    return out, revision
+
+
+def status(
+    repo_url: str | None = RepoUrlOpt,
+    kubeconfig: str | None = KubeconfigOpt,
+    context: str | None = ContextOpt,
+    repo_dir: Path = common.RepoOpt,
+    output: Format = OutputOpt,
+) -> None:
+    """The release matrix: apps down, environments across: tag in Git, sync, health, behind."""
+    with handled(output):
+        project = common.load(repo_dir)
+        with progress("Reading Git and each environment's status...", output):
+            images, revision = _git_images(project, repo_url)
+            envs: dict[str, dict[str, Any]] = {}
+            for name in project.pipeline():
+                env = project.env(name)
+                st: status_mod.EnvStatus | None = None
+                error = None
+                try:
+                    cluster = setup.connect_env(
+                        env, _overrides(kubeconfig=kubeconfig, context=context)
+                    )
+                    st = status_mod.read(cluster, env=name, namespace=env.config.cluster.namespace)
+                except PromoteError as exc:
+                    error = str(exc)
+                envs[name] = {"status": st.to_dict() if st else None, "error": error}
+    apps = sorted({a for m in images.values() for a in m})
+    matrix = []
+    for app_name in apps:
+        row: dict[str, Any] = {"app": app_name, "environments": {}}
+        for name in project.pipeline():
+            up = project.env(name).upstream
+            tag = images.get(name, {}).get(app_name)
+            behind = bool(up and images.get(up, {}).get(app_name) not in (None, tag))
+            st_doc = envs[name]["status"] or {}
+            row["environments"][name] = {
+                "tag": tag,
+                "sync": st_doc.get("sync", "Unknown"),
+                "health": st_doc.get("health", "Unknown"),
+                "behindUpstream": behind,
+            }
+        matrix.append(row)
+    if output == Format.json:
+        emit_json(
+            {
+                "revision": revision,
+                "pipeline": project.pipeline(),
+                "apps": matrix,
+                "environments": envs,
+            }
+        )
+        return
+    table = Table(title=f"promote status @ {revision[:12]}")
+    table.add_column("app")
+    for name in project.pipeline():
+        table.add_column(name)
+    for row in matrix:
+        cells = []
+        for name in project.pipeline():
+            c = row["environments"][name]
+            mark = " [yellow](behind)[/]" if c["behindUpstream"] else ""
+            cells.append(f"{c['tag'] or '-'}{mark}\n{c['sync']} · {c['health']}")
+        table.add_row(row["app"], *cells)
+    console.print(table)
+    for name, e in envs.items():
+        if e["error"]:
+            console.print(f"[dim]{name}: status unavailable: {e['error']}[/]")
+        elif e["status"] and e["status"].get("last_error"):
+            err = e["status"]["last_error"]
+            console.print(
+                f"[red]{name}: failed at {err['stage']}:[/] {err['message']}", markup=True
+            )

@@ -1,0 +1,245 @@
+"""``promote to``, ``rollback``, ``set-image``, ``history``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from promote.cli import common, prs
+from promote.cli.output import Format, OutputOpt, console, emit_json, handled, progress
+from promote.errors import ExitCode, PolicyBlocked
+from promote.forge import base as forge_base
+from promote.promotion import engine, history, plan
+
+TitleOpt = typer.Option(None, "--title", help="PR title (default: generated from the plan).")
+AuthorOpt = typer.Option(
+    None,
+    "--author",
+    help="PR author name for self-approval checks (default $PROMOTE_USER, else git user.name).",
+)
+DryRunOpt = typer.Option(False, "--dry-run", help="Print the plan; change nothing.")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("to")(to)
+    app.command("rollback")(rollback)
+    app.command("set-image")(set_image)
+    app.command("history")(history_cmd)
+
+
+def _print_plan(p: plan.Plan, *, full_diff: bool) -> None:
+    origin = f"{p.source} -> {p.target}" if p.source else p.target
+    console.print(f"[bold]{p.kind}[/] {origin} (main {p.revision[:12]})")
+    table = Table()
+    for col in ("app", "image", f"{p.target} now", "after"):
+        table.add_column(col)
+    for c in p.changes:
+        table.add_row(c.app, c.name, c.old_version, f"[bold]{c.new_version}[/]")
+    console.print(table)
+    if p.parity is not None:
+        if p.parity.ok:
+            console.print(
+                f"secrets: [green]ok[/] ({p.target} has every Secret and key of {p.source})"
+            )
+        else:
+            console.print("secrets: [red]missing[/]")
+            for gap in p.parity.gaps:
+                console.print(f"  - {gap}", markup=False)
+    for g in p.gates:
+        colour = "green" if not g.blocks else "red"
+        console.print(f"gate {g.name}: [{colour}]{g.status}[/]: {g.reason}")
+    a = p.approvals
+    who = f"{a.required} of {', '.join(a.approvers)}" if a.required else "none required"
+    console.print(f"approvals: {who}")
+    console.print(f"rendered changes: {len(p.diff)} object(s) (Secret values redacted)")
+    for d in p.diff if full_diff else ():
+        console.print(d.text, markup=False, end="")
+
+
+def _finish(
+    p: plan.Plan,
+    output: Format,
+    *,
+    dry_run: bool,
+    open_pr: bool,
+    s: engine.Session,
+    title: str | None,
+    author: str | None,
+) -> forge_base.PullRequest | None:
+    """The common tail of to/rollback: stop when empty or blocked, else open the PR."""
+    if p.empty or dry_run:
+        return None
+    if p.blocked:
+        if output == Format.json:
+            errors = [{"code": "blocked", "message": m} for m in p.problems()]
+            emit_json({"plan": plan.to_dict(p), "errors": errors}, exit_code=ExitCode.BLOCKED)
+            raise typer.Exit(ExitCode.BLOCKED)
+        _print_plan(p, full_diff=False)
+        raise PolicyBlocked(
+            f"cannot promote into {p.target}: {len(p.problems())} problem(s); no PR opened.",
+            problems=p.problems(),
+        )
+    return engine.open_pull_request(s, p, title=title, author=author) if open_pr else None
+
+
+def _report(p: plan.Plan, pr: forge_base.PullRequest | None, output: Format, dry: bool) -> None:
+    if output == Format.json:
+        emit_json(
+            {
+                "upToDate": p.empty,
+                "dryRun": dry,
+                "plan": plan.to_dict(p),
+                "pullRequest": prs.pr_to_dict(pr) if pr else None,
+            }
+        )
+        return
+    if p.empty:
+        console.print(f"{p.target} is already up to date; nothing to promote.")
+        return
+    _print_plan(p, full_diff=dry)
+    if pr is not None:
+        console.print(
+            f"Opened PR [bold]#{pr.number}[/]: {pr.title}\n  {pr.url} (branch {pr.branch})\n"
+            f"  next: `promote approve {pr.number} --as NAME`, then `promote merge {pr.number}`"
+        )
+    elif p.blocked:
+        raise typer.Exit(ExitCode.BLOCKED)
+
+
+def to(
+    env: str = typer.Argument(..., help="Target environment."),
+    source: str | None = typer.Option(
+        None, "--from", help="Source environment (default: upstream)."
+    ),
+    apps: list[str] = typer.Option([], "--app", help="Only this app (repeatable)."),
+    dry_run: bool = DryRunOpt,
+    title: str | None = TitleOpt,
+    author: str | None = AuthorOpt,
+    status_file: Path | None = typer.Option(
+        None,
+        "--status-file",
+        envvar="PROMOTE_STATUS_FILE",
+        help="Agent status JSON for the soak gate (until the reconcile agent publishes it).",
+    ),
+    repo_dir: Path = common.RepoOpt,
+    output: Format = OutputOpt,
+) -> None:
+    """Promote images from the upstream environment into ENV through a pull request."""
+    with handled(output):
+        reader = engine.status_from_file(status_file) if status_file else plan.no_status
+        with (
+            progress(f"Planning the promotion into {env}...", output),
+            engine.session(repo_dir) as s,
+        ):
+            p = engine.plan_promotion(s, env, source=source, apps=apps, status_reader=reader)
+            if dry_run and p.blocked and output == Format.json:
+                emit_json({"plan": plan.to_dict(p)}, exit_code=ExitCode.BLOCKED)
+                raise typer.Exit(ExitCode.BLOCKED)
+            pr = _finish(p, output, dry_run=dry_run, open_pr=True, s=s, title=title, author=author)
+        _report(p, pr, output, dry_run)
+
+
+def rollback(
+    env: str = typer.Argument(..., help="Environment to roll back."),
+    to_rev: str | None = typer.Option(None, "--to", help="Main revision to restore images from."),
+    steps: int | None = typer.Option(None, "--steps", help="Undo the last N changes (default 1)."),
+    dry_run: bool = DryRunOpt,
+    title: str | None = TitleOpt,
+    author: str | None = AuthorOpt,
+    repo_dir: Path = common.RepoOpt,
+    output: Format = OutputOpt,
+) -> None:
+    """Open a PR restoring ENV's images to an earlier state (same approval policy)."""
+    with handled(output):
+        with progress(f"Planning the rollback of {env}...", output), engine.session(repo_dir) as s:
+            rev = history.rollback_revision(s, env, to=to_rev, steps=steps)
+            p = engine.plan_rollback(s, env, rev)
+            pr = _finish(p, output, dry_run=dry_run, open_pr=True, s=s, title=title, author=author)
+        _report(p, pr, output, dry_run)
+
+
+def set_image(
+    env: str = typer.Argument(..., help="Environment whose overlay gets the images (usually dev)."),
+    images: list[str] = typer.Argument(..., help="NAME=TAG, NAME@DIGEST or NAME=TAG@DIGEST."),
+    as_pr: bool = typer.Option(False, "--pr", help="Open a PR instead of pushing to main."),
+    title: str | None = TitleOpt,
+    author: str | None = AuthorOpt,
+    repo_dir: Path = common.RepoOpt,
+    output: Format = OutputOpt,
+) -> None:
+    """Set image versions in ENV's overlay (CI's entry point): push to main, or open a PR."""
+    with handled(output), progress(f"Updating {env}...", output), engine.session(repo_dir) as s:
+        policy = s.project.env(env).config.approvals
+        commit = None
+        if as_pr:
+            p = engine.plan_set_image(s, env, images)
+            pr = _finish(p, output, dry_run=False, open_pr=True, s=s, title=title, author=author)
+        else:
+            if policy.required:
+                raise PolicyBlocked(
+                    f"{env} requires {policy.required} approval(s); changes go through a "
+                    "pull request. Add --pr."
+                )
+            p, commit = engine.push_images(s, env, images, title=title)
+            pr = None
+    if output == Format.json:
+        emit_json(
+            {
+                "upToDate": p.empty,
+                "plan": plan.to_dict(p),
+                "commit": commit,
+                "pullRequest": prs.pr_to_dict(pr) if pr else None,
+            }
+        )
+        return
+    if p.empty:
+        console.print(f"{env} already has these images; nothing changed.")
+        return
+    for c in p.changes:
+        console.print(f"{env}: {c.name} {c.old_version} -> [bold]{c.new_version}[/]")
+    if commit:
+        console.print(f"Pushed {commit[:12]} to main.")
+    if pr:
+        console.print(f"Opened PR [bold]#{pr.number}[/]: {pr.title} ({pr.url})")
+
+
+def history_cmd(
+    env: str = typer.Argument(..., help="Environment."),
+    limit: int | None = typer.Option(None, "--limit", "-n", help="At most N entries."),
+    repo_dir: Path = common.RepoOpt,
+    output: Format = OutputOpt,
+) -> None:
+    """What reached ENV, newest first, with approvals verified now (works offline)."""
+    with (
+        handled(output),
+        progress("Reading history...", output),
+        engine.session(repo_dir, offline=True) as s,
+    ):
+        entries = history.history(s, env, limit=limit)
+    if output == Format.json:
+        emit_json({"env": env, "entries": [history.to_dict(e) for e in entries]})
+        return
+    if not entries:
+        console.print(f"Nothing has reached {env} yet.")
+        return
+    table = Table()
+    for col in ("when (UTC)", "kind", "from", "images", "PR", "approvals"):
+        table.add_column(col)
+    for e in entries:
+        source = f"{e.source or '-'}" + (f"@{e.source_revision[:8]}" if e.source_revision else "")
+        images = "\n".join(f"{c.name} {c.old_version} -> {c.new_version}" for c in e.changes)
+        approvals = "\n".join(
+            f"{c.approval.approver}: {prs.ICON.get(str(c.signature), f'[red]{c.signature}[/]')}"
+            for c in e.approvals
+        )
+        table.add_row(
+            f"{e.at:%Y-%m-%d %H:%M}",
+            e.kind,
+            source,
+            images,
+            f"#{e.pr.number}" if e.pr else e.commit[:8],
+            approvals or "-",
+        )
+    console.print(table)

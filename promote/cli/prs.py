@@ -1,0 +1,281 @@
+"""``promote prs``, ``show``, ``approve``, ``merge``, ``close``, ``comment``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.table import Table
+
+from promote.cli import common
+from promote.cli.output import Format, OutputOpt, console, emit_json, handled, progress
+from promote.errors import UsageError
+from promote.forge import base as forge_base
+from promote.promotion import approvals, engine
+
+ICON = {"valid": "[green]valid[/]", "forge": "[green]forge[/]"}
+
+
+def register(app: typer.Typer) -> None:
+    app.command("prs")(prs)
+    app.command("show")(show)
+    app.command("approve")(approve)
+    app.command("merge")(merge)
+    app.command("close")(close)
+    app.command("comment")(comment)
+
+
+def pr_to_dict(pr: forge_base.PullRequest, *, body: bool = False) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "number": pr.number,
+        "title": pr.title,
+        "state": str(pr.state),
+        "kind": str(pr.kind),
+        "env": pr.env,
+        "from": pr.source,
+        "branch": pr.branch,
+        "base": pr.base,
+        "head": pr.head_sha,
+        "author": pr.author,
+        "createdAt": pr.created_at.isoformat(),
+        "url": pr.url,
+        "sourceRevision": pr.source_revision,
+        "images": list(pr.images),
+        "merge": None
+        if pr.merge is None
+        else {
+            "sha": pr.merge.sha,
+            "method": pr.merge.method,
+            "at": pr.merge.at.isoformat(),
+            "by": pr.merge.by,
+            "head": pr.merge.head_sha,
+            "approvals": list(pr.merge.approvals),
+        },
+        "comments": [
+            {"author": c.author, "at": c.at.isoformat(), "text": c.text} for c in pr.comments
+        ],
+    }
+    if body:
+        out["body"] = pr.body
+    return out
+
+
+def checked_to_dict(c: approvals.CheckedApproval) -> dict[str, Any]:
+    return {
+        "approver": c.approval.approver,
+        "head": c.approval.head_sha,
+        "at": c.approval.at.isoformat(),
+        "comment": c.approval.comment,
+        "signature": str(c.signature),
+        "detail": c.detail,
+    }
+
+
+def verdict_to_dict(v: approvals.Verdict) -> dict[str, Any]:
+    return {
+        "mergeable": v.ok,
+        "required": v.required,
+        "counted": list(v.counted),
+        "missing": v.missing,
+        "notCounted": [{"approver": n, "reason": r} for n, r in v.not_counted],
+        "refused": [{"approver": n, "reason": r} for n, r in v.refused],
+        "summary": v.summary(),
+    }
+
+
+def prs(
+    env: str | None = typer.Option(None, "--env", "-e", help="Only PRs into this environment."),
+    state: str = typer.Option("open", "--state", help="open, merged, closed or all."),
+    repo_dir: Path = common.RepoOpt,
+    output: Format = OutputOpt,
+) -> None:
+    """List pull requests (promotions, rollbacks, set-image PRs)."""
+    with handled(output):
+        if state not in ("open", "merged", "closed", "all"):
+            raise UsageError(f"--state {state}: use open, merged, closed or all.")
+        with progress("Fetching pull requests...", output), engine.session(repo_dir) as s:
+            if env:
+                s.project.env(env)
+            found = s.forge.list(
+                env=env, state=None if state == "all" else forge_base.PRState(state)
+            )
+    if output == Format.json:
+        emit_json({"pullRequests": [pr_to_dict(p) for p in found]})
+        return
+    if not found:
+        console.print(f"No {'' if state == 'all' else state + ' '}pull requests.")
+        return
+    table = Table()
+    for col in ("#", "state", "into", "from", "title", "author", "created"):
+        table.add_column(col)
+    for p in found:
+        table.add_row(
+            str(p.number),
+            str(p.state),
+            p.env,
+            p.source or str(p.kind),
+            p.title,
+            p.author,
+            f"{p.created_at:%Y-%m-%d %H:%M}",
+        )
+    console.print(table)
+
+
+def show(
+    pr: str = typer.Argument(..., help="PR number."),
+    repo_dir: Path = common.RepoOpt,
+    output: Format = OutputOpt,
+) -> None:
+    """Show a pull request: its plan, approvals (signatures verified now) and mergeability."""
+    with handled(output):
+        number = engine.parse_pr(pr)
+        with progress("Verifying approvals...", output), engine.session(repo_dir) as s:
+            found = s.forge.get(number)
+            checked = engine.check_approvals(s, s.forge.approvals(number))
+            verdict = approvals.evaluate(
+                s.project.env(found.env).config.approvals,
+                pr=number,
+                env=found.env,
+                author=found.author,
+                head_sha=found.head_sha,
+                approvals=checked,
+            )
+    if output == Format.json:
+        emit_json(
+            {
+                "pullRequest": pr_to_dict(found, body=True),
+                "approvals": [checked_to_dict(c) for c in checked],
+                "policy": verdict_to_dict(verdict),
+            }
+        )
+        return
+    console.print(f"[bold]PR #{found.number}[/] {found.title}")
+    console.print(
+        f"  {found.state} · {found.kind} into {found.env} · branch {found.branch} "
+        f"@ {found.head_sha[:12]} · by {found.author} · {found.url}"
+    )
+    if found.merge:
+        console.print(
+            f"  merged {found.merge.at:%Y-%m-%d %H:%M} UTC by {found.merge.by} "
+            f"({found.merge.method}, {found.merge.sha[:12]})"
+        )
+    console.print(found.body, markup=False)
+    for c in checked:
+        status = ICON.get(str(c.signature), f"[red]{c.signature}[/]")
+        console.print(
+            f"  approval: {c.approval.approver} on {c.approval.head_sha[:12]} "
+            f"{c.approval.at:%Y-%m-%d %H:%M} UTC: {status} {c.detail}"
+        )
+    for note in found.comments:
+        console.print(f"  comment by {note.author}: {note.text}", markup=False)
+    if found.state is forge_base.PRState.OPEN:
+        mark = "[green]mergeable[/]" if verdict.ok else "[yellow]not mergeable[/]"
+        console.print(f"{mark}: {verdict.summary()}")
+        for problem in verdict.problems():
+            console.print(f"  - {problem}", markup=False)
+
+
+def approve(
+    pr: str = typer.Argument(..., help="PR number."),
+    as_name: str | None = typer.Option(
+        None,
+        "--as",
+        envvar="PROMOTE_USER",
+        help="Approver name (keys/release-managers/NAME.asc); default $PROMOTE_USER.",
+    ),
+    note: str = typer.Option("", "--comment", "-m", help="A comment, signed with the approval."),
+    repo_dir: Path = common.RepoOpt,
+    output: Format = OutputOpt,
+) -> None:
+    """Approve a PR's current head, signed with your GnuPG key (GNUPGHOME)."""
+    with handled(output):
+        number = engine.parse_pr(pr)
+        if not as_name:
+            raise UsageError("say who approves: --as NAME (a name in approvals.approvers).")
+        with progress("Signing approval...", output), engine.session(repo_dir) as s:
+            found, approval = engine.approve(s, number, approver=as_name, comment=note)
+    if output == Format.json:
+        emit_json(
+            {
+                "pr": number,
+                "approver": approval.approver,
+                "env": approval.env,
+                "head": approval.head_sha,
+                "at": approval.at.isoformat(),
+            }
+        )
+        return
+    console.print(
+        f"Approved PR #{number} ({found.env}) as {approval.approver}, bound to head "
+        f"{approval.head_sha[:12]}; signature recorded."
+    )
+
+
+def merge(
+    pr: str = typer.Argument(..., help="PR number."),
+    repo_dir: Path = common.RepoOpt,
+    output: Format = OutputOpt,
+) -> None:
+    """Merge a PR into main when the target environment's approval policy holds (else exit 3)."""
+    with handled(output):
+        number = engine.parse_pr(pr)
+        with progress("Checking approvals and merging...", output), engine.session(repo_dir) as s:
+            found, result, verdict = engine.merge(s, number)
+    if output == Format.json:
+        emit_json(
+            {
+                "pr": number,
+                "env": found.env,
+                "merge": {
+                    "sha": result.sha,
+                    "method": result.method,
+                    "by": result.by,
+                    "head": result.head_sha,
+                    "approvals": list(result.approvals),
+                },
+                "policy": verdict_to_dict(verdict),
+            }
+        )
+        return
+    who = ", ".join(result.approvals) or "no approvals required"
+    console.print(
+        f"Merged PR #{number} into {found.base} for {found.env} ({result.method}); "
+        f"{found.base} is now {result.sha[:12]}. Approved by: {who}."
+    )
+
+
+def close(
+    pr: str = typer.Argument(..., help="PR number."),
+    note: str | None = typer.Option(None, "--comment", "-m", help="Why it is closed."),
+    repo_dir: Path = common.RepoOpt,
+    output: Format = OutputOpt,
+) -> None:
+    """Close a PR without merging it."""
+    with handled(output):
+        number = engine.parse_pr(pr)
+        with engine.session(repo_dir) as s:
+            if note:
+                s.forge.comment(number, author=s.user(), text=note)
+            found = s.forge.close(number, by=s.user())
+    if output == Format.json:
+        emit_json({"pullRequest": pr_to_dict(found)})
+        return
+    console.print(f"Closed PR #{number}.")
+
+
+def comment(
+    pr: str = typer.Argument(..., help="PR number."),
+    text: str = typer.Argument(..., help="The comment."),
+    repo_dir: Path = common.RepoOpt,
+    output: Format = OutputOpt,
+) -> None:
+    """Add a comment to a PR."""
+    with handled(output):
+        number = engine.parse_pr(pr)
+        with engine.session(repo_dir) as s:
+            found = s.forge.comment(number, author=s.user(), text=text)
+    if output == Format.json:
+        emit_json({"pullRequest": pr_to_dict(found)})
+        return
+    console.print(f"Commented on PR #{number}.")

@@ -1,0 +1,145 @@
+"""The forge protocol: the few pull-request verbs the promotion engine needs, and their values.
+
+A forge keeps pull requests: the local forge (``forge/local.py``) in the Git remote itself,
+Gitea and GitHub on their servers. The engine receives a :class:`Forge` as an argument and
+never knows which one it has. This module holds only the protocol and frozen values; no
+forge imports another, and policy (who may approve, what counts) lives in
+``promotion/approvals.py``, not here: a forge stores and returns approvals, it does not judge.
+"""
+
+from __future__ import annotations
+
+import builtins
+import enum
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+
+
+class PRState(enum.StrEnum):
+    OPEN = "open"
+    MERGED = "merged"
+    CLOSED = "closed"
+
+
+class PRKind(enum.StrEnum):
+    PROMOTION = "promotion"  # images from an upstream environment
+    ROLLBACK = "rollback"  # images from an earlier state of the same environment
+    SET_IMAGE = "set-image"  # images named on the command line (CI)
+
+
+@dataclass(frozen=True, slots=True)
+class Comment:
+    author: str
+    at: datetime
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Approval:
+    """One approval (a review on a server forge), bound to the head commit it approved.
+
+    On the local forge ``payload`` is the exact JSON document the approver signed and
+    ``signature`` its ASCII-armoured detached GnuPG signature; the other fields are read from
+    the payload. A server forge leaves both None: the forge vouches for the reviewer.
+    """
+
+    approver: str
+    pr: int
+    env: str
+    head_sha: str
+    at: datetime
+    comment: str = ""
+    payload: str | None = None
+    signature: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MergeResult:
+    sha: str  # main's new tip
+    method: str  # "fast-forward" | "merge-commit" | "already-in-main"
+    at: datetime
+    by: str
+    head_sha: str  # the PR head that was merged (what the approvals are bound to)
+    approvals: tuple[str, ...] = ()  # approvers counted by the policy
+
+
+@dataclass(frozen=True, slots=True)
+class PullRequestDraft:
+    """What the engine asks a forge to open (the branch is already pushed)."""
+
+    title: str
+    body: str  # Markdown; never holds a secret value (redacted plan)
+    env: str  # target environment
+    source: str | None  # source environment (None for set-image)
+    kind: PRKind
+    branch: str  # e.g. promote/staging/1a2b3c4d
+    base: str  # e.g. main
+    head_sha: str
+    author: str  # name compared with approvers for self-approval
+    author_identity: str = ""  # "Name <email>" from git config
+    source_revision: str | None = None
+    images: tuple[str, ...] = ()  # "name=version" after the change
+
+
+@dataclass(frozen=True, slots=True)
+class PullRequest:
+    number: int
+    title: str
+    body: str
+    env: str
+    source: str | None
+    kind: PRKind
+    branch: str
+    base: str
+    head_sha: str  # the branch's current head (it moves when someone pushes to the PR)
+    author: str
+    state: PRState
+    created_at: datetime
+    url: str  # a web URL on a server forge; "<remote>#refs/promote/prs/N" on the local forge
+    author_identity: str = ""
+    source_revision: str | None = None
+    images: tuple[str, ...] = ()
+    comments: tuple[Comment, ...] = field(default_factory=tuple)
+    merge: MergeResult | None = None
+    closed_at: datetime | None = None
+    closed_by: str | None = None
+
+
+Resolver = Callable[[str, Sequence[str]], Mapping[str, bytes] | None]
+"""Given main's SHA and the paths Git's three-way merge could not merge, the resolved contents
+of those paths (the engine re-applies the PR's image edits to main's overlay), or None."""
+
+
+class Forge(Protocol):
+    """Pull requests on one forge. Every verb raises ForgeError/NotFound/GitError subclasses."""
+
+    kind: str
+
+    def open(self, draft: PullRequestDraft) -> PullRequest: ...
+
+    def get(self, number: int) -> PullRequest: ...
+
+    def list(
+        self, *, env: str | None = None, state: PRState | None = None
+    ) -> builtins.list[PullRequest]: ...
+
+    def approve(self, number: int, approval: Approval) -> Approval: ...
+
+    def approvals(self, number: int) -> builtins.list[Approval]: ...
+
+    def merge(
+        self,
+        number: int,
+        *,
+        head_sha: str,
+        by: str,
+        approvals: Sequence[str],
+        message: str,
+        resolve: Resolver | None = None,
+    ) -> MergeResult: ...
+
+    def close(self, number: int, *, by: str) -> PullRequest: ...
+
+    def comment(self, number: int, *, author: str, text: str) -> PullRequest: ...

@@ -1,0 +1,406 @@
+"""The local forge: pull requests kept in the Git remote itself (DESIGN §4), the default.
+
+Layout on the remote (any Git remote, a bare repository is enough):
+
+- ``refs/heads/promote/<env>/<id>``: the PR's branch (pushed by the engine before ``open``).
+- ``refs/promote/prs/<N>``: the PR record. Each ref points at a commit whose tree holds
+  ``pr.json`` (title, env, author, state, images, approvals, comments, merge) and ``body.md``
+  (the plan in Markdown). Every change is a new commit on top of the previous one, so the ref's
+  history is the PR's audit log.
+
+Concurrency: every write is a compare-and-swap on the ref (``--force-with-lease`` with the SHA
+we read): a new number is claimed with "must not exist", an update with "still at the commit I
+read". A lost race re-reads and re-applies the change, so concurrent writers never lose each
+other's updates. Local copies live under ``refs/promote-remote/<remote>/prs/``.
+
+This module stores approvals; it does not judge them (``promotion/approvals.py`` does).
+"""
+
+from __future__ import annotations
+
+import builtins
+import copy
+import json
+import logging
+import random
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from promote import repo as git_repo
+from promote.errors import ForgeError, GitUnavailable, NotFound, PushRejected
+from promote.forge.base import (
+    Approval,
+    Comment,
+    MergeResult,
+    PRKind,
+    PRState,
+    PullRequest,
+    PullRequestDraft,
+    Resolver,
+)
+from promote.promotion import approvals as approvals_mod
+
+log = logging.getLogger(__name__)
+
+PR_PREFIX = "refs/promote/prs/"
+RECORD = "pr.json"
+BODY = "body.md"
+T = TypeVar("T")
+
+
+def _now() -> datetime:
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+def _ts(value: Any) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+def _backoff(attempt: int) -> None:
+    time.sleep(random.uniform(0.01, 0.03 * min(attempt + 1, 10)))
+
+
+class LocalForge:
+    """Pull requests as refs and JSON documents in ``remote`` of ``repo``."""
+
+    kind = "local"
+
+    def __init__(
+        self,
+        repo: git_repo.Repo,
+        *,
+        remote: str,
+        main_branch: str,
+        max_attempts: int = 60,
+        offline: bool = False,
+    ) -> None:
+        self._repo = repo
+        self._remote = remote
+        self._main = main_branch
+        self._track = f"refs/promote-remote/{remote}/prs/"
+        self._max = max_attempts
+        self._fresh = False
+        self._offline = offline  # reading only: use the local copies when the remote is away
+
+    # --- reading ----------------------------------------------------------------------------
+
+    def refresh(self) -> None:
+        """Fetch main, the PR branches and the PR records (once per forge unless forced)."""
+        try:
+            self._repo.fetch(
+                self._remote,
+                [
+                    f"+refs/heads/{self._main}:refs/remotes/{self._remote}/{self._main}",
+                    f"+refs/heads/promote/*:refs/remotes/{self._remote}/promote/*",
+                    f"+{PR_PREFIX}*:{self._track}*",
+                ],
+                prune=True,
+            )
+        except GitUnavailable:
+            if not self._offline:
+                raise
+            log.warning("%s cannot be reached; using the local copies of its PRs", self._remote)
+        self._fresh = True
+
+    def _ensure_fresh(self) -> None:
+        if not self._fresh:
+            self.refresh()
+
+    def _load(self, number: int) -> tuple[str, dict[str, Any], str]:
+        sha = self._repo.try_resolve(f"{self._track}{number}")
+        if sha is None:
+            known = sorted(int(r.rsplit("/", 1)[1]) for r in self._repo.refs(self._track))
+            listed = ", ".join(f"#{n}" for n in known[-10:]) or "none yet"
+            raise NotFound(
+                f"PR #{number} does not exist on {self._remote} (PRs: {listed}); "
+                "`promote prs --state all` lists them."
+            )
+        raw = self._repo.read_file(sha, RECORD)
+        if raw is None:
+            raise ForgeError(f"{PR_PREFIX}{number} on {self._remote} holds no {RECORD}.")
+        body = (self._repo.read_file(sha, BODY) or b"").decode("utf-8")
+        return sha, json.loads(raw), body
+
+    def _head(self, record: dict[str, Any]) -> str:
+        live = self._repo.try_resolve(f"refs/remotes/{self._remote}/{record['branch']}")
+        return live or str(record["headSha"])
+
+    def _to_pr(self, record: dict[str, Any], body: str) -> PullRequest:
+        merged = record.get("merged")
+        closed = record.get("closed") or {}
+        return PullRequest(
+            number=int(record["number"]),
+            title=record["title"],
+            body=body,
+            env=record["env"],
+            source=record.get("source"),
+            kind=PRKind(record.get("kind", "promotion")),
+            branch=record["branch"],
+            base=record["base"],
+            head_sha=self._head(record),
+            author=record["author"],
+            state=PRState(record["state"]),
+            created_at=datetime.fromisoformat(record["createdAt"]),
+            url=f"{self._remote}#{PR_PREFIX}{record['number']}",
+            author_identity=record.get("authorIdentity", ""),
+            source_revision=record.get("sourceRevision"),
+            images=tuple(record.get("images", ())),
+            comments=tuple(
+                Comment(c["author"], datetime.fromisoformat(c["at"]), c["text"])
+                for c in record.get("comments", ())
+            ),
+            merge=_merge_from(merged) if merged else None,
+            closed_at=_ts(closed.get("at")),
+            closed_by=closed.get("by"),
+        )
+
+    def get(self, number: int) -> PullRequest:
+        self._ensure_fresh()
+        _, record, body = self._load(number)
+        return self._to_pr(record, body)
+
+    def list(
+        self, *, env: str | None = None, state: PRState | None = None
+    ) -> builtins.list[PullRequest]:
+        self._ensure_fresh()
+        out = []
+        for ref in self._repo.refs(self._track):
+            _, record, body = self._load(int(ref.rsplit("/", 1)[1]))
+            if (env is None or record["env"] == env) and (
+                state is None or record["state"] == state
+            ):
+                out.append(self._to_pr(record, body))
+        return sorted(out, key=lambda p: p.number)
+
+    def approvals(self, number: int) -> builtins.list[Approval]:
+        self._ensure_fresh()
+        _, record, _ = self._load(number)
+        return [approvals_mod.approval_from_record(r) for r in record.get("approvals", ())]
+
+    # --- writing ----------------------------------------------------------------------------
+
+    def _record_commit(
+        self, record: dict[str, Any], body: str, parent: str | None, message: str
+    ) -> str:
+        tree = self._repo.write_tree(
+            {
+                RECORD: (json.dumps(record, indent=2, sort_keys=True) + "\n").encode(),
+                BODY: body.encode(),
+            }
+        )
+        return self._repo.commit(
+            tree, [parent] if parent else [], message, author=self._repo.identity()
+        )
+
+    def open(self, draft: PullRequestDraft) -> PullRequest:
+        for attempt in range(self._max):
+            taken = self._repo.ls_remote(self._remote, f"{PR_PREFIX}*")
+            numbers = [int(r.rsplit("/", 1)[1]) for r in taken if r.rsplit("/", 1)[1].isdigit()]
+            number = max(numbers, default=0) + 1
+            record = {
+                "version": 1,
+                "number": number,
+                "title": draft.title,
+                "kind": str(draft.kind),
+                "env": draft.env,
+                "source": draft.source,
+                "sourceRevision": draft.source_revision,
+                "branch": draft.branch,
+                "base": draft.base,
+                "headSha": draft.head_sha,
+                "author": draft.author,
+                "authorIdentity": draft.author_identity,
+                "createdAt": _now().isoformat(),
+                "state": str(PRState.OPEN),
+                "images": list(draft.images),
+                "approvals": [],
+                "comments": [],
+                "merged": None,
+                "closed": None,
+            }
+            commit = self._record_commit(record, draft.body, None, f"open PR #{number}")
+            ref = f"{PR_PREFIX}{number}"
+            try:
+                self._repo.push(self._remote, [git_repo.RefUpdate(ref, commit, "")])
+            except PushRejected:
+                log.debug("PR number %d was taken concurrently; retrying", number)
+                _backoff(attempt)
+                continue
+            self._repo.set_ref(f"{self._track}{number}", commit)
+            self._repo.set_ref(f"refs/remotes/{self._remote}/{draft.branch}", draft.head_sha)
+            return self._to_pr(record, draft.body)
+        raise ForgeError(
+            f"could not claim a PR number on {self._remote} after {self._max} attempts "
+            "(many concurrent promotions); try again."
+        )
+
+    def _update(
+        self, number: int, message: str, mutate: Callable[[dict[str, Any]], T]
+    ) -> tuple[T, dict[str, Any], str]:
+        """Apply ``mutate`` to the record and push it as a compare-and-swap; retry on races."""
+        for attempt in range(self._max):
+            if attempt:
+                self.refresh()
+            else:
+                self._ensure_fresh()
+            old, record, body = self._load(number)
+            new_record = copy.deepcopy(record)
+            result = mutate(new_record)
+            if new_record == record:
+                return result, record, body
+            commit = self._record_commit(new_record, body, old, message)
+            try:
+                self._repo.push(
+                    self._remote, [git_repo.RefUpdate(f"{PR_PREFIX}{number}", commit, old)]
+                )
+            except PushRejected:
+                log.debug("PR #%d moved concurrently; re-reading", number)
+                _backoff(attempt)
+                continue
+            self._repo.set_ref(f"{self._track}{number}", commit)
+            return result, new_record, body
+        raise ForgeError(
+            f"could not update PR #{number} after {self._max} attempts (it kept changing "
+            "concurrently); try again."
+        )
+
+    def approve(self, number: int, approval: Approval) -> Approval:
+        def add(record: dict[str, Any]) -> None:
+            _require_open(record, "approve")
+            record["approvals"].append(
+                {
+                    "approver": approval.approver,
+                    "payload": approval.payload,
+                    "signature": approval.signature,
+                }
+            )
+
+        self._update(number, f"approve PR #{number} as {approval.approver}", add)
+        return approval
+
+    def comment(self, number: int, *, author: str, text: str) -> PullRequest:
+        def add(record: dict[str, Any]) -> None:
+            record["comments"].append({"author": author, "at": _now().isoformat(), "text": text})
+
+        _, record, body = self._update(number, f"comment on PR #{number} by {author}", add)
+        return self._to_pr(record, body)
+
+    def close(self, number: int, *, by: str) -> PullRequest:
+        def shut(record: dict[str, Any]) -> None:
+            _require_open(record, "close")
+            record["state"] = str(PRState.CLOSED)
+            record["closed"] = {"at": _now().isoformat(), "by": by}
+
+        _, record, body = self._update(number, f"close PR #{number}", shut)
+        return self._to_pr(record, body)
+
+    def merge(
+        self,
+        number: int,
+        *,
+        head_sha: str,
+        by: str,
+        approvals: Sequence[str],
+        message: str,
+        resolve: Resolver | None = None,
+    ) -> MergeResult:
+        """Merge exactly ``head_sha`` into main (fast-forward, else a merge commit).
+
+        A lost push race re-fetches main and merges again. Git conflicts are handed to
+        ``resolve`` (which re-applies the PR's image edits on the new main).
+        """
+        remote_main = f"refs/remotes/{self._remote}/{self._main}"
+        for attempt in range(self._max):
+            self.refresh()
+            _, record, _ = self._load(number)
+            if record["state"] == PRState.MERGED:
+                return _merge_from(record["merged"])
+            _require_open(record, "merge")
+            if self._head(record) != head_sha:
+                raise ForgeError(
+                    f"PR #{number}: its head moved to {self._head(record)[:12]} while merging; "
+                    "approvals are bound to the old head. Run `promote merge` again."
+                )
+            main = self._repo.resolve(remote_main)
+            if self._repo.is_ancestor(head_sha, main):
+                new, method = main, "already-in-main"
+            elif self._repo.is_ancestor(main, head_sha):
+                new, method = head_sha, "fast-forward"
+            else:
+                new, method = (
+                    self._merge_commit(number, main, head_sha, message, resolve),
+                    ("merge-commit"),
+                )
+            if new != main:
+                try:
+                    self._repo.push(
+                        self._remote, [git_repo.RefUpdate(f"refs/heads/{self._main}", new, main)]
+                    )
+                except PushRejected:
+                    log.debug("main moved while merging PR #%d; retrying", number)
+                    _backoff(attempt)
+                    continue
+                self._repo.set_ref(remote_main, new)
+            result = MergeResult(new, method, _now(), by, head_sha, tuple(approvals))
+
+            def mark(rec: dict[str, Any], result: MergeResult = result) -> MergeResult:
+                if rec["state"] == PRState.MERGED:
+                    return _merge_from(rec["merged"])
+                rec["state"] = str(PRState.MERGED)
+                rec["merged"] = _merge_to(result)
+                return result
+
+            return self._update(number, f"merge PR #{number} ({method})", mark)[0]
+        raise ForgeError(
+            f"could not merge PR #{number}: {self._main} kept moving ({self._max} attempts); "
+            "try again."
+        )
+
+    def _merge_commit(
+        self, number: int, main: str, head: str, message: str, resolve: Resolver | None
+    ) -> str:
+        tree, conflicts = self._repo.merge_tree(main, head)
+        if conflicts:
+            fixed = resolve(main, conflicts) if resolve is not None else None
+            if fixed is None or not set(conflicts) <= set(fixed):
+                raise ForgeError(
+                    f"PR #{number} conflicts with {self._main} in {', '.join(conflicts)}; update "
+                    "the PR branch (or close it and promote again)."
+                )
+            tree = self._repo.write_tree(dict(fixed), base=tree)
+        return self._repo.commit(tree, [main, head], message, author=self._repo.identity())
+
+
+def _require_open(record: dict[str, Any], verb: str) -> None:
+    if record["state"] == PRState.MERGED:
+        merged = record.get("merged") or {}
+        raise ForgeError(
+            f"PR #{record['number']} is already merged ({merged.get('sha', '?')[:12]} at "
+            f"{merged.get('at', '?')}); cannot {verb} it."
+        )
+    if record["state"] == PRState.CLOSED:
+        raise ForgeError(f"PR #{record['number']} is closed; cannot {verb} it. Open a new one.")
+
+
+def _merge_to(result: MergeResult) -> dict[str, Any]:
+    return {
+        "sha": result.sha,
+        "method": result.method,
+        "at": result.at.isoformat(),
+        "by": result.by,
+        "headSha": result.head_sha,
+        "approvals": list(result.approvals),
+    }
+
+
+def _merge_from(data: dict[str, Any]) -> MergeResult:
+    return MergeResult(
+        sha=data["sha"],
+        method=data["method"],
+        at=datetime.fromisoformat(data["at"]),
+        by=data["by"],
+        head_sha=data["headSha"],
+        approvals=tuple(data.get("approvals", ())),
+    )

@@ -1,0 +1,519 @@
+"""A local Kubernetes control plane: real etcd and kube-apiserver on 127.0.0.1.
+
+Owns: finding the two binaries (built by ``tools/ensure-controlplane``), the data directory,
+the certificates (a CA, the apiserver's serving certificate, a client certificate for ``admin``
+in ``system:masters``, the service-account signing key), the kubeconfig with context
+``promote-local``, starting both servers on free ports, waiting for ``/readyz``, and stopping
+them. Test fixtures use :class:`LocalCluster` (a context manager whose servers die with this
+process); ``promote cluster up/down`` use :func:`up`, which leaves them running detached and
+records them in ``<dir>/state.json``, and :func:`down`, which stops them by PID.
+
+Must not: build binaries, or talk to the API beyond ``/readyz`` (``cluster/`` does that). There
+is no controller-manager, scheduler or kubelet: Pods are stored, never run, and a deleted
+namespace stays Terminating.
+"""
+
+from __future__ import annotations
+
+import atexit
+import base64
+import contextlib
+import ctypes
+import datetime
+import functools
+import http.client
+import ipaddress
+import json
+import logging
+import os
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import tempfile
+import threading
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from promote import errors
+
+log = logging.getLogger(__name__)
+
+#: Keep in step with tools/ensure-controlplane and tools/controlplane/go.mod.
+K8S_VERSION = "v1.34.4"
+CONTEXT = "promote-local"
+STATE_FILE = "state.json"
+_BUILD_HINT = (
+    "Build them once with tools/ensure-controlplane (needs Go and the module proxy; a cold "
+    "build takes several minutes), or point PROMOTE_CONTROLPLANE_DIR at a directory holding both."
+)
+_LOG_TAIL_LINES = 20
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterInfo:
+    """Where a running control plane is and how to reach it."""
+
+    kubeconfig: Path
+    server: str  # https://127.0.0.1:<port>
+    context: str
+    data_dir: Path
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterState:
+    """What :func:`up` records in ``<dir>/state.json`` so another process can stop it."""
+
+    info: ClusterInfo
+    version: str
+    etcd_pid: int
+    apiserver_pid: int
+    etcd_port: int
+    apiserver_port: int
+
+
+def find_binaries() -> Path:
+    """The directory holding ``kube-apiserver`` and ``etcd``; the same order as the script."""
+    explicit = os.environ.get("PROMOTE_CONTROLPLANE_DIR")
+    if explicit:
+        if _has_binaries(Path(explicit)):
+            return Path(explicit)
+        raise errors.ClusterError(
+            f"PROMOTE_CONTROLPLANE_DIR={explicit} does not hold executable kube-apiserver and "
+            "etcd.",
+            hint=_BUILD_HINT,
+        )
+    assets = os.environ.get("KUBEBUILDER_ASSETS")
+    if assets and _has_binaries(Path(assets)):
+        return Path(assets)
+    cache = os.environ.get("PROMOTE_CACHE") or str(Path.home() / ".cache" / "promote")
+    built = Path(cache) / "controlplane" / K8S_VERSION
+    if _has_binaries(built):
+        return built
+    raise errors.ClusterError(
+        f"kube-apiserver and etcd {K8S_VERSION} are not built: {built} is missing or incomplete.",
+        hint=_BUILD_HINT,
+    )
+
+
+def _has_binaries(directory: Path) -> bool:
+    return all(os.access(directory / name, os.X_OK) for name in ("kube-apiserver", "etcd"))
+
+
+class LocalCluster:
+    """etcd + kube-apiserver for the life of this process, or of the ``with`` block."""
+
+    def __init__(
+        self,
+        *,
+        data_dir: Path | None = None,
+        binaries: Path | None = None,
+        ready_timeout_s: float = 60.0,  # warm start is ~5 s; 2 busy cores can take much longer
+    ) -> None:
+        self._given_dir = data_dir
+        self._binaries = binaries
+        self._ready_timeout_s = ready_timeout_s
+        self._procs: dict[str, subprocess.Popen[bytes]] = {}
+        self._ports: dict[str, int] = {}
+        self._data_dir: Path | None = None
+        self._info: ClusterInfo | None = None
+
+    @property
+    def info(self) -> ClusterInfo:
+        if self._info is None:
+            raise errors.ClusterError("The local cluster is not started; call start() first.")
+        return self._info
+
+    def start(self, *, detach: bool = False) -> ClusterInfo:
+        """Start both servers and wait for /readyz; on failure everything started is stopped.
+
+        ``detach`` leaves the servers running after this process exits (``promote cluster
+        up``); otherwise they are stopped at exit, on SIGTERM/SIGHUP, and when we die.
+        """
+        if self._info is not None:
+            return self._info
+        binaries = self._binaries or find_binaries()
+        if self._given_dir is None:
+            self._data_dir = Path(tempfile.mkdtemp(prefix="promote-cluster-")).resolve()
+        else:
+            self._given_dir.mkdir(parents=True, exist_ok=True)
+            # Absolute: the path is in both servers' argv, which is how down() knows them.
+            self._data_dir = self._given_dir.resolve()
+        if not detach:
+            _track(self)
+        try:
+            self._info = self._launch(binaries, self._data_dir, detach=detach)
+        except BaseException:
+            self.stop()
+            raise
+        return self._info
+
+    def state(self) -> ClusterState:
+        return ClusterState(
+            info=self.info,
+            version=K8S_VERSION,
+            etcd_pid=self._procs["etcd"].pid,
+            apiserver_pid=self._procs["kube-apiserver"].pid,
+            etcd_port=self._ports["etcd"],
+            apiserver_port=self._ports["kube-apiserver"],
+        )
+
+    def stop(self) -> None:
+        """Stop both servers (process groups) and remove a data directory we created."""
+        for name in ("kube-apiserver", "etcd"):  # apiserver first: it holds etcd connections
+            proc = self._procs.pop(name, None)
+            if proc is not None:
+                _terminate(proc.pid, proc)
+        _untrack(self)
+        if self._given_dir is None and self._data_dir is not None:
+            shutil.rmtree(self._data_dir, ignore_errors=True)
+        self._info = None
+
+    def __enter__(self) -> ClusterInfo:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def _launch(self, binaries: Path, data_dir: Path, *, detach: bool) -> ClusterInfo:
+        logs = data_dir / "logs"
+        logs.mkdir(exist_ok=True)
+        etcd_port, peer_port, api_port = _free_ports(3)
+        self._ports = {"etcd": etcd_port, "kube-apiserver": api_port}
+        pki = _write_pki(data_dir / "pki")
+        server = f"https://127.0.0.1:{api_port}"
+        etcd_url, peer_url = f"http://127.0.0.1:{etcd_port}", f"http://127.0.0.1:{peer_port}"
+        etcd_argv = [
+            str(binaries / "etcd"),
+            f"--data-dir={data_dir / 'etcd'}",
+            "--name=promote-local",
+            f"--listen-client-urls={etcd_url}",
+            f"--advertise-client-urls={etcd_url}",
+            f"--listen-peer-urls={peer_url}",
+            f"--initial-advertise-peer-urls={peer_url}",
+            f"--initial-cluster=promote-local={peer_url}",
+            "--unsafe-no-fsync=true",  # throwaway data; fsync dominates apiserver write latency
+        ]
+        api_argv = [
+            str(binaries / "kube-apiserver"),
+            f"--etcd-servers={etcd_url}",
+            "--bind-address=127.0.0.1",
+            "--advertise-address=127.0.0.1",
+            f"--secure-port={api_port}",
+            f"--tls-cert-file={pki / 'apiserver.crt'}",
+            f"--tls-private-key-file={pki / 'apiserver.key'}",
+            f"--client-ca-file={pki / 'ca.crt'}",
+            f"--service-account-key-file={pki / 'sa.pub'}",
+            f"--service-account-signing-key-file={pki / 'sa.key'}",
+            f"--service-account-issuer={server}",
+            "--service-cluster-ip-range=10.0.0.0/24",
+            "--authorization-mode=RBAC",
+            # ServiceAccount admission waits for a token controller we do not run.
+            "--disable-admission-plugins=ServiceAccount",
+            "--allow-privileged=true",
+            "--profiling=false",
+        ]
+        self._procs["etcd"] = _spawn(etcd_argv, logs / "etcd.log", detach=detach)
+        self._procs["kube-apiserver"] = _spawn(api_argv, logs / "kube-apiserver.log", detach=detach)
+        self._wait_ready(api_port, pki, logs)
+        kubeconfig = data_dir / "kubeconfig"
+        _write_kubeconfig(kubeconfig, server, pki)
+        return ClusterInfo(kubeconfig=kubeconfig, server=server, context=CONTEXT, data_dir=data_dir)
+
+    def _wait_ready(self, port: int, pki: Path, logs: Path) -> None:
+        context = ssl.create_default_context(cafile=str(pki / "ca.crt"))
+        context.load_cert_chain(str(pki / "admin.crt"), str(pki / "admin.key"))
+        started = time.monotonic()
+        last = "no answer yet"
+        while time.monotonic() - started < self._ready_timeout_s:
+            for name, proc in self._procs.items():
+                if proc.poll() is not None:
+                    raise _startup_error(f"{name} exited with status {proc.returncode}", logs)
+            conn = http.client.HTTPSConnection("127.0.0.1", port, context=context, timeout=2)
+            try:
+                conn.request("GET", "/readyz")
+                response = conn.getresponse()
+                body = response.read().decode(errors="replace")
+                if response.status == 200:
+                    log.info("control plane ready in %.1fs", time.monotonic() - started)
+                    return
+                last = f"/readyz {response.status}: {body.strip()[-300:]}"
+            except (OSError, http.client.HTTPException) as exc:
+                last = f"/readyz: {exc}"
+            finally:
+                conn.close()
+            time.sleep(0.2)
+        raise _startup_error(
+            f"kube-apiserver was not ready within {self._ready_timeout_s:g}s ({last})", logs
+        )
+
+
+def up(directory: Path, *, ready_timeout_s: float = 60.0) -> ClusterState:
+    """Start a detached control plane in ``directory``, or return the one already running."""
+    directory = directory.expanduser().resolve()
+    existing = read_state(directory)
+    if existing is not None:
+        if is_running(existing):
+            return existing
+        down(directory)  # stale: the machine rebooted or someone killed the servers
+    if directory.exists() and any(directory.iterdir()):
+        raise errors.ClusterError(
+            f"{directory} is not empty and holds no {STATE_FILE}; refusing to use it.",
+            hint="Pick another --dir, or empty it.",
+        )
+    cluster = LocalCluster(data_dir=directory, ready_timeout_s=ready_timeout_s)
+    try:
+        cluster.start(detach=True)
+        state = cluster.state()
+        tmp = directory / f"{STATE_FILE}.tmp"
+        tmp.write_text(json.dumps(asdict(state), default=str, indent=2) + "\n")
+        tmp.replace(directory / STATE_FILE)
+    except BaseException:
+        cluster.stop()
+        shutil.rmtree(directory, ignore_errors=True)
+        raise
+    return state
+
+
+def down(directory: Path) -> ClusterState | None:
+    """Stop the servers :func:`up` started in ``directory`` and remove it; None if none was."""
+    directory = directory.expanduser().resolve()
+    state = read_state(directory)
+    if state is None:
+        return None
+    for pid in (state.apiserver_pid, state.etcd_pid):
+        if _owned(pid, directory):
+            _terminate(pid, None)
+    shutil.rmtree(directory, ignore_errors=True)
+    return state
+
+
+def read_state(directory: Path) -> ClusterState | None:
+    path = directory.expanduser() / STATE_FILE
+    try:
+        raw: dict[str, Any] = json.loads(path.read_text())
+        info = raw.pop("info")
+        for key in ("kubeconfig", "data_dir"):
+            info[key] = Path(info[key])
+        return ClusterState(info=ClusterInfo(**info), **raw)
+    except FileNotFoundError:
+        return None
+    except (ValueError, KeyError, TypeError) as exc:
+        raise errors.ClusterError(
+            f"{path} is not a state file promote wrote ({exc}).", hint="Remove the directory."
+        ) from exc
+
+
+def is_running(state: ClusterState) -> bool:
+    directory = state.info.data_dir
+    return _owned(state.etcd_pid, directory) and _owned(state.apiserver_pid, directory)
+
+
+# --- processes -------------------------------------------------------------------------------
+
+_tracked: set[LocalCluster] = set()
+_tracked_lock = threading.Lock()
+_hooked = False
+
+
+def _track(cluster: LocalCluster) -> None:
+    """Stop ``cluster`` at interpreter exit; the first call also makes SIGTERM/SIGHUP exit."""
+    global _hooked
+    with _tracked_lock:
+        _tracked.add(cluster)
+        first, _hooked = not _hooked, True
+    if first:
+        atexit.register(_stop_tracked)
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGTERM, signal.SIGHUP):
+                if signal.getsignal(signum) is signal.SIG_DFL:  # never replace someone's handler
+                    signal.signal(signum, _exit_on_signal)
+
+
+def _untrack(cluster: LocalCluster) -> None:
+    with _tracked_lock:
+        _tracked.discard(cluster)
+
+
+def _stop_tracked() -> None:
+    for cluster in list(_tracked):
+        cluster.stop()
+
+
+def _exit_on_signal(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)  # unwinds `with` blocks and runs atexit, so servers stop
+
+
+def _spawn(argv: list[str], log_path: Path, *, detach: bool) -> subprocess.Popen[bytes]:
+    # Own session: stop() kills the group, and a Ctrl-C at the terminal does not race our
+    # orderly shutdown. Attached servers also get SIGKILL when we die without cleaning up
+    # (prctl PR_SET_PDEATHSIG=1), resolved here because the child must not import after fork.
+    die_with_parent = None
+    if not detach:
+        with contextlib.suppress(OSError, AttributeError):
+            die_with_parent = functools.partial(ctypes.CDLL(None).prctl, 1, signal.SIGKILL)
+    with log_path.open("ab") as out:
+        return subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=die_with_parent,
+        )
+
+
+def _terminate(pid: int, proc: subprocess.Popen[bytes] | None, timeout_s: float = 10.0) -> None:
+    """SIGTERM the process group, SIGKILL it after ``timeout_s``; reap it if it is our child."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, sig)
+        deadline = time.monotonic() + timeout_s
+        while _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if not _alive(pid):
+            break
+    else:
+        log.warning("process %d did not exit after SIGKILL", pid)
+    if proc is not None:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=1)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[-1].split()[0] != "Z"  # a zombie has exited
+
+
+def _owned(pid: int, directory: Path) -> bool:
+    """Is ``pid`` alive and one of our servers for ``directory`` (not a reused PID)?"""
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+    except OSError:
+        return False
+    return _alive(pid) and any(f"{directory}{os.sep}" in arg for arg in argv)
+
+
+def _free_ports(count: int) -> list[int]:
+    # All sockets stay open until each has a port, so the kernel hands out distinct ones.
+    with contextlib.ExitStack() as stack:
+        socks = [stack.enter_context(socket.socket()) for _ in range(count)]
+        for sock in socks:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in socks]
+
+
+def _startup_error(what: str, logs: Path) -> errors.ClusterError:
+    parts = [f"The local control plane did not start: {what}."]
+    for name in ("etcd", "kube-apiserver"):
+        path = logs / f"{name}.log"
+        try:
+            tail = path.read_text(errors="replace").splitlines()[-_LOG_TAIL_LINES:]
+        except OSError:
+            tail = ["(no log)"]
+        parts.append(f"--- last lines of {path} ---\n" + "\n".join(tail))
+    return errors.ClusterError("\n".join(parts))
+
+
+# --- certificates and kubeconfig --------------------------------------------------------------
+
+
+def _write_pki(pki: Path) -> Path:
+    """CA, apiserver serving cert, admin client cert (system:masters), service-account key."""
+    pki.mkdir(mode=0o700, parents=True, exist_ok=True)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = _name((NameOID.COMMON_NAME, "promote-local-ca"))
+    now = datetime.datetime.now(datetime.UTC)
+
+    def issue(subject: x509.Name, key: Any, extensions: list[tuple[Any, bool]]) -> bytes:
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(subject)
+            .issuer_name(ca_name)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(hours=1))  # tolerate clock skew
+            .not_valid_after(now + datetime.timedelta(days=365))  # `cluster up` may live long
+        )
+        for extension, critical in extensions:
+            builder = builder.add_extension(extension, critical=critical)
+        return builder.sign(ca_key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM)
+
+    ca_usage = x509.KeyUsage(False, False, False, False, False, True, True, False, False)
+    ca_ext = [(x509.BasicConstraints(ca=True, path_length=None), True), (ca_usage, True)]
+    _write_pem(pki / "ca.crt", issue(ca_name, ca_key, ca_ext))
+    leaf_usage = x509.KeyUsage(True, False, False, False, False, False, False, False, False)
+    purposes = [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+    leaf_ext = [
+        (x509.BasicConstraints(ca=False, path_length=None), True),
+        (leaf_usage, True),
+        (x509.ExtendedKeyUsage(purposes), False),
+    ]
+    hosts = ["localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc"]
+    sans: list[x509.GeneralName] = [x509.DNSName(host) for host in hosts]
+    sans += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ("127.0.0.1", "10.0.0.1")]
+    leaves = {
+        "apiserver": (
+            _name((NameOID.COMMON_NAME, "kube-apiserver")),
+            [*leaf_ext, (x509.SubjectAlternativeName(sans), False)],
+        ),
+        "admin": (
+            _name((NameOID.COMMON_NAME, "admin"), (NameOID.ORGANIZATION_NAME, "system:masters")),
+            leaf_ext,
+        ),
+    }
+    for stem, (subject, extensions) in leaves.items():
+        key = ec.generate_private_key(ec.SECP256R1())
+        _write_pem(pki / f"{stem}.crt", issue(subject, key, extensions))
+        _write_pem(pki / f"{stem}.key", _private_pem(key))
+    sa_key = ec.generate_private_key(ec.SECP256R1())
+    _write_pem(pki / "sa.key", _private_pem(sa_key))
+    public = serialization.PublicFormat.SubjectPublicKeyInfo
+    _write_pem(pki / "sa.pub", sa_key.public_key().public_bytes(serialization.Encoding.PEM, public))
+    return pki
+
+
+def _name(*attributes: tuple[x509.ObjectIdentifier, str]) -> x509.Name:
+    return x509.Name([x509.NameAttribute(oid, value) for oid, value in attributes])
+
+
+def _private_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+
+
+def _write_pem(path: Path, data: bytes) -> None:
+    path.write_bytes(data)
+    path.chmod(0o600)
+
+
+def _write_kubeconfig(path: Path, server: str, pki: Path) -> None:
+    """Self-contained (certificates inline); JSON is YAML, so kubectl and clients read it."""
+
+    def b64(name: str) -> str:
+        return base64.b64encode((pki / name).read_bytes()).decode()
+
+    cluster = {"server": server, "certificate-authority-data": b64("ca.crt")}
+    user = {"client-certificate-data": b64("admin.crt"), "client-key-data": b64("admin.key")}
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": CONTEXT, "cluster": cluster}],
+        "users": [{"name": "admin", "user": user}],
+        "contexts": [{"name": CONTEXT, "context": {"cluster": CONTEXT, "user": "admin"}}],
+        "current-context": CONTEXT,
+    }
+    path.write_text(json.dumps(config, indent=2) + "\n")
+    path.chmod(0o600)

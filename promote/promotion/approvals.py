@@ -1,0 +1,216 @@
+"""Approval policy: which approvals count, and whether a pull request may merge (pure).
+
+Inputs are data: the target environment's ``approvals`` settings, the PR's author and current
+head SHA, and approvals whose signatures someone else already checked (:class:`CheckedApproval`:
+the engine verifies GnuPG signatures on the local forge; a server forge vouches for its
+reviews). Output is a :class:`Verdict` that says what counts, what does not and why, and what is
+missing. No I/O here, so the Gitea and GitHub forges reuse it unchanged.
+
+Also here: the exact document an approver signs (:func:`approval_payload`). It binds the PR
+number, the target environment, the head SHA, the approver and the time, so a signature cannot
+be replayed on another PR, environment or commit.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from promote.config import ApprovalsConfig
+from promote.forge.base import Approval
+
+PAYLOAD_TYPE = "promote.approval/v1"
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_SHA = re.compile(r"^[0-9a-f]{40}$")
+_EPOCH = datetime.fromtimestamp(0, UTC)
+
+
+def valid_name(name: str) -> bool:
+    """Approver names are file names in keys/release-managers/: no paths, no spaces."""
+    return bool(_NAME.match(name))
+
+
+def approval_payload(
+    *, pr: int, env: str, head_sha: str, approver: str, at: datetime, comment: str = ""
+) -> str:
+    """The canonical JSON text an approver signs (keys sorted, no spaces)."""
+    doc = {
+        "type": PAYLOAD_TYPE,
+        "pr": pr,
+        "env": env,
+        "head": head_sha,
+        "approver": approver,
+        "at": at.astimezone(UTC).isoformat(timespec="seconds"),
+        "comment": comment,
+    }
+    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+
+
+def approval_from_record(record: Mapping[str, Any]) -> Approval:
+    """An Approval read from a stored ``{payload, signature}`` record.
+
+    The fields come from the signed payload, never from unsigned fields beside it. A payload
+    that does not parse yields an Approval with empty binding (pr 0), which the signature
+    check then reports as corrupted.
+    """
+    payload = str(record.get("payload", ""))
+    signature = record.get("signature")
+    sig = str(signature) if signature else None
+    try:
+        doc = json.loads(payload)
+        if not isinstance(doc, dict) or doc.get("type") != PAYLOAD_TYPE:
+            raise ValueError("not an approval payload")
+        return Approval(
+            approver=str(doc["approver"]),
+            pr=int(doc["pr"]),
+            env=str(doc["env"]),
+            head_sha=str(doc["head"]),
+            at=datetime.fromisoformat(str(doc["at"])),
+            comment=str(doc.get("comment", "")),
+            payload=payload,
+            signature=sig,
+        )
+    except (ValueError, KeyError, TypeError):
+        return Approval(
+            approver=str(record.get("approver", "?")),
+            pr=0,
+            env="",
+            head_sha="",
+            at=_EPOCH,
+            payload=payload,
+            signature=sig,
+        )
+
+
+class SignatureStatus(enum.StrEnum):
+    VALID = "valid"  # verified against keys/release-managers/<approver>.asc
+    FORGE = "forge"  # a server forge's review: the forge authenticated the reviewer
+    BAD = "bad"  # does not verify: the record was forged or corrupted
+    WRONG_KEY = "wrong-key"  # verifies, but with a key that is not the approver's
+    NO_KEY = "no-key"  # the approver has no public key in keys/release-managers/
+    UNSIGNED = "unsigned"  # a local-forge record without a signature
+
+
+TRUSTED = (SignatureStatus.VALID, SignatureStatus.FORGE)
+TAMPERED = (SignatureStatus.BAD, SignatureStatus.WRONG_KEY, SignatureStatus.UNSIGNED)
+
+
+@dataclass(frozen=True, slots=True)
+class CheckedApproval:
+    approval: Approval
+    signature: SignatureStatus
+    detail: str = ""  # e.g. the signing key's fingerprint, or why it failed
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    pr: int
+    env: str
+    required: int
+    approvers: tuple[str, ...]
+    allow_self: bool
+    author: str
+    counted: tuple[str, ...]
+    not_counted: tuple[tuple[str, str], ...]  # (approver, reason)
+    refused: tuple[tuple[str, str], ...]  # tampered records: block the merge outright
+
+    @property
+    def ok(self) -> bool:
+        return len(self.counted) >= self.required and not self.refused
+
+    @property
+    def missing(self) -> int:
+        return max(0, self.required - len(self.counted))
+
+    def candidates(self) -> list[str]:
+        """Listed approvers who could still provide a counted approval."""
+        return [
+            a
+            for a in self.approvers
+            if a not in self.counted and (self.allow_self or a != self.author)
+        ]
+
+    def summary(self) -> str:
+        who = ", ".join(self.approvers) or "nobody"
+        rule = f"{self.required} approval(s) from {who}" if self.required else "no approvals"
+        has = ", ".join(self.counted) or "none"
+        text = f"PR #{self.pr} into {self.env} needs {rule}; counted: {len(self.counted)} ({has})."
+        if self.missing:
+            text += f" Missing: {self.missing} more from {' or '.join(self.candidates()) or '-'}."
+        if self.refused:
+            names = ", ".join(name for name, _ in self.refused)
+            text += f" Refused: the approval record(s) of {names} failed verification."
+        return text
+
+    def problems(self) -> list[str]:
+        return [f"{n}: REFUSED: {r}" for n, r in self.refused] + [
+            f"{n}: not counted: {r}" for n, r in self.not_counted
+        ]
+
+
+def evaluate(
+    policy: ApprovalsConfig,
+    *,
+    pr: int,
+    env: str,
+    author: str,
+    head_sha: str,
+    approvals: Sequence[CheckedApproval],
+) -> Verdict:
+    """Apply ``policy`` to the checked approvals of PR ``pr`` (into ``env``, head ``head_sha``)."""
+    counted: list[str] = []
+    not_counted: list[tuple[str, str]] = []
+    refused: list[tuple[str, str]] = []
+    for checked in sorted(approvals, key=lambda c: c.approval.at):
+        a, status = checked.approval, checked.signature
+        name = a.approver
+        if status in TAMPERED:
+            refused.append((name, _tamper_reason(status, checked.detail)))
+        elif a.pr != pr or a.env != env:
+            refused.append(
+                (name, f"the signed approval is for PR #{a.pr} into {a.env!r}, not this PR")
+            )
+        elif name not in policy.approvers:
+            approvers = ", ".join(policy.approvers) or "none"
+            not_counted.append((name, f"not a listed approver of {env} (approvers: {approvers})"))
+        elif status is SignatureStatus.NO_KEY:
+            not_counted.append((name, checked.detail or "no public key to verify the signature"))
+        elif name == author and not policy.allow_self_approval:
+            not_counted.append((name, f"is the PR's author and {env} disallows self-approval"))
+        elif a.head_sha != head_sha:
+            not_counted.append(
+                (name, f"stale: approved {a.head_sha[:12]} but the PR head is now {head_sha[:12]}")
+            )
+        elif name in counted:
+            not_counted.append((name, "already counted (one approval per approver)"))
+        else:
+            counted.append(name)
+    return Verdict(
+        pr=pr,
+        env=env,
+        required=policy.required,
+        approvers=tuple(policy.approvers),
+        allow_self=policy.allow_self_approval,
+        author=author,
+        counted=tuple(counted),
+        not_counted=tuple(not_counted),
+        refused=tuple(refused),
+    )
+
+
+def _tamper_reason(status: SignatureStatus, detail: str) -> str:
+    reason = {
+        SignatureStatus.BAD: "the signature does not verify (forged or corrupted record)",
+        SignatureStatus.WRONG_KEY: "signed with a key that is not the approver's",
+        SignatureStatus.UNSIGNED: "the record carries no signature",
+    }[status]
+    return f"{reason}{f' ({detail})' if detail else ''}"
+
+
+def is_sha(value: str) -> bool:
+    return bool(_SHA.match(value))

@@ -1,0 +1,145 @@
+"""What reached an environment, read from Git alone; and where a rollback goes back to.
+
+An environment's history is the first-parent log of main restricted to its overlay file:
+every commit there that changed an ``images:`` value is an entry (a merged PR, a ``set-image``
+push, or a hand edit). Each is joined with the PR record that merged it (local forge: the
+``refs/promote/prs/*`` copies fetched earlier), whose approvals are verified again now. It
+works offline on the last fetched state.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from promote import overlay
+from promote.errors import UsageError
+from promote.forge import base as forge_base
+from promote.promotion import approvals, engine, plan
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    commit: str  # the commit on main that changed the overlay
+    parent: str | None  # main before it (what a rollback of this entry returns to)
+    at: datetime  # when it landed on main
+    kind: str  # promotion | rollback | set-image | edit (by hand) | initial
+    source: str | None
+    source_revision: str | None
+    changes: tuple[plan.ImageChange, ...]
+    pr: forge_base.PullRequest | None
+    approvals: tuple[approvals.CheckedApproval, ...] = ()
+
+    @property
+    def merged_by(self) -> str | None:
+        if self.pr and self.pr.merge:
+            return self.pr.merge.by
+        return None
+
+
+def history(s: engine.Session, env_name: str, *, limit: int | None = None) -> list[Entry]:
+    """Entries newest first; approvals checked now against the keys on main."""
+    env = s.project.env(env_name)
+    path = s.overlay_file(env)
+    merged = {
+        pr.merge.sha: pr
+        for pr in s.forge.list(env=env_name, state=forge_base.PRState.MERGED)
+        if pr.merge
+    }
+    entries: list[Entry] = []
+    for commit in s.repo.log(s.sha, paths=[path], first_parent=True):
+        parent = commit.parents[0] if commit.parents else None
+        before = _images(s, parent, path) if parent else []
+        changes = plan.image_changes(before, _images(s, commit.sha, path))
+        if not changes:
+            continue
+        pr = merged.get(commit.sha)
+        trailers = commit.trailers
+        if pr is not None:
+            kind, source, rev = str(pr.kind), pr.source, pr.source_revision
+            checked = engine.check_approvals(s, s.forge.approvals(pr.number))
+        else:
+            kind = trailers.get("Promote-Kind", "edit" if parent else "initial")
+            source = trailers.get("Promote-From")
+            rev = trailers.get("Promote-Source-Revision")
+            checked = []
+        entries.append(
+            Entry(
+                commit=commit.sha,
+                parent=parent,
+                at=commit.committed_at,
+                kind=kind,
+                source=source,
+                source_revision=rev,
+                changes=tuple(changes),
+                pr=pr,
+                approvals=tuple(checked),
+            )
+        )
+        if limit and len(entries) >= limit:
+            break
+    return entries
+
+
+def _images(s: engine.Session, rev: str, path: str) -> list[overlay.Image]:
+    raw = s.repo.read_file(rev, path)
+    if raw is None:
+        return []
+    return plan.read_images(raw.decode("utf-8"), f"{path}@{rev[:12]}")
+
+
+def rollback_revision(
+    s: engine.Session, env_name: str, *, to: str | None = None, steps: int | None = None
+) -> str:
+    """The main revision whose images ``promote rollback`` restores."""
+    if to and steps:
+        raise UsageError("use either --to REV or --steps N, not both.")
+    if to:
+        found = s.repo.try_resolve(to)
+        if found is None:
+            raise UsageError(f"--to {to}: no such revision (fetched from {s.remote}).")
+        if not s.repo.is_ancestor(found, s.sha):
+            raise UsageError(f"--to {to}: {found[:12]} is not on {s.main}; name a commit of it.")
+        return found
+    n = steps or 1
+    if n < 1:
+        raise UsageError("--steps must be 1 or more.")
+    entries = history(s, env_name, limit=n)
+    if len(entries) < n or entries[n - 1].parent is None:
+        raise UsageError(
+            f"{env_name} has {len(entries)} change(s) in its history; cannot go back {n}."
+        )
+    parent = entries[n - 1].parent
+    assert parent is not None
+    return parent
+
+
+def to_dict(entry: Entry) -> dict[str, Any]:
+    verdict_names = set(entry.pr.merge.approvals) if entry.pr and entry.pr.merge else set()
+    return {
+        "commit": entry.commit,
+        "at": entry.at.isoformat(),
+        "kind": entry.kind,
+        "from": entry.source,
+        "sourceRevision": entry.source_revision,
+        "changes": [
+            {"app": c.app, "image": c.name, "from": c.old_version, "to": c.new_version}
+            for c in entry.changes
+        ],
+        "pr": None
+        if entry.pr is None
+        else {"number": entry.pr.number, "title": entry.pr.title, "author": entry.pr.author},
+        "mergedBy": entry.merged_by,
+        "approvals": [
+            {
+                "approver": c.approval.approver,
+                "headSha": c.approval.head_sha,
+                "at": c.approval.at.isoformat(),
+                "signature": str(c.signature),
+                "detail": c.detail,
+                "countedAtMerge": c.approval.approver in verdict_names,
+            }
+            for c in entry.approvals
+        ],
+    }

@@ -1,0 +1,414 @@
+"""One environment's reconcile pass, and the self-heal path the watch cache drives.
+
+A pass runs the stages of DESIGN §5 in order: fetch, render, validate, decrypt, compare,
+apply, prune, health, status. Every stage before apply only computes; a failure there applies
+nothing and leaves the last good state in the cluster, and the status names the stage. The
+adapters (Git source, kustomize, secret resolver, cluster) are passed in, never built here,
+so tests point them at 127.0.0.1. This module sequences; the rules live in the pure modules
+(``validation``, ``cluster.drift``, ``cluster.inventory``, ``cluster.health``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import tempfile
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from promote import config, render, validate, validation
+from promote.cluster import apply, client, drift, health, inventory
+from promote.cluster.cache import LiveCache
+from promote.errors import ClusterError, PromoteError
+from promote.reconcile import status as status_mod
+from promote.reconcile.metrics import Metrics
+from promote.reconcile.source import GitSource
+
+log = logging.getLogger(__name__)
+
+STAGES = ("fetch", "render", "validate", "decrypt", "compare", "apply", "prune", "health")
+
+
+class SecretResolver(Protocol):
+    """Turns SOPS-encrypted Secrets and ``vault:`` references into plain Secrets, in memory."""
+
+    def resolve(self, objects: list[dict[str, Any]], *, env: str) -> list[dict[str, Any]]: ...
+
+
+class StageFailed(PromoteError):
+    def __init__(self, stage: str, cause: PromoteError) -> None:
+        super().__init__(f"{stage}: {cause}")
+        self.stage = stage
+        self.cause = cause
+        self.retryable = cause.retryable  # type: ignore[misc]
+
+
+@dataclass(frozen=True, slots=True)
+class AgentSettings:
+    env: str
+    namespace: str  # default namespace of the environment's objects; status lives here too
+    self_heal: bool = True
+    prune: bool = True
+    allow_mass_prune: bool = False
+    ignore: tuple[config.IgnoreRule, ...] = ()
+    workers: int = 8  # parallel applies; the API server is the bottleneck past this
+
+
+@dataclass(slots=True)
+class PassReport:
+    revision: str | None = None
+    applied: list[str] = field(default_factory=list)
+    out_of_sync: dict[str, list[str]] = field(default_factory=dict)  # object -> field paths
+    pruned: list[str] = field(default_factory=list)
+    prune_blocked: str | None = None
+    health: str = "Unknown"
+    health_details: dict[str, str] = field(default_factory=dict)
+    error: StageFailed | None = None
+    duration_s: float = 0.0
+    objects: int = 0
+    diffs: list[tuple[str, dict[str, Any] | None, dict[str, Any]]] = field(default_factory=list)
+
+
+def _digest(obj: dict[str, Any]) -> str:
+    """Identity of what we would apply, without the revision annotation (see drift.py)."""
+    shape = drift.comparable(obj)
+    return hashlib.sha256(json.dumps(shape, sort_keys=True, default=str).encode()).hexdigest()
+
+
+class Agent:
+    def __init__(
+        self,
+        *,
+        settings: AgentSettings,
+        source: GitSource,
+        cluster: client.Cluster,
+        kustomize: render.Kustomize,
+        resolver: SecretResolver | None = None,
+        metrics: Metrics | None = None,
+        work_dir: Path | None = None,
+    ) -> None:
+        self.settings = settings
+        self.source = source
+        self.cluster = cluster
+        self.kustomize = kustomize
+        self.resolver = resolver
+        self.metrics = metrics or Metrics()
+        self._work_dir = work_dir
+        self.status = status_mod.EnvStatus(env=settings.env)
+        self.cache = LiveCache(
+            cluster, label_selector=apply.selector(settings.env), on_event=self._on_event
+        )
+        self._desired: dict[str, dict[str, Any]] = {}  # last good desired state, by key
+        self._applied: dict[str, str] = {}  # key -> digest of the desired object last applied
+        self._lock = threading.RLock()  # one writer: a pass or a heal, never both
+        self._heal_queue: list[str] = []
+        self._heal_wakeup = threading.Event()
+        self.healing_enabled = False
+
+    # --- the pass ---------------------------------------------------------------------------
+    def run_pass(self, *, dry_run: bool = False) -> PassReport:
+        started = time.monotonic()
+        report = PassReport()
+        try:
+            desired, _revision = self._desired_state(report)
+            with self._lock:
+                self._compare(desired, report, dry_run=dry_run)
+                if not dry_run:
+                    self._apply(desired, report)
+                self._prune(desired, report, dry_run=dry_run)
+                if not dry_run:
+                    self._desired = {client.object_key(o): o for o in desired}
+                self._assess(desired, report)
+        except StageFailed as exc:
+            report.error = exc
+            self.metrics.failures.labels(self.settings.env, exc.stage).inc()
+            log.warning("%s: pass failed at %s: %s", self.settings.env, exc.stage, exc.cause)
+        report.duration_s = time.monotonic() - started
+        if not dry_run:
+            self._publish(report)
+        return report
+
+    def _stage(self, name: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except PromoteError as exc:
+            raise StageFailed(name, exc) from exc
+
+    def _desired_state(self, report: PassReport) -> tuple[list[dict[str, Any]], str]:
+        env = self.settings.env
+        revision = self._stage("fetch", self.source.fetch)
+        report.revision = revision
+        with tempfile.TemporaryDirectory(prefix="promote-agent-", dir=self._work_dir) as tmp:
+            tree = self._stage("fetch", self.source.export, revision, Path(tmp) / "tree")
+            project = self._stage("render", config.load_project, tree)
+            environment = self._stage("render", project.env, env)
+            objects = self._stage("render", self.kustomize.build, environment.overlay_dir)
+            findings = validation.check_objects(
+                objects,
+                env=env,
+                namespace=self.settings.namespace,
+                allow_latest=env in project.config.policy.allow_latest,
+            )
+            for check in validate.EXTRA_CHECKS:
+                findings.extend(check(project, environment, objects))
+        if findings:
+            raise StageFailed(
+                "validate",
+                PromoteError(
+                    "; ".join(str(f) for f in findings[:5])
+                    + (f" (+{len(findings) - 5} more)" if len(findings) > 5 else "")
+                ),
+            )
+        self.status.images = {
+            image: ref
+            for obj in objects
+            for _, ref in validation.container_images(obj)
+            for image in [ref.rsplit("/", 1)[-1].split(":")[0].split("@")[0]]
+        }
+        if any(validation.is_sops_object(o) or o.get("kind") == "Secret" for o in objects):
+            if self.resolver is None:
+                if any(validation.is_sops_object(o) for o in objects):
+                    raise StageFailed(
+                        "decrypt", PromoteError("SOPS-encrypted Secrets but no secret resolver.")
+                    )
+            else:
+                objects = self._stage("decrypt", self.resolver.resolve, objects, env=env)
+        prepared = [
+            drift.secret_to_data(drift.apply_ignores(o, self.settings.ignore)) for o in objects
+        ]
+        desired = apply.prepare(
+            prepared, env=env, namespace=self.settings.namespace, revision=revision
+        )
+        report.objects = len(desired)
+        return desired, revision
+
+    def _ensure_watches(self, desired: Sequence[dict[str, Any]]) -> None:
+        kinds = {(o["apiVersion"], o["kind"]) for o in desired}
+        for api_version, kind in sorted(kinds):
+            try:
+                rt = self.cluster.resource(api_version, kind)
+            except ClusterError:
+                continue  # a CRD applied in this pass: its kind is watched next pass
+            self.cache.ensure(rt)
+
+    def _compare(self, desired: list[dict[str, Any]], report: PassReport, *, dry_run: bool) -> None:
+        self._stage("compare", self._ensure_namespace, dry_run=dry_run)
+        self._stage("compare", self._ensure_watches, desired)
+        for obj in desired:
+            key = client.object_key(obj)
+            live = self.cache.get(key)
+            paths = drift.differences(obj, live)
+            if paths and live is not None:
+                paths = self._confirm(obj, live, paths)
+            if paths:
+                report.out_of_sync[key] = paths
+                report.diffs.append((key, live, obj))
+
+    def _confirm(self, obj: dict[str, Any], live: dict[str, Any], paths: list[str]) -> list[str]:
+        """A local difference is drift only if a server-side dry run agrees (defaulting and
+        quantity normalisation make a naive comparison lie)."""
+        try:
+            would = self.cluster.apply(obj, force=True, dry_run=True)
+        except ClusterError as exc:
+            raise StageFailed("compare", exc) from exc
+        return drift.confirmed(obj, would, live)
+
+    def _ensure_namespace(self, *, dry_run: bool) -> None:
+        rt = self.cluster.resource("v1", "Namespace")
+        if not dry_run and self.cluster.get(rt, None, self.settings.namespace) is None:
+            self.cluster.create(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Namespace",
+                    "metadata": {"name": self.settings.namespace},
+                }
+            )
+
+    def _apply(self, desired: list[dict[str, Any]], report: PassReport) -> None:
+        todo = []
+        for obj in desired:
+            key = client.object_key(obj)
+            changed = self._applied.get(key) != _digest(obj)
+            if key in report.out_of_sync and (changed or self.settings.self_heal):
+                todo.append(obj)
+        results = apply.apply_objects(
+            self.cluster, todo, mode=apply.ApplyMode.FORCE, workers=self.settings.workers
+        )
+        errors = [r.error for r in results if r.error is not None]
+        for r, obj in zip(results, todo, strict=True):
+            if r.error is None:
+                self._applied[r.key] = _digest(obj)
+                report.applied.append(r.key)
+                report.out_of_sync.pop(r.key, None)
+        self.metrics.objects_applied.labels(self.settings.env).inc(len(report.applied))
+        for obj in desired:  # objects in sync count as applied at this digest
+            key = client.object_key(obj)
+            if key not in report.out_of_sync:
+                self._applied.setdefault(key, _digest(obj))
+        if errors:
+            raise StageFailed("apply", errors[0])
+
+    def _prune(self, desired: list[dict[str, Any]], report: PassReport, *, dry_run: bool) -> None:
+        env, ns = self.settings.env, self.settings.namespace
+        keys = [client.object_key(o) for o in desired]
+        previous = self._stage("prune", inventory.read, self.cluster, env=env, namespace=ns)
+        if self.settings.prune and previous:
+            plan = inventory.plan_prune(
+                previous, keys, allow_mass_prune=self.settings.allow_mass_prune
+            )
+            if plan.blocked:
+                report.prune_blocked = plan.reason
+                keys = sorted(set(keys) | set(plan.delete))  # keep tracking what we did not delete
+            elif dry_run:
+                report.pruned.extend(plan.delete)  # would be deleted (if they carry our labels)
+            else:
+                for key in plan.delete:
+                    self._stage("prune", self._delete_if_ours, key, report)
+        elif previous:
+            keys = sorted(set(keys) | set(previous))  # prune off: still ours, still tracked
+        if dry_run:
+            return
+        self._stage(
+            "prune",
+            inventory.write,
+            self.cluster,
+            keys,
+            env=env,
+            namespace=ns,
+            revision=report.revision or "",
+        )
+
+    def _delete_if_ours(self, key: str, report: PassReport) -> None:
+        group, kind, ns, name = key.split("/", 3)
+        rt = self.cluster.resource_by_group_kind(group, kind)
+        if rt is None:
+            return  # the kind is no longer served (its CRD is gone): nothing left to delete
+        live = self.cluster.get(rt, ns or None, name)
+        labels = ((live or {}).get("metadata") or {}).get("labels") or {}
+        if (
+            live is None
+            or labels.get(apply.MANAGED_BY) != apply.MANAGER
+            or labels.get(apply.ENV_LABEL) != self.settings.env
+        ):
+            return  # only objects carrying our labels are ever deleted
+        if self.cluster.delete(rt, ns or None, name):
+            report.pruned.append(key)
+            self._applied.pop(key, None)
+
+    def _assess(self, desired: list[dict[str, Any]], report: PassReport) -> None:
+        statuses = {}
+        for obj in desired:
+            key = client.object_key(obj)
+            statuses[key] = health.assess_health(self.cache.get(key))
+        report.health = str(health.aggregate(statuses.values()))
+        report.health_details = {
+            client.describe_key(k): f"{s.health}: {s.message}" if s.message else str(s.health)
+            for k, s in statuses.items()
+            if s.health != health.Health.HEALTHY
+        }
+
+    # --- status -----------------------------------------------------------------------------
+    def _publish(self, report: PassReport) -> None:
+        st, env = self.status, self.settings.env
+        with self._lock:
+            if report.revision:
+                st.revision = report.revision
+            st.objects = report.objects or st.objects
+            st.prune_blocked = report.prune_blocked
+            if report.error:
+                st.sync = status_mod.FAILED
+                st.last_error = {
+                    "stage": report.error.stage,
+                    "message": str(report.error.cause),
+                    "at": status_mod.now_iso(),
+                }
+            else:
+                st.sync = status_mod.OUT_OF_SYNC if report.out_of_sync else status_mod.SYNCED
+                st.out_of_sync = sorted(client.describe_key(k) for k in report.out_of_sync)
+                st.health, st.health_details = report.health, report.health_details
+                st.last_error = None
+                st.last_sync_at = status_mod.now_iso()
+                if st.sync == status_mod.SYNCED and st.health == "Healthy":
+                    st.healthy_since = st.healthy_since or st.last_sync_at
+                else:
+                    st.healthy_since = None
+                self.metrics.last_success.labels(env).set(time.time())
+            self.metrics.pass_duration.labels(env).observe(report.duration_s)
+            self.metrics.out_of_sync.labels(env).set(len(report.out_of_sync))
+            self.write_status()
+
+    def write_status(self) -> None:
+        try:
+            status_mod.write(self.cluster, self.status, namespace=self.settings.namespace)
+        except ClusterError as exc:
+            log.warning("%s: could not write status: %s", self.settings.env, exc)
+
+    # --- self-heal --------------------------------------------------------------------------
+    def _on_event(self, etype: str, key: str, live: dict[str, Any] | None) -> None:
+        if not self.healing_enabled or key not in self._desired:
+            return
+        self._heal_queue.append(key)
+        self._heal_wakeup.set()
+
+    def heal_pending(self) -> int:
+        """Revert drift on objects the watch reported; returns how many were corrected."""
+        self._heal_wakeup.clear()
+        keys, self._heal_queue = list(dict.fromkeys(self._heal_queue)), []
+        fixed = 0
+        for key in keys:
+            try:
+                fixed += self._heal_one(key)
+            except ClusterError as exc:
+                log.warning(
+                    "%s: self-heal of %s failed: %s",
+                    self.settings.env,
+                    client.describe_key(key),
+                    exc,
+                )
+                self._heal_queue.append(key)
+        return fixed
+
+    def _heal_one(self, key: str) -> int:
+        with self._lock:
+            desired = self._desired.get(key)
+            if desired is None:
+                return 0
+            live = self.cache.get(key)
+            paths = drift.differences(desired, live)
+            if paths and live is not None:
+                paths = drift.confirmed(
+                    desired, self.cluster.apply(desired, force=True, dry_run=True), live
+                )
+            if not paths:
+                return 0
+            what = client.describe_key(key)
+            if not self.settings.self_heal:
+                if what not in self.status.out_of_sync:
+                    self.status.out_of_sync.append(what)
+                    self.status.sync = status_mod.OUT_OF_SYNC
+                    self.write_status()
+                return 0
+            result = self.cluster.apply(desired, force=True)
+            at = status_mod.now_iso()
+            self.status.last_correction = status_mod.Correction(what, paths, at)
+            self.status.corrections += 1
+            self.metrics.drift_corrections.labels(self.settings.env, desired["kind"]).inc()
+            log.info("%s: reverted drift on %s (%s)", self.settings.env, what, ", ".join(paths))
+            status_mod.emit_event(
+                self.cluster,
+                regarding=result or desired,
+                reason="DriftReverted",
+                message=f"promote reverted drift on {what}: {', '.join(paths)[:500]} "
+                f"(revision {self.status.revision or '?'})",
+                namespace=self.settings.namespace,
+            )
+            self.write_status()
+            return 1
+
+    def wait_for_heal_work(self, timeout_s: float) -> bool:
+        return self._heal_wakeup.wait(timeout_s)

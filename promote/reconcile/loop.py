@@ -1,0 +1,139 @@
+"""``promote agent``: run an environment's passes forever, heal drift as watches report it.
+
+The loop is the only place that decides *when*: a full pass every ``interval`` (the safety
+net) and immediately on a new revision; a heal as soon as the watch cache reports a change on
+a managed object; capped exponential backoff after a retryable failure (Git, API server,
+Vault). With several replicas, only the Lease holder passes or heals; the others wait warm.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import ThreadingHTTPServer
+
+from promote.cluster.lease import LeaderElector, LeaseSettings
+from promote.errors import PromoteError
+from promote.reconcile import metrics as metrics_mod
+from promote.reconcile.agent import Agent, PassReport
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class LoopSettings:
+    interval_s: float = 60.0  # full resync; drift is caught earlier by watches
+    poll_s: float = 5.0  # how often to look for a new revision between full passes
+    backoff_min_s: float = 1.0
+    backoff_max_s: float = 60.0  # cap of the exponential backoff after failures
+    leader_election: bool = True
+    listen: str | None = None  # "127.0.0.1:9090" serves /status, /healthz, /metrics
+    lease: LeaseSettings = field(default_factory=LeaseSettings)
+
+
+def backoff_delays(minimum: float, maximum: float) -> list[float]:
+    out, d = [], minimum
+    while d < maximum:
+        out.append(d)
+        d *= 2
+    return [*out, maximum]
+
+
+class AgentLoop:
+    def __init__(self, agent: Agent, settings: LoopSettings, *, identity: str | None = None):
+        self.agent = agent
+        self.settings = settings
+        self.identity = identity or f"{socket.gethostname()}-{os.getpid()}"
+        self.elector = LeaderElector(
+            agent.cluster,
+            name=f"promote-agent-{agent.settings.env}",
+            namespace=agent.settings.namespace,
+            identity=self.identity,
+            settings=settings.lease,
+        )
+        self.stop_event = threading.Event()
+        self.last_report: PassReport | None = None
+        self.passes = 0
+        self._server: ThreadingHTTPServer | None = None
+
+    def _status(self) -> dict[str, object]:
+        doc = self.agent.status.to_dict()
+        doc["leader"] = self.elector.is_leader or not self.settings.leader_election
+        doc["identity"] = self.identity
+        return doc
+
+    def run(self) -> None:
+        if self.settings.listen:
+            self._server = metrics_mod.serve(
+                self.settings.listen,
+                status=self._status,
+                healthy=lambda: not self.stop_event.is_set(),
+                metrics=self.agent.metrics,
+            )
+        heal = threading.Thread(target=self._heal_loop, name="self-heal", daemon=True)
+        heal.start()
+        delays = backoff_delays(self.settings.backoff_min_s, self.settings.backoff_max_s)
+        failures = 0
+        next_full = 0.0
+        last_revision: str | None = None
+        try:
+            while not self.stop_event.is_set():
+                if not self._is_leader():
+                    self.agent.healing_enabled = False
+                    self.stop_event.wait(self.settings.lease.renew_s)
+                    continue
+                now = time.monotonic()
+                due = now >= next_full or failures > 0
+                if not due:
+                    revision = self._peek_revision()
+                    due = revision is not None and revision != last_revision
+                if due:
+                    report = self.agent.run_pass()
+                    self.last_report = report
+                    self.passes += 1
+                    if report.error:
+                        failures += 1
+                        delay = delays[min(failures - 1, len(delays) - 1)]
+                        log.warning(
+                            "%s: %s failed; retrying in %.0fs",
+                            self.agent.settings.env,
+                            report.error.stage,
+                            delay,
+                        )
+                        self.stop_event.wait(delay)
+                        continue
+                    failures = 0
+                    last_revision = report.revision
+                    next_full = time.monotonic() + self.settings.interval_s
+                    self.agent.healing_enabled = True
+                self.stop_event.wait(min(self.settings.poll_s, self.settings.lease.renew_s))
+        finally:
+            self.agent.healing_enabled = False
+            self.agent.cache.stop()
+            self.elector.release()
+            if self._server is not None:
+                self._server.shutdown()
+
+    def _peek_revision(self) -> str | None:
+        try:
+            return self.agent.source.fetch()
+        except PromoteError as exc:  # the next pass reports it with its stage
+            log.debug("poll failed: %s", exc)
+            return None
+
+    def _is_leader(self) -> bool:
+        if not self.settings.leader_election:
+            return True
+        return self.elector.try_acquire_or_renew()
+
+    def _heal_loop(self) -> None:
+        while not self.stop_event.is_set():
+            if self.agent.wait_for_heal_work(0.5) and self.agent.healing_enabled:
+                self.agent.heal_pending()
+
+    def stop(self) -> None:
+        self.stop_event.set()

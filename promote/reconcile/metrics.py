@@ -1,0 +1,94 @@
+"""Prometheus metrics of one agent, and the small HTTP server for /status, /healthz, /metrics.
+
+Labels carry environment names, stages and kinds only: never an object's content.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+log = logging.getLogger(__name__)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.pass_duration = Histogram(
+            "promote_reconcile_pass_duration_seconds",
+            "Duration of a full reconcile pass.",
+            ["env"],
+            registry=self.registry,
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+        )
+        self.objects_applied = Counter(
+            "promote_objects_applied_total", "Objects applied.", ["env"], registry=self.registry
+        )
+        self.drift_corrections = Counter(
+            "promote_drift_corrections_total",
+            "Drift reverted (self-heal).",
+            ["env", "kind"],
+            registry=self.registry,
+        )
+        self.failures = Counter(
+            "promote_reconcile_failures_total",
+            "Failed passes by stage.",
+            ["env", "stage"],
+            registry=self.registry,
+        )
+        self.last_success = Gauge(
+            "promote_last_successful_sync_timestamp_seconds",
+            "Unix time of the last successful sync.",
+            ["env"],
+            registry=self.registry,
+        )
+        self.out_of_sync = Gauge(
+            "promote_out_of_sync_objects", "Objects that differ.", ["env"], registry=self.registry
+        )
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+def serve(
+    address: str,
+    *,
+    status: Callable[[], dict[str, Any]],
+    healthy: Callable[[], bool],
+    metrics: Metrics,
+) -> ThreadingHTTPServer:
+    """Serve /status (JSON), /healthz and /metrics on ``host:port`` in a daemon thread."""
+    host, _, port = address.rpartition(":")
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if self.path.startswith("/status"):
+                self._send(200, "application/json", json.dumps(status(), indent=2).encode())
+            elif self.path.startswith("/healthz"):
+                ok = healthy()
+                self._send(200 if ok else 503, "text/plain", b"ok\n" if ok else b"unhealthy\n")
+            elif self.path.startswith("/metrics"):
+                self._send(200, CONTENT_TYPE_LATEST, metrics.exposition())
+            else:
+                self._send(404, "text/plain", b"not found\n")
+
+        def _send(self, code: int, ctype: str, body: bytes) -> None:
+            self.send_response(code)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            log.debug("http: " + format, *args)
+
+    server = ThreadingHTTPServer((host or "127.0.0.1", int(port)), Handler)
+    threading.Thread(target=server.serve_forever, name="agent-http", daemon=True).start()
+    return server

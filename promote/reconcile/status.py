@@ -1,0 +1,133 @@
+"""An environment's sync status: the document, where it is kept, and Kubernetes Events.
+
+The status is what ``promote status`` and ``/status`` show: revision, sync (Synced /
+OutOfSync / Failed), health, the last error with its stage, the last drift correction and
+counts. It is kept in a ConfigMap ``promote-status-ENV`` in the environment's namespace.
+Nothing here holds a secret value: errors were sanitised where they were raised, and drift
+corrections name objects and field paths only.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import uuid
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from promote.cluster import client
+from promote.errors import ClusterError
+
+log = logging.getLogger(__name__)
+
+SYNCED, OUT_OF_SYNC, FAILED, UNKNOWN = "Synced", "OutOfSync", "Failed", "Unknown"
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(slots=True)
+class Correction:
+    object: str  # "Deployment production/web-app"
+    paths: list[str]
+    at: str
+
+
+@dataclass(slots=True)
+class EnvStatus:
+    env: str
+    revision: str | None = None
+    sync: str = UNKNOWN
+    health: str = "Unknown"
+    health_details: dict[str, str] = field(default_factory=dict)  # object -> "Health: message"
+    last_error: dict[str, str] | None = None  # {"stage", "message", "at"}
+    last_sync_at: str | None = None
+    last_correction: Correction | None = None
+    corrections: int = 0
+    objects: int = 0
+    out_of_sync: list[str] = field(default_factory=list)
+    prune_blocked: str | None = None
+    leader: str | None = None
+    images: dict[str, str] = field(default_factory=dict)  # image name -> ref, from rendering
+    healthy_since: str | None = None  # first time these images were Synced + Healthy
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> EnvStatus:
+        data = dict(data)
+        corr = data.pop("last_correction", None)
+        known = {f for f in cls.__dataclass_fields__}
+        status = cls(**{k: v for k, v in data.items() if k in known})
+        status.last_correction = Correction(**corr) if corr else None
+        return status
+
+
+def configmap_name(env: str) -> str:
+    return f"promote-status-{env}"
+
+
+def write(cluster: client.Cluster, status: EnvStatus, *, namespace: str) -> None:
+    body = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": configmap_name(status.env),
+            "namespace": namespace,
+            "labels": {"app.kubernetes.io/managed-by": "promote-agent"},
+        },
+        "data": {"status.json": json.dumps(status.to_dict(), sort_keys=True)},
+    }
+    cluster.apply(body, force=True, field_manager="promote-status")
+
+
+def read(cluster: client.Cluster, *, env: str, namespace: str) -> EnvStatus | None:
+    cm = cluster.get(cluster.resource("v1", "ConfigMap"), namespace, configmap_name(env))
+    if cm is None:
+        return None
+    return EnvStatus.from_dict(json.loads((cm.get("data") or {}).get("status.json", "{}")))
+
+
+def emit_event(
+    cluster: client.Cluster,
+    *,
+    regarding: dict[str, Any],
+    reason: str,
+    message: str,
+    event_type: str = "Normal",
+    namespace: str,
+) -> None:
+    """A core/v1 Event about an object (``kubectl get events`` and ``describe`` show it).
+    Best effort: a failed event never fails a pass."""
+    meta = regarding.get("metadata") or {}
+    stamp = now_iso()
+    event = {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {
+            "name": f"{meta.get('name', 'promote')}.{uuid.uuid4().hex[:12]}",
+            "namespace": meta.get("namespace") or namespace,
+        },
+        "involvedObject": {
+            "apiVersion": regarding.get("apiVersion"),
+            "kind": regarding.get("kind"),
+            "name": meta.get("name"),
+            "namespace": meta.get("namespace"),
+            "uid": meta.get("uid"),
+        },
+        "reason": reason,
+        "message": message[:1000],
+        "type": event_type,
+        "source": {"component": "promote-agent", "host": socket.gethostname()},
+        "firstTimestamp": stamp,
+        "lastTimestamp": stamp,
+        "count": 1,
+    }
+    try:
+        cluster.create(event)
+    except ClusterError as exc:
+        log.debug("could not record event %s: %s", reason, exc)

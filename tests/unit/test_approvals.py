@@ -1,0 +1,143 @@
+"""The approval policy (pure): what counts, what does not, and the words the user reads."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from promote.config import ApprovalsConfig
+from promote.forge.base import Approval
+from promote.promotion import approvals
+from promote.promotion.approvals import CheckedApproval, SignatureStatus
+
+HEAD = "a" * 40
+OLD = "b" * 40
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+PROD = ApprovalsConfig(required=2, approvers=["rm1", "rm2", "rm3"], allow_self_approval=False)
+
+
+def ok(name: str, *, head: str = HEAD, pr: int = 7, env: str = "prod", minute: int = 0,
+       status: SignatureStatus = SignatureStatus.VALID) -> CheckedApproval:  # fmt: skip
+    return CheckedApproval(
+        Approval(name, pr, env, head, T0 + timedelta(minutes=minute), payload="{}", signature="s"),
+        status,
+    )
+
+
+def verdict(*checked: CheckedApproval, policy: ApprovalsConfig = PROD, author: str = "alice"):  # type: ignore[no-untyped-def]
+    return approvals.evaluate(
+        policy, pr=7, env="prod", author=author, head_sha=HEAD, approvals=list(checked)
+    )
+
+
+@pytest.mark.parametrize(
+    ("checked", "counted", "missing"),
+    [
+        ((), (), 2),
+        ((ok("rm1"),), ("rm1",), 1),
+        ((ok("rm1"), ok("rm2", minute=1)), ("rm1", "rm2"), 0),
+        ((ok("rm1"), ok("rm1", minute=1)), ("rm1",), 1),  # one approval per approver
+    ],
+)
+def test_count_of_valid_distinct_approvals(
+    checked: tuple[CheckedApproval, ...], counted: tuple[str, ...], missing: int
+) -> None:
+    v = verdict(*checked)
+    assert v.counted == counted and v.missing == missing and v.ok == (missing == 0)
+
+
+def test_no_approvals_needed_when_required_is_zero() -> None:
+    assert verdict(policy=ApprovalsConfig()).ok
+
+
+def test_self_approval_not_counted_unless_allowed() -> None:
+    v = verdict(ok("rm1"), ok("rm2"), author="rm1")
+    assert v.counted == ("rm2",) and not v.ok
+    assert ("rm1", "is the PR's author and prod disallows self-approval") in v.not_counted
+    allowed = ApprovalsConfig(required=2, approvers=["rm1", "rm2"], allow_self_approval=True)
+    assert verdict(ok("rm1"), ok("rm2"), author="rm1", policy=allowed).ok
+
+
+def test_stale_approval_after_the_head_moved_is_not_counted() -> None:
+    v = verdict(ok("rm1", head=OLD), ok("rm2"))
+    assert v.counted == ("rm2",)
+    assert v.not_counted[0][1].startswith("stale: approved bbbbbbbbbbbb but the PR head is now")
+
+
+def test_approver_outside_the_list_is_not_counted() -> None:
+    v = verdict(ok("mallory"), ok("rm1"))
+    assert v.counted == ("rm1",)
+    assert "not a listed approver of prod (approvers: rm1, rm2, rm3)" in v.not_counted[0][1]
+
+
+@pytest.mark.parametrize(
+    "status", [SignatureStatus.BAD, SignatureStatus.WRONG_KEY, SignatureStatus.UNSIGNED]
+)
+def test_tampered_record_refuses_the_merge_even_with_enough_approvals(
+    status: SignatureStatus,
+) -> None:
+    v = verdict(ok("rm1"), ok("rm2"), ok("rm3", status=status))
+    assert v.counted == ("rm1", "rm2") and not v.ok
+    assert v.refused[0][0] == "rm3"
+    assert "rm3" in v.summary() and "failed verification" in v.summary()
+
+
+def test_signature_replayed_from_another_pr_is_refused() -> None:
+    v = verdict(ok("rm1", pr=3), ok("rm2", env="staging"))
+    assert [n for n, _ in v.refused] == ["rm1", "rm2"]
+    assert "for PR #3 into 'prod'" in v.refused[0][1]
+
+
+def test_missing_key_is_not_counted_with_the_reason() -> None:
+    missing = CheckedApproval(ok("rm2").approval, SignatureStatus.NO_KEY, "no rm2.asc on main")
+    v = verdict(ok("rm1"), missing)
+    assert v.not_counted == (("rm2", "no rm2.asc on main"),)
+
+
+def test_forge_reviews_count_without_a_signature() -> None:
+    review = CheckedApproval(Approval("rm1", 7, "prod", HEAD, T0), SignatureStatus.FORGE)
+    assert verdict(review).counted == ("rm1",)
+
+
+def test_summary_lists_what_is_present_and_what_is_missing() -> None:
+    v = verdict(ok("rm1"), ok("rm2", head=OLD))
+    assert v.summary() == (
+        "PR #7 into prod needs 2 approval(s) from rm1, rm2, rm3; counted: 1 (rm1). "
+        "Missing: 1 more from rm2 or rm3."
+    )
+    assert v.problems() == [
+        "rm2: not counted: stale: approved bbbbbbbbbbbb but the PR head is now aaaaaaaaaaaa"
+    ]
+
+
+def test_payload_binds_pr_env_head_approver_time_and_round_trips() -> None:
+    text = approvals.approval_payload(
+        pr=7, env="prod", head_sha=HEAD, approver="rm1", at=T0, comment="lgtm"
+    )
+    doc = json.loads(text)
+    assert doc == {
+        "type": "promote.approval/v1",
+        "pr": 7,
+        "env": "prod",
+        "head": HEAD,
+        "approver": "rm1",
+        "at": "2026-01-01T00:00:00+00:00",
+        "comment": "lgtm",
+    }
+    a = approvals.approval_from_record({"payload": text, "signature": "sig", "approver": "rm2"})
+    assert (a.approver, a.pr, a.env, a.head_sha, a.at) == ("rm1", 7, "prod", HEAD, T0)
+
+
+def test_corrupted_payload_yields_an_unbound_approval() -> None:
+    a = approvals.approval_from_record({"payload": "{not json", "approver": "rm1"})
+    assert (a.approver, a.pr, a.env, a.signature) == ("rm1", 0, "", None)
+
+
+@pytest.mark.parametrize(
+    ("name", "valid"),
+    [("rm1", True), ("a.b-c_d", True), ("../x", False), ("", False), ("a b", False)],
+)
+def test_approver_names_are_plain_file_names(name: str, valid: bool) -> None:
+    assert approvals.valid_name(name) is valid
