@@ -98,7 +98,7 @@ def _images_seq(data: CommentedMap, display: str) -> CommentedSeq | None:
 
 def parse_images(text: str, display: str = "kustomization.yaml") -> list[Image]:
     data = _load(text, display)
-    typed = _images_seq(data, display) or []
+    typed: list[Any] = list(_images_seq(data, display) or [])
     raw = _written_images(text)
     out = []
     for i, (item, written) in enumerate(zip(typed, raw, strict=False)):
