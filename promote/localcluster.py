@@ -125,6 +125,7 @@ class LocalCluster:
         self._ports: dict[str, int] = {}
         self._data_dir: Path | None = None
         self._info: ClusterInfo | None = None
+        self._restart_args: tuple[list[str], Path, Path, bool] = ([], Path(), Path(), False)
 
     @property
     def info(self) -> ClusterInfo:
@@ -221,12 +222,23 @@ class LocalCluster:
             "--allow-privileged=true",
             "--profiling=false",
         ]
+        self._restart_args = (api_argv, logs, pki, detach)
         self._procs["etcd"] = _spawn(etcd_argv, logs / "etcd.log", detach=detach)
         self._procs["kube-apiserver"] = _spawn(api_argv, logs / "kube-apiserver.log", detach=detach)
         self._wait_ready(api_port, pki, logs)
         kubeconfig = data_dir / "kubeconfig"
         _write_kubeconfig(kubeconfig, server, pki)
         return ClusterInfo(kubeconfig=kubeconfig, server=server, context=CONTEXT, data_dir=data_dir)
+
+    def restart_apiserver(self, *, down_s: float = 0.0) -> None:
+        """Stop kube-apiserver and start it again on the same port; etcd keeps the data.
+        To clients this is a control-plane crash or upgrade (tests of agent recovery)."""
+        api_argv, logs, pki, detach = self._restart_args
+        proc = self._procs.pop("kube-apiserver")
+        _terminate(proc.pid, proc)
+        time.sleep(down_s)
+        self._procs["kube-apiserver"] = _spawn(api_argv, logs / "kube-apiserver.log", detach=detach)
+        self._wait_ready(self._ports["kube-apiserver"], pki, logs)
 
     def _wait_ready(self, port: int, pki: Path, logs: Path) -> None:
         context = ssl.create_default_context(cafile=str(pki / "ca.crt"))

@@ -182,7 +182,16 @@ def _diff_texts(live: dict[str, Any] | None, desired: dict[str, Any]) -> tuple[A
         if k in ("name", "namespace", "labels", "annotations")
     }
     before = drift.project(shape, live) if live is not None else None
-    return redact.redact_pair(before, shape)
+    before, after = redact.redact_pair(before, shape)
+    # Both sides of a changed Secret value read <changed>: label the live one so the unified
+    # diff shows the line (the values themselves are never shown).
+    for section in redact.SECRET_SECTIONS:
+        values = (before or {}).get(section)
+        if isinstance(values, dict):
+            for k, v in values.items():
+                if v == redact.CHANGED:
+                    values[k] = "<redacted: live value differs>"
+    return before, after
 
 
 def diff(

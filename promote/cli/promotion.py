@@ -100,9 +100,10 @@ def _report(p: plan.Plan, pr: forge_base.PullRequest | None, output: Format, dry
         return
     _print_plan(p, full_diff=dry)
     if pr is not None:
+        as_name = "" if pr.url.startswith(("http://", "https://")) else " --as NAME"
         console.print(
             f"Opened PR [bold]#{pr.number}[/]: {pr.title}\n  {pr.url} (branch {pr.branch})\n"
-            f"  next: `promote approve {pr.number} --as NAME`, then `promote merge {pr.number}`"
+            f"  next: `promote approve {pr.number}{as_name}`, then `promote merge {pr.number}`"
         )
     elif p.blocked:
         raise typer.Exit(ExitCode.BLOCKED)
@@ -121,14 +122,16 @@ def to(
         None,
         "--status-file",
         envvar="PROMOTE_STATUS_FILE",
-        help="Agent status JSON for the soak gate (until the reconcile agent publishes it).",
+        help="Status JSON for the soak gate instead of the agents' promote-status-ENV.",
     ),
     repo_dir: Path = common.RepoOpt,
     output: Format = OutputOpt,
 ) -> None:
     """Promote images from the upstream environment into ENV through a pull request."""
     with handled(output):
-        reader = engine.status_from_file(status_file) if status_file else plan.no_status
+        reader = (
+            engine.status_from_file(status_file) if status_file else _agent_status_reader(repo_dir)
+        )
         with (
             progress(f"Planning the promotion into {env}...", output),
             engine.session(repo_dir) as s,
@@ -243,3 +246,14 @@ def history_cmd(
             approvals or "-",
         )
     console.print(table)
+
+
+def _agent_status_reader(repo_dir: Path) -> plan.StatusReader:
+    """Read the source agent's status from its cluster, only when a soak gate asks."""
+
+    def read(env: str) -> plan.EnvStatus | None:
+        from promote.reconcile import setup  # the Kubernetes client loads only when needed
+
+        return setup.gate_status_reader(common.load(repo_dir))(env)
+
+    return read

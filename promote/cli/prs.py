@@ -182,17 +182,17 @@ def approve(
         None,
         "--as",
         envvar="PROMOTE_USER",
-        help="Approver name (keys/release-managers/NAME.asc); default $PROMOTE_USER.",
+        help="Approver name (keys/release-managers/NAME.asc); default $PROMOTE_USER. "
+        "Gitea/GitHub: the token's user approves; omit it.",
     ),
     note: str = typer.Option("", "--comment", "-m", help="A comment, signed with the approval."),
     repo_dir: Path = common.RepoOpt,
     output: Format = OutputOpt,
 ) -> None:
-    """Approve a PR's current head, signed with your GnuPG key (GNUPGHOME)."""
+    """Approve a PR's current head: signed with your GnuPG key (GNUPGHOME) on the local forge,
+    a review by the token's user on Gitea/GitHub."""
     with handled(output):
         number = engine.parse_pr(pr)
-        if not as_name:
-            raise UsageError("say who approves: --as NAME (a name in approvals.approvers).")
         with progress("Signing approval...", output), engine.session(repo_dir) as s:
             found, approval = engine.approve(s, number, approver=as_name, comment=note)
     if output == Format.json:
@@ -206,9 +206,10 @@ def approve(
             }
         )
         return
+    recorded = "signature recorded" if approval.signature else f"review recorded ({found.url})"
     console.print(
         f"Approved PR #{number} ({found.env}) as {approval.approver}, bound to head "
-        f"{approval.head_sha[:12]}; signature recorded."
+        f"{approval.head_sha[:12]}; {recorded}."
     )
 
 

@@ -56,13 +56,19 @@ class LiveCache:
         return list(self._threads)
 
     # --- watching -------------------------------------------------------------------------
-    def ensure(self, rt: client.ResourceType, *, wait_s: float = 30) -> None:
-        """Start watching a kind (once) and wait until its first list is in the cache."""
+    def ensure(
+        self, rt: client.ResourceType, *, namespace: str | None = None, wait_s: float = 30
+    ) -> None:
+        """Start watching a kind (once) and wait until its first list is in the cache.
+
+        ``namespace`` limits a namespaced kind to one namespace, so an agent whose RBAC is a
+        Role in its environment's namespace can watch (deploy/base/rbac.yaml)."""
         ident = (rt.api_version, rt.kind)
         if ident not in self._threads:
             self._synced[ident] = threading.Event()
+            ns = namespace if rt.namespaced else None
             thread = threading.Thread(
-                target=self._run, args=(rt,), name=f"watch-{rt.kind}", daemon=True
+                target=self._run, args=(rt, ns), name=f"watch-{rt.kind}", daemon=True
             )
             self._threads[ident] = thread
             thread.start()
@@ -84,22 +90,24 @@ class LiveCache:
             for k in stale:  # deleted while we were not watching
                 self._on_event("DELETED", k, None)
 
-    def _run(self, rt: client.ResourceType) -> None:
+    def _run(self, rt: client.ResourceType, namespace: str | None) -> None:
         backoff = 0.2
         ident = (rt.api_version, rt.kind)
         while not self._stop.is_set():
             try:
-                items, version = self._cluster.list(rt, label_selector=self._selector)
+                items, version = self._cluster.list(
+                    rt, namespace=namespace, label_selector=self._selector
+                )
                 self._replace_kind(rt, items)
                 self._synced[ident].set()
                 backoff = 0.2
-                version = self._watch(rt, version)
+                version = self._watch(rt, version, namespace)
             except ClusterError as exc:
                 log.warning("watch %s failed, retrying in %.1fs: %s", rt.kind, backoff, exc)
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, 10.0)
 
-    def _watch(self, rt: client.ResourceType, version: str) -> str:
+    def _watch(self, rt: client.ResourceType, version: str, namespace: str | None) -> str:
         """Watch until the stream ends; returns so that the caller re-lists (cheap, and it
         also covers 410 Gone)."""
         while not self._stop.is_set():
@@ -109,6 +117,7 @@ class LiveCache:
                 resource_version=version,
                 label_selector=self._selector,
                 timeout_s=self._watch_timeout_s,
+                namespace=namespace,
             ):
                 if self._stop.is_set():
                     return version

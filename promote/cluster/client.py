@@ -270,6 +270,7 @@ class Cluster:
         resource_version: str,
         label_selector: str | None = None,
         timeout_s: int = 300,
+        namespace: str | None = None,
     ) -> Iterator[tuple[str, dict[str, Any]]]:
         """Yield (type, object) watch events; ends when the server closes the stream.
 
@@ -283,7 +284,7 @@ class Cluster:
         ]
         if label_selector:
             query.append(("labelSelector", label_selector))
-        resp = self.request("GET", rt.collection_path(None), query=query, stream=True)
+        resp = self.request("GET", rt.collection_path(namespace), query=query, stream=True)
         buf = b""
         try:
             for chunk in resp.stream(4096, decode_content=True):

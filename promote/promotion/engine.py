@@ -35,12 +35,15 @@ from promote import repo as git_repo
 from promote.errors import (
     ConfigError,
     ForgeError,
+    GitError,
     GitUnavailable,
     PolicyBlocked,
     PushRejected,
     UsageError,
 )
 from promote.forge import base as forge_base
+from promote.forge import gitea as gitea_forge
+from promote.forge import github as github_forge
 from promote.forge import local as local_forge
 from promote.promotion import approvals, plan
 from promote.secrets import parity
@@ -122,8 +125,13 @@ class Session:
         return self.project.relpath(overlay.kustomization_path(env.overlay_dir))
 
     def user(self, explicit: str | None = None) -> str:
-        """Who runs the command: --author/--as, else $PROMOTE_USER, else git user.name."""
-        return explicit or os.environ.get("PROMOTE_USER") or self.repo.identity().name
+        """Who runs the command: --author/--as, else $PROMOTE_USER, else the forge token's user
+        (server forges), else git user.name."""
+        found = explicit or os.environ.get("PROMOTE_USER")
+        if found:
+            return found
+        server = server_forge(self.forge)
+        return server.whoami() if server is not None else self.repo.identity().name
 
 
 def status_from_file(path: Path) -> plan.StatusReader:
@@ -153,6 +161,9 @@ def status_from_file(path: Path) -> plan.StatusReader:
     return read
 
 
+ServerForge = gitea_forge.GiteaForge | github_forge.GitHubForge
+
+
 def make_forge(
     project: config.Project, repo: git_repo.Repo, *, offline: bool = False
 ) -> forge_base.Forge:
@@ -161,37 +172,93 @@ def make_forge(
         return local_forge.LocalForge(
             repo, remote=cfg.remote, main_branch=cfg.main_branch, offline=offline
         )
-    raise ForgeError(
-        f"promote.yaml: forge.type {cfg.forge.type!r} is not available in this build; "
-        "use `type: local` (pull requests kept in the Git remote)."
-    )
+    server = _make_server_forge(cfg, repo)
+    if server is None:
+        raise ForgeError(f"promote.yaml: forge.type {cfg.forge.type!r} is not known.")
+    return server
+
+
+def _make_server_forge(cfg: config.ProjectConfig, repo: git_repo.Repo) -> ServerForge | None:
+    """A Gitea/GitHub forge (reads the token from forge.tokenEnv), None for the local forge."""
+    if cfg.forge.type == "gitea":
+        return gitea_forge.GiteaForge.from_config(cfg.forge, main_branch=cfg.main_branch, git=repo)
+    if cfg.forge.type == "github":
+        return github_forge.GitHubForge.from_config(
+            cfg.forge, main_branch=cfg.main_branch, git=repo
+        )
+    return None
+
+
+def server_forge(forge: forge_base.Forge) -> ServerForge | None:
+    """The forge when it is a server (approvals are reviews, the token says who you are)."""
+    if isinstance(forge, gitea_forge.GiteaForge | github_forge.GitHubForge):
+        return forge
+    return None
+
+
+@contextlib.contextmanager
+def _environment(extra: Mapping[str, str]) -> Iterator[None]:
+    """Set ``extra`` in this process's environment (git reads it) and restore it after.
+
+    It carries git's auth header for the forge (``http.py``: scoped to the remote's URL). The
+    forge token is already in this environment, under ``forge.tokenEnv``.
+    """
+    saved = {k: os.environ.get(k) for k in extra}
+    os.environ.update(extra)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 @contextlib.contextmanager
 def session(repo_dir: Path, *, offline: bool = False) -> Iterator[Session]:
     """Fetch the remote's main and open it; ``offline`` falls back to the last fetched main."""
     repo = git_repo.Repo.open(repo_dir)
-    # Only the remote and main branch come from the worktree; everything else from main.
-    has_file = (repo.path / config.PROJECT_FILE).is_file()
-    cfg = config.load_project(repo.path).config if has_file else config.ProjectConfig()
-    remote, main = cfg.remote, cfg.main_branch
-    tracking = f"refs/remotes/{remote}/{main}"
-    repo.remote_url(remote)  # a clear error when the remote is not configured
+    tmp: Path | None = None
+    clients: list[ServerForge] = []
     try:
-        repo.fetch(remote, [f"+refs/heads/{main}:{tracking}"])
-    except GitUnavailable:
-        if not offline or repo.try_resolve(tracking) is None:
-            raise
-        log.warning("%s cannot be reached; using the last fetched %s", remote, main)
-    sha = repo.resolve(tracking)
-    tmp = Path(tempfile.mkdtemp(prefix="promote-main-"))
-    try:
-        root = repo.export_tree(sha, tmp / "tree")
-        project = config.load_project(root)
-        forge = make_forge(project, repo, offline=offline)
-        yield Session(repo, remote, main, sha, root, project, forge, offline)
+        # Only the remote, main branch and forge access come from the worktree; the rest
+        # (policy, environments, the forge PRs go to) from main.
+        has_file = (repo.path / config.PROJECT_FILE).is_file()
+        cfg = config.load_project(repo.path).config if has_file else config.ProjectConfig()
+        remote, main = cfg.remote, cfg.main_branch
+        tracking = f"refs/remotes/{remote}/{main}"
+        url = repo.remote_url(remote)  # a clear error when the remote is not configured
+        early = _make_server_forge(cfg, repo)
+        clients += [early] if early else []
+        with _environment(early.git_environment(url) if early else {}):
+            try:
+                repo.fetch(remote, [f"+refs/heads/{main}:{tracking}"])
+            except GitUnavailable:
+                if not offline or repo.try_resolve(tracking) is None:
+                    if early is not None:
+                        early.check_access()  # says why, when the forge knows (token, repo)
+                    raise
+                log.warning("%s cannot be reached; using the last fetched %s", remote, main)
+            except GitError:
+                if early is not None:
+                    early.check_access()
+                raise
+            sha = repo.resolve(tracking)
+            tmp = Path(tempfile.mkdtemp(prefix="promote-main-"))
+            root = repo.export_tree(sha, tmp / "tree")
+            project = config.load_project(root)
+            if early is not None and project.config.forge == cfg.forge:
+                forge: forge_base.Forge = early
+            else:
+                forge = make_forge(project, repo, offline=offline)
+                clients += [f for f in [server_forge(forge)] if f is not None]
+            yield Session(repo, remote, main, sha, root, project, forge, offline)
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        for client in clients:
+            client.disconnect()
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
         repo.close()
 
 
@@ -491,12 +558,21 @@ def approve(
     s: Session,
     number: int,
     *,
-    approver: str,
+    approver: str | None,
     comment: str = "",
     signer: gpg.Signer | None = None,
     now: datetime | None = None,
 ) -> tuple[forge_base.PullRequest, forge_base.Approval]:
-    """Record ``approver``'s signed approval of the PR's current head."""
+    """Record ``approver``'s signed approval of the PR's current head.
+
+    On a server forge the approval is a review by the token's user (``approver``, when given,
+    must be that user); nothing is signed: the forge authenticated the reviewer.
+    """
+    server = server_forge(s.forge)
+    if server is not None:
+        return _approve_on_server(s, server, number, approver=approver, comment=comment, now=now)
+    if not approver:
+        raise UsageError("say who approves: --as NAME (a name in approvals.approvers).")
     pr = _open_pr(s, number, "approve")
     policy = s.project.env(pr.env).config.approvals
     if approver not in policy.approvers:
@@ -526,10 +602,50 @@ def approve(
     return pr, s.forge.approve(number, approval)
 
 
+def _approve_on_server(
+    s: Session,
+    server: ServerForge,
+    number: int,
+    *,
+    approver: str | None,
+    comment: str,
+    now: datetime | None,
+) -> tuple[forge_base.PullRequest, forge_base.Approval]:
+    me = server.whoami()
+    if approver and approver != me:
+        raise UsageError(
+            f"--as {approver}: on {server.name} the token's user approves, and the token in "
+            f"${s.project.config.forge.token_env} belongs to {me}. Drop --as (and "
+            "$PROMOTE_USER), or run with the approver's own token."
+        )
+    pr = _open_pr(s, number, "approve")
+    policy = s.project.env(pr.env).config.approvals
+    if me == pr.author and not policy.allow_self_approval:
+        raise PolicyBlocked(
+            f"PR #{number} was opened by {me}, and {pr.env} does not allow self-approval "
+            "(approvals.allowSelfApproval: false); your own approval would not count. Ask "
+            f"another approver ({', '.join(a for a in policy.approvers if a != me) or 'none'})."
+        )
+    if me not in policy.approvers:
+        raise UsageError(
+            f"{me} (the user of the token in ${s.project.config.forge.token_env}) is not an "
+            f"approver of {pr.env} (approvers: {', '.join(policy.approvers) or 'none'}; see "
+            f"environments/{pr.env}.yaml)."
+        )
+    at = (now or datetime.now(UTC)).replace(microsecond=0)
+    wanted = forge_base.Approval(me, number, pr.env, pr.head_sha, at, comment)
+    return pr, s.forge.approve(number, wanted)
+
+
 def check_approvals(
     s: Session, found: Sequence[forge_base.Approval]
 ) -> list[approvals.CheckedApproval]:
-    """Verify each approval's signature now, against its approver's key on main."""
+    """Verify each approval's signature now, against its approver's key on main.
+
+    A server forge's reviews carry no signature: the forge authenticated each reviewer.
+    """
+    if server_forge(s.forge) is not None:
+        return [approvals.CheckedApproval(a, approvals.SignatureStatus.FORGE) for a in found]
     return gpg.verify_approvals(found, s.root / KEYS_DIR, where=f"{KEYS_DIR}/ on {s.main}")
 
 
@@ -580,21 +696,27 @@ def merge(
     """Merge when the target's policy holds (exit 3 with what is missing otherwise)."""
     pr = _open_pr(s, number, "merge")
     verdict = evaluate(s, pr)
+    server = server_forge(s.forge)
     if not verdict.ok:
-        hint = (
-            f"Approve with `promote approve {number} --as NAME`."
-            if not verdict.refused
-            else f"Close PR #{number} and promote again; find out who wrote its record."
-        )
+        if verdict.refused:
+            hint = f"Close PR #{number} and promote again; find out who wrote its record."
+        elif server is not None:
+            hint = (
+                f"Each approver runs `promote approve {number}` with their own token in "
+                f"${s.project.config.forge.token_env} (or approves the PR on {server.name})."
+            )
+        else:
+            hint = f"Approve with `promote approve {number} --as NAME`."
         raise PolicyBlocked(verdict.summary(), problems=verdict.problems(), hint=hint)
+    merger = server.whoami() if server is not None else s.user(by)
     message = (
         f"Merge PR #{number}: {pr.title}\n\nPromote-PR: {number}\nPromote-Env: {pr.env}\n"
-        f"Promote-Approved-By: {', '.join(verdict.counted) or '-'}\n"
+        f"Promote-Approved-By: {', '.join(verdict.counted) or '-'}\nPromote-Merged-By: {merger}\n"
     )
     result = s.forge.merge(
         number,
         head_sha=pr.head_sha,
-        by=s.user(by),
+        by=merger,
         approvals=verdict.counted,
         message=message,
         resolve=_reapply(s, pr),

@@ -74,6 +74,22 @@ class PassReport:
     diffs: list[tuple[str, dict[str, Any] | None, dict[str, Any]]] = field(default_factory=list)
 
 
+def running_images(objects: Sequence[dict[str, Any]]) -> dict[str, str]:
+    """``{image name: version}`` of every container, as the soak gate compares them: the name
+    is the repository's last path segment (the ``images:`` entry's name), the version the tag
+    and/or ``@digest`` (``overlay.Image.version``)."""
+    out: dict[str, str] = {}
+    for obj in objects:
+        for _, ref in validation.container_images(obj):
+            tag, digest = validation.image_tag(ref)
+            repo = ref.split("@", 1)[0]
+            if tag:
+                repo = repo[: -(len(tag) + 1)]
+            version = "@".join(p for p in (tag, digest) if p) or "(untagged)"
+            out[repo.rsplit("/", 1)[-1]] = version
+    return out
+
+
 def _digest(obj: dict[str, Any]) -> str:
     """Identity of what we would apply, without the revision annotation (see drift.py)."""
     shape = drift.comparable(obj)
@@ -164,12 +180,10 @@ class Agent:
                     + (f" (+{len(findings) - 5} more)" if len(findings) > 5 else "")
                 ),
             )
-        self.status.images = {
-            image: ref
-            for obj in objects
-            for _, ref in validation.container_images(obj)
-            for image in [ref.rsplit("/", 1)[-1].split(":")[0].split("@")[0]]
-        }
+        images = running_images(objects)
+        if images != self.status.images:
+            self.status.healthy_since = None  # a soak starts over with new images
+        self.status.images = images
         if any(validation.is_sops_object(o) or o.get("kind") == "Secret" for o in objects):
             if self.resolver is None:
                 if any(validation.is_sops_object(o) for o in objects):
@@ -188,13 +202,18 @@ class Agent:
         return desired, revision
 
     def _ensure_watches(self, desired: Sequence[dict[str, Any]]) -> None:
-        kinds = {(o["apiVersion"], o["kind"]) for o in desired}
-        for api_version, kind in sorted(kinds):
+        namespaces: dict[tuple[str, str], set[str]] = {}
+        for o in desired:
+            ns = (o.get("metadata") or {}).get("namespace") or ""
+            namespaces.setdefault((o["apiVersion"], o["kind"]), set()).add(ns)
+        for (api_version, kind), seen in sorted(namespaces.items()):
             try:
                 rt = self.cluster.resource(api_version, kind)
             except ClusterError:
                 continue  # a CRD applied in this pass: its kind is watched next pass
-            self.cache.ensure(rt)
+            # One namespace (the usual case): watch only it, which a namespaced Role allows.
+            only = self.settings.namespace if seen == {self.settings.namespace} else None
+            self.cache.ensure(rt, namespace=only)
 
     def _compare(self, desired: list[dict[str, Any]], report: PassReport, *, dry_run: bool) -> None:
         self._stage("compare", self._ensure_namespace, dry_run=dry_run)
@@ -327,6 +346,7 @@ class Agent:
                     "message": str(report.error.cause),
                     "at": status_mod.now_iso(),
                 }
+                self._failed_event(report.error)
             else:
                 st.sync = status_mod.OUT_OF_SYNC if report.out_of_sync else status_mod.SYNCED
                 st.out_of_sync = sorted(client.describe_key(k) for k in report.out_of_sync)
@@ -341,6 +361,26 @@ class Agent:
             self.metrics.pass_duration.labels(env).observe(report.duration_s)
             self.metrics.out_of_sync.labels(env).set(len(report.out_of_sync))
             self.write_status()
+
+    def _failed_event(self, error: StageFailed) -> None:
+        """A Warning Event on the status ConfigMap, so `kubectl get events` shows the failure."""
+        if error.stage == "fetch" and error.retryable:
+            return  # the API may be fine but Git is not; the status carries it
+        status_mod.emit_event(
+            self.cluster,
+            regarding={
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {
+                    "name": status_mod.configmap_name(self.settings.env),
+                    "namespace": self.settings.namespace,
+                },
+            },
+            reason="SyncFailed",
+            message=f"sync of {self.settings.env} failed at {error.stage}: {error.cause}",
+            event_type="Warning",
+            namespace=self.settings.namespace,
+        )
 
     def write_status(self) -> None:
         try:

@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 from promote import config, render
 from promote.cluster import client
+from promote.errors import PromoteError
+from promote.promotion import plan
 from promote.reconcile import source as source_mod
+from promote.reconcile import status as status_mod
 from promote.reconcile.agent import Agent, AgentSettings, SecretResolver
 from promote.secrets import resolve
 
@@ -78,3 +82,33 @@ def build_agent(
         kustomize=render.Kustomize(),
         resolver=resolver if resolver is not None else default_resolver(project, env),
     )
+
+
+def gate_status_reader(project: config.Project, ov: Overrides | None = None) -> plan.StatusReader:
+    """The soak gate's input: each environment's agent status, read from its cluster
+    (``promote-status-ENV``). An unreachable cluster or no agent yet reads as unknown."""
+
+    def read(env_name: str) -> plan.EnvStatus | None:
+        env = project.env(env_name)
+        try:
+            cluster = connect_env(env, ov or Overrides())
+            st = status_mod.read(cluster, env=env_name, namespace=env.config.cluster.namespace)
+        except PromoteError:
+            return None
+        if st is None:
+            return None
+        since = (
+            datetime.fromisoformat(st.healthy_since.replace("Z", "+00:00"))
+            if st.healthy_since
+            else None
+        )
+        return plan.EnvStatus(
+            env=env_name,
+            synced=st.sync == status_mod.SYNCED,
+            healthy=st.health == "Healthy",
+            images=dict(st.images),
+            since=since,
+            revision=st.revision,
+        )
+
+    return read

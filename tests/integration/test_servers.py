@@ -56,6 +56,29 @@ def test_deployment_created_with_the_official_client_reads_back(
     assert got.spec.strategy.type == "RollingUpdate"  # defaulted by the server
 
 
+def test_pod_is_stored_without_a_token_controller(
+    control_plane: ControlPlane, namespace: str
+) -> None:
+    core = client.CoreV1Api(control_plane.api_client)
+    pod = client.V1Pod(
+        metadata=client.V1ObjectMeta(name="one"),
+        spec=client.V1PodSpec(containers=[client.V1Container(name="c", image="busybox")]),
+    )
+
+    core.create_namespaced_pod(namespace, pod)
+
+    assert core.read_namespaced_pod("one", namespace).status.phase == "Pending"  # no scheduler
+
+
+def test_rbac_denies_a_user_without_bindings(control_plane: ControlPlane, namespace: str) -> None:
+    core = client.CoreV1Api(control_plane.api_client)
+
+    with pytest.raises(client.ApiException) as denied:
+        core.list_namespaced_config_map(namespace, _headers={"Impersonate-User": "nobody"})
+
+    assert denied.value.status == 403
+
+
 def test_second_field_manager_conflicting_apply_gets_409(
     control_plane: ControlPlane, namespace: str
 ) -> None:

@@ -1,0 +1,144 @@
+"""The GitHub forge (REST API v3, github.com or GitHub Enterprise Server).
+
+``forge: {type: github, repo: OWNER/NAME, tokenEnv: GITHUB_TOKEN}``; ``url`` defaults to
+``https://api.github.com`` and accepts an Enterprise server (``https://ghe.example.com`` or its
+API root ``https://ghe.example.com/api/v3``). The shared behaviour lives in
+``forge/server.py``; this module holds what is GitHub's own:
+
+- The token goes as ``Authorization: Bearer``, with the documented media type and API version.
+- Labels are added after the PR is created (``POST /issues/{n}/labels`` creates missing ones).
+- Reviews approve with ``event: APPROVE``; states are APPROVED / CHANGES_REQUESTED / DISMISSED.
+- A merge is ``PUT /pulls/{n}/merge`` with ``sha`` (GitHub refuses with 409 if the head moved)
+  and ``merge_method: merge``; a 405 (branch protection, "not mergeable") is reported as GitHub
+  words it.
+- Rate limits (403/429 with ``x-ratelimit-*`` or ``retry-after``) are handled in ``http.py``.
+
+It cannot run here: ``tests/contract/test_forge_github.py`` holds it to GitHub's documented
+request and response shapes.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, ClassVar
+from urllib.parse import urlsplit
+
+import httpx
+
+from promote import config
+from promote import repo as git_repo
+from promote.errors import ForgeError, NotFound
+from promote.forge import http, server, wire
+from promote.forge.base import Approval, PullRequestDraft
+
+log = logging.getLogger(__name__)
+
+PUBLIC_API = "https://api.github.com"
+PUBLIC_WEB = "https://github.com"
+PAGE_SIZE = 100  # GitHub's maximum per_page
+HEADERS = {"Accept": "application/vnd.github+json", "X-GitHub-Api-Version": "2022-11-28"}
+
+
+def api_and_web(url: str | None) -> tuple[str, str]:
+    """The API root and the web (git) root for ``forge.url``."""
+    if not url:
+        return PUBLIC_API, PUBLIC_WEB
+    url = url.rstrip("/")
+    host = (urlsplit(url).hostname or "").lower()
+    if host in ("github.com", "www.github.com", "api.github.com"):
+        return PUBLIC_API, PUBLIC_WEB
+    root = url.removesuffix("/api/v3")  # GitHub Enterprise Server: <root>/api/v3
+    return root + "/api/v3", root
+
+
+class GitHubForge(server.ServerForge):
+    kind = "github"
+    name: ClassVar[str] = "GitHub"
+
+    @classmethod
+    def from_config(
+        cls,
+        forge: config.ForgeConfig,
+        *,
+        main_branch: str,
+        git: git_repo.Repo | None = None,
+        transport: httpx.BaseTransport | None = None,
+        page_size: int = PAGE_SIZE,
+    ) -> GitHubForge:
+        api_url, web_url = api_and_web(forge.url)
+        token = http.read_token(forge.token_env, forge="GitHub")
+        api = http.Api(
+            api_url,
+            token=token,
+            forge="GitHub",
+            auth_scheme="Bearer",
+            headers=HEADERS,
+            transport=transport,
+        )
+        return cls(
+            api,
+            repo=wire.valid_repo(forge.repo, forge="github"),
+            web_url=web_url,
+            token=token,
+            main_branch=main_branch,
+            git=git,
+            page_size=page_size,
+        )
+
+    def _page_params(self) -> dict[str, Any]:
+        return {"per_page": self._page_size}
+
+    def _branch_sha(self, data: dict[str, Any]) -> str:
+        return str((data.get("commit") or {}).get("sha") or "")
+
+    def _create(self, draft: PullRequestDraft, body: str) -> dict[str, Any]:
+        what = f"open a pull request on {self.repo}"
+        data = self.api.json(
+            "POST",
+            f"repos/{self.repo}/pulls",
+            what=what,
+            json={"title": draft.title, "head": draft.branch, "base": draft.base, "body": body},
+        )
+        try:  # labels help people filter; the environment comes from the branch name
+            labels = self.api.json(
+                "POST",
+                f"repos/{self.repo}/issues/{data['number']}/labels",
+                what=f"label PR #{data['number']}",
+                json={"labels": [wire.LABEL, wire.env_label(draft.env)]},
+            )
+        except (ForgeError, NotFound) as exc:
+            log.warning("PR #%s opened without labels: %s", data["number"], exc)
+            labels = []
+        return {**data, "labels": labels}
+
+    def _review_payload(self, approval: Approval) -> dict[str, Any]:
+        return {"event": "APPROVE", "body": approval.comment, "commit_id": approval.head_sha}
+
+    def _review_from(self, item: dict[str, Any]) -> wire.Review:
+        state = str(item.get("state") or "")
+        verdict = {"APPROVED": "approved", "CHANGES_REQUESTED": "changes"}.get(state, "other")
+        if state == "DISMISSED":
+            verdict = "dismissed"
+        return wire.Review(
+            reviewer=str((item.get("user") or {}).get("login") or ""),
+            verdict=verdict,
+            commit_id=str(item.get("commit_id") or ""),
+            at=wire.parse_time(item.get("submitted_at")),
+            body=str(item.get("body") or ""),
+        )
+
+    def _send_merge(
+        self, number: int, *, head_sha: str, title: str, message: str
+    ) -> httpx.Response:
+        return self.api.request(
+            "PUT",
+            f"repos/{self.repo}/pulls/{number}/merge",
+            what=f"merge PR #{number}",
+            json={
+                "commit_title": title,
+                "commit_message": message,
+                "sha": head_sha,  # GitHub refuses (409) if the head moved meanwhile
+                "merge_method": "merge",
+            },
+            accept=(404, 405, 409, 422),
+        )

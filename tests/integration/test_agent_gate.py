@@ -1,0 +1,72 @@
+"""The soak gate reads the source environment's agent status from its cluster."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from promote import config
+from promote.cluster import client
+from promote.reconcile import setup
+from tests.gitops import make_repo
+from tests.helpers import run_cli
+
+pytestmark = pytest.mark.integration
+
+
+def _make_healthy(cluster: client.Cluster, ns: str) -> None:
+    for name in ("web-app", "api"):
+        dep = cluster.get(cluster.resource("apps/v1", "Deployment"), ns, name)
+        n = dep["spec"]["replicas"]
+        cluster.request(
+            "PATCH",
+            f"/apis/apps/v1/namespaces/{ns}/deployments/{name}/status",
+            body={
+                "status": {
+                    "observedGeneration": dep["metadata"]["generation"],
+                    "replicas": n,
+                    "updatedReplicas": n,
+                    "readyReplicas": n,
+                    "availableReplicas": n,
+                }
+            },
+            content_type="application/merge-patch+json",
+        )
+
+
+def test_soak_gate_blocks_until_dev_ran_the_images_healthy_long_enough(
+    tmp_path: Path, namespace: str, control_plane: Any
+) -> None:
+    repo = make_repo(tmp_path, namespace_map={"dev": namespace})
+    kubeconfig = str(control_plane.kubeconfig)
+    repo.edit(
+        "environments/dev.yaml", "  context: promote-local\n", f"  kubeconfig: {kubeconfig}\n"
+    )
+    repo.edit("environments/staging.yaml", "sync:\n", "gates:\n  soak: 3s\nsync:\n")
+    repo.commit_all("gate")
+    args = ("to", "staging", "--dry-run", "-o", "json")
+
+    blocked = run_cli(*args, cwd=repo.work)  # no agent has reported yet
+    assert blocked.code == 3, blocked.stdout + blocked.stderr
+    assert "unknown" in blocked.stdout
+
+    cluster = client.Cluster(client.connect(kubeconfig=kubeconfig))
+    agent = setup.build_agent(
+        config.load_project(repo.work), "dev", setup.Overrides(), cluster=cluster
+    )
+    assert agent.run_pass().error is None
+    res = run_cli(*args, cwd=repo.work)  # synced, but Deployments are not available
+    assert res.code == 3 and "not healthy" in res.stdout, res.stdout
+    _make_healthy(cluster, namespace)
+    time.sleep(0.5)
+    assert agent.run_pass().health == "Healthy"
+    agent.cache.stop()
+    assert agent.status.images == {"web-app": "v2.4.0", "api": "v1.8.0"}
+    res = run_cli(*args, cwd=repo.work)
+    assert res.code == 3 and "to go" in res.stdout, res.stdout
+    time.sleep(3.5)
+    ok = run_cli(*args, cwd=repo.work)
+    assert ok.code == 0, ok.stdout + ok.stderr
