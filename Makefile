@@ -31,7 +31,7 @@ test: venv tools lint
 	python -m pytest -q
 
 demo: venv tools
-	promote validate
+	promote demo
 
 bench: venv tools
 	@for b in bench/*.py; do [ -e "$$b" ] || continue; python "$$b" || exit 1; done

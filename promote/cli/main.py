@@ -23,6 +23,7 @@ _COMMAND_MODULES = [
     "keys",
     "secrets",
     "agent",
+    "demo",
 ]
 
 app = typer.Typer(
