@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 
 import pyrage
+import yaml
 
 from promote import config, localcluster
 from promote.cluster import client
@@ -166,7 +167,8 @@ def main() -> None:
         cluster.create(
             {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "bench-kubectl"}}
         )
-        stdin = "\n---\n".join(json.dumps(o) for o in desired).encode()
+        # plain str (decrypted values are a redacting str subclass), YAML for kubectl
+        stdin = yaml.safe_dump_all(json.loads(json.dumps(desired))).encode()
         k_apply = kubectl(info.kubeconfig, "apply", "--server-side", "-f", "-", stdin=stdin)
         k_diff = kubectl(info.kubeconfig, "diff", "--server-side", "-f", "-", stdin=stdin)
 
@@ -203,6 +205,8 @@ def main() -> None:
                 time.sleep(0.005)
             latencies.append(time.perf_counter() - t)
         lp.stop()
+        agent.cache.stop()  # before the control plane goes away
+        time.sleep(0.5)
         latencies.sort()
         p50 = latencies[len(latencies) // 2]
         p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]

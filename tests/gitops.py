@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from tests.helpers import copy_example
 
@@ -60,3 +61,24 @@ def make_repo(tmp: Path, *, namespace_map: dict[str, str] | None = None) -> GitO
     repo = GitOpsRepo(remote, work)
     repo.commit_all("initial layout")
     return repo
+
+
+def make_deployments_available(cluster: Any, ns: str, names: tuple[str, ...]) -> None:
+    """Set status as a Deployment controller would (the test cluster runs none)."""
+    for name in names:
+        dep = cluster.get(cluster.resource("apps/v1", "Deployment"), ns, name)
+        n = dep["spec"]["replicas"]
+        cluster.request(
+            "PATCH",
+            f"/apis/apps/v1/namespaces/{ns}/deployments/{name}/status",
+            body={
+                "status": {
+                    "observedGeneration": dep["metadata"]["generation"],
+                    "replicas": n,
+                    "updatedReplicas": n,
+                    "readyReplicas": n,
+                    "availableReplicas": n,
+                }
+            },
+            content_type="application/merge-patch+json",
+        )

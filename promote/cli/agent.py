@@ -41,6 +41,25 @@ def _overrides(**kw: Any) -> setup.Overrides:
     return setup.Overrides(**kw)
 
 
+def _build(
+    project: config.Project,
+    env: str,
+    repo_url: str | None,
+    branch: str | None,
+    kubeconfig: str | None,
+    context: str | None,
+    allow_mass_prune: bool = False,
+) -> Any:
+    ov = _overrides(
+        repo_url=repo_url,
+        branch=branch,
+        kubeconfig=kubeconfig,
+        context=context,
+        allow_mass_prune=allow_mass_prune,
+    )
+    return setup.build_agent(project, env, ov)
+
+
 def agent(
     env: str = typer.Option(..., "--env", "-e", help="The environment this agent reconciles."),
     repo_url: str | None = RepoUrlOpt,
@@ -58,14 +77,7 @@ def agent(
     """Reconcile ENV continuously: render, decrypt in memory, apply, prune, self-heal drift."""
     with handled(output):
         project = common.load(repo_dir)
-        ov = _overrides(
-            repo_url=repo_url,
-            branch=branch,
-            kubeconfig=kubeconfig,
-            context=context,
-            allow_mass_prune=allow_mass_prune,
-        )
-        the_agent = setup.build_agent(project, env, ov)
+        the_agent = _build(project, env, repo_url, branch, kubeconfig, context, allow_mass_prune)
         if once:
             report = the_agent.run_pass()
             the_agent.cache.stop()
@@ -143,14 +155,7 @@ def sync(
     """Run one reconcile pass for ENV (with --dry-run: print what it would apply and prune)."""
     with handled(output):
         project = common.load(repo_dir)
-        ov = _overrides(
-            repo_url=repo_url,
-            branch=branch,
-            kubeconfig=kubeconfig,
-            context=context,
-            allow_mass_prune=allow_mass_prune,
-        )
-        the_agent = setup.build_agent(project, env, ov)
+        the_agent = _build(project, env, repo_url, branch, kubeconfig, context, allow_mass_prune)
         with progress(f"Syncing {env}...", output):
             report = the_agent.run_pass(dry_run=dry_run)
         the_agent.cache.stop()

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -286,6 +287,7 @@ class Cluster:
             query.append(("labelSelector", label_selector))
         resp = self.request("GET", rt.collection_path(namespace), query=query, stream=True)
         buf = b""
+        started = time.monotonic()
         try:
             for chunk in resp.stream(4096, decode_content=True):
                 buf += chunk
@@ -295,6 +297,8 @@ class Cluster:
                         event = json.loads(line)
                         yield event.get("type", ""), event.get("object") or {}
         except (urllib3.exceptions.HTTPError, OSError) as exc:
+            if time.monotonic() - started >= timeout_s - 5:
+                return  # the server ended the watch at timeoutSeconds: a normal end
             raise ClusterUnavailable(
                 f"watch {rt.kind}: stream broke ({type(exc).__name__})."
             ) from exc

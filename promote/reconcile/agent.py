@@ -120,6 +120,8 @@ class Agent:
             cluster, label_selector=apply.selector(settings.env), on_event=self._on_event
         )
         self._desired: dict[str, dict[str, Any]] = {}  # last good desired state, by key
+        self._rendered: tuple[str, list[dict[str, Any]]] | None = None  # (revision, objects)
+        self._equal_verdicts: dict[str, tuple[str, str]] = {}  # key -> (digest, resourceVersion)
         self._applied: dict[str, str] = {}  # key -> digest of the desired object last applied
         self._lock = threading.RLock()  # one writer: a pass or a heal, never both
         self._heal_queue: list[str] = []
@@ -159,27 +161,13 @@ class Agent:
         env = self.settings.env
         revision = self._stage("fetch", self.source.fetch)
         report.revision = revision
-        with tempfile.TemporaryDirectory(prefix="promote-agent-", dir=self._work_dir) as tmp:
-            tree = self._stage("fetch", self.source.export, revision, Path(tmp) / "tree")
-            project = self._stage("render", config.load_project, tree)
-            environment = self._stage("render", project.env, env)
-            objects = self._stage("render", self.kustomize.build, environment.overlay_dir)
-            findings = validation.check_objects(
-                objects,
-                env=env,
-                namespace=self.settings.namespace,
-                allow_latest=env in project.config.policy.allow_latest,
-            )
-            for check in validate.EXTRA_CHECKS:
-                findings.extend(check(project, environment, objects))
-        if findings:
-            raise StageFailed(
-                "validate",
-                PromoteError(
-                    "; ".join(str(f) for f in findings[:5])
-                    + (f" (+{len(findings) - 5} more)" if len(findings) > 5 else "")
-                ),
-            )
+        if self._rendered is not None and self._rendered[0] == revision:
+            # The same revision renders to the same objects: skip export, kustomize and the
+            # checks. Secrets are still resolved every pass (Vault values may change).
+            objects = self._rendered[1]
+        else:
+            objects = self._render(revision)
+            self._rendered = (revision, objects)
         images = running_images(objects)
         if images != self.status.images:
             self.status.healthy_since = None  # a soak starts over with new images
@@ -200,6 +188,34 @@ class Agent:
         )
         report.objects = len(desired)
         return desired, revision
+
+    def _render(self, revision: str) -> list[dict[str, Any]]:
+        """Export the tree at ``revision``, render the environment's overlay, validate it."""
+        env = self.settings.env
+        with tempfile.TemporaryDirectory(prefix="promote-agent-", dir=self._work_dir) as tmp:
+            tree = self._stage("fetch", self.source.export, revision, Path(tmp) / "tree")
+            project = self._stage("render", config.load_project, tree)
+            environment = self._stage("render", project.env, env)
+            objects: list[dict[str, Any]] = self._stage(
+                "render", self.kustomize.build, environment.overlay_dir
+            )
+            findings = validation.check_objects(
+                objects,
+                env=env,
+                namespace=self.settings.namespace,
+                allow_latest=env in project.config.policy.allow_latest,
+            )
+            for check in validate.EXTRA_CHECKS:
+                findings.extend(check(project, environment, objects))
+        if findings:
+            raise StageFailed(
+                "validate",
+                PromoteError(
+                    "; ".join(str(f) for f in findings[:5])
+                    + (f" (+{len(findings) - 5} more)" if len(findings) > 5 else "")
+                ),
+            )
+        return objects
 
     def _ensure_watches(self, desired: Sequence[dict[str, Any]]) -> None:
         namespaces: dict[tuple[str, str], set[str]] = {}
@@ -229,13 +245,26 @@ class Agent:
                 report.diffs.append((key, live, obj))
 
     def _confirm(self, obj: dict[str, Any], live: dict[str, Any], paths: list[str]) -> list[str]:
-        """A local difference is drift only if a server-side dry run agrees (defaulting and
-        quantity normalisation make a naive comparison lie)."""
         try:
-            would = self.cluster.apply(obj, force=True, dry_run=True)
+            return self._confirmed_drift(obj, live)
         except ClusterError as exc:
             raise StageFailed("compare", exc) from exc
-        return drift.confirmed(obj, would, live)
+
+    def _confirmed_drift(self, obj: dict[str, Any], live: dict[str, Any]) -> list[str]:
+        """A local difference is drift only if a server-side dry run agrees (defaulting and
+        quantity normalisation make a naive comparison lie). An "equal" verdict holds until
+        the desired object or the live one (its resourceVersion) changes, so an object the
+        server normalises is dry-run once, not on every pass."""
+        key = client.object_key(obj)
+        stamp = (_digest(obj), str((live.get("metadata") or {}).get("resourceVersion", "")))
+        if self._equal_verdicts.get(key) == stamp:
+            return []
+        paths = drift.confirmed(obj, self.cluster.apply(obj, force=True, dry_run=True), live)
+        if paths:
+            self._equal_verdicts.pop(key, None)
+        else:
+            self._equal_verdicts[key] = stamp
+        return paths
 
     def _ensure_namespace(self, *, dry_run: bool) -> None:
         rt = self.cluster.resource("v1", "Namespace")
@@ -290,8 +319,8 @@ class Agent:
                     self._stage("prune", self._delete_if_ours, key, report)
         elif previous:
             keys = sorted(set(keys) | set(previous))  # prune off: still ours, still tracked
-        if dry_run:
-            return
+        if dry_run or (previous is not None and sorted(set(previous)) == sorted(set(keys))):
+            return  # nothing to record: the inventory already says exactly this
         self._stage(
             "prune",
             inventory.write,
@@ -421,9 +450,7 @@ class Agent:
             live = self.cache.get(key)
             paths = drift.differences(desired, live)
             if paths and live is not None:
-                paths = drift.confirmed(
-                    desired, self.cluster.apply(desired, force=True, dry_run=True), live
-                )
+                paths = self._confirmed_drift(desired, live)
             if not paths:
                 return 0
             what = client.describe_key(key)

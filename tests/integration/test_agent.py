@@ -16,7 +16,7 @@ from promote.reconcile import loop as loop_mod
 from promote.reconcile import setup
 from promote.reconcile import status as status_mod
 from promote.reconcile.agent import Agent
-from tests.gitops import GitOpsRepo, make_repo
+from tests.gitops import GitOpsRepo, make_deployments_available, make_repo
 
 pytestmark = pytest.mark.integration
 
@@ -277,23 +277,7 @@ def test_health_follows_status_set_through_the_status_subresource(
 ) -> None:
     agent = build(repo, cluster, tmp_path)
     assert agent.run_pass().error is None
-    for name in ("web-app", "api"):
-        dep = _get(cluster, "Deployment", namespace, name)
-        replicas = dep["spec"]["replicas"]
-        cluster.request(
-            "PATCH",
-            f"/apis/apps/v1/namespaces/{namespace}/deployments/{name}/status",
-            body={
-                "status": {
-                    "observedGeneration": dep["metadata"]["generation"],
-                    "replicas": replicas,
-                    "updatedReplicas": replicas,
-                    "readyReplicas": replicas,
-                    "availableReplicas": replicas,
-                }
-            },
-            content_type="application/merge-patch+json",
-        )
+    make_deployments_available(cluster, namespace, ("web-app", "api"))
     wait_for(
         lambda: (
             agent.cache.get(f"apps/Deployment/{namespace}/api")
@@ -305,3 +289,23 @@ def test_health_follows_status_set_through_the_status_subresource(
     report = agent.run_pass()
     agent.cache.stop()
     assert report.health == str(health.Health.HEALTHY), report.health_details
+
+
+def test_ignored_field_is_left_to_another_controller(
+    repo: GitOpsRepo, running: Callable[..., Any], cluster: client.Cluster, namespace: str
+) -> None:
+    repo.edit(
+        "environments/dev.yaml",
+        "  prune: true\n",
+        "  prune: true\n  ignore:\n"
+        "  - {kind: Deployment, name: web-app, paths: [/spec/replicas]}\n",
+    )
+    repo.commit_all("an autoscaler owns web-app's replicas")
+    agent, _ = running()
+    _scale(cluster, namespace, "web-app", 6)  # what an HPA would do
+    _scale(cluster, namespace, "api", 6)  # not ignored: reverted
+    wait_for(lambda: _get(cluster, "Deployment", namespace, "api")["spec"]["replicas"] == 1)
+    time.sleep(1.0)
+    assert _get(cluster, "Deployment", namespace, "web-app")["spec"]["replicas"] == 6
+    assert agent.run_pass().out_of_sync == {}
+    assert _get(cluster, "Deployment", namespace, "web-app")["spec"]["replicas"] == 6

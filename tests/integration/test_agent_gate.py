@@ -11,30 +11,10 @@ import pytest
 from promote import config
 from promote.cluster import client
 from promote.reconcile import setup
-from tests.gitops import make_repo
+from tests.gitops import make_deployments_available, make_repo
 from tests.helpers import run_cli
 
 pytestmark = pytest.mark.integration
-
-
-def _make_healthy(cluster: client.Cluster, ns: str) -> None:
-    for name in ("web-app", "api"):
-        dep = cluster.get(cluster.resource("apps/v1", "Deployment"), ns, name)
-        n = dep["spec"]["replicas"]
-        cluster.request(
-            "PATCH",
-            f"/apis/apps/v1/namespaces/{ns}/deployments/{name}/status",
-            body={
-                "status": {
-                    "observedGeneration": dep["metadata"]["generation"],
-                    "replicas": n,
-                    "updatedReplicas": n,
-                    "readyReplicas": n,
-                    "availableReplicas": n,
-                }
-            },
-            content_type="application/merge-patch+json",
-        )
 
 
 def test_soak_gate_blocks_until_dev_ran_the_images_healthy_long_enough(
@@ -60,7 +40,7 @@ def test_soak_gate_blocks_until_dev_ran_the_images_healthy_long_enough(
     assert agent.run_pass().error is None
     res = run_cli(*args, cwd=repo.work)  # synced, but Deployments are not available
     assert res.code == 3 and "not healthy" in res.stdout, res.stdout
-    _make_healthy(cluster, namespace)
+    make_deployments_available(cluster, namespace, ("web-app", "api"))
     time.sleep(0.5)
     assert agent.run_pass().health == "Healthy"
     agent.cache.stop()
