@@ -21,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from promote import gpg, render
-from promote.promotion import engine
+from promote.promotion import engine, propose, review
 
 TARGET_S = 1.5
 
@@ -117,12 +117,12 @@ class Bench:
 
     def approve(self, number: int) -> None:
         with engine.session(self.clone) as s:
-            engine.approve(s, number, approver="rm1", signer=gpg.Signer(gnupghome=str(self.gnupg)))
+            review.approve(s, number, approver="rm1", signer=gpg.Signer(gnupghome=str(self.gnupg)))
 
     def git_push_baseline(self) -> float:
         """A bare `git push` of the promotion commit to a new branch (what Git alone costs)."""
         with engine.session(self.clone) as s:
-            p = engine.plan_promotion(s, "staging")
+            p = propose.plan_promotion(s, "staging")
             tree = s.repo.write_tree({p.overlay_file: p.overlay_after.encode()}, base=s.sha)
             commit = s.repo.commit(tree, [s.sha], "baseline", author=s.repo.identity())
         ref = f"refs/heads/bench/{time.monotonic_ns()}"
@@ -135,15 +135,15 @@ class Bench:
         t0 = time.perf_counter()
         with engine.session(self.clone) as s:
             out["fetch + export main"] = time.perf_counter() - t0
-            out["plan (3 renders)"], p = timed(lambda: engine.plan_promotion(s, "staging"))
+            out["plan (3 renders)"], p = timed(lambda: propose.plan_promotion(s, "staging"))
             out["branch+commit+push+PR"], pr = timed(
-                lambda: engine.open_pull_request(s, p, author="bench")  # type: ignore[arg-type]
+                lambda: propose.open_pull_request(s, p, author="bench")  # type: ignore[arg-type]
             )
         out["promote to (in process)"] = time.perf_counter() - t0
         self.approve(pr.number)  # type: ignore[attr-defined]
         t1 = time.perf_counter()
         with engine.session(self.clone) as s:
-            engine.merge(s, pr.number)  # type: ignore[attr-defined]
+            review.merge(s, pr.number)  # type: ignore[attr-defined]
         out["promote merge (in process)"] = time.perf_counter() - t1
         return out
 

@@ -11,7 +11,7 @@ from promote.cli import common, prs
 from promote.cli.output import Format, OutputOpt, console, emit_json, handled, progress
 from promote.errors import ExitCode, PolicyBlocked
 from promote.forge import base as forge_base
-from promote.promotion import engine, history, plan
+from promote.promotion import engine, history, plan, propose
 
 TitleOpt = typer.Option(None, "--title", help="PR title (default: generated from the plan).")
 AuthorOpt = typer.Option(
@@ -81,7 +81,7 @@ def _finish(
             f"cannot promote into {p.target}: {len(p.problems())} problem(s); no PR opened.",
             problems=p.problems(),
         )
-    return engine.open_pull_request(s, p, title=title, author=author) if open_pr else None
+    return propose.open_pull_request(s, p, title=title, author=author) if open_pr else None
 
 
 def _report(p: plan.Plan, pr: forge_base.PullRequest | None, output: Format, dry: bool) -> None:
@@ -136,7 +136,7 @@ def to(
             progress(f"Planning the promotion into {env}...", output),
             engine.session(repo_dir) as s,
         ):
-            p = engine.plan_promotion(s, env, source=source, apps=apps, status_reader=reader)
+            p = propose.plan_promotion(s, env, source=source, apps=apps, status_reader=reader)
             if dry_run and p.blocked and output == Format.json:
                 emit_json({"plan": plan.to_dict(p)}, exit_code=ExitCode.BLOCKED)
                 raise typer.Exit(ExitCode.BLOCKED)
@@ -158,7 +158,7 @@ def rollback(
     with handled(output):
         with progress(f"Planning the rollback of {env}...", output), engine.session(repo_dir) as s:
             rev = history.rollback_revision(s, env, to=to_rev, steps=steps)
-            p = engine.plan_rollback(s, env, rev)
+            p = propose.plan_rollback(s, env, rev)
             pr = _finish(p, output, dry_run=dry_run, open_pr=True, s=s, title=title, author=author)
         _report(p, pr, output, dry_run)
 
@@ -177,7 +177,7 @@ def set_image(
         policy = s.project.env(env).config.approvals
         commit = None
         if as_pr:
-            p = engine.plan_set_image(s, env, images)
+            p = propose.plan_set_image(s, env, images)
             pr = _finish(p, output, dry_run=False, open_pr=True, s=s, title=title, author=author)
         else:
             if policy.required:
@@ -185,7 +185,7 @@ def set_image(
                     f"{env} requires {policy.required} approval(s); changes go through a "
                     "pull request. Add --pr."
                 )
-            p, commit = engine.push_images(s, env, images, title=title)
+            p, commit = propose.push_images(s, env, images, title=title)
             pr = None
     if output == Format.json:
         emit_json(

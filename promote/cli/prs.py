@@ -12,7 +12,7 @@ from promote.cli import common
 from promote.cli.output import Format, OutputOpt, console, emit_json, handled, progress
 from promote.errors import UsageError
 from promote.forge import base as forge_base
-from promote.promotion import approvals, engine
+from promote.promotion import approvals, engine, review
 
 ICON = {"valid": "[green]valid[/]", "forge": "[green]forge[/]"}
 
@@ -129,10 +129,10 @@ def show(
 ) -> None:
     """Show a pull request: its plan, approvals (signatures verified now) and mergeability."""
     with handled(output):
-        number = engine.parse_pr(pr)
+        number = review.parse_pr(pr)
         with progress("Verifying approvals...", output), engine.session(repo_dir) as s:
             found = s.forge.get(number)
-            checked = engine.check_approvals(s, s.forge.approvals(number))
+            checked = review.check_approvals(s, s.forge.approvals(number))
             verdict = approvals.evaluate(
                 s.project.env(found.env).config.approvals,
                 pr=number,
@@ -192,9 +192,9 @@ def approve(
     """Approve a PR's current head: signed with your GnuPG key (GNUPGHOME) on the local forge,
     a review by the token's user on Gitea/GitHub."""
     with handled(output):
-        number = engine.parse_pr(pr)
+        number = review.parse_pr(pr)
         with progress("Signing approval...", output), engine.session(repo_dir) as s:
-            found, approval = engine.approve(s, number, approver=as_name, comment=note)
+            found, approval = review.approve(s, number, approver=as_name, comment=note)
     if output == Format.json:
         emit_json(
             {
@@ -220,9 +220,9 @@ def merge(
 ) -> None:
     """Merge a PR into main when the target environment's approval policy holds (else exit 3)."""
     with handled(output):
-        number = engine.parse_pr(pr)
+        number = review.parse_pr(pr)
         with progress("Checking approvals and merging...", output), engine.session(repo_dir) as s:
-            found, result, verdict = engine.merge(s, number)
+            found, result, verdict = review.merge(s, number)
     if output == Format.json:
         emit_json(
             {
@@ -254,7 +254,7 @@ def close(
 ) -> None:
     """Close a PR without merging it."""
     with handled(output):
-        number = engine.parse_pr(pr)
+        number = review.parse_pr(pr)
         with engine.session(repo_dir) as s:
             if note:
                 s.forge.comment(number, author=s.user(), text=note)
@@ -273,7 +273,7 @@ def comment(
 ) -> None:
     """Add a comment to a PR."""
     with handled(output):
-        number = engine.parse_pr(pr)
+        number = review.parse_pr(pr)
         with engine.session(repo_dir) as s:
             found = s.forge.comment(number, author=s.user(), text=text)
     if output == Format.json:

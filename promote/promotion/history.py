@@ -16,7 +16,7 @@ from typing import Any
 from promote import overlay
 from promote.errors import UsageError
 from promote.forge import base as forge_base
-from promote.promotion import approvals, engine, plan
+from promote.promotion import approvals, engine, plan, review
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +58,7 @@ def history(s: engine.Session, env_name: str, *, limit: int | None = None) -> li
         trailers = commit.trailers
         if pr is not None:
             kind, source, rev = str(pr.kind), pr.source, pr.source_revision
-            checked = engine.check_approvals(s, s.forge.approvals(pr.number))
+            checked = review.check_approvals(s, s.forge.approvals(pr.number))
         else:
             kind = trailers.get("Promote-Kind", "edit" if parent else "initial")
             source = trailers.get("Promote-From")

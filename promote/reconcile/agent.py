@@ -13,39 +13,25 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import tempfile
 import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-from promote import config, render, validate, validation
+from promote import config, render
 from promote.cluster import apply, client, drift, health, inventory
 from promote.cluster.cache import LiveCache
-from promote.errors import ClusterError, PromoteError
+from promote.errors import ClusterError
 from promote.reconcile import status as status_mod
+from promote.reconcile.desired import DesiredState, SecretResolver, StageFailed, stage
 from promote.reconcile.metrics import Metrics
 from promote.reconcile.source import GitSource
 
 log = logging.getLogger(__name__)
 
 STAGES = ("fetch", "render", "validate", "decrypt", "compare", "apply", "prune", "health")
-
-
-class SecretResolver(Protocol):
-    """Turns SOPS-encrypted Secrets and ``vault:`` references into plain Secrets, in memory."""
-
-    def resolve(self, objects: list[dict[str, Any]], *, env: str) -> list[dict[str, Any]]: ...
-
-
-class StageFailed(PromoteError):
-    def __init__(self, stage: str, cause: PromoteError) -> None:
-        super().__init__(f"{stage}: {cause}")
-        self.stage = stage
-        self.cause = cause
-        self.retryable = cause.retryable  # type: ignore[misc]
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,22 +60,6 @@ class PassReport:
     diffs: list[tuple[str, dict[str, Any] | None, dict[str, Any]]] = field(default_factory=list)
 
 
-def running_images(objects: Sequence[dict[str, Any]]) -> dict[str, str]:
-    """``{image name: version}`` of every container, as the soak gate compares them: the name
-    is the repository's last path segment (the ``images:`` entry's name), the version the tag
-    and/or ``@digest`` (``overlay.Image.version``)."""
-    out: dict[str, str] = {}
-    for obj in objects:
-        for _, ref in validation.container_images(obj):
-            tag, digest = validation.image_tag(ref)
-            repo = ref.split("@", 1)[0]
-            if tag:
-                repo = repo[: -(len(tag) + 1)]
-            version = "@".join(p for p in (tag, digest) if p) or "(untagged)"
-            out[repo.rsplit("/", 1)[-1]] = version
-    return out
-
-
 def _digest(obj: dict[str, Any]) -> str:
     """Identity of what we would apply, without the revision annotation (see drift.py)."""
     shape = drift.comparable(obj)
@@ -116,11 +86,19 @@ class Agent:
         self.metrics = metrics or Metrics()
         self._work_dir = work_dir
         self.status = status_mod.EnvStatus(env=settings.env)
+        self.desired_state = DesiredState(
+            env=settings.env,
+            namespace=settings.namespace,
+            source=source,
+            kustomize=kustomize,
+            resolver=resolver,
+            ignore=settings.ignore,
+            work_dir=work_dir,
+        )
         self.cache = LiveCache(
             cluster, label_selector=apply.selector(settings.env), on_event=self._on_event
         )
         self._desired: dict[str, dict[str, Any]] = {}  # last good desired state, by key
-        self._rendered: tuple[str, list[dict[str, Any]]] | None = None  # (revision, objects)
         self._equal_verdicts: dict[str, tuple[str, str]] = {}  # key -> (digest, resourceVersion)
         self._applied: dict[str, str] = {}  # key -> digest of the desired object last applied
         self._lock = threading.RLock()  # one writer: a pass or a heal, never both
@@ -133,7 +111,14 @@ class Agent:
         started = time.monotonic()
         report = PassReport()
         try:
-            desired, _revision = self._desired_state(report)
+            revision = self.desired_state.fetch()
+            report.revision = revision
+            built = self.desired_state.build(revision)
+            if built.images != self.status.images:
+                self.status.healthy_since = None  # a soak starts over with new images
+            self.status.images = built.images
+            desired = built.objects
+            report.objects = len(desired)
             with self._lock:
                 self._compare(desired, report, dry_run=dry_run)
                 if not dry_run:
@@ -151,72 +136,6 @@ class Agent:
             self._publish(report)
         return report
 
-    def _stage(self, name: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except PromoteError as exc:
-            raise StageFailed(name, exc) from exc
-
-    def _desired_state(self, report: PassReport) -> tuple[list[dict[str, Any]], str]:
-        env = self.settings.env
-        revision = self._stage("fetch", self.source.fetch)
-        report.revision = revision
-        if self._rendered is not None and self._rendered[0] == revision:
-            # The same revision renders to the same objects: skip export, kustomize and the
-            # checks. Secrets are still resolved every pass (Vault values may change).
-            objects = self._rendered[1]
-        else:
-            objects = self._render(revision)
-            self._rendered = (revision, objects)
-        images = running_images(objects)
-        if images != self.status.images:
-            self.status.healthy_since = None  # a soak starts over with new images
-        self.status.images = images
-        if any(validation.is_sops_object(o) or o.get("kind") == "Secret" for o in objects):
-            if self.resolver is None:
-                if any(validation.is_sops_object(o) for o in objects):
-                    raise StageFailed(
-                        "decrypt", PromoteError("SOPS-encrypted Secrets but no secret resolver.")
-                    )
-            else:
-                objects = self._stage("decrypt", self.resolver.resolve, objects, env=env)
-        prepared = [
-            drift.secret_to_data(drift.apply_ignores(o, self.settings.ignore)) for o in objects
-        ]
-        desired = apply.prepare(
-            prepared, env=env, namespace=self.settings.namespace, revision=revision
-        )
-        report.objects = len(desired)
-        return desired, revision
-
-    def _render(self, revision: str) -> list[dict[str, Any]]:
-        """Export the tree at ``revision``, render the environment's overlay, validate it."""
-        env = self.settings.env
-        with tempfile.TemporaryDirectory(prefix="promote-agent-", dir=self._work_dir) as tmp:
-            tree = self._stage("fetch", self.source.export, revision, Path(tmp) / "tree")
-            project = self._stage("render", config.load_project, tree)
-            environment = self._stage("render", project.env, env)
-            objects: list[dict[str, Any]] = self._stage(
-                "render", self.kustomize.build, environment.overlay_dir
-            )
-            findings = validation.check_objects(
-                objects,
-                env=env,
-                namespace=self.settings.namespace,
-                allow_latest=env in project.config.policy.allow_latest,
-            )
-            for check in validate.EXTRA_CHECKS:
-                findings.extend(check(project, environment, objects))
-        if findings:
-            raise StageFailed(
-                "validate",
-                PromoteError(
-                    "; ".join(str(f) for f in findings[:5])
-                    + (f" (+{len(findings) - 5} more)" if len(findings) > 5 else "")
-                ),
-            )
-        return objects
-
     def _ensure_watches(self, desired: Sequence[dict[str, Any]]) -> None:
         namespaces: dict[tuple[str, str], set[str]] = {}
         for o in desired:
@@ -232,8 +151,8 @@ class Agent:
             self.cache.ensure(rt, namespace=only)
 
     def _compare(self, desired: list[dict[str, Any]], report: PassReport, *, dry_run: bool) -> None:
-        self._stage("compare", self._ensure_namespace, dry_run=dry_run)
-        self._stage("compare", self._ensure_watches, desired)
+        stage("compare", self._ensure_namespace, dry_run=dry_run)
+        stage("compare", self._ensure_watches, desired)
         for obj in desired:
             key = client.object_key(obj)
             live = self.cache.get(key)
@@ -304,7 +223,7 @@ class Agent:
     def _prune(self, desired: list[dict[str, Any]], report: PassReport, *, dry_run: bool) -> None:
         env, ns = self.settings.env, self.settings.namespace
         keys = [client.object_key(o) for o in desired]
-        previous = self._stage("prune", inventory.read, self.cluster, env=env, namespace=ns)
+        previous = stage("prune", inventory.read, self.cluster, env=env, namespace=ns)
         if self.settings.prune and previous:
             plan = inventory.plan_prune(
                 previous, keys, allow_mass_prune=self.settings.allow_mass_prune
@@ -316,12 +235,12 @@ class Agent:
                 report.pruned.extend(plan.delete)  # would be deleted (if they carry our labels)
             else:
                 for key in plan.delete:
-                    self._stage("prune", self._delete_if_ours, key, report)
+                    stage("prune", self._delete_if_ours, key, report)
         elif previous:
             keys = sorted(set(keys) | set(previous))  # prune off: still ours, still tracked
         if dry_run or (previous is not None and sorted(set(previous)) == sorted(set(keys))):
             return  # nothing to record: the inventory already says exactly this
-        self._stage(
+        stage(
             "prune",
             inventory.write,
             self.cluster,

@@ -17,7 +17,8 @@ from promote.errors import PromoteError
 from promote.promotion import plan
 from promote.reconcile import source as source_mod
 from promote.reconcile import status as status_mod
-from promote.reconcile.agent import Agent, AgentSettings, SecretResolver
+from promote.reconcile.agent import Agent, AgentSettings
+from promote.reconcile.desired import SecretResolver
 from promote.secrets import resolve
 
 

@@ -189,6 +189,8 @@ def _mapped(address: str, what: str, ref: KvRef | None = None) -> Iterator[None]
             "Vault or fix the reference."
         ) from None
     except (hvac.exceptions.Forbidden, hvac.exceptions.Unauthorized):
+        if what.endswith(" login"):  # Kubernetes auth refuses an unbound account with 403
+            raise VaultError(_login_refused(where)) from None
         raise VaultError(
             f"{where}: Vault refused the token (expired, revoked or without read permission "
             "on this path); renew the token or grant the policy."
@@ -204,13 +206,17 @@ def _mapped(address: str, what: str, ref: KvRef | None = None) -> Iterator[None]
         ) from None
     except hvac.exceptions.InvalidRequest as exc:
         if what.endswith(" login"):
-            raise VaultError(
-                f"{where}: Vault refused the login (wrong role, secret id or service account "
-                "token); check secrets.vault.role and VAULT_SECRET_ID / VAULT_K8S_TOKEN_PATH."
-            ) from None
+            raise VaultError(_login_refused(where)) from None
         raise VaultError(f"{where}: Vault answered {type(exc).__name__}.") from None
     except hvac.exceptions.VaultError as exc:
         raise VaultError(f"{where}: Vault answered {type(exc).__name__}.") from None
+
+
+def _login_refused(where: str) -> str:
+    return (
+        f"{where}: Vault refused the login (wrong role, secret id or service account "
+        "token); check secrets.vault.role and VAULT_SECRET_ID / VAULT_K8S_TOKEN_PATH."
+    )
 
 
 def from_environment(

@@ -11,7 +11,7 @@ import pytest
 
 from promote import errors, gpg
 from promote.forge.base import Approval, PRKind, PullRequest
-from promote.promotion import approvals, engine, history, plan
+from promote.promotion import approvals, engine, history, plan, propose, review
 from tests.integration.test_promotion_helpers import (  # noqa: F401  (gpg_keys is a fixture)
     CANARY,
     GitOps,
@@ -33,19 +33,19 @@ def ops(tmp_path: Path, gpg_keys: Keys) -> GitOps:  # noqa: F811
 
 def promote(ops: GitOps, env: str, *, author: str = "alice", **kw: object) -> PullRequest:
     with engine.session(ops.clone) as s:
-        p = engine.plan_promotion(s, env, **kw)  # type: ignore[arg-type]
+        p = propose.plan_promotion(s, env, **kw)  # type: ignore[arg-type]
         assert not p.empty and not p.blocked, p.problems()
-        return engine.open_pull_request(s, p, author=author)
+        return propose.open_pull_request(s, p, author=author)
 
 
 def approve(ops: GitOps, keys: Keys, number: int, name: str) -> None:
     with engine.session(ops.clone) as s:
-        engine.approve(s, number, approver=name, signer=gpg.Signer(gnupghome=str(keys.home)))
+        review.approve(s, number, approver=name, signer=gpg.Signer(gnupghome=str(keys.home)))
 
 
 def merge(ops: GitOps, number: int) -> str:
     with engine.session(ops.clone) as s:
-        return engine.merge(s, number, by="alice")[1].method
+        return review.merge(s, number, by="alice")[1].method
 
 
 def inject(ops: GitOps, keys: Keys, number: int, name: str, *, signer: str | None = None,
@@ -65,7 +65,7 @@ def inject(ops: GitOps, keys: Keys, number: int, name: str, *, signer: str | Non
 
 def test_whole_flow_dev_to_staging_to_prod(ops: GitOps, gpg_keys: Keys) -> None:  # noqa: F811
     with engine.session(ops.clone) as s:
-        p, commit = engine.push_images(s, "dev", ["web-app=v3.0.0"])
+        p, commit = propose.push_images(s, "dev", ["web-app=v3.0.0"])
     assert commit and [c.trailer for c in p.changes] == ["web-app=v3.0.0"]
     assert "newTag: v3.0.0" in ops.main_file("overlays/dev/kustomization.yaml")
 
@@ -125,7 +125,7 @@ def test_nothing_to_promote_opens_nothing(ops: GitOps, gpg_keys: Keys) -> None: 
     merge(ops, pr.number)
     branches = git("ls-remote", str(ops.remote), "refs/heads/promote/*", cwd=ops.clone)
     with engine.session(ops.clone) as s:
-        assert engine.plan_promotion(s, "staging").empty
+        assert propose.plan_promotion(s, "staging").empty
     assert git("ls-remote", str(ops.remote), "refs/heads/promote/*", cwd=ops.clone) == branches
 
 
@@ -133,7 +133,7 @@ def test_secret_parity_gap_blocks_and_never_shows_a_value(ops: GitOps) -> None:
     write_secret(ops.clone, "dev", "db", {"password": CANARY, "user": "u", "token": CANARY})
     ops.commit_and_push("dev needs a token")
     with engine.session(ops.clone) as s:
-        p = engine.plan_promotion(s, "staging")
+        p = propose.plan_promotion(s, "staging")
     assert p.blocked and p.problems() == ["staging: Secret 'db' has no key 'token'"]
     shown = plan.to_markdown(p) + json.dumps(plan.to_dict(p))
     assert "MISSING: Secret 'db' has no key 'token'" in shown and CANARY not in shown
@@ -150,7 +150,7 @@ def test_secret_parity_gap_blocks_and_never_shows_a_value(ops: GitOps) -> None:
 )
 def test_bad_input_is_a_usage_error(ops: GitOps, target: str, kw: dict, message: str) -> None:
     with engine.session(ops.clone) as s, pytest.raises(errors.UsageError, match=message):
-        engine.plan_promotion(s, target, **kw)
+        propose.plan_promotion(s, target, **kw)
 
 
 def test_soak_gate_blocks_until_the_source_ran_long_enough(ops: GitOps) -> None:
@@ -160,11 +160,11 @@ def test_soak_gate_blocks_until_the_source_ran_long_enough(ops: GitOps) -> None:
     now = datetime.now(UTC)
     running = {"web-app": "v2.4.0", "api": "v1.8.0"}
     with engine.session(ops.clone) as s:
-        unknown = engine.plan_promotion(s, "staging")
-        young = engine.plan_promotion(
+        unknown = propose.plan_promotion(s, "staging")
+        young = propose.plan_promotion(
             s, "staging", status_reader=lambda e: plan.EnvStatus(e, True, True, running, now)
         )
-        old = engine.plan_promotion(
+        old = propose.plan_promotion(
             s,
             "staging",
             status_reader=lambda e: plan.EnvStatus(
@@ -298,7 +298,7 @@ def test_conflicting_prs_both_merge_by_reapplying_images(ops: GitOps) -> None:
     ops.commit_and_push("no approvals")
     first = promote(ops, "staging", apps=["web-app"])  # v2.4.0
     with engine.session(ops.clone) as s:
-        engine.push_images(s, "dev", ["web-app=v2.5.0"])
+        propose.push_images(s, "dev", ["web-app=v2.5.0"])
     second = promote(ops, "staging", apps=["web-app"])  # v2.5.0, same line as the first
     assert merge(ops, second.number) == "fast-forward"
     assert merge(ops, first.number) == "merge-commit"
@@ -309,7 +309,7 @@ def test_conflicting_prs_both_merge_by_reapplying_images(ops: GitOps) -> None:
 def test_history_after_promotions_and_a_rollback(ops: GitOps, gpg_keys: Keys) -> None:  # noqa: F811
     def ship(tag: str) -> None:
         with engine.session(ops.clone) as s:
-            engine.push_images(s, "dev", [f"web-app={tag}"])
+            propose.push_images(s, "dev", [f"web-app={tag}"])
         pr = promote(ops, "staging", apps=["web-app"])
         approve(ops, gpg_keys, pr.number, "rm1")
         merge(ops, pr.number)
@@ -320,9 +320,9 @@ def test_history_after_promotions_and_a_rollback(ops: GitOps, gpg_keys: Keys) ->
         entries = history.history(s, "staging")
         rev = history.rollback_revision(s, "staging", steps=1)
         assert rev == entries[0].parent
-        p = engine.plan_rollback(s, "staging", rev)
+        p = propose.plan_rollback(s, "staging", rev)
         assert [(c.old_version, c.new_version) for c in p.changes] == [("v4.0.0", "v3.0.0")]
-        pr = engine.open_pull_request(s, p, author="alice")
+        pr = propose.open_pull_request(s, p, author="alice")
     assert pr.kind is PRKind.ROLLBACK
     approve(ops, gpg_keys, pr.number, "rm2")
     merge(ops, pr.number)
@@ -351,7 +351,7 @@ def test_approve_without_the_approvers_secret_key_is_a_clear_error(
     empty.mkdir(mode=0o700)
     try:
         with engine.session(ops.clone) as s, pytest.raises(errors.GpgError) as failed:
-            engine.approve(s, pr.number, approver="rm1", signer=gpg.Signer(gnupghome=str(empty)))
+            review.approve(s, pr.number, approver="rm1", signer=gpg.Signer(gnupghome=str(empty)))
     finally:
         subprocess.run(["gpgconf", "--homedir", str(empty), "--kill", "gpg-agent"], check=False)
     assert "no secret key for rm1" in failed.value.message and str(empty) in failed.value.message

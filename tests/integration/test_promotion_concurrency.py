@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from promote import overlay
-from promote.promotion import engine
+from promote.promotion import engine, propose, review
 from tests.integration.test_promotion_helpers import GitOps, many_apps, publish
 
 pytestmark = pytest.mark.integration
@@ -28,12 +28,12 @@ def _images(ops: GitOps, env: str) -> dict[str, str]:
 def test_ten_parallel_promotions_of_different_apps_all_land(ops: GitOps) -> None:
     def open_one(app: str) -> int:
         with engine.session(ops.clone) as s:
-            p = engine.plan_promotion(s, "staging", apps=[app])
-            return engine.open_pull_request(s, p, author="ci").number
+            p = propose.plan_promotion(s, "staging", apps=[app])
+            return propose.open_pull_request(s, p, author="ci").number
 
     def merge_one(number: int) -> str:
         with engine.session(ops.clone) as s:
-            return engine.merge(s, number, by="ci")[1].method
+            return review.merge(s, number, by="ci")[1].method
 
     with ThreadPoolExecutor(max_workers=len(APPS)) as pool:
         numbers = list(pool.map(open_one, APPS))
@@ -49,7 +49,7 @@ def test_ten_parallel_promotions_of_different_apps_all_land(ops: GitOps) -> None
 def test_ten_parallel_set_image_pushes_all_land(ops: GitOps) -> None:
     def push(app: str) -> str | None:
         with engine.session(ops.clone) as s:
-            return engine.push_images(s, "dev", [f"{app}=v9.{app[-1]}"])[1]
+            return propose.push_images(s, "dev", [f"{app}=v9.{app[-1]}"])[1]
 
     with ThreadPoolExecutor(max_workers=len(APPS)) as pool:
         commits = list(pool.map(push, APPS))

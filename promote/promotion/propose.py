@@ -1,0 +1,275 @@
+"""Proposing changes: plan a promotion, rollback or set-image at main, and open or push it.
+
+Plans are computed by the pure ``plan`` module from overlays read in an :mod:`engine` session;
+this module renders before/after, commits the overlay edit in the object database and pushes
+it, as a pull request branch or (set-image) straight to main. It never approves or merges.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import random
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+
+from promote import config, diff, overlay
+from promote import repo as git_repo
+from promote.errors import ConfigError, PushRejected, UsageError
+from promote.forge import base as forge_base
+from promote.promotion import engine, plan
+from promote.secrets import parity
+
+MAX_PUSH_ATTEMPTS = 60
+
+
+def _render_after(
+    s: engine.Session, env: config.Environment, text: str, tree: str
+) -> engine.Objects:
+    """Render ``env``'s overlay with its kustomization replaced by ``text`` (git tree ``tree``).
+
+    The copy sits beside the original, so relative references (``../base/app``) still resolve.
+    """
+    copy = env.overlay_dir.parent / f".{env.overlay_dir.name}."
+    shutil.rmtree(copy, ignore_errors=True)
+    shutil.copytree(env.overlay_dir, copy)
+    try:
+        overlay.kustomization_path(copy).write_text(text, encoding="utf-8")
+        return s.render_overlay(copy, tree=tree)
+    finally:
+        shutil.rmtree(copy, ignore_errors=True)
+
+
+def _plan_images(
+    s: engine.Session,
+    env: config.Environment,
+    wanted: Sequence[overlay.Image],
+    *,
+    kind: forge_base.PRKind,
+    source: config.Environment | None = None,
+    source_revision: str | None = None,
+    gates: Callable[[Sequence[plan.ImageChange]], list[plan.GateResult]] | None = None,
+    apps: Sequence[str] = (),
+    render_diff: bool = True,
+) -> plan.Plan:
+    text, current = s.read_overlay(env)
+    changes = plan.image_changes(current, wanted)
+    base = plan.Plan(
+        kind=kind,
+        source=source.name if source else None,
+        target=env.name,
+        revision=s.sha,
+        source_revision=source_revision or s.sha,
+        overlay_file=s.overlay_file(env),
+        changes=tuple(changes),
+        approvals=env.config.approvals,
+        apps=tuple(apps),
+    )
+    if not changes:
+        return base
+    after_text = plan.apply_changes(text, changes, base.overlay_file)
+    base = dataclasses.replace(base, overlay_after=after_text)
+    if not render_diff:
+        return base
+    tree_after = s.repo.write_tree({base.overlay_file: after_text.encode()}, base=s.sha)
+    s.kustomizer()  # find the binary once, before the threads need it
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        before_f = pool.submit(s.render_overlay, env.overlay_dir, tree=s.tree)
+        after_f = pool.submit(_render_after, s, env, after_text, tree_after)
+        source_f = (
+            pool.submit(s.render_overlay, source.overlay_dir, tree=s.tree) if source else None
+        )
+        before, after = before_f.result(), after_f.result()
+        source_objs = source_f.result() if source_f else None
+    ns = env.config.cluster.namespace
+    result = None
+    if source is not None and source_objs is not None:
+        result = parity.check_parity(source.name, source_objs, env.name, after)
+    return dataclasses.replace(
+        base,
+        diff=tuple(diff.diff_objects(before, after, default_namespace=ns)),
+        parity=result,
+        gates=tuple(gates(changes) if gates else ()),
+    )
+
+
+def plan_promotion(
+    s: engine.Session,
+    target: str,
+    *,
+    source: str | None = None,
+    apps: Sequence[str] = (),
+    status_reader: plan.StatusReader = plan.no_status,
+    now: datetime | None = None,
+) -> plan.Plan:
+    """What ``promote to TARGET`` would change, computed at the remote's main."""
+    env = s.project.env(target)
+    src_name = source or env.upstream
+    if src_name is None:
+        raise UsageError(
+            f"{target} has no upstream (it is where new versions enter the pipeline); name the "
+            f"source with --from ENV, or publish images with `promote set-image {target} ...`."
+        )
+    src = s.project.env(src_name)
+    if src.name == env.name:
+        raise UsageError(f"--from {src_name}: cannot promote {target} into itself.")
+    wanted = plan.promotion_targets(
+        s.read_overlay(src)[1],
+        s.read_overlay(env)[1],
+        source=src.name,
+        source_apps=lambda: overlay.list_apps(src.overlay_dir),
+        apps=apps,
+    )
+    soak = env.config.gates.soak
+
+    def gates(changes: Sequence[plan.ImageChange]) -> list[plan.GateResult]:
+        gate = plan.check_soak(
+            soak,
+            status_reader(src.name) if soak else None,
+            changes,
+            source=src.name,
+            now=now or datetime.now(UTC),
+        )
+        return [gate] if gate else []
+
+    return _plan_images(
+        s,
+        env,
+        wanted,
+        kind=forge_base.PRKind.PROMOTION,
+        source=src,
+        gates=gates,
+        apps=apps,
+    )
+
+
+def plan_rollback(s: engine.Session, target: str, revision: str) -> plan.Plan:
+    """Restore ``target``'s images to what its overlay held at ``revision``."""
+    env = s.project.env(target)
+    path = s.overlay_file(env)
+    raw = s.repo.read_file(revision, path)
+    if raw is None:
+        raise UsageError(f"{revision[:12]}: {path} does not exist at that revision.")
+    then = plan.read_images(raw.decode("utf-8"), f"{path}@{revision[:12]}")
+    names = {i.name for i in s.read_overlay(env)[1]}
+    wanted = [i for i in then if i.name in names]
+    return _plan_images(s, env, wanted, kind=forge_base.PRKind.ROLLBACK, source_revision=revision)
+
+
+def _wanted_from_args(
+    current: Sequence[overlay.Image], specs: Sequence[str], env: str
+) -> list[overlay.Image]:
+    by_name = {i.name: i for i in current}
+    wanted = []
+    for spec in specs:
+        name, tag, digest = plan.parse_image_arg(spec)
+        img = by_name.get(name)
+        if img is None:
+            raise UsageError(
+                f"{spec!r}: {env}'s overlay has no image {name!r} (its images: "
+                f"{', '.join(sorted(by_name)) or 'none'}); add the entry once by hand."
+            )
+        wanted.append(overlay.Image(name, img.new_name, tag, digest))
+    return wanted
+
+
+def plan_set_image(
+    s: engine.Session, target: str, specs: Sequence[str], *, render_diff: bool = True
+) -> plan.Plan:
+    env = s.project.env(target)
+    wanted = _wanted_from_args(s.read_overlay(env)[1], specs, target)
+    return _plan_images(s, env, wanted, kind=forge_base.PRKind.SET_IMAGE, render_diff=render_diff)
+
+
+# --- changing --------------------------------------------------------------------------------
+
+
+def _commit_plan(s: engine.Session, p: plan.Plan, parent: str, title: str) -> str | None:
+    """A commit on ``parent`` with ``p``'s image values applied (None when nothing changes)."""
+    raw = s.repo.read_file(parent, p.overlay_file)
+    if raw is None:
+        raise ConfigError(f"{p.overlay_file}: missing at {parent[:12]}.")
+    text = raw.decode("utf-8")
+    if parent == p.revision and p.overlay_after:
+        new = p.overlay_after  # computed while planning, on this very revision
+    else:
+        new = plan.apply_changes(text, p.changes, p.overlay_file)
+    if new == text:
+        return None
+    tree = s.repo.write_tree({p.overlay_file: new.encode("utf-8")}, base=parent)
+    message = plan.commit_message(p, title)
+    return s.repo.commit(tree, [parent], message, author=s.repo.identity())
+
+
+def open_pull_request(
+    s: engine.Session, p: plan.Plan, *, title: str | None = None, author: str | None = None
+) -> forge_base.PullRequest:
+    """Branch ``promote/<env>/<id>`` from main, commit the edit, push, open the PR."""
+    title = title or plan.default_title(p)
+    commit = _commit_plan(s, p, p.revision, title)
+    if commit is None:
+        raise UsageError(f"{p.target}: nothing to change; the overlay already has these images.")
+    branch = f"promote/{p.target}/{os.urandom(4).hex()}"
+    s.repo.push(
+        s.remote, [git_repo.RefUpdate(f"refs/heads/{branch}", commit, git_repo.MUST_NOT_EXIST)]
+    )
+    return s.forge.open(
+        forge_base.PullRequestDraft(
+            title=title,
+            body=plan.to_markdown(p),
+            env=p.target,
+            source=p.source,
+            kind=p.kind,
+            branch=branch,
+            base=s.main,
+            head_sha=commit,
+            author=s.user(author),
+            author_identity=str(s.repo.identity()),
+            source_revision=p.source_revision,
+            images=tuple(c.trailer for c in p.changes),
+        )
+    )
+
+
+def push_images(
+    s: engine.Session, target: str, specs: Sequence[str], *, title: str | None = None
+) -> tuple[plan.Plan, str | None]:
+    """``set-image`` straight to main; a lost push race re-reads main and tries again."""
+    env = s.project.env(target)
+    path = s.overlay_file(env)
+    tracking = f"refs/remotes/{s.remote}/{s.main}"
+    parent = s.sha
+    for attempt in range(MAX_PUSH_ATTEMPTS):
+        raw = s.repo.read_file(parent, path)
+        current = plan.read_images((raw or b"").decode("utf-8"), path)
+        wanted = _wanted_from_args(current, specs, target)
+        p = plan.Plan(
+            kind=forge_base.PRKind.SET_IMAGE,
+            source=None,
+            target=target,
+            revision=parent,
+            source_revision=parent,
+            overlay_file=path,
+            changes=tuple(plan.image_changes(current, wanted)),
+            approvals=env.config.approvals,
+        )
+        if p.empty:
+            return p, None
+        commit = _commit_plan(s, p, parent, title or plan.default_title(p))
+        if commit is None:  # the values differ only in how YAML spells them
+            return dataclasses.replace(p, changes=()), None
+        try:
+            s.repo.push(
+                s.remote, [git_repo.RefUpdate(f"refs/heads/{s.main}", commit, expect=parent)]
+            )
+        except PushRejected:
+            time.sleep(random.uniform(0.01, 0.03 * min(attempt + 1, 10)))
+            s.repo.fetch(s.remote, [f"+refs/heads/{s.main}:{tracking}"])
+            parent = s.repo.resolve(tracking)
+            continue
+        s.repo.set_ref(tracking, commit)
+        return p, commit
+    raise PushRejected(f"{s.main} kept moving; gave up after {MAX_PUSH_ATTEMPTS} attempts.")

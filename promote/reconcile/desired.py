@@ -1,0 +1,139 @@
+"""An environment's desired state: fetch, render, validate, decrypt, prepare.
+
+The first half of a reconcile pass, up to the objects to compare with the cluster. Every step
+only computes; a failure raises :class:`StageFailed` naming its stage, and nothing is applied.
+A revision renders to the same objects, so the rendered (still encrypted) objects are kept per
+revision; Secrets are resolved on every build because Vault values may change without a commit.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
+
+from promote import config, render, validate, validation
+from promote.cluster import apply, drift
+from promote.errors import PromoteError
+from promote.reconcile.source import GitSource
+
+T = TypeVar("T")
+
+
+class SecretResolver(Protocol):
+    """Turns SOPS-encrypted Secrets and ``vault:`` references into plain Secrets, in memory."""
+
+    def resolve(self, objects: list[dict[str, Any]], *, env: str) -> list[dict[str, Any]]: ...
+
+
+class StageFailed(PromoteError):
+    """A pass failed at ``stage``; ``cause`` is the sanitised error."""
+
+    def __init__(self, stage: str, cause: PromoteError) -> None:
+        super().__init__(f"{stage}: {cause}")
+        self.stage = stage
+        self.cause = cause
+        self.retryable = cause.retryable  # type: ignore[misc]
+
+
+def stage(name: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Run one step, naming its stage if it fails."""
+    try:
+        return fn(*args, **kwargs)
+    except PromoteError as exc:
+        raise StageFailed(name, exc) from exc
+
+
+def running_images(objects: Sequence[dict[str, Any]]) -> dict[str, str]:
+    """``{image name: version}`` of every container, as the soak gate compares them: the name
+    is the repository's last path segment (the ``images:`` entry's name), the version the tag
+    and/or ``@digest`` (``overlay.Image.version``)."""
+    out: dict[str, str] = {}
+    for obj in objects:
+        for _, ref in validation.container_images(obj):
+            tag, digest = validation.image_tag(ref)
+            repo = ref.split("@", 1)[0]
+            if tag:
+                repo = repo[: -(len(tag) + 1)]
+            version = "@".join(p for p in (tag, digest) if p) or "(untagged)"
+            out[repo.rsplit("/", 1)[-1]] = version
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class Desired:
+    revision: str
+    objects: list[dict[str, Any]]  # prepared: labelled, namespaced, decrypted, in apply order
+    images: dict[str, str]  # running_images() of the rendered objects
+
+
+class DesiredState:
+    """Builds an environment's desired objects from its Git source (one per agent)."""
+
+    def __init__(
+        self,
+        *,
+        env: str,
+        namespace: str,
+        source: GitSource,
+        kustomize: render.Kustomize,
+        resolver: SecretResolver | None,
+        ignore: Sequence[config.IgnoreRule] = (),
+        work_dir: Path | None = None,
+    ) -> None:
+        self.env = env
+        self.namespace = namespace
+        self.source = source
+        self.kustomize = kustomize
+        self.resolver = resolver
+        self.ignore = tuple(ignore)
+        self._work_dir = work_dir
+        self._rendered: tuple[str, list[dict[str, Any]]] | None = None  # (revision, objects)
+
+    def fetch(self) -> str:
+        return stage("fetch", self.source.fetch)
+
+    def build(self, revision: str) -> Desired:
+        if self._rendered is not None and self._rendered[0] == revision:
+            objects = self._rendered[1]  # same revision, same objects: skip kustomize
+        else:
+            objects = self._render(revision)
+            self._rendered = (revision, objects)
+        images = running_images(objects)
+        if any(validation.is_sops_object(o) for o in objects) and self.resolver is None:
+            raise StageFailed(
+                "decrypt", PromoteError("SOPS-encrypted Secrets but no secret resolver.")
+            )
+        if self.resolver is not None and any(o.get("kind") == "Secret" for o in objects):
+            objects = stage("decrypt", self.resolver.resolve, objects, env=self.env)
+        prepared = [drift.secret_to_data(drift.apply_ignores(o, self.ignore)) for o in objects]
+        return Desired(
+            revision,
+            apply.prepare(prepared, env=self.env, namespace=self.namespace, revision=revision),
+            images,
+        )
+
+    def _render(self, revision: str) -> list[dict[str, Any]]:
+        """Export the tree at ``revision``, render the environment's overlay, validate it."""
+        with tempfile.TemporaryDirectory(prefix="promote-agent-", dir=self._work_dir) as tmp:
+            tree = stage("fetch", self.source.export, revision, Path(tmp) / "tree")
+            project = stage("render", config.load_project, tree)
+            environment = stage("render", project.env, self.env)
+            objects: list[dict[str, Any]] = stage(
+                "render", self.kustomize.build, environment.overlay_dir
+            )
+            findings = validation.check_objects(
+                objects,
+                env=self.env,
+                namespace=self.namespace,
+                allow_latest=self.env in project.config.policy.allow_latest,
+            )
+            for check in validate.EXTRA_CHECKS:
+                findings.extend(check(project, environment, objects))
+        if findings:
+            shown = "; ".join(str(f) for f in findings[:5])
+            more = f" (+{len(findings) - 5} more)" if len(findings) > 5 else ""
+            raise StageFailed("validate", PromoteError(shown + more))
+        return objects
