@@ -101,6 +101,13 @@ class SopsError(PromoteError):
     code = "sops"
 
 
+class NoKeyError(SopsError):
+    """No master key available here can unwrap a file's data key (sops exit 128).
+
+    A subclass so batch operations (``keys sync``) can list such files and go on.
+    """
+
+
 class VaultError(PromoteError):
     code = "vault"
 

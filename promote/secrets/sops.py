@@ -25,7 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from promote.errors import PromoteError, SopsError, VaultUnavailable
+from promote.errors import NoKeyError, PromoteError, SopsError, VaultUnavailable
 from promote.secrets import values
 
 log = logging.getLogger(__name__)
@@ -67,13 +67,6 @@ _KEPT_ENV = (
 )
 # Dropped on purpose: SOPS_KEYSERVICE (would send data keys to a remote key service),
 # SOPS_CONFIG (we pass --config), cloud KMS credentials (not key types we use).
-
-
-class NoKeyError(SopsError):
-    """No master key available here can unwrap the file's data key (sops exit 128).
-
-    A subclass so batch operations (``keys sync``) can list such files and go on.
-    """
 
 
 def sops_env(environ: Mapping[str, str], **extra: str) -> dict[str, str]:
