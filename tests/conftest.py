@@ -255,8 +255,15 @@ class GpgKeyring:
         return next(ln.split(":")[9] for ln in listing.splitlines() if ln.startswith("fpr:"))
 
     def export_public(self, fingerprint: str) -> str:
+        return self._export("--export", fingerprint)
+
+    def export_private(self, fingerprint: str) -> str:
+        """The armoured private key: only ever written into a test's temporary directory."""
+        return self._export("--export-secret-keys", fingerprint)
+
+    def _export(self, flag: str, fingerprint: str) -> str:
         return subprocess.run(
-            ["gpg", "--armor", "--export", fingerprint],
+            ["gpg", "--armor", flag, fingerprint],
             env={**os.environ, "GNUPGHOME": str(self.home)},
             check=True,
             capture_output=True,

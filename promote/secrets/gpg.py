@@ -19,8 +19,25 @@ from promote.errors import GpgError
 
 log = logging.getLogger(__name__)
 
-PRIVATE_BLOCK = "-----BEGIN PGP PRIVATE KEY BLOCK-----"
-PUBLIC_BLOCK = "-----BEGIN PGP PUBLIC KEY BLOCK-----"
+# The header line of an ASCII-armoured block, matched as a pattern; its kind says whether a
+# text may be used (a public key) or must be refused (a private key: a leak, never a recipient).
+_ARMOR_HEADER = re.compile(r"^-----BEGIN PGP (?P<kind>[A-Z ]+)-----[ \t]*$", re.MULTILINE)
+_PRIVATE_KINDS = {"PRIVATE KEY BLOCK", "SECRET KEY BLOCK"}
+
+
+def _armor_kinds(text: str) -> set[str]:
+    return {m.group("kind") for m in _ARMOR_HEADER.finditer(text)}
+
+
+def holds_private_key(text: str) -> bool:
+    """Whether ``text`` contains an armoured PGP private key block."""
+    return bool(_armor_kinds(text) & _PRIVATE_KINDS)
+
+
+def holds_public_key(text: str) -> bool:
+    return "PUBLIC KEY BLOCK" in _armor_kinds(text)
+
+
 FINGERPRINT = re.compile(r"^(0x)?[0-9A-Fa-f]{40}$")
 
 
@@ -36,12 +53,12 @@ def _gpg(environ: Mapping[str, str]) -> gnupg.GPG:
 
 def fingerprints(armored: str, *, display: str, environ: Mapping[str, str]) -> list[str]:
     """Fingerprints (upper case) of the primary keys in an armoured PUBLIC key block."""
-    if PRIVATE_BLOCK in armored:
+    if holds_private_key(armored):
         raise GpgError(
             f"{display}: holds a PGP PRIVATE key block; only public keys may be used as "
             "recipients. Export the public half with `gpg --armor --export FINGERPRINT`."
         )
-    if PUBLIC_BLOCK not in armored:
+    if not holds_public_key(armored):
         raise GpgError(
             f"{display}: not an ASCII-armoured PGP public key; export one with "
             "`gpg --armor --export FINGERPRINT`."
@@ -56,7 +73,7 @@ def fingerprints(armored: str, *, display: str, environ: Mapping[str, str]) -> l
 def export_public(fingerprint: str, *, environ: Mapping[str, str]) -> str:
     """The armoured public key of ``fingerprint`` from the keyring in use."""
     data = _gpg(environ).export_keys(fingerprint.removeprefix("0x"), armor=True)
-    if not isinstance(data, str) or PUBLIC_BLOCK not in data:
+    if not isinstance(data, str) or not holds_public_key(data):
         raise GpgError(
             f"PGP key {fingerprint} is not in the keyring (GNUPGHOME="
             f"{environ.get('GNUPGHOME', '~/.gnupg')}); import it first, or pass the path of its "
@@ -67,7 +84,7 @@ def export_public(fingerprint: str, *, environ: Mapping[str, str]) -> str:
 
 def import_public(armored: str, *, display: str, environ: Mapping[str, str]) -> None:
     """Import a public key so sops can encrypt to it (idempotent)."""
-    if PRIVATE_BLOCK in armored:
+    if holds_private_key(armored):
         raise GpgError(f"{display}: holds a PGP PRIVATE key block; refusing to import it.")
     result = _gpg(environ).import_keys(armored)
     if not result.fingerprints:

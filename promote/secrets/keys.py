@@ -33,7 +33,17 @@ TRANSIT_FILE = "vault-transit.txt"
 SOPS_CONFIG = ".sops.yaml"
 ENCRYPTED_REGEX = "^(data|stringData)$"
 AGE_RECIPIENT = re.compile(r"^age1[02-9ac-hj-np-z]{58}$")
-PRIVATE_MARKERS = ("AGE-SECRET-KEY-", gpg.PRIVATE_BLOCK, "PRIVATE KEY-----")
+# Private key material of the kinds keys/ could hold by mistake (patterns, never key data).
+_PEM_PRIVATE = re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----")
+
+
+def holds_private_material(text: str) -> bool:
+    """An age identity, an armoured PGP private key, or a PEM private key."""
+    return (
+        "AGE-SECRET-KEY-" in text or gpg.holds_private_key(text) or bool(_PEM_PRIVATE.search(text))
+    )
+
+
 _REGEX_SPECIAL = re.compile(r"([.^$*+?()\[\]{}|\\])")
 
 
@@ -103,7 +113,7 @@ def private_material(directory: Path) -> list[Path]:
             text = path.read_text(encoding="utf-8", errors="replace")
         except OSError:
             continue
-        if any(marker in text for marker in PRIVATE_MARKERS):
+        if holds_private_material(text):
             found.append(path)
     return found
 

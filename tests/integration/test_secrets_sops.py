@@ -243,11 +243,14 @@ def test_pgp_round_trip(
         resolver(project, "prod", GNUPGHOME=str(empty)).resolve(objects)
 
 
-def test_keys_folder_refuses_a_private_pgp_block(secrets_repo: Path) -> None:
+def test_keys_folder_refuses_a_private_pgp_block(
+    secrets_repo: Path, gpg_keyring: GpgKeyring
+) -> None:
     project = _project(secrets_repo)
-    (secrets_repo / "keys/dev/leak.asc").write_text(
-        "-----BEGIN PGP PRIVATE KEY BLOCK-----\n\nxx\n-----END PGP PRIVATE KEY BLOCK-----\n"
-    )
+    # A real private key, generated now in the test's temporary keyring and exported into the
+    # temporary repository: what a user pasting the wrong export would commit.
+    fpr = gpg_keyring.new_key("leaky")
+    (secrets_repo / "keys/dev/leak.asc").write_text(gpg_keyring.export_private(fpr))
     with pytest.raises(errors.GpgError, match="PRIVATE key block"):
         keys.read_keys(project, "dev", environ=os.environ)
 
