@@ -52,10 +52,6 @@ class Outcome:
     explore: list[str] = field(default_factory=list)  # commands to try on a kept demo
 
     @property
-    def ok(self) -> bool:
-        return all(s.ok for s in self.steps)
-
-    @property
     def failed(self) -> StepResult | None:
         return next((s for s in self.steps if not s.ok), None)
 

@@ -151,11 +151,6 @@ class Processes:
         self.procs.clear()
 
 
-def stop(proc: Proc) -> None:
-    """Stop one recorded process (if it is still the process we started)."""
-    stop_many([(proc, None)])
-
-
 def _running(proc: Proc, popen: subprocess.Popen[bytes] | None) -> bool:
     if popen is not None:
         return popen.poll() is None  # poll() reaps it: no zombie left behind

@@ -127,12 +127,17 @@ def diff_objects(
 
 def _one(prev: Obj | None, cur: Obj | None, action: Action, ref: str, context: int) -> ObjectDiff:
     shown_prev, shown_cur = redact.redact_pair(prev, cur)
-    lines = difflib.unified_diff(
-        _dump(shown_prev),
-        _dump(shown_cur),
-        fromfile=f"{ref} (before)",
-        tofile=f"{ref} (after)",
-        n=context,
+    text = unified(
+        shown_prev, shown_cur, fromfile=f"{ref} (before)", tofile=f"{ref} (after)", context=context
     )
-    text = "".join(ln if ln.endswith("\n") else ln + "\n" for ln in lines)
     return ObjectDiff(ref=ref, action=action, text=text)
+
+
+def unified(
+    before: Obj | None, after: Obj | None, *, fromfile: str, tofile: str, context: int = 3
+) -> str:
+    """A unified diff of two objects' YAML. Callers redact first (``redact_pair``)."""
+    lines = difflib.unified_diff(
+        _dump(before), _dump(after), fromfile=fromfile, tofile=tofile, n=context
+    )
+    return "".join(ln if ln.endswith("\n") else ln + "\n" for ln in lines)

@@ -19,7 +19,6 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from promote.errors import ConfigError
 
 KUSTOMIZATION_NAMES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
-IMAGE_FIELDS = ("newName", "newTag", "digest")
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,10 +124,6 @@ def _as_written(typed: dict[str, Any], written: dict[str, Any], key: str) -> str
     if typed.get(key) is None:
         return None
     return str(written.get(key))
-
-
-def _opt(value: Any) -> str | None:
-    return None if value is None else str(value)
 
 
 def read_images(overlay_dir: Path) -> list[Image]:
@@ -280,16 +275,6 @@ def _append_entry(text: str, data: CommentedMap, images: CommentedSeq | None, im
         raise ConfigError("images: is an empty flow list ([]); remove it so promote can add one.")
     entry = ["- " + body[0]] + ["  " + b for b in body[1:]]
     return text + "images:\n" + "".join(e + "\n" for e in entry)
-
-
-def write_image(overlay_dir: Path, image: Image) -> bool:
-    """Set one image in the overlay's kustomization file; return True when the file changed."""
-    path = kustomization_path(overlay_dir)
-    before = path.read_text(encoding="utf-8")
-    after = set_image(before, image, str(path))
-    if after != before:
-        path.write_text(after, encoding="utf-8")
-    return after != before
 
 
 def add_resource(text: str, resource: str, display: str = "kustomization.yaml") -> str:

@@ -277,14 +277,6 @@ class Repo:
             return None
         return bytes(obj.data_stream.read())
 
-    def list_dir(self, rev: str, path: str) -> list[str]:
-        """Names in the folder ``path`` at ``rev`` (empty when it does not exist)."""
-        try:
-            tree = self._repo.commit(rev).tree / path if path else self._repo.commit(rev).tree
-        except KeyError:
-            return []
-        return sorted(str(item.name) for item in tree) if tree.type == "tree" else []
-
     def export_tree(self, rev: str, dest: Path) -> Path:
         """Write the files of ``rev`` into ``dest`` (created), as ``git archive`` sees them."""
         data = self._repo.git.execute(
@@ -353,9 +345,6 @@ class Repo:
 
     def _store(self, kind: bytes, data: bytes) -> bytes:
         return bytes(self._repo.odb.store(IStream(kind, len(data), io.BytesIO(data))).binsha)
-
-    def write_blob(self, data: bytes) -> str:
-        return self._store(b"blob", data).hex()
 
     def write_tree(self, files: Mapping[str, bytes | None], *, base: str | None = None) -> str:
         """A tree: ``base``'s tree (a commit or tree, or empty) with ``files`` set or deleted.

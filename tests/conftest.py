@@ -62,6 +62,11 @@ def _controlplane_binaries() -> Path:
     return Path(proc.stdout.strip().splitlines()[-1])
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests marked e2e run last (STYLE §6): the fast suites report first."""
+    items.sort(key=lambda item: item.get_closest_marker("e2e") is not None)
+
+
 @pytest.fixture(scope="session")
 def control_plane() -> Iterator[ControlPlane]:
     from kubernetes import config

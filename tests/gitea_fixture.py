@@ -98,10 +98,6 @@ class GiteaServer:
         """HTTP clone URL of ``repo`` with the admin's credentials (basic auth, token)."""
         return self.clone_url_for(self.admin)
 
-    @property
-    def plain_clone_url(self) -> str:
-        return f"{self.url}/{self.repo}.git"
-
     def clone_url_for(self, user: GiteaUser | str, repo: str | None = None) -> str:
         u = self.users[user] if isinstance(user, str) else user
         host = self.url.removeprefix("http://")

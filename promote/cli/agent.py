@@ -2,26 +2,22 @@
 
 from __future__ import annotations
 
-import difflib
 import signal
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import typer
-import yaml
 from rich.table import Table
 
-from promote import config, overlay
+from promote import config
 from promote.cli import common
 from promote.cli.output import Format, OutputOpt, console, emit_json, handled, progress
-from promote.cluster import client, drift
-from promote.errors import ExitCode, PromoteError
+from promote.cluster import client
+from promote.errors import ExitCode
 from promote.reconcile import loop as loop_mod
+from promote.reconcile import report as report_mod
 from promote.reconcile import setup
-from promote.reconcile import source as source_mod
-from promote.reconcile import status as status_mod
-from promote.secrets import redact
+from promote.reconcile.agent import Agent
 
 
 def register(app: typer.Typer) -> None:
@@ -37,10 +33,6 @@ RepoUrlOpt = typer.Option(None, "--repo", help="Git URL to deploy from (default:
 BranchOpt = typer.Option(None, "--branch", help="Branch to deploy (default: mainBranch).")
 
 
-def _overrides(**kw: Any) -> setup.Overrides:
-    return setup.Overrides(**kw)
-
-
 def _build(
     project: config.Project,
     env: str,
@@ -49,8 +41,8 @@ def _build(
     kubeconfig: str | None,
     context: str | None,
     allow_mass_prune: bool = False,
-) -> Any:
-    ov = _overrides(
+) -> Agent:
+    ov = setup.Overrides(
         repo_url=repo_url,
         branch=branch,
         kubeconfig=kubeconfig,
@@ -173,32 +165,6 @@ def sync(
             raise report.error.cause
 
 
-def _yaml(obj: dict[str, Any] | None) -> list[str]:
-    if obj is None:
-        return []
-    return yaml.safe_dump(obj, sort_keys=True, default_flow_style=False).splitlines(keepends=True)
-
-
-def _diff_texts(live: dict[str, Any] | None, desired: dict[str, Any]) -> tuple[Any, Any]:
-    shape = {k: v for k, v in desired.items() if k != "status"}
-    shape["metadata"] = {
-        k: v
-        for k, v in (desired.get("metadata") or {}).items()
-        if k in ("name", "namespace", "labels", "annotations")
-    }
-    before = drift.project(shape, live) if live is not None else None
-    before, after = redact.redact_pair(before, shape)
-    # Both sides of a changed Secret value read <changed>: label the live one so the unified
-    # diff shows the line (the values themselves are never shown).
-    for section in redact.SECRET_SECTIONS:
-        values = (before or {}).get(section)
-        if isinstance(values, dict):
-            for k, v in values.items():
-                if v == redact.CHANGED:
-                    values[k] = "<redacted: live value differs>"
-    return before, after
-
-
 def diff(
     env: str = typer.Argument(..., help="Environment to compare."),
     repo_url: str | None = RepoUrlOpt,
@@ -211,31 +177,13 @@ def diff(
     """Desired (Git) vs live (cluster), Secret values redacted; exit 4 when they differ."""
     with handled(output):
         project = common.load(repo_dir)
-        ov = _overrides(repo_url=repo_url, branch=branch, kubeconfig=kubeconfig, context=context)
-        the_agent = setup.build_agent(project, env, ov)
+        the_agent = _build(project, env, repo_url, branch, kubeconfig, context)
         with progress(f"Comparing {env}...", output):
             report = the_agent.run_pass(dry_run=True)
         the_agent.cache.stop()
         if report.error:
             raise report.error.cause
-    entries = []
-    for key, live, desired in report.diffs:
-        before, after = _diff_texts(live, desired)
-        text = "".join(
-            difflib.unified_diff(
-                _yaml(before),
-                _yaml(after),
-                f"live/{client.describe_key(key)}",
-                f"git/{client.describe_key(key)}",
-            )
-        )
-        entries.append(
-            {
-                "object": client.describe_key(key),
-                "paths": report.out_of_sync.get(key, []),
-                "diff": text,
-            }
-        )
+        entries = report_mod.live_differences(report)
     code = ExitCode.DIFFERENCES if entries else ExitCode.OK
     if output == Format.json:
         emit_json(
@@ -255,23 +203,6 @@ def diff(
     raise typer.Exit(code)
 
 
-def _git_images(
-    project: config.Project, repo_url: str | None
-) -> tuple[dict[str, dict[str, str]], str]:
-    url = repo_url or source_mod.default_url(project.root, project.config.remote)
-    src = source_mod.GitSource(
-        url, branch=project.config.main_branch, cache_root=setup.cache_root()
-    )
-    revision = src.fetch()
-    out: dict[str, dict[str, str]] = {}
-    with tempfile.TemporaryDirectory(prefix="promote-status-") as tmp:
-        tree = src.export(revision, Path(tmp) / "tree")
-        at_rev = config.load_project(tree)
-        for name, env in at_rev.environments.items():
-            out[name] = {img.app: img.version for img in overlay.read_images(env.overlay_dir)}
-    return out, revision
-
-
 def status(
     repo_url: str | None = RepoUrlOpt,
     kubeconfig: str | None = KubeconfigOpt,
@@ -283,41 +214,16 @@ def status(
     with handled(output):
         project = common.load(repo_dir)
         with progress("Reading Git and each environment's status...", output):
-            images, revision = _git_images(project, repo_url)
-            envs: dict[str, dict[str, Any]] = {}
-            for name in project.pipeline():
-                env = project.env(name)
-                st: status_mod.EnvStatus | None = None
-                error = None
-                try:
-                    cluster = setup.connect_env(
-                        env, _overrides(kubeconfig=kubeconfig, context=context)
-                    )
-                    st = status_mod.read(cluster, env=name, namespace=env.config.cluster.namespace)
-                except PromoteError as exc:
-                    error = str(exc)
-                envs[name] = {"status": st.to_dict() if st else None, "error": error}
-    apps = sorted({a for m in images.values() for a in m})
-    matrix = []
-    for app_name in apps:
-        row: dict[str, Any] = {"app": app_name, "environments": {}}
-        for name in project.pipeline():
-            up = project.env(name).upstream
-            tag = images.get(name, {}).get(app_name)
-            behind = bool(up and images.get(up, {}).get(app_name) not in (None, tag))
-            st_doc = envs[name]["status"] or {}
-            row["environments"][name] = {
-                "tag": tag,
-                "sync": st_doc.get("sync", "Unknown"),
-                "health": st_doc.get("health", "Unknown"),
-                "behindUpstream": behind,
-            }
-        matrix.append(row)
+            images, revision, at_main = report_mod.git_images(project, repo_url)
+            envs = report_mod.read_statuses(
+                project, setup.Overrides(kubeconfig=kubeconfig, context=context)
+            )
+        matrix = report_mod.release_matrix(at_main, images, envs)
     if output == Format.json:
         emit_json(
             {
                 "revision": revision,
-                "pipeline": project.pipeline(),
+                "pipeline": at_main.pipeline(),
                 "apps": matrix,
                 "environments": envs,
             }
@@ -325,11 +231,11 @@ def status(
         return
     table = Table(title=f"promote status @ {revision[:12]}")
     table.add_column("app")
-    for name in project.pipeline():
+    for name in at_main.pipeline():
         table.add_column(name)
     for row in matrix:
         cells = []
-        for name in project.pipeline():
+        for name in at_main.pipeline():
             c = row["environments"][name]
             mark = " [yellow](behind)[/]" if c["behindUpstream"] else ""
             cells.append(f"{c['tag'] or '-'}{mark}\n{c['sync']} · {c['health']}")

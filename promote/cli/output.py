@@ -12,7 +12,7 @@ import contextlib
 import enum
 import json
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any, NoReturn
 
 import typer
@@ -65,11 +65,6 @@ def handled(fmt: Format) -> Iterator[None]:
         yield
     except errors.PromoteError as exc:
         fail(exc, fmt)
-
-
-def run_command(fmt: Format, fn: Callable[[], Any]) -> Any:
-    with handled(fmt):
-        return fn()
 
 
 @contextlib.contextmanager

@@ -159,9 +159,11 @@ class Cluster:
         content_type: str = "application/json",
         timeout_s: float | None = None,
         stream: bool = False,
+        what: str | None = None,
     ) -> Any:
+        """One API call; ``what`` names it in errors (default: method and path)."""
         headers = {"Accept": "application/json", "Content-Type": content_type}
-        what = f"{method} {path}"
+        what = what or f"{method} {path}"
         try:
             method, url, headers, _, _ = self.api.param_serialize(
                 method,
@@ -321,22 +323,14 @@ class Cluster:
             query.append(("force", "true"))
         if dry_run:
             query.append(("dryRun", "All"))
-        what = f"apply {rt.kind} {_name(meta)}"
-        try:
-            out = self.request(
-                "PATCH",
-                rt.object_path(meta.get("namespace"), meta["name"]),
-                query=query,
-                body=obj,
-                content_type="application/apply-patch+yaml",
-            )
-        except ClusterError as exc:
-            # Re-word with the object name; the original text is already sanitised.
-            exc.message = exc.message.replace(
-                f"PATCH {rt.object_path(meta.get('namespace'), meta['name'])}", what
-            )
-            raise
-        return out
+        return self.request(
+            "PATCH",
+            rt.object_path(meta.get("namespace"), meta["name"]),
+            query=query,
+            body=obj,
+            content_type="application/apply-patch+yaml",
+            what=f"apply {rt.kind} {_name(meta)}",
+        )
 
     def delete(self, rt: ResourceType, namespace: str | None, name: str) -> bool:
         """Delete (background propagation); False when it was already gone."""

@@ -26,7 +26,6 @@ from promote.forge.base import Approval
 
 PAYLOAD_TYPE = "promote.approval/v1"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-_SHA = re.compile(r"^[0-9a-f]{40}$")
 _EPOCH = datetime.fromtimestamp(0, UTC)
 
 
@@ -96,7 +95,6 @@ class SignatureStatus(enum.StrEnum):
     UNSIGNED = "unsigned"  # a local-forge record without a signature
 
 
-TRUSTED = (SignatureStatus.VALID, SignatureStatus.FORGE)
 TAMPERED = (SignatureStatus.BAD, SignatureStatus.WRONG_KEY, SignatureStatus.UNSIGNED)
 
 
@@ -210,7 +208,3 @@ def _tamper_reason(status: SignatureStatus, detail: str) -> str:
         SignatureStatus.UNSIGNED: "the record carries no signature",
     }[status]
     return f"{reason}{f' ({detail})' if detail else ''}"
-
-
-def is_sha(value: str) -> bool:
-    return bool(_SHA.match(value))

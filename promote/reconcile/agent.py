@@ -31,8 +31,6 @@ from promote.reconcile.source import GitSource
 
 log = logging.getLogger(__name__)
 
-STAGES = ("fetch", "render", "validate", "decrypt", "compare", "apply", "prune", "health")
-
 
 @dataclass(frozen=True, slots=True)
 class AgentSettings:
@@ -84,7 +82,6 @@ class Agent:
         self.kustomize = kustomize
         self.resolver = resolver
         self.metrics = metrics or Metrics()
-        self._work_dir = work_dir
         self.status = status_mod.EnvStatus(env=settings.env)
         self.desired_state = DesiredState(
             env=settings.env,

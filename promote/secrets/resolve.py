@@ -33,7 +33,7 @@ from typing import Any
 
 from promote import config, validation
 from promote.errors import ConfigError, PromoteError, SopsError
-from promote.secrets import sops, sopsmeta, store, values, vault
+from promote.secrets import redact, sops, sopsmeta, store, values, vault
 
 log = logging.getLogger(__name__)
 
@@ -182,10 +182,6 @@ class Resolver:
         with self._lock:
             return CacheStats(self._hits, self._misses, len(self._cache))
 
-    def clear_cache(self) -> None:
-        with self._lock:
-            self._cache.clear()
-
     def _cached(self, key: str) -> _Entry | None:
         with self._lock:
             entry = self._cache.get(key)
@@ -231,11 +227,11 @@ class Resolver:
         pending: dict[int, str] = {}  # index -> cache key
         for i, obj in enumerate(objects):
             if not validation.is_sops_object(obj):
-                if _is_secret(obj):
+                if redact.is_secret(obj):
                     entries[i] = _entry(obj)
                 continue
             try:
-                if not _is_secret(obj):
+                if not redact.is_secret(obj):
                     raise SopsError(
                         f"{self._name(obj)}: only Secrets may hold SOPS-encrypted values; move "
                         "them into a Secret (`promote secrets set`)."
@@ -354,19 +350,23 @@ class Resolver:
         entries: Mapping[int, _Entry],
         names: _Sources,
     ) -> dict[str, values.SecretText]:
-        owner: dict[str, str] = {}
+        owner: dict[str, tuple[Object, str]] = {}  # ref -> (object, key) that uses it
         for i, entry in entries.items():
-            obj = objects[i]
+            for key, ref in entry.refs.items():
+                owner.setdefault(str(ref), (objects[i], key))
+
+        def where(text: str) -> str:
+            # Named only when an error is reported: finding a Secret's file reads every file.
+            obj, key = owner[text]
             name = str((obj.get("metadata") or {}).get("name", ""))
             source = names.get(name) if name else None
-            where = f"{self._name(obj)}" + (f" (from {source})" if source else "")
-            for key, ref in entry.refs.items():
-                owner.setdefault(str(ref), f"{where} key {key!r}")
+            return f"{self._name(obj)}" + (f" (from {source})" if source else "") + f" key {key!r}"
+
         client = self._vault
         if client is None:
             first = sorted(refs)[0]
             raise ConfigError(
-                f"{owner[first]}: refers to {first} but {self.env_name} has no Vault; set "
+                f"{where(first)}: refers to {first} but {self.env_name} has no Vault; set "
                 f"secrets.vault in environments/{self.env_name}.yaml (or VAULT_ADDR)."
             )
         parsed = {text: vault.parse_ref(text) for text in sorted(refs)}
@@ -377,15 +377,11 @@ class Resolver:
             try:
                 return client.read_kv(ref)
             except PromoteError as exc:
-                raise type(exc)(f"{owner[text]}: {exc.message}", hint=exc.hint) from None
+                raise type(exc)(f"{where(text)}: {exc.message}", hint=exc.hint) from None
 
         results = _run_all(job, sorted(refs), min(self._workers, 8))
         _raise_first(results, len(results))
         return {k: v for k, v in results.items() if isinstance(v, values.SecretText)}
-
-
-def _is_secret(obj: Object) -> bool:
-    return obj.get("kind") == "Secret" and str(obj.get("apiVersion", "v1")) == "v1"
 
 
 def _run_all(fn: Callable[[Any], Any], items: list[Any], workers: int) -> dict[Any, Any]:
@@ -416,17 +412,6 @@ def _raise_first(results: Mapping[Any, Any], total: int) -> None:
     first = failures[0]
     more = f" ({len(failures) - 1} more of {total} failed too)" if len(failures) > 1 else ""
     raise type(first)(first.message + more, hint=first.hint) from None
-
-
-def resolve_objects(
-    objects: Sequence[Object],
-    env: config.Environment,
-    *,
-    environ: Mapping[str, str] | None = None,
-    sources: Mapping[str, str] | None = None,
-) -> list[Object]:
-    """One-shot resolution (no cache kept): ``Resolver.for_environment(env).resolve(...)``."""
-    return Resolver.for_environment(env, environ=environ).resolve(objects, sources=sources)
 
 
 def resolver_for_agent(project: config.Project, env: config.Environment) -> Resolver:

@@ -201,7 +201,7 @@ def test_openbao_transit_encrypt_then_decrypt(openbao: OpenBao) -> None:
 def test_cluster_up_gives_a_kubeconfig_kubectl_can_use_then_down(tmp_path: Path) -> None:
     kubectl = shutil.which("kubectl")
     if kubectl is None:
-        pytest.skip("kubectl is not installed")
+        pytest.fail("kubectl is not installed; this test checks the kubeconfig with it")
     directory = tmp_path / "cluster"
     try:
         up = run_cli("cluster", "up", "--dir", str(directory))

@@ -1,0 +1,119 @@
+"""What ``promote status`` and ``promote diff`` report, apart from how the CLI prints it.
+
+``git_images`` reads each environment's images at the remote's main (the agent's Git source),
+``read_statuses`` each agent's published status from its cluster; ``release_matrix`` and
+``live_differences`` are pure. Secret values never reach a difference: every Secret pair is
+redacted before any text is made.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from promote import config, diff, overlay
+from promote.cluster import client, drift
+from promote.errors import PromoteError
+from promote.reconcile import setup
+from promote.reconcile import source as source_mod
+from promote.reconcile import status as status_mod
+from promote.reconcile.agent import PassReport
+from promote.secrets import redact
+
+ImagesByEnv = dict[str, dict[str, str]]  # env -> app -> version
+
+
+def git_images(
+    project: config.Project, repo_url: str | None = None
+) -> tuple[ImagesByEnv, str, config.Project]:
+    """Each environment's image versions at the remote's main, that revision, and the project
+    as main defines it (its pipeline, not the working tree's, decides what is behind)."""
+    url = repo_url or source_mod.default_url(project.root, project.config.remote)
+    src = source_mod.GitSource(
+        url, branch=project.config.main_branch, cache_root=setup.cache_root()
+    )
+    revision = src.fetch()
+    out: ImagesByEnv = {}
+    with tempfile.TemporaryDirectory(prefix="promote-status-") as tmp:
+        at_rev = config.load_project(src.export(revision, Path(tmp) / "tree"))
+        for name, env in at_rev.environments.items():
+            out[name] = {img.app: img.version for img in overlay.read_images(env.overlay_dir)}
+    return out, revision, at_rev
+
+
+def read_statuses(project: config.Project, ov: setup.Overrides) -> dict[str, dict[str, Any]]:
+    """``{env: {"status": dict | None, "error": str | None}}`` from each environment's cluster."""
+    out: dict[str, dict[str, Any]] = {}
+    for name in project.pipeline():
+        env = project.env(name)
+        st: status_mod.EnvStatus | None = None
+        error = None
+        try:
+            cluster = setup.connect_env(env, ov)
+            st = status_mod.read(cluster, env=name, namespace=env.config.cluster.namespace)
+        except PromoteError as exc:
+            error = str(exc)
+        out[name] = {"status": st.to_dict() if st else None, "error": error}
+    return out
+
+
+def release_matrix(
+    project: config.Project, images: ImagesByEnv, statuses: Mapping[str, dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Apps down, environments across: tag in Git, sync, health, behind its upstream."""
+    matrix = []
+    for app_name in sorted({a for m in images.values() for a in m}):
+        row: dict[str, Any] = {"app": app_name, "environments": {}}
+        for name in project.pipeline():
+            up = project.env(name).upstream
+            tag = images.get(name, {}).get(app_name)
+            st_doc = (statuses.get(name) or {}).get("status") or {}
+            row["environments"][name] = {
+                "tag": tag,
+                "sync": st_doc.get("sync", "Unknown"),
+                "health": st_doc.get("health", "Unknown"),
+                "behindUpstream": bool(up and images.get(up, {}).get(app_name) not in (None, tag)),
+            }
+        matrix.append(row)
+    return matrix
+
+
+def _redacted_pair(live: dict[str, Any] | None, desired: dict[str, Any]) -> tuple[Any, Any]:
+    """Live projected onto the fields Git sets (defaults and server fields would be noise)."""
+    # The agent's own comparison shape (it leaves out promote.dev/revision, which is not drift),
+    # named so the YAML says which object it is.
+    shape = drift.comparable(desired)
+    meta = desired.get("metadata") or {}
+    shape["metadata"] = {
+        **{k: meta[k] for k in ("name", "namespace") if k in meta},
+        **shape["metadata"],
+    }
+    before = drift.project(shape, live) if live is not None else None
+    before, after = redact.redact_pair(before, shape)
+    # Both sides of a changed Secret value read <changed>: label the live one so the unified
+    # diff shows the line (the values themselves are never shown).
+    for section in redact.SECRET_SECTIONS:
+        values = (before or {}).get(section)
+        if isinstance(values, dict):
+            for k, v in values.items():
+                if v == redact.CHANGED:
+                    values[k] = "<redacted: live value differs>"
+    return before, after
+
+
+def live_differences(report: PassReport) -> list[dict[str, Any]]:
+    """``{"object", "paths", "diff"}`` for each object whose live state differs from Git."""
+    entries = []
+    for key, live, desired in report.diffs:
+        before, after = _redacted_pair(live, desired)
+        what = client.describe_key(key)
+        entries.append(
+            {
+                "object": what,
+                "paths": report.out_of_sync.get(key, []),
+                "diff": diff.unified(before, after, fromfile=f"live/{what}", tofile=f"git/{what}"),
+            }
+        )
+    return entries
