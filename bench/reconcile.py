@@ -214,7 +214,7 @@ def main() -> None:
 
     rows = [
         (
-            "first sync (1,000 objects)",
+            f"first sync ({args.apps * 4:,} objects)",
             f"{first_sync:.2f} s",
             f"kubectl apply --server-side {k_apply:.2f} s",
             f"{first_sync / k_apply:.2f}x (target <= 1.2x)",
