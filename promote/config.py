@@ -1,25 +1,28 @@
 """Load and validate ``promote.yaml`` and ``environments/*.yaml``.
 
 This module is the only reader of our YAML configuration. It turns the files into frozen
-pydantic models and turns every problem into one :class:`~promote.errors.ConfigError`
+dataclasses and turns every problem into one :class:`~promote.errors.ConfigError`
 paragraph that names the file, the line (when YAML knows it), the field and the fix.
+A small generic validator, driven by the dataclasses' fields and type hints, maps camelCase
+YAML keys (or the snake_case field names) onto them; PyYAML's node tree gives the lines.
+No pydantic or ruamel: the CLI imports this module on every start, so it must stay cheap.
 It does no I/O beyond reading those files and checking that overlay folders exist.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import re
+import types
+import typing
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
-from pydantic.alias_generators import to_camel
-from ruamel.yaml import YAML
-from ruamel.yaml.comments import CommentedMap, CommentedSeq
-from ruamel.yaml.error import MarkedYAMLError
+import yaml
 
 from promote.errors import ConfigError
 
@@ -28,6 +31,7 @@ ENV_DIR = "environments"
 _ENV_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 def parse_duration(value: object) -> timedelta:
@@ -59,59 +63,57 @@ def format_duration(value: timedelta) -> str:
     return f"{seconds}s"
 
 
-Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(
-        extra="forbid", frozen=True, alias_generator=to_camel, populate_by_name=True
-    )
-
-
 # --- promote.yaml ---------------------------------------------------------------------------
+# Field names are the Python spelling; the YAML key is their camelCase form (``token_env`` is
+# ``tokenEnv``). Both spellings are accepted when loading.
 
 
-class ForgeConfig(_Model):
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ForgeConfig:
     """Where pull requests live. ``local`` keeps them in the Git remote itself (no server)."""
 
     type: Literal["local", "gitea", "github"] = "local"
     url: str | None = None
-    repo: str | None = Field(default=None, description="OWNER/NAME on the forge")
-    token_env: str | None = Field(default=None, description="environment variable with token")
+    repo: str | None = None  # OWNER/NAME on the forge
+    token_env: str | None = None  # environment variable with the token
 
 
-class PolicyConfig(_Model):
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PolicyConfig:
     """Repository-wide checks applied by ``promote validate`` and promotions."""
 
-    allow_latest: list[str] = Field(
-        default_factory=list, description="environments where an image may use :latest or no tag"
-    )
+    # environments where an image may use :latest or no tag
+    allow_latest: list[str] = field(default_factory=list)
 
 
-class ProjectConfig(_Model):
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ProjectConfig:
     main_branch: str = "main"
     remote: str = "origin"
-    forge: ForgeConfig = ForgeConfig()
-    policy: PolicyConfig = PolicyConfig()
+    forge: ForgeConfig = field(default_factory=ForgeConfig)
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
 
 
 # --- environments/<env>.yaml ----------------------------------------------------------------
 
 
-class ClusterConfig(_Model):
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ClusterConfig:
     context: str | None = None
     kubeconfig: str | None = None
     in_cluster: bool = False
     namespace: str = "default"
 
 
-class ApprovalsConfig(_Model):
-    required: int = Field(default=0, ge=0)
-    approvers: list[str] = Field(default_factory=list)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ApprovalsConfig:
+    required: int = field(default=0, metadata={"ge": 0})
+    approvers: list[str] = field(default_factory=list)
     allow_self_approval: bool = False
 
 
-class IgnoreRule(_Model):
+@dataclass(frozen=True, slots=True, kw_only=True)
+class IgnoreRule:
     """Fields another controller owns (e.g. an autoscaler's ``/spec/replicas``)."""
 
     kind: str
@@ -120,38 +122,43 @@ class IgnoreRule(_Model):
     paths: list[str]
 
 
-class SyncConfig(_Model):
-    interval: Duration = timedelta(seconds=60)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SyncConfig:
+    interval: timedelta = timedelta(seconds=60)  # durations are written 30s, 5m, 1h30m
     self_heal: bool = True
     prune: bool = True
-    ignore: list[IgnoreRule] = Field(default_factory=list)
+    ignore: list[IgnoreRule] = field(default_factory=list)
 
 
-class VaultConfig(_Model):
+@dataclass(frozen=True, slots=True, kw_only=True)
+class VaultConfig:
     address: str
     kv_mount: str = "secret"
     auth: Literal["token", "approle", "kubernetes"] = "token"
-    role: str | None = Field(default=None, description="AppRole role_id or Kubernetes auth role")
+    role: str | None = None  # AppRole role_id or Kubernetes auth role
     auth_mount: str | None = None
     namespace: str | None = None
 
 
-class SecretsConfig(_Model):
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SecretsConfig:
     vault: VaultConfig | None = None
 
 
-class GatesConfig(_Model):
-    soak: Duration | None = None
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GatesConfig:
+    soak: timedelta | None = None
 
 
-class EnvironmentConfig(_Model):
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EnvironmentConfig:
     upstream: str | None = None
     overlay: str | None = None
-    cluster: ClusterConfig = ClusterConfig()
-    approvals: ApprovalsConfig = ApprovalsConfig()
-    sync: SyncConfig = SyncConfig()
-    secrets: SecretsConfig = SecretsConfig()
-    gates: GatesConfig = GatesConfig()
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
+    approvals: ApprovalsConfig = field(default_factory=ApprovalsConfig)
+    sync: SyncConfig = field(default_factory=SyncConfig)
+    secrets: SecretsConfig = field(default_factory=SecretsConfig)
+    gates: GatesConfig = field(default_factory=GatesConfig)
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,111 +206,185 @@ class Project:
             return str(path)
 
 
-# --- loading --------------------------------------------------------------------------------
+# --- reading YAML ---------------------------------------------------------------------------
 
 
-def _read_yaml(path: Path, display: str) -> Any:
-    yaml = YAML(typ="rt")
+def _read_yaml(path: Path, display: str) -> tuple[Any, yaml.Node | None]:
+    """The file's plain data and its PyYAML node tree (for line numbers), from one parse."""
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"{display}: cannot read the file ({exc.strerror}).") from exc
+    loader = _Loader(text)
     try:
-        return yaml.load(text)
-    except MarkedYAMLError as exc:
+        node = loader.get_single_node()
+        if node is None:  # an empty file
+            return None, None
+        _refuse_duplicate_keys(node, set())
+        return loader.construct_document(node), node
+    except yaml.MarkedYAMLError as exc:
         line = exc.problem_mark.line + 1 if exc.problem_mark else "?"
         raise ConfigError(
             f"{display}:{line}: not valid YAML ({exc.problem}); fix the syntax at that line."
         ) from exc
+    finally:
+        loader.dispose()
 
 
-def _line_of(data: Any, loc: Iterable[int | str]) -> int | None:
-    """Best line number (1-based) for a pydantic error location in ruamel round-trip data."""
-    node, line = data, None
+def _refuse_duplicate_keys(node: yaml.Node, seen: set[int]) -> None:
+    """PyYAML silently keeps the last of two equal keys; a config file must not have them."""
+    if id(node) in seen:  # an alias of a node already checked
+        return
+    seen.add(id(node))
+    keys: set[str] = set()
+    for item in node.value if isinstance(node, yaml.CollectionNode) else []:
+        key, value = item if isinstance(node, yaml.MappingNode) else (None, item)
+        if isinstance(key, yaml.ScalarNode) and key.tag != "tag:yaml.org,2002:merge":
+            if key.value in keys:
+                raise yaml.constructor.ConstructorError(
+                    problem=f"found duplicate key {key.value!r}", problem_mark=key.start_mark
+                )
+            keys.add(key.value)
+        _refuse_duplicate_keys(value, seen)
+
+
+def _line_of(node: yaml.Node | None, loc: Iterable[int | str]) -> int | None:
+    """Best line number (1-based) for a field location: that of the deepest key or item found."""
+    line = None
     for part in loc:
-        if isinstance(node, CommentedMap) and part in node:
-            line = node.lc.key(part)[0] + 1
-            node = node[part]
-        elif isinstance(node, CommentedSeq) and isinstance(part, int) and part < len(node):
-            line = node.lc.item(part)[0] + 1
-            node = node[part]
-        else:
+        key = None
+        if isinstance(node, yaml.MappingNode):
+            pairs = [(k, v) for k, v in node.value if getattr(k, "value", None) == str(part)]
+            key, node = pairs[-1] if pairs else (None, None)
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
+            key = node = node.value[part] if part < len(node.value) else None
+        if key is None:
             break
+        line = key.start_mark.line + 1
     return line
 
 
-_FIXES = {
-    "extra_forbidden": "remove it or check its spelling",
-    "missing": "add it",
-    "literal_error": "use one of the allowed values",
-}
+# --- validating -----------------------------------------------------------------------------
+# Generic over the dataclasses above: driven by dataclasses.fields() and the type hints, which
+# are resolved once per class; a field's ``metadata["ge"]`` is a lower bound. Each problem becomes
+# (location, message, fix); the location is the path of YAML keys and list indices as written
+# in the file (``sync.ignore.0.paths``).
+
+_T = TypeVar("_T")
+_Loc = tuple[int | str, ...]
+_Error = tuple[_Loc, str, str]
+_CORRECT = "correct the value"
+_TRUE = {"1", "on", "t", "true", "y", "yes"}
+_FALSE = {"0", "off", "f", "false", "n", "no"}
+_INT = re.compile(r"\s*[-+]?\d+\s*")
 
 
-def _describe(exc: ValidationError, display: str, data: Any, model: type[BaseModel]) -> str:
-    parts = []
-    for err in exc.errors():
-        loc = [p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-"))]
-        field = ".".join(str(p) for p in loc) or "(top level)"
-        line = _line_of(data, loc)
-        where = f"{display}:{line}" if line else display
-        msg = err["msg"]
-        if msg.startswith("Value error, "):
-            msg = msg[len("Value error, ") :]
-        if err["type"] == "extra_forbidden":
-            allowed = _allowed_keys(model, loc[:-1])
-            msg = f"unknown field {loc[-1]!r}" + (
-                f"; allowed here: {', '.join(allowed)}" if allowed else ""
-            )
-        fix = _FIXES.get(err["type"], "correct the value")
-        parts.append(f"{where}: {field}: {msg}; {fix}.")
-    return " ".join(parts)
+@functools.cache
+def _fields(cls: type) -> dict[str, tuple[dataclasses.Field[Any], Any]]:
+    """camelCase YAML key -> (field, resolved type hint), in definition order."""
+    hints = typing.get_type_hints(cls)
+    return {_camel(f.name): (f, hints[f.name]) for f in dataclasses.fields(cls)}
 
 
-def _allowed_keys(model: type[BaseModel], loc: list[int | str]) -> list[str]:
-    current: Any = model
-    for part in loc:
-        if isinstance(part, int):
-            continue
-        fields = {f.alias or n: f for n, f in current.model_fields.items()}
-        field = fields.get(str(part))
-        if field is None:
-            return []
-        ann = field.annotation
-        candidates = [ann, *getattr(ann, "__args__", ())]
-        nxt = next(
-            (c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None
-        )
-        if nxt is None:
-            for cand in candidates:
-                for sub in getattr(cand, "__args__", ()):
-                    if isinstance(sub, type) and issubclass(sub, BaseModel):
-                        nxt = sub
-        if nxt is None:
-            return []
-        current = nxt
-    return sorted(f.alias or n for n, f in current.model_fields.items())
+def _camel(name: str) -> str:
+    return re.sub(r"_([a-z])", lambda m: m[1].upper(), name)
 
 
-def _validate(model: type[_Model], data: Any, display: str) -> Any:
+def _build(cls: type[_T], data: Any, loc: _Loc, errors: list[_Error]) -> _T | None:
+    """An instance of ``cls`` from a YAML mapping, or None after appending to ``errors``."""
+    if not isinstance(data, Mapping):
+        what = "null" if data is None else type(data).__name__
+        errors.append((loc, f"Input should be a mapping (key: value lines), not {what}", _CORRECT))
+        return None
+    before, spec = len(errors), _fields(typing.cast(type, cls))
+    data = {str(k): v for k, v in data.items()}
+    kwargs: dict[str, Any] = {}
+    used = {camel if camel in data else f.name for camel, (f, _) in spec.items()}
+    for camel, (f, hint) in spec.items():
+        key = camel if camel in data else f.name  # if both are given, the other is unknown
+        if key in data:
+            value = kwargs[f.name] = _convert(hint, data[key], (*loc, key), errors)
+            if "ge" in f.metadata and isinstance(value, int) and value < f.metadata["ge"]:
+                msg = f"Input should be greater than or equal to {f.metadata['ge']}"
+                errors.append(((*loc, key), msg, _CORRECT))
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            errors.append(((*loc, camel), "Field required", "add it"))
+    for key in [k for k in data if k not in used]:
+        msg = f"unknown field {key!r}; allowed here: {', '.join(sorted(spec))}"
+        errors.append(((*loc, key), msg, "remove it or check its spelling"))
+    return cls(**kwargs) if len(errors) == before else None
+
+
+def _convert(hint: Any, value: Any, loc: _Loc, errors: list[_Error]) -> Any:
+    """``value`` as ``hint``, lax the way YAML is written by hand, or None after an error."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    fix = _CORRECT
+    if origin in (types.UnionType, typing.Union):  # only `X | None` is used
+        if value is None and type(None) in args:
+            return None
+        (inner,) = (a for a in args if a is not type(None))
+        return _convert(inner, value, loc, errors)
+    if dataclasses.is_dataclass(hint):
+        return _build(typing.cast(type, hint), value, loc, errors)
+    if origin is Literal:
+        if isinstance(value, str) and value in args:
+            return value
+        *rest, last = (repr(a) for a in args)
+        msg, fix = f"Input should be {', '.join(rest)} or {last}", "use one of the allowed values"
+    elif origin is list:
+        if isinstance(value, list):
+            return [_convert(args[0], v, (*loc, i), errors) for i, v in enumerate(value)]
+        msg = "Input should be a valid list"
+    elif hint is timedelta:
+        try:
+            return parse_duration(value)
+        except ValueError as exc:
+            msg = str(exc)
+    elif hint is bool:  # YAML true/false, and yes/no/on/off/1/0 as text or 0/1 as numbers
+        text = str(value).strip().lower() if isinstance(value, str | int) else None
+        if isinstance(value, bool) or text in _TRUE | _FALSE:
+            return value if isinstance(value, bool) else text in _TRUE
+        msg = "Input should be a valid boolean (true or false)"
+    elif hint is int:  # an int (not a bool), a whole float or a string of digits
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, str) and _INT.fullmatch(value):
+            return int(value)
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        msg = "Input should be a valid integer"
+    elif hint is str:  # only a string: quote numbers and booleans meant as text
+        if isinstance(value, str):
+            return value
+        msg = "Input should be a valid string"
+    else:
+        raise TypeError(f"{hint!r}: no conversion for this config field type")
+    errors.append((loc, msg, fix))
+    return None
+
+
+def _validate(cls: type[_T], data: Any, node: yaml.Node | None, display: str) -> _T:
     if data is None:
-        data = CommentedMap()
+        data = {}
     if not isinstance(data, Mapping):
         raise ConfigError(
             f"{display}: expected a mapping of settings at the top level, found "
             f"{type(data).__name__}; write `key: value` lines."
         )
-    try:
-        return model.model_validate(_plain(data))
-    except ValidationError as exc:
-        raise ConfigError(_describe(exc, display, data, model)) from None
+    errors: list[_Error] = []
+    result = _build(cls, data, (), errors)
+    if result is None:
+        raise ConfigError(" ".join(_describe(display, node, *error) for error in errors))
+    return result
 
 
-def _plain(data: Any) -> Any:
-    if isinstance(data, Mapping):
-        return {str(k): _plain(v) for k, v in data.items()}
-    if isinstance(data, list):
-        return [_plain(v) for v in data]
-    return data
+def _describe(display: str, node: yaml.Node | None, loc: _Loc, msg: str, fix: str) -> str:
+    line = _line_of(node, loc)
+    where = f"{display}:{line}" if line else display
+    return f"{where}: {'.'.join(map(str, loc)) or '(top level)'}: {msg}; {fix}."
+
+
+# --- loading --------------------------------------------------------------------------------
 
 
 def load_project(root: Path | str) -> Project:
@@ -318,9 +399,10 @@ def load_project(root: Path | str) -> Project:
         )
     project_cfg = ProjectConfig()
     if project_file.exists():
-        project_cfg = _validate(ProjectConfig, _read_yaml(project_file, PROJECT_FILE), PROJECT_FILE)
+        data, node = _read_yaml(project_file, PROJECT_FILE)
+        project_cfg = _validate(ProjectConfig, data, node, PROJECT_FILE)
     envs: dict[str, Environment] = {}
-    raw: dict[str, Any] = {}
+    nodes: dict[str, yaml.Node | None] = {}
     for path in sorted(env_dir.glob("*.yaml")) if env_dir.is_dir() else []:
         name = path.stem
         display = f"{ENV_DIR}/{path.name}"
@@ -329,9 +411,8 @@ def load_project(root: Path | str) -> Project:
                 f"{display}: {name!r} is not a valid environment name; rename the file to "
                 "lower-case letters, digits and dashes (e.g. prod.yaml)."
             )
-        data = _read_yaml(path, display)
-        raw[name] = data
-        cfg = _validate(EnvironmentConfig, data, display)
+        data, nodes[name] = _read_yaml(path, display)
+        cfg = _validate(EnvironmentConfig, data, nodes[name], display)
         overlay = root / (cfg.overlay or f"overlays/{name}")
         envs[name] = Environment(name=name, file=path, config=cfg, overlay_dir=overlay)
     if not envs:
@@ -339,18 +420,18 @@ def load_project(root: Path | str) -> Project:
             f"{ENV_DIR}/: no environment files; add one YAML file per environment, "
             f"e.g. {ENV_DIR}/dev.yaml (`promote init` writes dev, staging and prod)."
         )
-    _check_semantics(envs, raw, project_cfg)
+    _check_semantics(envs, nodes, project_cfg)
     return Project(root=root, config=project_cfg, environments=envs)
 
 
 def _check_semantics(
-    envs: dict[str, Environment], raw: dict[str, Any], project_cfg: ProjectConfig
+    envs: dict[str, Environment], nodes: dict[str, yaml.Node | None], project_cfg: ProjectConfig
 ) -> None:
     for name, env in envs.items():
         display = f"{ENV_DIR}/{name}.yaml"
         cfg = env.config
         if cfg.upstream is not None and cfg.upstream not in envs:
-            line = _line_of(raw[name], ["upstream"])
+            line = _line_of(nodes[name], ["upstream"])
             raise ConfigError(
                 f"{display}:{line}: upstream: {cfg.upstream!r} names no environment "
                 f"(known: {', '.join(sorted(envs))}); set it to one of them or remove it."
@@ -369,7 +450,7 @@ def _check_semantics(
             )
         appr = cfg.approvals
         if appr.required > len(appr.approvers):
-            line = _line_of(raw[name], ["approvals", "required"])
+            line = _line_of(nodes[name], ["approvals", "required"])
             where = f"{display}:{line}" if line else display
             raise ConfigError(
                 f"{where}: approvals.required is {appr.required} but only "

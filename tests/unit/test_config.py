@@ -128,3 +128,125 @@ def test_project_file_unknown_forge_type(repo: Path) -> None:
     _write(repo, "promote.yaml", "forge:\n  type: gitlab\n")
     msg = _error(repo)
     assert "promote.yaml:2" in msg and "forge.type" in msg and "'local', 'gitea'" in msg
+
+
+def test_literal_field_names_allowed_values(repo: Path) -> None:
+    _write(repo, "promote.yaml", "mainBranch: main\nforge:\n  type: gitlab\n")
+    msg = _error(repo)
+    assert msg == (
+        "promote.yaml:3: forge.type: Input should be 'local', 'gitea' or 'github'; "
+        "use one of the allowed values."
+    )
+
+
+def test_wrong_type_bool(repo: Path) -> None:
+    _write(repo, "environments/dev.yaml", "cluster:\n  namespace: dev\n  inCluster: maybe\n")
+    msg = _error(repo)
+    assert msg.startswith("environments/dev.yaml:3: cluster.inCluster: Input should be a valid")
+    assert "boolean" in msg and msg.endswith("; correct the value.")
+
+
+@pytest.mark.parametrize(("text", "expected"), [("yes", True), ("'off'", False), ("1", True)])
+def test_bool_accepts_yaml_spellings(repo: Path, text: str, expected: bool) -> None:
+    _write(repo, "environments/dev.yaml", f"sync:\n  prune: {text}\n")
+    assert config.load_project(repo).env("dev").config.sync.prune is expected
+
+
+def test_number_where_text_is_expected(repo: Path) -> None:
+    _write(repo, "environments/dev.yaml", "cluster:\n  namespace: 5\n")
+    msg = _error(repo)
+    assert "environments/dev.yaml:2: cluster.namespace: Input should be a valid string" in msg
+
+
+def test_missing_required_field_in_list_item(repo: Path) -> None:
+    _write(
+        repo,
+        "environments/dev.yaml",
+        "sync:\n  ignore:\n    - kind: HorizontalPodAutoscaler\n      name: web\n",
+    )
+    msg = _error(repo)
+    assert msg == "environments/dev.yaml:3: sync.ignore.0.paths: Field required; add it."
+
+
+def test_every_problem_is_reported_in_one_paragraph(repo: Path) -> None:
+    _write(
+        repo,
+        "environments/dev.yaml",
+        "secrets:\n  vault:\n    auth: ldap\n    kvMount: 3\ncolour: blue\n",
+    )
+    msg = _error(repo)
+    assert msg.startswith("environments/dev.yaml:2: secrets.vault.address: Field required; add it.")
+    assert "environments/dev.yaml:4: secrets.vault.kvMount: Input should be a valid string" in msg
+    assert "secrets.vault.auth: Input should be 'token', 'approle' or 'kubernetes'" in msg
+    assert "environments/dev.yaml:5: colour: unknown field 'colour'; allowed here: approvals" in msg
+
+
+def test_camel_case_and_snake_case_keys(repo: Path) -> None:
+    _write(
+        repo,
+        "promote.yaml",
+        "main_branch: trunk\nforge:\n  type: gitea\n  tokenEnv: T\n"
+        "policy:\n  allow_latest: [dev]\n",
+    )
+    _write(
+        repo,
+        "environments/dev.yaml",
+        "cluster:\n  in_cluster: true\nsync:\n  selfHeal: false\n  interval: 5m\n"
+        "secrets:\n  vault:\n    address: http://vault:8200\n    kv_mount: kv\n"
+        "    authMount: k8s\n    auth: kubernetes\n",
+    )
+    project = config.load_project(repo)
+    assert project.config == config.ProjectConfig(
+        main_branch="trunk",
+        forge=config.ForgeConfig(type="gitea", token_env="T"),
+        policy=config.PolicyConfig(allow_latest=["dev"]),
+    )
+    dev = project.env("dev").config
+    assert dev.cluster.in_cluster is True
+    assert dev.sync.self_heal is False and dev.sync.interval == timedelta(minutes=5)
+    assert dev.secrets.vault == config.VaultConfig(
+        address="http://vault:8200", kv_mount="kv", auth_mount="k8s", auth="kubernetes"
+    )
+
+
+def test_negative_required_approvals_refused(repo: Path) -> None:
+    _write(repo, "environments/prod.yaml", "upstream: staging\napprovals:\n  required: -1\n")
+    msg = _error(repo)
+    assert msg.startswith(
+        "environments/prod.yaml:3: approvals.required: Input should be greater than or equal to 0"
+    )
+
+
+def test_required_approvals_as_text(repo: Path) -> None:
+    _write(
+        repo,
+        "environments/prod.yaml",
+        "upstream: staging\napprovals:\n  required: '1'\n  approvers: [rm1]\n",
+    )
+    assert config.load_project(repo).env("prod").config.approvals.required == 1
+
+
+def test_null_section_is_refused(repo: Path) -> None:
+    _write(repo, "promote.yaml", "forge: null\n")
+    msg = _error(repo)
+    assert msg.startswith("promote.yaml:1: forge: Input should be a mapping")
+
+
+def test_null_optional_section_is_none(repo: Path) -> None:
+    _write(repo, "environments/dev.yaml", "secrets:\n  vault: null\ngates:\n  soak: null\n")
+    dev = config.load_project(repo).env("dev").config
+    assert dev.secrets.vault is None and dev.gates.soak is None
+
+
+def test_duplicate_key_is_invalid_yaml(repo: Path) -> None:
+    _write(repo, "environments/dev.yaml", "sync:\n  prune: true\n  prune: false\n")
+    msg = _error(repo)
+    assert "environments/dev.yaml:3: not valid YAML" in msg and "duplicate key" in msg
+
+
+def test_models_are_frozen_values() -> None:
+    rule = config.IgnoreRule(kind="Deployment", name="web", paths=["/spec/replicas"])
+    assert rule == config.IgnoreRule(kind="Deployment", name="web", paths=["/spec/replicas"])
+    assert config.SyncConfig().ignore == [] and config.SyncConfig().ignore is not rule.paths
+    with pytest.raises(AttributeError):
+        rule.kind = "StatefulSet"  # type: ignore[misc]
