@@ -1,21 +1,30 @@
-"""GnuPG (python-gnupg): sign approvals with the approver's key, verify them against one key.
+"""GnuPG (python-gnupg): sign and verify approvals; read, export and import public keys.
 
-Owns one outside system: the ``gpg`` binary. Signing uses the user's keyring (``GNUPGHOME``
+Owns one outside system: the ``gpg`` binary, for approvals and for environment keys.
+
+Approvals: signing uses the user's keyring (``GNUPGHOME``
 from the environment, else gpg's default) and their agent. Verifying never trusts that keyring:
 each check imports ONLY the approver's public key (the file ``keys/release-managers/NAME.asc``
 read at main) into a throw-away keyring, so a signature by any other key, even one the user
 trusts, is not valid for that approver. Throw-away keyrings run with ``--no-autostart``
 (no agent is spawned) and are deleted afterwards.
+
+Environment keys (the secrets package): a PGP recipient of an environment is a public key file
+in ``keys/<env>/``, and sops can only encrypt to a fingerprint that is in the keyring, so the
+keys of an environment are imported into the keyring in use before sops encrypts. Private keys
+stay in the user's or the agent's GnuPG home: every reader here refuses armoured private key
+material (:func:`holds_private_key`), in ``keys/<env>/`` and in ``keys/release-managers/``.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -23,8 +32,6 @@ from types import TracebackType
 import gnupg
 
 from promote.errors import GpgError
-from promote.forge.base import Approval
-from promote.promotion.approvals import CheckedApproval, SignatureStatus, valid_name
 
 log = logging.getLogger(__name__)
 
@@ -40,9 +47,10 @@ class Verification:
 def _gpg(home: str | None, *, autostart: bool = True) -> gnupg.GPG:
     try:
         return gnupg.GPG(gnupghome=home, options=None if autostart else ["--no-autostart"])
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RuntimeError) as exc:
         raise GpgError(
-            f"cannot run gpg ({exc}).", hint="Install GnuPG 2 (`apt-get install gnupg`)."
+            f"cannot run gpg ({type(exc).__name__}: {exc}).",
+            hint="Install GnuPG 2 (the `gpg` command) and check GNUPGHOME.",
         ) from exc
 
 
@@ -88,6 +96,11 @@ class KeyRing:
     """A throw-away keyring holding one public key file; a context manager."""
 
     def __init__(self, public_key: str) -> None:
+        if holds_private_key(public_key):
+            raise GpgError(
+                "the key file holds a PGP PRIVATE key block; a public key is expected. Replace "
+                "it with `gpg --armor --export ID` and rotate the key: it is in Git history."
+            )
         self._home = tempfile.mkdtemp(prefix="promote-gpg-")
         os.chmod(self._home, 0o700)
         self._gpg = _gpg(self._home, autostart=False)
@@ -127,42 +140,68 @@ class KeyRing:
         return Verification(valid=valid, fingerprint=primary, detail=detail)
 
 
-def verify_approvals(
-    found: Sequence[Approval], keys_dir: Path, *, where: str
-) -> list[CheckedApproval]:
-    """Check each approval's signature against ``keys_dir/<approver>.asc`` (and nothing else).
+# --- public keys of environments and approvers ------------------------------------------------
 
-    A server forge's review (no payload, no signature) is vouched for by the forge. ``where``
-    names ``keys_dir`` in messages (e.g. "keys/release-managers/ on main").
-    """
-    rings: dict[str, KeyRing | None] = {}
-    out = []
-    try:
-        for a in found:
-            if a.payload is None and a.signature is None:
-                out.append(CheckedApproval(a, SignatureStatus.FORGE))
-                continue
-            if not a.signature or not a.payload:
-                out.append(CheckedApproval(a, SignatureStatus.UNSIGNED))
-                continue
-            if a.approver not in rings:
-                path = keys_dir / f"{a.approver}.asc"
-                ok = valid_name(a.approver) and path.is_file()
-                rings[a.approver] = KeyRing(path.read_text(encoding="utf-8")) if ok else None
-            ring = rings[a.approver]
-            if ring is None:
-                detail = f"no {a.approver}.asc in {where} to verify it"
-                out.append(CheckedApproval(a, SignatureStatus.NO_KEY, detail))
-                continue
-            result = ring.verify(a.payload.encode(), a.signature)
-            if result.valid:
-                out.append(CheckedApproval(a, SignatureStatus.VALID, result.fingerprint))
-            elif result.other_key:
-                out.append(CheckedApproval(a, SignatureStatus.WRONG_KEY, result.detail))
-            else:
-                out.append(CheckedApproval(a, SignatureStatus.BAD, result.detail))
-    finally:
-        for ring in rings.values():
-            if ring is not None:
-                ring.close()
-    return out
+# The header line of an ASCII-armoured block, matched as a pattern; its kind says whether a
+# text may be used (a public key) or must be refused (a private key: a leak, never a recipient).
+_ARMOR_HEADER = re.compile(r"^-----BEGIN PGP (?P<kind>[A-Z ]+)-----[ \t]*$", re.MULTILINE)
+_PRIVATE_KINDS = {"PRIVATE KEY BLOCK", "SECRET KEY BLOCK"}
+
+
+def _armor_kinds(text: str) -> set[str]:
+    return {m.group("kind") for m in _ARMOR_HEADER.finditer(text)}
+
+
+def holds_private_key(text: str) -> bool:
+    """Whether ``text`` contains an armoured PGP private key block."""
+    return bool(_armor_kinds(text) & _PRIVATE_KINDS)
+
+
+def holds_public_key(text: str) -> bool:
+    return "PUBLIC KEY BLOCK" in _armor_kinds(text)
+
+
+FINGERPRINT = re.compile(r"^(0x)?[0-9A-Fa-f]{40}$")
+
+
+def public_fingerprints(armored: str, *, display: str, environ: Mapping[str, str]) -> list[str]:
+    """Fingerprints (upper case) of the primary keys in an armoured PUBLIC key block."""
+    if holds_private_key(armored):
+        raise GpgError(
+            f"{display}: holds a PGP PRIVATE key block; only public keys may be used as "
+            "recipients. Export the public half with `gpg --armor --export FINGERPRINT`."
+        )
+    if not holds_public_key(armored):
+        raise GpgError(
+            f"{display}: not an ASCII-armoured PGP public key; export one with "
+            "`gpg --armor --export FINGERPRINT`."
+        )
+    keys = _gpg(environ.get("GNUPGHOME") or None).scan_keys_mem(armored)
+    found = [str(k["fingerprint"]).upper() for k in keys if k.get("type") == "pub"]
+    if not found:
+        raise GpgError(f"{display}: gpg found no public key in it; export the key again.")
+    return found
+
+
+def export_public(fingerprint: str, *, environ: Mapping[str, str]) -> str:
+    """The armoured public key of ``fingerprint`` from the keyring in use."""
+    data = _gpg(environ.get("GNUPGHOME") or None).export_keys(
+        fingerprint.removeprefix("0x"), armor=True
+    )
+    if not isinstance(data, str) or not holds_public_key(data):
+        raise GpgError(
+            f"PGP key {fingerprint} is not in the keyring (GNUPGHOME="
+            f"{environ.get('GNUPGHOME', '~/.gnupg')}); import it first, or pass the path of its "
+            "armoured public key file instead."
+        )
+    return data
+
+
+def import_public(armored: str, *, display: str, environ: Mapping[str, str]) -> None:
+    """Import a public key so sops can encrypt to it (idempotent)."""
+    if holds_private_key(armored):
+        raise GpgError(f"{display}: holds a PGP PRIVATE key block; refusing to import it.")
+    result = _gpg(environ.get("GNUPGHOME") or None).import_keys(armored)
+    if not result.fingerprints:
+        raise GpgError(f"{display}: gpg imported no key from it; check the file.")
+    log.debug("imported PGP public key(s) %s from %s", ",".join(result.fingerprints), display)

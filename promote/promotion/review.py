@@ -9,13 +9,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 
 from promote import gpg, overlay
-from promote.errors import ConfigError, ForgeError, PolicyBlocked, UsageError
+from promote.errors import ConfigError, ForgeError, GpgError, PolicyBlocked, UsageError
 from promote.forge import base as forge_base
 from promote.promotion import approvals, engine
 
 KEYS_DIR = "keys/release-managers"
+
+Status = approvals.SignatureStatus
 
 
 def _open_pr(s: engine.Session, number: int, verb: str) -> forge_base.PullRequest:
@@ -38,7 +41,14 @@ def approver_key(s: engine.Session, name: str) -> str:
             f"{KEYS_DIR}/{name}.asc does not exist on {s.main}; add the approver's public key "
             f"there (`gpg --armor --export ID > {KEYS_DIR}/{name}.asc`) and merge it first."
         )
-    return path.read_text(encoding="utf-8")
+    text = path.read_text(encoding="utf-8")
+    if gpg.holds_private_key(text):
+        raise ConfigError(
+            f"{KEYS_DIR}/{name}.asc on {s.main} holds a PGP PRIVATE key block; refusing to use "
+            f"it. Replace it with the public key only (`gpg --armor --export ID`), and rotate "
+            "that key: anyone with the repository has its private half."
+        )
+    return text
 
 
 def approve(
@@ -132,8 +142,8 @@ def check_approvals(
     A server forge's reviews carry no signature: the forge authenticated each reviewer.
     """
     if engine.server_forge(s.forge) is not None:
-        return [approvals.CheckedApproval(a, approvals.SignatureStatus.FORGE) for a in found]
-    return gpg.verify_approvals(found, s.root / KEYS_DIR, where=f"{KEYS_DIR}/ on {s.main}")
+        return [approvals.CheckedApproval(a, Status.FORGE) for a in found]
+    return _verify_signatures(found, s.root / KEYS_DIR, where=f"{KEYS_DIR}/ on {s.main}")
 
 
 def evaluate(s: engine.Session, pr: forge_base.PullRequest) -> approvals.Verdict:
@@ -157,13 +167,13 @@ def _reapply(s: engine.Session, pr: forge_base.PullRequest) -> forge_base.Resolv
             return None
         text = (s.repo.read_file(main_sha, path) or b"").decode("utf-8")
         current = {i.name: i for i in overlay.parse_images(text, path)}
+        wanted = []
         for item in pr.images:
             name, _, version = item.partition("=")
             tag, digest = _split_version(version)
             mine = current.get(name)
-            img = overlay.Image(name, mine.new_name if mine else None, tag, digest)
-            text = overlay.set_image(text, img, path)
-        return {path: text.encode("utf-8")}
+            wanted.append(overlay.Image(name, mine.new_name if mine else None, tag, digest))
+        return {path: overlay.set_images(text, wanted, path).encode("utf-8")}
 
     return resolve
 
@@ -216,3 +226,51 @@ def parse_pr(text: str) -> int:
     if not value.isdigit() or int(value) < 1:
         raise UsageError(f"{text!r} is not a PR number; write e.g. 7 or #7.")
     return int(value)
+
+
+def _verify_signatures(
+    found: Sequence[forge_base.Approval], keys_dir: Path, *, where: str
+) -> list[approvals.CheckedApproval]:
+    """Check each approval's signature against ``keys_dir/<approver>.asc`` (and nothing else).
+
+    A server forge's review (no payload, no signature) is vouched for by the forge. ``where``
+    names ``keys_dir`` in messages (e.g. "keys/release-managers/ on main").
+    """
+    rings: dict[str, gpg.KeyRing | str] = {}  # a ring, or why there is none
+    out = []
+    try:
+        for a in found:
+            if a.payload is None and a.signature is None:
+                out.append(approvals.CheckedApproval(a, Status.FORGE))
+                continue
+            if not a.signature or not a.payload:
+                out.append(approvals.CheckedApproval(a, Status.UNSIGNED))
+                continue
+            if a.approver not in rings:
+                rings[a.approver] = _key_ring(keys_dir, a.approver, where)
+            ring = rings[a.approver]
+            if isinstance(ring, str):
+                out.append(approvals.CheckedApproval(a, Status.NO_KEY, ring))
+                continue
+            result = ring.verify(a.payload.encode(), a.signature)
+            if result.valid:
+                out.append(approvals.CheckedApproval(a, Status.VALID, result.fingerprint))
+            elif result.other_key:
+                out.append(approvals.CheckedApproval(a, Status.WRONG_KEY, result.detail))
+            else:
+                out.append(approvals.CheckedApproval(a, Status.BAD, result.detail))
+    finally:
+        for ring in rings.values():
+            if not isinstance(ring, str):
+                ring.close()
+    return out
+
+
+def _key_ring(keys_dir: Path, approver: str, where: str) -> gpg.KeyRing | str:
+    path = keys_dir / f"{approver}.asc"
+    if not approvals.valid_name(approver) or not path.is_file():
+        return f"no {approver}.asc in {where} to verify it"
+    try:
+        return gpg.KeyRing(path.read_text(encoding="utf-8"))
+    except GpgError as exc:
+        return f"{approver}.asc in {where}: {exc}"

@@ -5,7 +5,8 @@ or not: a committed plaintext is committed either way) must be a SOPS file whose
 under ``data``/``stringData`` is ciphertext (``sops filestatus`` says "encrypted" for a file with
 a single encrypted value), whose recipients are exactly ``keys/<env>/``, whose Vault transit
 keys live on the environment's Vault, and whose keys are in the order kustomize writes them.
-``keys/<env>/`` must hold public material only. Findings name files, fields and fixes; never a
+``keys/<env>/`` and the environment's approvers' ``keys/release-managers/NAME.asc`` must hold
+public material only. Findings name files, fields and fixes; never a
 value. ``promote.cli.secrets`` registers :func:`check_environment` in ``validate.EXTRA_CHECKS``.
 """
 
@@ -36,6 +37,19 @@ def check_environment(
                 f"now) and keep only public recipients in {keys_rel}/",
             )
         )
+    for name in env.config.approvals.approvers:
+        path = project.root / "keys" / "release-managers" / f"{name}.asc"
+        text = path.read_text(encoding="utf-8", errors="replace") if path.is_file() else ""
+        if keys.holds_private_material(text):
+            findings.append(
+                validation.Finding(
+                    env.name,
+                    f"file {project.relpath(path)}",
+                    "content",
+                    f"approver {name}'s key file holds PRIVATE key material; replace it with "
+                    "the public key only (`gpg --armor --export ID`) and rotate that key",
+                )
+            )
     wanted: sopsmeta.Recipients | None = None
     try:
         wanted = keys.read_keys(project, env.name, environ=os.environ).recipients

@@ -21,9 +21,9 @@ from pathlib import Path
 import yaml
 from pyrage import x25519
 
-from promote import config
+from promote import config, gpg
 from promote.errors import KeyError_, UsageError
-from promote.secrets import gpg, sopsmeta
+from promote.secrets import sopsmeta
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +97,7 @@ def read_keys(project: config.Project, env: str, *, environ: Mapping[str, str]) 
     pgp_files: dict[str, Path] = {}
     for path in sorted(directory.glob("*.asc")) if directory.is_dir() else []:
         text = path.read_text(encoding="utf-8", errors="replace")
-        for fp in gpg.fingerprints(text, display=project.relpath(path), environ=environ):
+        for fp in gpg.public_fingerprints(text, display=project.relpath(path), environ=environ):
             pgp_files[fp] = path
     recipients = sopsmeta.Recipients(frozenset(age), frozenset(pgp_files), frozenset(transit))
     return EnvKeys(env, directory, recipients, pgp_files)
@@ -179,7 +179,7 @@ def add_recipient(
         armored = path.read_text(encoding="utf-8", errors="replace")
     else:
         armored = gpg.export_public(recipient, environ=environ)
-    fps = gpg.fingerprints(armored, display=str(path), environ=environ)
+    fps = gpg.public_fingerprints(armored, display=str(path), environ=environ)
     directory.mkdir(parents=True, exist_ok=True)
     (directory / f"{fps[0]}.asc").write_text(armored, encoding="utf-8")
     return f"PGP {fps[0]}"
@@ -219,7 +219,7 @@ def remove_recipient(
         fp = recipient.removeprefix("0x").upper()
         if Path(recipient).is_file():
             text = Path(recipient).read_text(encoding="utf-8", errors="replace")
-            fp = gpg.fingerprints(text, display=recipient, environ=environ)[0]
+            fp = gpg.public_fingerprints(text, display=recipient, environ=environ)[0]
         label = f"PGP {fp}"
         if fp in current.pgp_files:
             current.pgp_files[fp].unlink()

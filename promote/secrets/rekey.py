@@ -18,9 +18,9 @@ from typing import Any
 
 import yaml
 
-from promote import config
+from promote import config, gpg
 from promote.errors import PolicyBlocked, SopsError, VaultError
-from promote.secrets import gpg, keys, sops, sopsmeta
+from promote.secrets import keys, sops, sopsmeta
 
 log = logging.getLogger(__name__)
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)

@@ -266,6 +266,30 @@ def test_approver_key_missing_from_main(ops: GitOps, gpg_keys: Keys) -> None:  #
         approve(ops, gpg_keys, pr.number, "rm2")
 
 
+def test_approver_key_file_holding_a_private_key_is_refused(
+    ops: GitOps,
+    gpg_keys: Keys,  # noqa: F811
+) -> None:
+    pr = promote(ops, "staging")
+    approve(ops, gpg_keys, pr.number, "rm1")  # made while rm1.asc was a public key
+    for name in ("rm1", "rm2"):
+        private = subprocess.run(
+            ["gpg", "--homedir", str(gpg_keys.home), "--batch", "--pinentry-mode", "loopback",
+             "--passphrase", "", "--armor", "--export-secret-keys", f"{name}@example.com"],
+            check=True, capture_output=True, text=True, timeout=60,
+        ).stdout  # fmt: skip
+        assert gpg.holds_private_key(private)
+        (ops.clone / f"keys/release-managers/{name}.asc").write_text(private)
+    ops.commit_and_push("oops: private keys")
+    with pytest.raises(errors.ConfigError, match=r"rm2\.asc on main holds a PGP PRIVATE key"):
+        approve(ops, gpg_keys, pr.number, "rm2")
+    with pytest.raises(errors.PolicyBlocked) as blocked:
+        merge(ops, pr.number)
+    problems = "\n".join(blocked.value.problems)
+    assert "rm1" in problems and "PRIVATE key block" in problems
+    assert "BEGIN PGP" not in problems
+
+
 def test_missing_and_merged_prs_are_clear_errors(ops: GitOps, gpg_keys: Keys) -> None:  # noqa: F811
     with pytest.raises(errors.NotFound, match=r"PR #42 does not exist on origin"):
         merge(ops, 42)

@@ -413,3 +413,19 @@ def test_plaintext_repr_is_redacted() -> None:
     plain = values.Plaintext(CANARY.encode())
     assert CANARY not in repr(plain) and CANARY not in str(plain) and f"{plain}" != CANARY
     assert plain.reveal() == CANARY.encode()
+
+
+def test_validate_flags_a_release_managers_private_key(
+    secrets_repo: Path, gpg_keyring: GpgKeyring
+) -> None:
+    project = _project(secrets_repo)
+    approvers = project.env("staging").config.approvals.approvers
+    assert approvers, "the example's staging lists approvers"
+    fpr = gpg_keyring.new_key(approvers[0])
+    path = secrets_repo / f"keys/release-managers/{approvers[0]}.asc"
+    path.write_text(gpg_keyring.export_public(fpr))
+    assert _findings(project, "staging") == []
+    path.write_text(gpg_keyring.export_private(fpr))
+    found = "\n".join(_findings(project, "staging"))
+    assert f"keys/release-managers/{approvers[0]}.asc" in found and "PRIVATE key material" in found
+    assert "BEGIN PGP" not in found
