@@ -21,7 +21,6 @@ import logging
 import os
 import re
 import socket
-import tarfile
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -33,6 +32,7 @@ import gitdb.exc
 from git.objects.fun import tree_entries_from_data
 from gitdb import IStream
 
+from promote import archive
 from promote.errors import GitError, GitUnavailable, NotFound, PushRejected
 
 log = logging.getLogger(__name__)
@@ -282,10 +282,7 @@ class Repo:
         data = self._repo.git.execute(
             ["git", "archive", "--format=tar", rev], stdout_as_string=False
         )
-        dest.mkdir(parents=True, exist_ok=True)
-        with tarfile.open(fileobj=io.BytesIO(bytes(data))) as tar:
-            tar.extractall(dest, filter="data")
-        return dest
+        return archive.extract(bytes(data), dest)
 
     def is_ancestor(self, ancestor: str, descendant: str) -> bool:
         try:

@@ -7,11 +7,18 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from rich.table import Table
 
 from promote import config
 from promote.cli import common
-from promote.cli.output import Format, OutputOpt, console, emit_json, handled, progress
+from promote.cli.output import (
+    Format,
+    OutputOpt,
+    console,
+    emit_json,
+    handled,
+    new_table,
+    progress,
+)
 from promote.cluster import client
 from promote.errors import ExitCode
 from promote.reconcile import loop as loop_mod
@@ -229,7 +236,7 @@ def status(
             }
         )
         return
-    table = Table(title=f"promote status @ {revision[:12]}")
+    table = new_table(title=f"promote status @ {revision[:12]}")
     table.add_column("app")
     for name in at_main.pipeline():
         table.add_column(name)

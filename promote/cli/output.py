@@ -13,15 +13,39 @@ import enum
 import json
 import sys
 from collections.abc import Iterator
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import typer
 from rich.console import Console
 
 from promote import errors
 
+if TYPE_CHECKING:
+    from rich.table import Table
+
 console = Console(highlight=False, soft_wrap=True)
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def new_table(**options: Any) -> Table:
+    """A rich table for people (rich.table is imported here: ~50 ms that json output skips)."""
+    from rich.table import Table
+
+    return Table(**options)
+
+
+def print_rows(headers: list[str], rows: list[list[str]]) -> None:
+    """Aligned columns under a bold header: a long list (a 100-app plan) in a millisecond,
+    where a rich table takes ~0.1 s."""
+    cells = [headers, *rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+
+    def line(row: list[str]) -> str:
+        return "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
+
+    console.print(line(headers), style="bold", markup=False)
+    if rows:
+        console.print("\n".join(line(r) for r in rows), markup=False)
 
 
 class Format(enum.StrEnum):

@@ -5,11 +5,18 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.table import Table
 
 from promote import config, scaffold, validate
 from promote.cli import common
-from promote.cli.output import Format, OutputOpt, console, emit_json, handled, progress
+from promote.cli.output import (
+    Format,
+    OutputOpt,
+    console,
+    emit_json,
+    handled,
+    new_table,
+    progress,
+)
 from promote.errors import ExitCode, PolicyBlocked
 
 
@@ -70,7 +77,7 @@ def envs(repo_dir: Path = common.RepoOpt, output: Format = OutputOpt) -> None:
         emit_json({"pipeline": order, "environments": rows})
         return
     console.print("Pipeline: " + " -> ".join(f"[bold]{n}[/]" for n in order))
-    table = Table(show_lines=False)
+    table = new_table(show_lines=False)
     for col in ("env", "upstream", "cluster / namespace", "approvals", "sync", "gates"):
         table.add_column(col)
     for r in rows:

@@ -5,10 +5,18 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.table import Table
 
 from promote.cli import common, prs
-from promote.cli.output import Format, OutputOpt, console, emit_json, handled, progress
+from promote.cli.output import (
+    Format,
+    OutputOpt,
+    console,
+    emit_json,
+    handled,
+    new_table,
+    print_rows,
+    progress,
+)
 from promote.errors import ExitCode, PolicyBlocked
 from promote.forge import base as forge_base
 from promote.promotion import engine, history, plan, propose
@@ -32,12 +40,10 @@ def register(app: typer.Typer) -> None:
 def _print_plan(p: plan.Plan, *, full_diff: bool) -> None:
     origin = f"{p.source} -> {p.target}" if p.source else p.target
     console.print(f"[bold]{p.kind}[/] {origin} (main {p.revision[:12]})")
-    table = Table()
-    for col in ("app", "image", f"{p.target} now", "after"):
-        table.add_column(col)
-    for c in p.changes:
-        table.add_row(c.app, c.name, c.old_version, f"[bold]{c.new_version}[/]")
-    console.print(table)
+    print_rows(
+        ["app", "image", f"{p.target} now", "after"],
+        [[c.app, c.name, c.old_version, c.new_version] for c in p.changes],
+    )
     if p.parity is not None:
         if p.parity.ok:
             console.print(
@@ -67,10 +73,11 @@ def _finish(
     s: engine.Session,
     title: str | None,
     author: str | None,
-) -> forge_base.PullRequest | None:
-    """The common tail of to/rollback: stop when empty or blocked, else open the PR."""
+) -> tuple[forge_base.PullRequest | None, bool]:
+    """The common tail of to/rollback/set-image --pr: stop when empty or blocked, else open the
+    PR; returns it and whether it already existed (an open PR proposing the same images)."""
     if p.empty or dry_run:
-        return None
+        return None, False
     if p.blocked:
         if output == Format.json:
             errors = [{"code": "blocked", "message": m} for m in p.problems()]
@@ -81,10 +88,29 @@ def _finish(
             f"cannot promote into {p.target}: {len(p.problems())} problem(s); no PR opened.",
             problems=p.problems(),
         )
-    return propose.open_pull_request(s, p, title=title, author=author) if open_pr else None
+    if not open_pr:
+        return None, False
+    existing = propose.open_duplicate(s, p)
+    if existing is not None:
+        return existing, True
+    return propose.open_pull_request(s, p, title=title, author=author), False
 
 
-def _report(p: plan.Plan, pr: forge_base.PullRequest | None, output: Format, dry: bool) -> None:
+def _print_existing(pr: forge_base.PullRequest) -> None:
+    console.print(
+        f"PR [bold]#{pr.number}[/] (opened by {pr.author}, {pr.created_at:%Y-%m-%d %H:%M} UTC) "
+        f"already proposes exactly these images; no new PR.\n  {pr.url}\n"
+        f"  next: approve and merge #{pr.number}, or `promote close {pr.number}` and run again"
+    )
+
+
+def _report(
+    p: plan.Plan,
+    pr: forge_base.PullRequest | None,
+    output: Format,
+    dry: bool,
+    existing: bool = False,
+) -> None:
     if output == Format.json:
         emit_json(
             {
@@ -92,6 +118,7 @@ def _report(p: plan.Plan, pr: forge_base.PullRequest | None, output: Format, dry
                 "dryRun": dry,
                 "plan": plan.to_dict(p),
                 "pullRequest": prs.pr_to_dict(pr) if pr else None,
+                "existing": existing,
             }
         )
         return
@@ -99,7 +126,9 @@ def _report(p: plan.Plan, pr: forge_base.PullRequest | None, output: Format, dry
         console.print(f"{p.target} is already up to date; nothing to promote.")
         return
     _print_plan(p, full_diff=dry)
-    if pr is not None:
+    if pr is not None and existing:
+        _print_existing(pr)
+    elif pr is not None:
         as_name = "" if pr.url.startswith(("http://", "https://")) else " --as NAME"
         console.print(
             f"Opened PR [bold]#{pr.number}[/]: {pr.title}\n  {pr.url} (branch {pr.branch})\n"
@@ -140,8 +169,10 @@ def to(
             if dry_run and p.blocked and output == Format.json:
                 emit_json({"plan": plan.to_dict(p)}, exit_code=ExitCode.BLOCKED)
                 raise typer.Exit(ExitCode.BLOCKED)
-            pr = _finish(p, output, dry_run=dry_run, open_pr=True, s=s, title=title, author=author)
-        _report(p, pr, output, dry_run)
+            pr, existing = _finish(
+                p, output, dry_run=dry_run, open_pr=True, s=s, title=title, author=author
+            )
+        _report(p, pr, output, dry_run, existing)
 
 
 def rollback(
@@ -159,8 +190,10 @@ def rollback(
         with progress(f"Planning the rollback of {env}...", output), engine.session(repo_dir) as s:
             rev = history.rollback_revision(s, env, to=to_rev, steps=steps)
             p = propose.plan_rollback(s, env, rev)
-            pr = _finish(p, output, dry_run=dry_run, open_pr=True, s=s, title=title, author=author)
-        _report(p, pr, output, dry_run)
+            pr, existing = _finish(
+                p, output, dry_run=dry_run, open_pr=True, s=s, title=title, author=author
+            )
+        _report(p, pr, output, dry_run, existing)
 
 
 def set_image(
@@ -178,7 +211,9 @@ def set_image(
         commit = None
         if as_pr:
             p = propose.plan_set_image(s, env, images)
-            pr = _finish(p, output, dry_run=False, open_pr=True, s=s, title=title, author=author)
+            pr, existing = _finish(
+                p, output, dry_run=False, open_pr=True, s=s, title=title, author=author
+            )
         else:
             if policy.required:
                 raise PolicyBlocked(
@@ -186,7 +221,7 @@ def set_image(
                     "pull request. Add --pr."
                 )
             p, commit = propose.push_images(s, env, images, title=title)
-            pr = None
+            pr, existing = None, False
     if output == Format.json:
         emit_json(
             {
@@ -194,6 +229,7 @@ def set_image(
                 "plan": plan.to_dict(p),
                 "commit": commit,
                 "pullRequest": prs.pr_to_dict(pr) if pr else None,
+                "existing": existing,
             }
         )
         return
@@ -204,7 +240,9 @@ def set_image(
         console.print(f"{env}: {c.name} {c.old_version} -> [bold]{c.new_version}[/]")
     if commit:
         console.print(f"Pushed {commit[:12]} to main.")
-    if pr:
+    if pr and existing:
+        _print_existing(pr)
+    elif pr:
         console.print(f"Opened PR [bold]#{pr.number}[/]: {pr.title} ({pr.url})")
 
 
@@ -227,7 +265,7 @@ def history_cmd(
     if not entries:
         console.print(f"Nothing has reached {env} yet.")
         return
-    table = Table()
+    table = new_table()
     for col in ("when (UTC)", "kind", "from", "images", "PR", "approvals"):
         table.add_column(col)
     for e in entries:

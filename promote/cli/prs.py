@@ -6,10 +6,17 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from rich.table import Table
 
 from promote.cli import common
-from promote.cli.output import Format, OutputOpt, console, emit_json, handled, progress
+from promote.cli.output import (
+    Format,
+    OutputOpt,
+    console,
+    emit_json,
+    handled,
+    new_table,
+    progress,
+)
 from promote.errors import UsageError
 from promote.forge import base as forge_base
 from promote.promotion import approvals, engine, review
@@ -106,7 +113,7 @@ def prs(
     if not found:
         console.print(f"No {'' if state == 'all' else state + ' '}pull requests.")
         return
-    table = Table()
+    table = new_table()
     for col in ("#", "state", "into", "from", "title", "author", "created"):
         table.add_column(col)
     for p in found:

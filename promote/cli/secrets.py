@@ -7,10 +7,17 @@ import sys
 from pathlib import Path
 
 import typer
-from rich.table import Table
 
 from promote.cli import common
-from promote.cli.output import Format, OutputOpt, console, emit_json, handled, progress
+from promote.cli.output import (
+    Format,
+    OutputOpt,
+    console,
+    emit_json,
+    handled,
+    new_table,
+    progress,
+)
 from promote.errors import PolicyBlocked
 from promote.secrets import rekey, store
 
@@ -100,7 +107,7 @@ def list_cmd(
     if not infos:
         console.print(f"{env}: no Secrets.")
         return
-    table = Table()
+    table = new_table()
     for col in ("secret", "keys", "stored", "file"):
         table.add_column(col)
     for i in infos:

@@ -21,21 +21,22 @@ import json
 import logging
 import os
 import shutil
-import tempfile
-from collections.abc import Iterator, Mapping
+import sys
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
-from promote import config, overlay, render
+from promote import archive, config, imagetag, overlay, render
 from promote import repo as git_repo
-from promote.errors import ConfigError, ForgeError, GitError, GitUnavailable
+from promote.errors import ConfigError, ForgeError, GitError, GitUnavailable, RenderError
 from promote.forge import base as forge_base
-from promote.forge import gitea as gitea_forge
-from promote.forge import github as github_forge
 from promote.forge import local as local_forge
 from promote.promotion import plan
+
+if TYPE_CHECKING:
+    from promote.forge.server import ServerForge
 
 log = logging.getLogger(__name__)
 
@@ -72,9 +73,11 @@ class Session:
         kustomize = self.kustomizer()
         if os.environ.get("PROMOTE_RENDER_CACHE", "").lower() in ("off", "0", "false"):
             return kustomize.build(overlay_dir)
-        rel = overlay_dir.relative_to(self.root) if overlay_dir.is_relative_to(self.root) else None
-        if rel is None:  # a scratch copy: its content is named by ``tree`` + the original path
-            rel = overlay_dir.parent.relative_to(self.root) / overlay_dir.name.strip(".")
+        rel = (
+            overlay_dir.relative_to(self.root)
+            if overlay_dir.is_relative_to(self.root)
+            else overlay_dir
+        )
         key = hashlib.sha256(f"{self._binary}\0{tree}\0{rel}".encode()).hexdigest()
         cache = self.repo.git_dir / "promote" / "render-cache"
         hit = cache / f"{key}.yaml.gz"
@@ -91,6 +94,46 @@ class Session:
                 for old in sorted(cache.glob("*.yaml.gz"), key=_mtime)[:-RENDER_CACHE_SIZE]:
                     old.unlink(missing_ok=True)
         return render.parse_objects(text, str(rel))
+
+    def render_variants(self, overlay_dir: Path, texts: Sequence[str]) -> list[Objects]:
+        """``overlay_dir`` rendered once per kustomization text in ``texts`` (its versions).
+
+        Versions that differ only in ``images:`` (a promotion's before and after) cost one
+        kustomize build: the overlay is built without its ``images:`` and each version's images
+        are applied by :mod:`imagetag`, kustomize's own transformer ported to Python. Overlays
+        that port cannot reproduce exactly are built by kustomize once per version.
+        """
+        display = self.project.relpath(overlay.kustomization_path(overlay_dir))
+        splits = [imagetag.split(text, display) for text in texts]
+        stripped = {s.text for s in splits if s is not None}
+        if None not in splits and len(stripped) == 1:
+            base = self._render_text(overlay_dir, stripped.pop())
+            try:
+                return [imagetag.apply(base, s.images) for s in splits if s is not None]
+            except imagetag.NotEmulated as exc:
+                log.debug("%s: kustomize renders each version (%s)", display, exc)
+        return [self._render_text(overlay_dir, text) for text in texts]
+
+    def _render_text(self, overlay_dir: Path, text: str) -> Objects:
+        """Render ``overlay_dir`` with its kustomization replaced by ``text``.
+
+        The copy sits beside the original, so relative references (``../base/app``) resolve.
+        """
+        path = overlay.kustomization_path(overlay_dir)
+        if path.read_text(encoding="utf-8") == text:
+            return self.render_overlay(overlay_dir, tree=self.tree)
+        digest = hashlib.sha256(text.encode()).hexdigest()
+        copy = overlay_dir.parent / f".{overlay_dir.name}.{digest[:12]}."
+        shutil.rmtree(copy, ignore_errors=True)
+        shutil.copytree(overlay_dir, copy)
+        try:
+            (copy / path.name).write_text(text, encoding="utf-8")
+            return self.render_overlay(copy, tree=f"{self.tree}:{digest}")
+        except RenderError as exc:  # name the user's overlay, not the scratch copy
+            exc.message = exc.message.replace(str(copy), str(overlay_dir))
+            raise
+        finally:
+            shutil.rmtree(copy, ignore_errors=True)
 
     def kustomizer(self) -> render.Kustomize:
         """The kustomize binary, found once per session (before render threads need it)."""
@@ -117,7 +160,7 @@ class Session:
         if env.name not in self._parsed:
             path = overlay.kustomization_path(env.overlay_dir)
             text = path.read_text(encoding="utf-8")
-            self._parsed[env.name] = (text, plan.read_images(text, self.overlay_file(env)))
+            self._parsed[env.name] = (text, overlay.parse_images(text, self.overlay_file(env)))
         return self._parsed[env.name]
 
     def user(self, explicit: str | None = None) -> str:
@@ -157,9 +200,6 @@ def status_from_file(path: Path) -> plan.StatusReader:
     return read
 
 
-ServerForge = gitea_forge.GiteaForge | github_forge.GitHubForge
-
-
 def make_forge(
     project: config.Project, repo: git_repo.Repo, *, offline: bool = False
 ) -> forge_base.Forge:
@@ -176,19 +216,27 @@ def make_forge(
 
 def _make_server_forge(cfg: config.ProjectConfig, repo: git_repo.Repo) -> ServerForge | None:
     """A Gitea/GitHub forge (reads the token from forge.tokenEnv), None for the local forge."""
+    # Imported here: httpx and the API clients cost ~0.2 s of start-up the local forge never needs.
     if cfg.forge.type == "gitea":
-        return gitea_forge.GiteaForge.from_config(cfg.forge, main_branch=cfg.main_branch, git=repo)
+        from promote.forge.gitea import GiteaForge
+
+        return GiteaForge.from_config(cfg.forge, main_branch=cfg.main_branch, git=repo)
     if cfg.forge.type == "github":
-        return github_forge.GitHubForge.from_config(
-            cfg.forge, main_branch=cfg.main_branch, git=repo
-        )
+        from promote.forge.github import GitHubForge
+
+        return GitHubForge.from_config(cfg.forge, main_branch=cfg.main_branch, git=repo)
     return None
 
 
 def server_forge(forge: forge_base.Forge) -> ServerForge | None:
-    """The forge when it is a server (approvals are reviews, the token says who you are)."""
-    if isinstance(forge, gitea_forge.GiteaForge | github_forge.GitHubForge):
-        return forge
+    """The forge when it is a server (approvals are reviews, the token says who you are).
+
+    No server forge exists unless its module was loaded, so an unloaded module answers "no"
+    without importing httpx.
+    """
+    server = sys.modules.get("promote.forge.server")
+    if server is not None and isinstance(forge, server.ServerForge):
+        return cast("ServerForge", forge)
     return None
 
 
@@ -241,7 +289,7 @@ def session(repo_dir: Path, *, offline: bool = False) -> Iterator[Session]:
                     early.check_access()
                 raise
             sha = repo.resolve(tracking)
-            tmp = Path(tempfile.mkdtemp(prefix="promote-main-"))
+            tmp = archive.scratch_dir("promote-main-")
             root = repo.export_tree(sha, tmp / "tree")
             project = config.load_project(root)
             if early is not None and project.config.forge == cfg.forge:

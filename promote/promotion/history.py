@@ -86,7 +86,7 @@ def _images(s: engine.Session, rev: str, path: str) -> list[overlay.Image]:
     raw = s.repo.read_file(rev, path)
     if raw is None:
         return []
-    return plan.read_images(raw.decode("utf-8"), f"{path}@{rev[:12]}")
+    return overlay.parse_images(raw.decode("utf-8"), f"{path}@{rev[:12]}")
 
 
 def rollback_revision(

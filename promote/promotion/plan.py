@@ -3,7 +3,7 @@
 The engine reads both overlays at the remote's main, renders them and hands the results here;
 this module decides which images move (:func:`promotion_targets`, :func:`image_changes`),
 edits the target's ``kustomization.yaml`` text (:func:`apply_changes`, byte-exact through
-``overlay.set_image``), evaluates the soak gate and assembles the :class:`Plan`, its commit
+``overlay.set_images``), evaluates the soak gate and assembles the :class:`Plan`, its commit
 message (with ``Promote-*`` trailers) and its Markdown PR body. No I/O, no Git, no subprocess.
 Every diff in a plan is already redacted (``diff.py``), so a plan may be printed anywhere.
 """
@@ -26,7 +26,6 @@ from promote.forge.base import PRKind
 from promote.secrets.parity import ParityResult
 
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-_BaseLoader = getattr(yaml, "CBaseLoader", yaml.BaseLoader)
 MAX_BODY_DIFF = 60_000  # characters of rendered diff in a PR body; the rest is summarised
 
 
@@ -174,95 +173,7 @@ def image_changes(
 
 def apply_changes(text: str, changes: Iterable[ImageChange], display: str) -> str:
     """The kustomization text with every change applied (only those `images:` values move)."""
-    todo = list(changes)
-    if len(todo) > 2:
-        text, todo = _apply_per_entry(text, todo, display)
-    for change in todo:
-        text = overlay.set_image(text, change.new, display)
-    return text
-
-
-def _apply_per_entry(
-    text: str, changes: list[ImageChange], display: str
-) -> tuple[str, list[ImageChange]]:
-    """Apply many changes with one parse of the whole file; return the text and what is left.
-
-    ``overlay.set_image`` parses the whole file on every call, so n images would cost n full
-    parses (seconds for 100 apps). Here the file is composed once (libyaml, positions only) to
-    find the lines of each ``images:`` entry; each entry is then edited by ``set_image`` as a
-    small document of its own and spliced back, so the byte-exact rules stay in ``overlay``.
-    """
-    try:
-        root = yaml.compose(text, Loader=_Loader)
-    except yaml.YAMLError:
-        return text, changes  # set_image reports the problem
-    if not isinstance(root, yaml.MappingNode):
-        return text, changes
-    lines = text.splitlines(keepends=True)
-    pairs = root.value
-    found = [i for i, (k, _) in enumerate(pairs) if k.value == "images"]
-    seq = pairs[found[0]][1] if found else None
-    if not isinstance(seq, yaml.SequenceNode) or not seq.value:
-        return text, changes
-    after = found[0] + 1
-    end = pairs[after][0].start_mark.line if after < len(pairs) else len(lines)
-    starts = [item.start_mark.line for item in seq.value]
-    if any(not lines[s].lstrip().startswith("- ") for s in starts):
-        return text, changes  # an unusual layout: let set_image handle it
-    spans: dict[str, tuple[int, int]] = {}
-    for i, item in enumerate(seq.value):
-        names = [v.value for k, v in getattr(item, "value", ()) if k.value == "name"]
-        if isinstance(item, yaml.MappingNode) and names and names[0] not in spans:
-            spans[names[0]] = (starts[i], starts[i + 1] if i + 1 < len(starts) else end)
-    left, edits = [], {}
-    for change in changes:
-        span = spans.get(change.name)
-        if span is None:
-            left.append(change)
-            continue
-        fragment = "images:\n" + "".join(lines[span[0] : span[1]])
-        edited = overlay.set_image(fragment, change.new, display)
-        edits[span[0]] = (span[1], edited[len("images:\n") :])
-    out, i = [], 0
-    while i < len(lines):
-        if i in edits:
-            stop, replacement = edits[i]
-            out.append(replacement)
-            i = stop
-        else:
-            out.append(lines[i])
-            i += 1
-    return "".join(out), left
-
-
-_NULL = ("", "~", "null", "Null", "NULL")
-
-
-def read_images(text: str, display: str) -> list[overlay.Image]:
-    """The ``images:`` entries of a kustomization text, read fast (libyaml, strings only).
-
-    Anything unusual goes to ``overlay.parse_images``, which owns the error messages. Values
-    are read as strings, as kustomize does (``newTag: 1.10`` is the tag "1.10", not 1.1).
-    """
-    try:
-        data = yaml.load(text, Loader=_BaseLoader)
-    except yaml.YAMLError:
-        return overlay.parse_images(text, display)
-    items = data.get("images") if isinstance(data, dict) else None
-    if items is None and isinstance(data, dict):
-        return []
-    if not isinstance(items, list) or not all(isinstance(i, dict) and "name" in i for i in items):
-        return overlay.parse_images(text, display)
-
-    def opt(value: object) -> str | None:
-        return None if value is None or value in _NULL else str(value)
-
-    return [
-        overlay.Image(
-            str(i["name"]), opt(i.get("newName")), opt(i.get("newTag")), opt(i.get("digest"))
-        )
-        for i in items
-    ]
+    return overlay.set_images(text, [change.new for change in changes], display)
 
 
 def parse_image_arg(arg: str) -> tuple[str, str | None, str | None]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import random
-import shutil
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -24,23 +23,6 @@ from promote.promotion import engine, plan
 from promote.secrets import parity
 
 MAX_PUSH_ATTEMPTS = 60
-
-
-def _render_after(
-    s: engine.Session, env: config.Environment, text: str, tree: str
-) -> engine.Objects:
-    """Render ``env``'s overlay with its kustomization replaced by ``text`` (git tree ``tree``).
-
-    The copy sits beside the original, so relative references (``../base/app``) still resolve.
-    """
-    copy = env.overlay_dir.parent / f".{env.overlay_dir.name}."
-    shutil.rmtree(copy, ignore_errors=True)
-    shutil.copytree(env.overlay_dir, copy)
-    try:
-        overlay.kustomization_path(copy).write_text(text, encoding="utf-8")
-        return s.render_overlay(copy, tree=tree)
-    finally:
-        shutil.rmtree(copy, ignore_errors=True)
 
 
 def _plan_images(
@@ -74,16 +56,16 @@ def _plan_images(
     base = dataclasses.replace(base, overlay_after=after_text)
     if not render_diff:
         return base
-    tree_after = s.repo.write_tree({base.overlay_file: after_text.encode()}, base=s.sha)
     s.kustomizer()  # find the binary once, before the threads need it
-    with ThreadPoolExecutor(max_workers=3) as pool:
-        before_f = pool.submit(s.render_overlay, env.overlay_dir, tree=s.tree)
-        after_f = pool.submit(_render_after, s, env, after_text, tree_after)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        target_f = pool.submit(s.render_variants, env.overlay_dir, [text, after_text])
         source_f = (
-            pool.submit(s.render_overlay, source.overlay_dir, tree=s.tree) if source else None
+            pool.submit(s.render_variants, source.overlay_dir, [s.read_overlay(source)[0]])
+            if source
+            else None
         )
-        before, after = before_f.result(), after_f.result()
-        source_objs = source_f.result() if source_f else None
+        before, after = target_f.result()
+        source_objs = source_f.result()[0] if source_f else None
     ns = env.config.cluster.namespace
     result = None
     if source is not None and source_objs is not None:
@@ -153,7 +135,7 @@ def plan_rollback(s: engine.Session, target: str, revision: str) -> plan.Plan:
     raw = s.repo.read_file(revision, path)
     if raw is None:
         raise UsageError(f"{revision[:12]}: {path} does not exist at that revision.")
-    then = plan.read_images(raw.decode("utf-8"), f"{path}@{revision[:12]}")
+    then = overlay.parse_images(raw.decode("utf-8"), f"{path}@{revision[:12]}")
     names = {i.name for i in s.read_overlay(env)[1]}
     wanted = [i for i in then if i.name in names]
     return _plan_images(s, env, wanted, kind=forge_base.PRKind.ROLLBACK, source_revision=revision)
@@ -204,6 +186,20 @@ def _commit_plan(s: engine.Session, p: plan.Plan, parent: str, title: str) -> st
     return s.repo.commit(tree, [parent], message, author=s.repo.identity())
 
 
+def open_duplicate(s: engine.Session, p: plan.Plan) -> forge_base.PullRequest | None:
+    """An open PR into ``p.target`` that already proposes exactly ``p``'s image versions.
+
+    Opening a second one would split the release managers' approvals between two PRs that
+    merge the same change; the CLI points at the first instead. (Two commands racing can
+    still both open one: this is a courtesy check, not a lock.)
+    """
+    wanted = {c.trailer for c in p.changes}
+    for pr in s.forge.list(env=p.target, state=forge_base.PRState.OPEN):
+        if set(pr.images) == wanted:
+            return pr
+    return None
+
+
 def open_pull_request(
     s: engine.Session, p: plan.Plan, *, title: str | None = None, author: str | None = None
 ) -> forge_base.PullRequest:
@@ -244,7 +240,7 @@ def push_images(
     parent = s.sha
     for attempt in range(MAX_PUSH_ATTEMPTS):
         raw = s.repo.read_file(parent, path)
-        current = plan.read_images((raw or b"").decode("utf-8"), path)
+        current = overlay.parse_images((raw or b"").decode("utf-8"), path)
         wanted = _wanted_from_args(current, specs, target)
         p = plan.Plan(
             kind=forge_base.PRKind.SET_IMAGE,

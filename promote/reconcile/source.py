@@ -9,13 +9,12 @@ disk is safe; decryption happens later, in memory.
 from __future__ import annotations
 
 import hashlib
-import io
 import logging
 import os
 import subprocess
-import tarfile
 from pathlib import Path
 
+from promote import archive
 from promote.errors import GitError, GitUnavailable
 
 log = logging.getLogger(__name__)
@@ -67,10 +66,7 @@ class GitSource:
     def export(self, revision: str, dest: Path) -> Path:
         """Write the tree at ``revision`` into ``dest`` (created)."""
         data = self._git("archive", "--format=tar", revision)
-        dest.mkdir(parents=True, exist_ok=True)
-        with tarfile.open(fileobj=io.BytesIO(data)) as tar:
-            tar.extractall(dest, filter="data")
-        return dest
+        return archive.extract(data, dest)
 
 
 def default_url(repo_dir: Path, remote: str) -> str:

@@ -49,7 +49,11 @@ def test_the_pipeline_from_ci_push_to_prod_rollback(ops: GitOps) -> None:
     assert dry["plan"]["secrets"] == {"ok": True, "missing": []}
     opened = cli(ops, "to", "staging", "--title", "Ship 3.0", "-o", "json").json()
     number = str(opened["pullRequest"]["number"])
-    assert opened["pullRequest"]["title"] == "Ship 3.0"
+    assert opened["pullRequest"]["title"] == "Ship 3.0" and not opened["existing"]
+    again = cli(ops, "to", "staging")  # the same images again: points at the open PR
+    assert f"PR #{number} (opened by" in again.stdout and "no new PR" in again.stdout
+    listed = cli(ops, "prs", "--env", "staging", "-o", "json").json()
+    assert [p["number"] for p in listed["pullRequests"]] == [int(number)]
 
     refused = cli(ops, "merge", number, code=3)
     assert "counted: 0 (none). Missing: 1 more from rm1 or rm2" in refused.stderr

@@ -106,3 +106,82 @@ def test_numeric_looking_tags_are_compared_as_written(
     after = overlay.set_image(text, overlay.Image("a", None, new))
     assert (after != text) is changed
     assert overlay.parse_images(after)[0].new_tag == new
+
+
+@pytest.mark.parametrize(
+    ("entry", "expected"),
+    [
+        ("newTag: 1.10", "1.10"),  # as written, not the float 1.1 (kustomize refuses it)
+        ("newTag: '1.10'", "1.10"),
+        ('newTag: "null"', "null"),  # a quoted "null" is a string
+        ("newTag: null", None),
+        ("newTag: ~", None),
+        ("newTag:", None),
+        ("newTag: 2", "2"),
+    ],
+)
+def test_image_values_are_read_as_written(entry: str, expected: str | None) -> None:
+    (img,) = overlay.parse_images(f"images:\n- name: a\n  {entry}\n")
+    assert img.new_tag == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("images: {name: a}\n", "must be a list"),
+        ("images:\n- newTag: v1\n", r"images\[0\]: each entry needs a `name`"),
+        ("images:\n- name: a\n  newTag: [v1]\n", r"images\[0\]\.newTag must be a single value"),
+        ("- a\n", "expected a mapping"),
+        ("images: [\n", "not valid YAML"),
+    ],
+)
+def test_bad_images_entries_are_named(text: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        overlay.parse_images(text, "overlays/dev/kustomization.yaml")
+
+
+def test_set_images_edits_many_entries_in_one_pass_like_one_at_a_time() -> None:
+    text = "images:  # pinned\n- name: a\n  newTag: v1  # a\n- name: b\n  newTag: 'v1'\n"
+    wanted = [overlay.Image("b", None, "v2"), overlay.Image("c", None, "v1"),
+              overlay.Image("a", "reg/a", "v3")]  # fmt: skip
+    one_by_one = text
+    for img in wanted:
+        one_by_one = overlay.set_image(one_by_one, img)
+    assert (
+        overlay.set_images(text, wanted)
+        == one_by_one
+        == (
+            "images:  # pinned\n- name: a\n  newTag: v3  # a\n  newName: reg/a\n"
+            "- name: b\n  newTag: 'v2'\n- name: c\n  newTag: v1\n"
+        )
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "after"),
+    [
+        ("images:\n- name: a\n  newTag:\n", "images:\n- name: a\n  newTag: v2\n"),
+        ("images:\n- name: a\n  newTag: ~\n", "images:\n- name: a\n  newTag: v2\n"),
+        ("resources: []\nimages:\n", "resources: []\nimages:\n- name: a\n  newTag: v2\n"),
+        ("resources: []", "resources: []\nimages:\n- name: a\n  newTag: v2\n"),
+        (
+            "images:\n    - name: a\n      newTag: v1\n",
+            "images:\n    - name: a\n      newTag: v2\n",
+        ),
+    ],
+)
+def test_set_image_fills_empty_places(text: str, after: str) -> None:
+    assert overlay.set_image(text, overlay.Image("a", None, "v2")) == after
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("images: [{name: b}]\n", "flow list"),
+        ("images:\n- newTag: v1\n  name: a\n", "write `name` first"),
+        ("images:\n- name: a\n  newTag: |\n    v1\n", "on one line"),
+    ],
+)
+def test_set_image_refuses_layouts_it_cannot_edit_in_place(text: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        overlay.set_image(text, overlay.Image("a", None, None))

@@ -238,24 +238,5 @@ def test_many_changes_edit_exactly_like_one_at_a_time() -> None:
     assert "# between\n" in sequential and "patches: []  # tail\n" in sequential
 
 
-@pytest.mark.parametrize(
-    "text",
-    [
-        BIG,
-        KZ,
-        "resources: []\n",
-        "images:\n- name: a\n  newTag: 'v1'\n- name: b\n  newTag: null\n  digest: sha256:x\n",
-    ],
-)
-def test_fast_image_reading_agrees_with_the_overlay_module(text: str) -> None:
-    assert plan.read_images(text, "k.yaml") == overlay.parse_images(text, "k.yaml")
-
-
-def test_fast_image_reading_keeps_version_strings() -> None:
-    # overlay.parse_images (ruamel) reads this tag as "1.1"; kustomize, like us, as "1.10".
-    (img,) = plan.read_images("images:\n- name: a\n  newTag: 1.10\n", "k.yaml")
-    assert img.new_tag == "1.10"
-
-
 def test_app_known_only_from_the_source_bases_is_accepted() -> None:
     assert _wanted(("billing-db",)) == []

@@ -1,0 +1,49 @@
+"""Unpacking exported trees: plain trees by tar, anything with links by the careful path."""
+
+from __future__ import annotations
+
+import io
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from promote import archive
+from promote.errors import GitError
+
+
+def _tar(entries: list[tuple[str, bytes | None, str | None]]) -> bytes:
+    """(name, content or None for a folder, link target or None)."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for name, content, link in entries:
+            info = tarfile.TarInfo(name)
+            if link is not None:
+                info.type, info.linkname = tarfile.SYMTYPE, link
+                tar.addfile(info)
+            elif content is None:
+                info.type = tarfile.DIRTYPE
+                tar.addfile(info)
+            else:
+                info.size = len(content)
+                tar.addfile(info, io.BytesIO(content))
+    return buf.getvalue()
+
+
+def test_plain_tree_is_unpacked(tmp_path: Path) -> None:
+    data = _tar([("overlays/", None, None), ("overlays/k.yaml", b"resources: []\n", None)])
+    out = archive.extract(data, tmp_path / "t")
+    assert (out / "overlays/k.yaml").read_bytes() == b"resources: []\n"
+
+
+def test_link_out_of_the_tree_is_refused(tmp_path: Path) -> None:
+    data = _tar([("overlays/", None, None), ("overlays/passwd", None, "/etc/passwd")])
+    with pytest.raises(GitError, match="link promote will not follow"):
+        archive.extract(data, tmp_path / "t")
+    assert not (tmp_path / "t/overlays/passwd").exists()
+
+
+def test_link_inside_the_tree_is_kept(tmp_path: Path) -> None:
+    data = _tar([("a.yaml", b"x: 1\n", None), ("b.yaml", None, "a.yaml")])
+    out = archive.extract(data, tmp_path / "t")
+    assert (out / "b.yaml").read_text() == "x: 1\n"
