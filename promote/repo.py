@@ -14,6 +14,7 @@ GitPython exception or object.
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import hashlib
 import io
@@ -22,7 +23,7 @@ import os
 import re
 import socket
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -144,6 +145,13 @@ class Repo:
     @property
     def git_dir(self) -> Path:
         return Path(self._repo.git_dir)
+
+    @contextlib.contextmanager
+    def environment(self, extra: Mapping[str, str]) -> Iterator[None]:
+        """Add ``extra`` to the environment of this repository's git commands (only theirs:
+        a forge's auth header never reaches kustomize, gpg or sops)."""
+        with self._repo.git.custom_environment(**extra):
+            yield
 
     def close(self) -> None:
         self._repo.close()

@@ -62,6 +62,15 @@ def _backoff(attempt: int) -> None:
     time.sleep(random.uniform(0.01, 0.03 * min(attempt + 1, 10)))
 
 
+def refspecs(remote: str, main: str) -> list[str]:
+    """What one fetch brings for the local forge: main, the PR branches, the PR records."""
+    return [
+        f"+refs/heads/{main}:refs/remotes/{remote}/{main}",
+        f"+refs/heads/promote/*:refs/remotes/{remote}/promote/*",
+        f"+{PR_PREFIX}*:refs/promote-remote/{remote}/prs/*",
+    ]
+
+
 class LocalForge:
     """Pull requests as refs and JSON documents in ``remote`` of ``repo``."""
 
@@ -79,7 +88,7 @@ class LocalForge:
         self._repo = repo
         self._remote = remote
         self._main = main_branch
-        self._track = f"refs/promote-remote/{remote}/prs/"
+        self._track = f"refs/promote-remote/{remote}/prs/"  # where refspecs() puts records
         self._max = max_attempts
         self._fresh = False
         self._offline = offline  # reading only: use the local copies when the remote is away
@@ -89,19 +98,15 @@ class LocalForge:
     def refresh(self) -> None:
         """Fetch main, the PR branches and the PR records (once per forge unless forced)."""
         try:
-            self._repo.fetch(
-                self._remote,
-                [
-                    f"+refs/heads/{self._main}:refs/remotes/{self._remote}/{self._main}",
-                    f"+refs/heads/promote/*:refs/remotes/{self._remote}/promote/*",
-                    f"+{PR_PREFIX}*:{self._track}*",
-                ],
-                prune=True,
-            )
+            self._repo.fetch(self._remote, refspecs(self._remote, self._main), prune=True)
         except GitUnavailable:
             if not self._offline:
                 raise
             log.warning("%s cannot be reached; using the local copies of its PRs", self._remote)
+        self._fresh = True
+
+    def mark_fresh(self) -> None:
+        """The caller has just fetched :func:`refspecs` (the engine does, with main)."""
         self._fresh = True
 
     def _ensure_fresh(self) -> None:

@@ -22,7 +22,7 @@ import logging
 import os
 import shutil
 import sys
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -241,25 +241,6 @@ def server_forge(forge: forge_base.Forge) -> ServerForge | None:
 
 
 @contextlib.contextmanager
-def _environment(extra: Mapping[str, str]) -> Iterator[None]:
-    """Set ``extra`` in this process's environment (git reads it) and restore it after.
-
-    It carries git's auth header for the forge (``http.py``: scoped to the remote's URL). The
-    forge token is already in this environment, under ``forge.tokenEnv``.
-    """
-    saved = {k: os.environ.get(k) for k in extra}
-    os.environ.update(extra)
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-
-
-@contextlib.contextmanager
 def session(repo_dir: Path, *, offline: bool = False) -> Iterator[Session]:
     """Fetch the remote's main and open it; ``offline`` falls back to the last fetched main."""
     repo = git_repo.Repo.open(repo_dir)
@@ -275,9 +256,14 @@ def session(repo_dir: Path, *, offline: bool = False) -> Iterator[Session]:
         url = repo.remote_url(remote)  # a clear error when the remote is not configured
         early = _make_server_forge(cfg, repo)
         clients += [early] if early else []
-        with _environment(early.git_environment(url) if early else {}):
+        # The local forge's PR refs come in the same fetch as main (one round trip, not two).
+        local = cfg.forge.type == "local"
+        specs = local_forge.refspecs(remote, main) if local else [f"+refs/heads/{main}:{tracking}"]
+        fetched = False
+        with repo.environment(early.git_environment(url) if early else {}):
             try:
-                repo.fetch(remote, [f"+refs/heads/{main}:{tracking}"])
+                repo.fetch(remote, specs, prune=local)
+                fetched = True
             except GitUnavailable:
                 if not offline or repo.try_resolve(tracking) is None:
                     if early is not None:
@@ -297,6 +283,8 @@ def session(repo_dir: Path, *, offline: bool = False) -> Iterator[Session]:
             else:
                 forge = make_forge(project, repo, offline=offline)
                 clients += [f for f in [server_forge(forge)] if f is not None]
+            if fetched and local and isinstance(forge, local_forge.LocalForge):
+                forge.mark_fresh()
             yield Session(repo, remote, main, sha, root, project, forge, offline)
     finally:
         for client in clients:
