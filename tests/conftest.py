@@ -62,6 +62,15 @@ def _controlplane_binaries() -> Path:
     return Path(proc.stdout.strip().splitlines()[-1])
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Agents started by tests (in process or as `promote agent`) keep their Git caches in a
+    folder of this run, not in the user's ~/.cache/promote/agent."""
+    if "PROMOTE_AGENT_CACHE" not in os.environ:
+        folder = tempfile.mkdtemp(prefix="promote-test-agent-cache-")
+        os.environ["PROMOTE_AGENT_CACHE"] = folder
+        config.add_cleanup(lambda: shutil.rmtree(folder, ignore_errors=True))
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Tests marked e2e run last (STYLE §6): the fast suites report first."""
     items.sort(key=lambda item: item.get_closest_marker("e2e") is not None)

@@ -34,6 +34,11 @@ class Overrides:
 
 
 def cache_root() -> Path:
+    """Where agents keep their bare Git caches: ``$PROMOTE_AGENT_CACHE``, else
+    ``$PROMOTE_CACHE/agent`` (default ``~/.cache/promote/agent``)."""
+    explicit = os.environ.get("PROMOTE_AGENT_CACHE")
+    if explicit:
+        return Path(explicit)
     return Path(os.environ.get("PROMOTE_CACHE", Path.home() / ".cache" / "promote")) / "agent"
 
 
