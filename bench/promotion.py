@@ -1,11 +1,11 @@
 """Benchmark: `promote to staging` for 100 apps (plan + branch + commit + push + PR) and
 `promote merge`, against a bare Git remote, beside a bare `git push` of the same commit.
 
-Run: `python bench/promotion.py [--apps 100] [--repeat 3]` (what `make bench` does). Prints a
-table of the best of ``--repeat`` runs: the command as a user runs it (a new process), the
-same work in process (no interpreter start-up or imports), and where the time goes. Target
-(issue 5): under 1.5 s each. Everything runs in a temporary folder: a bare remote, a clone,
-a throw-away GNUPGHOME with one release manager's key.
+Run: `python bench/promotion.py [--apps 100] [--repeat 5]` (what `make bench` does). Prints
+the best and the median of ``--repeat`` runs: the command as a user runs it (a new process),
+the same work in process (no interpreter start-up or imports), and where the time goes. Target
+(issue 5): under 1.5 s each, judged on the median. Everything runs in a temporary folder: a
+bare remote, a clone, a throw-away GNUPGHOME with one release manager's key.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -167,7 +168,7 @@ class Bench:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--apps", type=int, default=100)
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="promote-bench-"))
     rows: dict[str, list[float]] = {}
@@ -202,15 +203,15 @@ def main() -> None:
                        check=False, capture_output=True)  # fmt: skip
         shutil.rmtree(root, ignore_errors=True)
     width = max(len(n) for n in rows)
-    print(f"promote promotion benchmark: {args.apps} apps, best of {args.repeat}, "
+    print(f"promote promotion benchmark: {args.apps} apps, {args.repeat} runs, "
           f"{os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}")  # fmt: skip
-    print(f"{'step'.ljust(width)}  seconds  target {TARGET_S}s")
+    print(f"{'step'.ljust(width)}     best   median  target {TARGET_S}s (on the median)")
     for name, values in rows.items():
-        best = min(values)
+        best, median = min(values), statistics.median(values)
         mark = ""
         if name.startswith(("promote to", "promote merge")):
-            mark = "ok" if best < TARGET_S else "OVER"
-        print(f"{name.ljust(width)}  {best:7.3f}  {mark}")
+            mark = "ok" if median < TARGET_S else "OVER"
+        print(f"{name.ljust(width)}  {best:7.3f}  {median:7.3f}  {mark}")
 
 
 if __name__ == "__main__":

@@ -139,8 +139,10 @@ def _plain_strings(item: yaml.Node) -> bool:
 
 
 def apply(objects: Sequence[dict[str, Any]], images: Sequence[ImageTag]) -> list[dict[str, Any]]:
-    """Copies of ``objects`` with ``images`` applied in order, as kustomize's transformer does.
+    """``objects`` with ``images`` applied in order, as kustomize's transformer does.
 
+    An object the images change is a copy; one they leave alone is returned as it is, so the
+    result shares structure with ``objects`` (callers copy before they edit, as ``diff`` does).
     Per entry, kustomize runs the legacy walk over every resource and then the field-spec
     paths; an image reached by both is updated twice (the update is idempotent, but we keep
     the count so the port stays literal).
@@ -148,17 +150,28 @@ def apply(objects: Sequence[dict[str, Any]], images: Sequence[ImageTag]) -> list
     compiled = [(tag, tag.matches()) for tag in images]
     out = []
     for obj in objects:
-        obj = copy.deepcopy(obj)
-        if obj.get("kind") != "CustomResourceDefinition":
-            for holder, passes in _image_slots(obj):
-                value = holder["image"]
-                for tag, pattern in compiled:
-                    for _ in range(passes):
-                        if pattern.fullmatch(value):
-                            value = tag.transform(value)
-                holder["image"] = value
+        if obj.get("kind") != "CustomResourceDefinition" and _transform(obj, compiled, dry=True):
+            obj = copy.deepcopy(obj)
+            _transform(obj, compiled, dry=False)
         out.append(obj)
     return out
+
+
+def _transform(
+    obj: dict[str, Any], compiled: list[tuple[ImageTag, re.Pattern[str]]], *, dry: bool
+) -> bool:
+    """Apply the images to ``obj`` (unless ``dry``); whether any image value changes."""
+    changed = False
+    for holder, passes in _image_slots(obj):
+        value = original = holder["image"]
+        for tag, pattern in compiled:
+            for _ in range(passes):
+                if pattern.fullmatch(value):
+                    value = tag.transform(value)
+        changed = changed or value != original
+        if not dry:
+            holder["image"] = value
+    return changed
 
 
 def _image_slots(obj: dict[str, Any]) -> list[tuple[dict[str, Any], int]]:

@@ -59,9 +59,10 @@ def _vault_ref(section: str, value: Any) -> str | None:
             text = base64.b64decode(str(value), validate=True).decode()
         except (binascii.Error, UnicodeDecodeError, ValueError):
             text = None
-    if text and validation.is_vault_ref(text):
-        return text.split("@", 1)[0] if "@" in text.split("#", 1)[-1] else text
-    return None
+    match = validation.VAULT_REF.match(text) if text else None
+    if match is None:
+        return None
+    return f"vault:{match['mount']}/{match['path']}#{match['key']}"  # any version
 
 
 def secret_shapes(objects: Iterable[dict[str, Any]]) -> dict[str, SecretShape]:

@@ -7,6 +7,7 @@ front of a release manager.
 
 from __future__ import annotations
 
+import copy as copy_module
 import random
 import shutil
 from pathlib import Path
@@ -126,7 +127,11 @@ def _deferred(over: Path, kz: render.Kustomize) -> list[dict[str, Any]]:
     copy = over.parent / "stripped"
     copy.mkdir(exist_ok=True)
     (copy / "kustomization.yaml").write_text(parts.text)
-    return imagetag.apply(kz.build(copy), parts.images)
+    built = kz.build(copy)
+    untouched = copy_module.deepcopy(built)
+    applied = imagetag.apply(built, parts.images)
+    assert built == untouched  # the input is never edited (results share unchanged objects)
+    return applied
 
 
 @pytest.fixture(scope="module", params=["preferred", "kubectl"])
