@@ -108,14 +108,27 @@ def diff_objects(
     context: int = 3,
     dry_run: Callable[[Obj], Obj] | None = None,
 ) -> list[ObjectDiff]:
-    """Differences between ``before`` and ``after``, in ``after``'s order, removals last."""
-    old = {object_key(o, default_namespace): normalise(o) for o in before}
-    new_list = [normalise(dry_run(o) if dry_run else o) for o in after]
-    new = {object_key(o, default_namespace): o for o in new_list}
+    """Differences between ``before`` and ``after``, in ``after``'s order, removals last.
+
+    An object that is the same Python object on both sides (a plan's before and after share
+    the objects an image change leaves alone) is equal without being copied and compared.
+    """
+    raw_old = {object_key(o, default_namespace): o for o in before}
+    old: dict[tuple[str, str, str, str], Obj] = {}
+    new: dict[tuple[str, str, str, str], Obj] = {}
+    for raw in after:
+        key = object_key(raw, default_namespace)
+        if dry_run is None and raw_old.get(key) is raw:
+            old[key] = new[key] = raw
+        else:
+            new[key] = normalise(dry_run(raw) if dry_run else raw)
+    for key, raw in raw_old.items():
+        if key not in old:
+            old[key] = normalise(raw)
     out: list[ObjectDiff] = []
     for key, obj in new.items():
         prev = old.get(key)
-        if prev == obj:
+        if prev is obj or prev == obj:
             continue
         action = Action.ADDED if prev is None else Action.CHANGED
         out.append(_one(prev, obj, action, describe(obj, default_namespace), context))

@@ -116,6 +116,9 @@ class Forge(Protocol):
     """Pull requests on one forge. Every verb raises ForgeError/NotFound/GitError subclasses."""
 
     kind: str
+    # True: ``open`` pushes ``draft.branch`` itself, in one atomic push with the PR (the local
+    # forge). False: the engine pushes the branch before ``open`` (a server needs it first).
+    pushes_branch: bool
 
     def open(self, draft: PullRequestDraft) -> PullRequest: ...
 

@@ -2,7 +2,8 @@
 
 Layout on the remote (any Git remote, a bare repository is enough):
 
-- ``refs/heads/promote/<env>/<id>``: the PR's branch (pushed by the engine before ``open``).
+- ``refs/heads/promote/<env>/<id>``: the PR's branch, created by ``open`` in the same atomic
+  push as the record (a PR never exists without its branch, nor a branch without its PR).
 - ``refs/promote/prs/<N>``: the PR record. Each ref points at a commit whose tree holds
   ``pr.json`` (title, env, author, state, images, approvals, comments, merge) and ``body.md``
   (the plan in Markdown). Every change is a new commit on top of the previous one, so the ref's
@@ -75,6 +76,7 @@ class LocalForge:
     """Pull requests as refs and JSON documents in ``remote`` of ``repo``."""
 
     kind = "local"
+    pushes_branch = True
 
     def __init__(
         self,
@@ -200,8 +202,18 @@ class LocalForge:
         )
 
     def open(self, draft: PullRequestDraft) -> PullRequest:
+        branch_ref = f"refs/heads/{draft.branch}"
         for attempt in range(self._max):
-            taken = self._repo.ls_remote(self._remote, f"{PR_PREFIX}*")
+            # The numbers fetched with main first (no round trip); the remote's after a race.
+            if attempt == 0 and self._fresh:
+                taken = list(self._repo.refs(self._track))
+            else:
+                taken = list(self._repo.ls_remote(self._remote, f"{PR_PREFIX}*", branch_ref))
+                if branch_ref in taken:
+                    raise ForgeError(
+                        f"branch {draft.branch} already exists on {self._remote}; a PR's branch "
+                        "is created with its PR. Delete the branch or promote again (new id)."
+                    )
             numbers = [int(r.rsplit("/", 1)[1]) for r in taken if r.rsplit("/", 1)[1].isdigit()]
             number = max(numbers, default=0) + 1
             record = {
@@ -227,8 +239,9 @@ class LocalForge:
             }
             commit = self._record_commit(record, draft.body, None, f"open PR #{number}")
             ref = f"{PR_PREFIX}{number}"
+            branch = git_repo.RefUpdate(branch_ref, draft.head_sha, git_repo.MUST_NOT_EXIST)
             try:
-                self._repo.push(self._remote, [git_repo.RefUpdate(ref, commit, "")])
+                self._repo.push(self._remote, [branch, git_repo.RefUpdate(ref, commit, "")])
             except PushRejected:
                 log.debug("PR number %d was taken concurrently; retrying", number)
                 _backoff(attempt)

@@ -44,6 +44,7 @@ class ServerForge:
     """The Forge verbs over a forge's REST API; subclasses fill in the API's differences."""
 
     kind: str = ""
+    pushes_branch = False  # the API needs the branch on the server before the PR
     name: ClassVar[str] = ""  # for messages: "Gitea", "GitHub"
 
     def __init__(

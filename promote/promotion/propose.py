@@ -209,9 +209,11 @@ def open_pull_request(
     if commit is None:
         raise UsageError(f"{p.target}: nothing to change; the overlay already has these images.")
     branch = f"promote/{p.target}/{os.urandom(4).hex()}"
-    s.repo.push(
-        s.remote, [git_repo.RefUpdate(f"refs/heads/{branch}", commit, git_repo.MUST_NOT_EXIST)]
-    )
+    if not s.forge.pushes_branch:
+        s.repo.push(
+            s.remote,
+            [git_repo.RefUpdate(f"refs/heads/{branch}", commit, git_repo.MUST_NOT_EXIST)],
+        )
     return s.forge.open(
         forge_base.PullRequestDraft(
             title=title,

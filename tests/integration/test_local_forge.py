@@ -37,9 +37,9 @@ def forge(clone: Path) -> LocalForge:
 
 
 def draft(clone: Path, env: str = "staging", title: str = "t") -> PullRequestDraft:
+    """A PR of HEAD; ``open`` creates its branch (atomically with the record)."""
     head = git("rev-parse", "HEAD", cwd=clone)
     branch = f"promote/{env}/{title}"
-    git("push", "-q", "origin", f"HEAD:refs/heads/{branch}", cwd=clone)
     return PullRequestDraft(
         title=title, body="## plan\n", env=env, source="dev", kind=PRKind.PROMOTION,
         branch=branch, base="main", head_sha=head, author="alice", images=("web=v2",),
@@ -52,6 +52,10 @@ def test_open_get_list_comment_close(clone: Path) -> None:
     second = f.open(draft(clone, env="prod", title="b"))
     assert (first.number, second.number) == (1, 2)
     assert first.url == "origin#refs/promote/prs/1" and first.state is PRState.OPEN
+    on_remote = git("ls-remote", "origin", "refs/heads/promote/*", cwd=clone)
+    assert "refs/heads/promote/staging/a" in on_remote and "refs/heads/promote/prod/b" in on_remote
+    with pytest.raises(errors.ForgeError, match="branch promote/staging/a already exists"):
+        forge(clone).open(draft(clone, title="a"))
 
     fresh = forge(clone)
     got = fresh.get(1)
