@@ -269,6 +269,18 @@ class Repo:
         )
         return {ref: sha for sha, _, ref in (ln.partition(" ") for ln in out.splitlines()) if ref}
 
+    def ref_messages(self, prefix: str) -> dict[str, str]:
+        """Local refs under ``prefix`` -> the message of the commit each points at (one call)."""
+        out = self._git(
+            "for-each-ref", "--format=%(refname)%00%(contents)%1e", prefix, what="git for-each-ref"
+        )
+        found = {}
+        for item in out.split("\x1e"):
+            ref, sep, message = item.lstrip("\n").partition("\x00")
+            if sep:
+                found[ref] = message
+        return found
+
     def set_ref(self, ref: str, sha: str) -> None:
         """Move a local ref (our remote-tracking copies) after a successful push."""
         self._git("update-ref", ref, sha, what=f"git update-ref {ref}", retries=4)

@@ -63,6 +63,15 @@ def _backoff(attempt: int) -> None:
     time.sleep(random.uniform(0.01, 0.03 * min(attempt + 1, 10)))
 
 
+def _trailers(message: str) -> dict[str, str]:
+    found = {}
+    for line in message.splitlines():
+        key, sep, value = line.partition(": ")
+        if sep and key.startswith("Promote-"):
+            found[key] = value.strip()
+    return found
+
+
 def refspecs(remote: str, main: str) -> list[str]:
     """What one fetch brings for the local forge: main, the PR branches, the PR records."""
     return [
@@ -173,7 +182,12 @@ class LocalForge:
     ) -> builtins.list[PullRequest]:
         self._ensure_fresh()
         out = []
-        for ref in self._repo.refs(self._track):
+        for ref, trailers in self._repo.ref_messages(self._track).items():
+            tagged = _trailers(trailers)
+            if (env is not None and tagged.get("Promote-Env", env) != env) or (
+                state is not None and tagged.get("Promote-State", state) != state
+            ):
+                continue  # the record's own trailers rule it out (records without them are read)
             _, record, body = self._load(int(ref.rsplit("/", 1)[1]))
             if (env is None or record["env"] == env) and (
                 state is None or record["state"] == state
@@ -197,6 +211,9 @@ class LocalForge:
                 BODY: body.encode(),
             }
         )
+        # The state and environment, repeated as trailers, let `list` pick the records it needs
+        # from one `for-each-ref` instead of reading every record ever written.
+        message += f"\n\nPromote-State: {record['state']}\nPromote-Env: {record['env']}\n"
         return self._repo.commit(
             tree, [parent] if parent else [], message, author=self._repo.identity()
         )

@@ -124,3 +124,23 @@ def test_merge_refuses_when_the_head_moved(clone: Path) -> None:
     pr = f.open(draft(clone))
     with pytest.raises(errors.ForgeError, match="its head moved"):
         f.merge(pr.number, head_sha="0" * 40, by="alice", approvals=[], message="m")
+
+
+def test_list_picks_records_by_their_trailers_and_still_reads_records_without_them(
+    clone: Path,
+) -> None:
+    f = forge(clone)
+    for title in ("a", "b", "c"):
+        f.open(draft(clone, title=title))
+    f.close(1, by="bob")
+    assert [p.number for p in forge(clone).list(state=PRState.OPEN)] == [2, 3]
+    assert [p.number for p in forge(clone).list(state=PRState.CLOSED)] == [1]
+    # A record written before the trailers existed: same tree, a bare message.
+    record = git("ls-remote", "origin", "refs/promote/prs/2", cwd=clone).split()[0]
+    git("fetch", "-q", "origin", "refs/promote/prs/2", cwd=clone)
+    assert "Promote-State: open" in git("log", "-1", "--format=%B", record, cwd=clone)
+    tree = git("rev-parse", f"{record}^{{tree}}", cwd=clone)
+    bare = git("commit-tree", tree, "-p", record, "-m", "open PR #2", cwd=clone)
+    git("push", "-q", "origin", f"{bare}:refs/promote/prs/2", cwd=clone)
+    assert [p.number for p in forge(clone).list(state=PRState.OPEN)] == [2, 3]
+    assert [p.number for p in forge(clone).list(env="prod")] == []
