@@ -38,8 +38,20 @@ class Entry:
         return None
 
 
-def history(s: engine.Session, env_name: str, *, limit: int | None = None) -> list[Entry]:
-    """Entries newest first; approvals checked now against the keys on main."""
+def history(
+    s: engine.Session, env_name: str, *, limit: int | None = None, verify: bool = True
+) -> list[Entry]:
+    """Entries newest first; approvals checked now against the keys on main (unless
+    ``verify`` is false: a rollback only needs the revisions)."""
+    with review.KeyRings(
+        s.root / review.KEYS_DIR, where=f"{review.KEYS_DIR}/ on {s.main}"
+    ) as rings:
+        return _history(s, env_name, limit=limit, rings=rings if verify else None)
+
+
+def _history(
+    s: engine.Session, env_name: str, *, limit: int | None, rings: review.KeyRings | None
+) -> list[Entry]:
     env = s.project.env(env_name)
     path = s.overlay_file(env)
     merged = {
@@ -47,18 +59,28 @@ def history(s: engine.Session, env_name: str, *, limit: int | None = None) -> li
         for pr in s.forge.list(env=env_name, state=forge_base.PRState.MERGED)
         if pr.merge
     }
+    images: dict[str, list[overlay.Image]] = {}  # by revision: each one is read once
+
+    def at(rev: str) -> list[overlay.Image]:
+        if rev not in images:
+            images[rev] = _images(s, rev, path)
+        return images[rev]
+
     entries: list[Entry] = []
     for commit in s.repo.log(s.sha, paths=[path], first_parent=True):
         parent = commit.parents[0] if commit.parents else None
-        before = _images(s, parent, path) if parent else []
-        changes = plan.image_changes(before, _images(s, commit.sha, path))
+        changes = plan.image_changes(at(parent) if parent else [], at(commit.sha))
         if not changes:
             continue
         pr = merged.get(commit.sha)
         trailers = commit.trailers
         if pr is not None:
             kind, source, rev = str(pr.kind), pr.source, pr.source_revision
-            checked = review.check_approvals(s, s.forge.approvals(pr.number))
+            checked = (
+                review.check_approvals(s, s.forge.approvals(pr.number), rings=rings)
+                if rings is not None
+                else []
+            )
         else:
             kind = trailers.get("Promote-Kind", "edit" if parent else "initial")
             source = trailers.get("Promote-From")
@@ -105,7 +127,7 @@ def rollback_revision(
     n = steps or 1
     if n < 1:
         raise UsageError("--steps must be 1 or more.")
-    entries = history(s, env_name, limit=n)
+    entries = history(s, env_name, limit=n, verify=False)
     if len(entries) < n or entries[n - 1].parent is None:
         raise UsageError(
             f"{env_name} has {len(entries)} change(s) in its history; cannot go back {n}."

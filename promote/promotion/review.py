@@ -135,15 +135,51 @@ def _approve_on_server(
 
 
 def check_approvals(
-    s: engine.Session, found: Sequence[forge_base.Approval]
+    s: engine.Session,
+    found: Sequence[forge_base.Approval],
+    *,
+    rings: KeyRings | None = None,
 ) -> list[approvals.CheckedApproval]:
     """Verify each approval's signature now, against its approver's key on main.
 
     A server forge's reviews carry no signature: the forge authenticated each reviewer.
+    ``rings`` keeps the approvers' throw-away keyrings for several calls (``history``);
+    without it they are made for this call and removed after it.
     """
     if engine.server_forge(s.forge) is not None:
         return [approvals.CheckedApproval(a, Status.FORGE) for a in found]
-    return _verify_signatures(found, s.root / KEYS_DIR, where=f"{KEYS_DIR}/ on {s.main}")
+    if rings is not None:
+        return _verify_signatures(found, rings)
+    with key_rings(s) as own:
+        return _verify_signatures(found, own)
+
+
+def key_rings(s: engine.Session) -> KeyRings:
+    """The approvers' keyrings from ``keys/release-managers/`` on main."""
+    return KeyRings(s.root / KEYS_DIR, where=f"{KEYS_DIR}/ on {s.main}")
+
+
+class KeyRings:
+    """One throw-away keyring per approver (``keys_dir/NAME.asc`` only), made when first
+    needed; a context manager that removes them."""
+
+    def __init__(self, keys_dir: Path, *, where: str) -> None:
+        self._dir, self._where = keys_dir, where
+        self._rings: dict[str, gpg.KeyRing | str] = {}  # a ring, or why there is none
+
+    def get(self, approver: str) -> gpg.KeyRing | str:
+        if approver not in self._rings:
+            self._rings[approver] = _key_ring(self._dir, approver, self._where)
+        return self._rings[approver]
+
+    def __enter__(self) -> KeyRings:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for ring in self._rings.values():
+            if not isinstance(ring, str):
+                ring.close()
+        self._rings.clear()
 
 
 def evaluate(s: engine.Session, pr: forge_base.PullRequest) -> approvals.Verdict:
@@ -229,40 +265,31 @@ def parse_pr(text: str) -> int:
 
 
 def _verify_signatures(
-    found: Sequence[forge_base.Approval], keys_dir: Path, *, where: str
+    found: Sequence[forge_base.Approval], rings: KeyRings
 ) -> list[approvals.CheckedApproval]:
-    """Check each approval's signature against ``keys_dir/<approver>.asc`` (and nothing else).
+    """Check each approval's signature against its approver's key file (and nothing else).
 
-    A server forge's review (no payload, no signature) is vouched for by the forge. ``where``
-    names ``keys_dir`` in messages (e.g. "keys/release-managers/ on main").
+    A server forge's review (no payload, no signature) is vouched for by the forge.
     """
-    rings: dict[str, gpg.KeyRing | str] = {}  # a ring, or why there is none
     out = []
-    try:
-        for a in found:
-            if a.payload is None and a.signature is None:
-                out.append(approvals.CheckedApproval(a, Status.FORGE))
-                continue
-            if not a.signature or not a.payload:
-                out.append(approvals.CheckedApproval(a, Status.UNSIGNED))
-                continue
-            if a.approver not in rings:
-                rings[a.approver] = _key_ring(keys_dir, a.approver, where)
-            ring = rings[a.approver]
-            if isinstance(ring, str):
-                out.append(approvals.CheckedApproval(a, Status.NO_KEY, ring))
-                continue
-            result = ring.verify(a.payload.encode(), a.signature)
-            if result.valid:
-                out.append(approvals.CheckedApproval(a, Status.VALID, result.fingerprint))
-            elif result.other_key:
-                out.append(approvals.CheckedApproval(a, Status.WRONG_KEY, result.detail))
-            else:
-                out.append(approvals.CheckedApproval(a, Status.BAD, result.detail))
-    finally:
-        for ring in rings.values():
-            if not isinstance(ring, str):
-                ring.close()
+    for a in found:
+        if a.payload is None and a.signature is None:
+            out.append(approvals.CheckedApproval(a, Status.FORGE))
+            continue
+        if not a.signature or not a.payload:
+            out.append(approvals.CheckedApproval(a, Status.UNSIGNED))
+            continue
+        ring = rings.get(a.approver)
+        if isinstance(ring, str):
+            out.append(approvals.CheckedApproval(a, Status.NO_KEY, ring))
+            continue
+        result = ring.verify(a.payload.encode(), a.signature)
+        if result.valid:
+            out.append(approvals.CheckedApproval(a, Status.VALID, result.fingerprint))
+        elif result.other_key:
+            out.append(approvals.CheckedApproval(a, Status.WRONG_KEY, result.detail))
+        else:
+            out.append(approvals.CheckedApproval(a, Status.BAD, result.detail))
     return out
 
 
