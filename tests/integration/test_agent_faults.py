@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import socket
 import threading
 import time
 from collections.abc import Callable
@@ -13,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from promote import config, localcluster
+from promote import config, demo_procs, localcluster
 from promote.cluster import client
 from promote.reconcile import loop as loop_mod
 from promote.reconcile import setup
@@ -35,14 +34,8 @@ def _wait(cond: Callable[[], Any], timeout: float) -> Any:
     raise AssertionError(f"not within {timeout}s")
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def test_agent_recovers_after_api_server_restart_and_git_outage(tmp_path: Path) -> None:
-    port = _free_port()
+    port = demo_procs.free_port()
     lc = localcluster.LocalCluster()
     info = lc.start()
     try:
