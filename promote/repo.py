@@ -1,15 +1,18 @@
-"""The Git side of promote (GitPython): fetch, resolve, read, export, build commits, push, log.
+"""The Git side of promote: fetch, resolve, read, export, build commits, push, log.
 
-Owns one outside system: git. Commits are built straight in the object database (blobs, trees
-and commits written with GitPython's gitdb, no index and no worktree), so the user's checkout,
-index and branches are never touched; only remote-tracking refs move when we fetch. Pushes
-take an expected old value (``--force-with-lease=ref:sha``), which makes every ref update a
-compare-and-swap that the remote enforces under its ref lock.
+Owns one outside system: the ``git`` binary, run as subprocesses (no Python Git library: the
+one we used cost ~85 ms of every start) with ``GIT_TERMINAL_PROMPT=0``, ``LC_ALL=C`` and what
+:meth:`Repo.environment` adds. Object reads (resolving names, files at a revision, trees) go
+through one persistent ``git cat-file --batch`` per :class:`Repo`, started on first use.
+Commits are built straight in the object database (blobs, trees and commits hashed here and
+stored by ``git unpack-objects`` as one small pack; no index, no worktree), so the user's
+checkout, index and branches are never touched; only remote-tracking refs move when we fetch.
+Pushes take an expected old value (``--force-with-lease=ref:sha``), which makes every ref
+update a compare-and-swap that the remote enforces under its ref lock.
 
-Errors: ``GitCommandError`` and friends become :class:`~promote.errors.GitUnavailable` (the
-remote cannot be reached: retryable), :class:`~promote.errors.PushRejected` (a ref moved under
-us: rebase and retry) or :class:`~promote.errors.GitError`. Nothing above this module sees a
-GitPython exception or object.
+Errors: a failing git command becomes :class:`~promote.errors.GitUnavailable` (the remote
+cannot be reached: retryable), :class:`~promote.errors.PushRejected` (a ref moved under us:
+rebase and retry) or :class:`~promote.errors.GitError`, judged from git's output only.
 """
 
 from __future__ import annotations
@@ -17,23 +20,18 @@ from __future__ import annotations
 import contextlib
 import getpass
 import hashlib
-import io
 import logging
 import os
 import re
 import socket
+import subprocess
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Container, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-import git
-import gitdb.exc
-from git.objects.fun import tree_entries_from_data
-from gitdb import IStream
-
-from promote import archive
+from promote import archive, gitobjects
 from promote.errors import GitError, GitUnavailable, NotFound, PushRejected
 
 log = logging.getLogger(__name__)
@@ -41,6 +39,7 @@ log = logging.getLogger(__name__)
 MUST_NOT_EXIST = ""  # RefUpdate.expect: the ref must not exist yet (create-only)
 _TREE_MODE = 0o40000
 _BLOB_MODE = 0o100644
+_ENV = {"GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"}
 _UNREACHABLE = re.compile(
     r"could not read from remote|does not appear to be a git repository|unable to access|"
     r"connection refused|could not resolve host|connection timed out|no such device|"
@@ -106,92 +105,126 @@ class RefUpdate:
     expect: str | None = None
 
 
-def _translate(exc: git.GitCommandError, what: str) -> GitError:
-    detail = " ".join(
-        part.strip() for part in (str(exc.stderr or ""), str(exc.stdout or "")) if part.strip()
-    )
-    detail = re.sub(r"\s+", " ", detail.replace("stderr:", "").replace("stdout:", ""))[:600]
+def _translate(stderr: bytes, stdout: bytes, status: int, what: str) -> GitError:
+    detail = " ".join(gitobjects.text(part).strip() for part in (stderr, stdout) if part.strip())
+    detail = re.sub(r"\s+", " ", detail)[:600]
     if _UNREACHABLE.search(detail):
         return GitUnavailable(
-            f"{what}: the remote cannot be reached ({detail.strip(chr(39))}).",
+            f"{what}: the remote cannot be reached ({detail}).",
             hint="Check the remote URL (`git remote -v`), the network and your credentials.",
         )
     if _RACE.search(detail):
         return PushRejected(f"{what}: a ref moved while we updated it ({detail}).")
-    return GitError(f"{what}: git failed ({detail or f'exit {exc.status}'}).")
+    return GitError(f"{what}: git failed ({detail or f'exit {status}'}).")
 
 
 class Repo:
     """One Git repository (a working clone or a bare mirror)."""
 
-    def __init__(self, repo: git.Repo) -> None:
-        self._repo = repo
-        self._repo.git.update_environment(GIT_TERMINAL_PROMPT="0", LC_ALL="C")
+    def __init__(self, path: Path, git_dir: Path) -> None:
+        """Use :meth:`open` (or :func:`mirror`); ``path`` is where git commands run."""
+        self._path = path
+        self._git_dir = git_dir
+        self._extra: dict[str, str] = {}
+        # Not the extras: reads are local, and the reader lives as long as the Repo.
+        self._objects = gitobjects.ObjectReader(path, {**os.environ, **_ENV})
 
     @classmethod
     def open(cls, path: Path | str) -> Repo:
-        try:
-            return cls(git.Repo(path, search_parent_directories=True))
-        except (git.InvalidGitRepositoryError, git.NoSuchPathError) as exc:
-            raise GitError(
-                f"{path}: not inside a Git repository; run promote in your clone of the GitOps "
-                "repository (or pass -C DIR)."
-            ) from exc
+        """The repository ``path`` is in (its top folder or any folder or file below it)."""
+        start = Path(path).absolute()
+        start = start.parent if start.is_file() else start
+        if start.is_dir():
+            args = ("rev-parse", "--absolute-git-dir", "--is-inside-work-tree", "--show-cdup")
+            probe = cls(start, start)  # runs git in ``start``, which finds the repository
+            proc = probe._run(*args, what=f"git rev-parse in {path}", ok=(0, 128))
+            lines = gitobjects.text(proc.stdout).split("\n")
+            if proc.returncode == 0 and len(lines) >= 3:
+                git_dir = Path(lines[0])
+                top = (start.resolve() / lines[2]).resolve() if lines[1] == "true" else git_dir
+                return cls(top, git_dir)
+            if b"not a git repository" not in proc.stderr:
+                raise _translate(proc.stderr, b"", proc.returncode, f"git rev-parse in {path}")
+        raise GitError(
+            f"{path}: not inside a Git repository; run promote in your clone of the GitOps "
+            "repository (or pass -C DIR)."
+        )
 
     @property
     def path(self) -> Path:
-        return Path(self._repo.working_tree_dir or self._repo.git_dir)
+        """The work tree's top folder (the git dir for a bare repository)."""
+        return self._path
 
     @property
     def git_dir(self) -> Path:
-        return Path(self._repo.git_dir)
+        return self._git_dir
 
     @contextlib.contextmanager
     def environment(self, extra: Mapping[str, str]) -> Iterator[None]:
         """Add ``extra`` to the environment of this repository's git commands (only theirs:
-        a forge's auth header never reaches kustomize, gpg or sops)."""
-        with self._repo.git.custom_environment(**extra):
+        a forge's auth header never reaches kustomize, gpg or sops, nor the object reader)."""
+        saved = self._extra
+        self._extra = {**saved, **extra}
+        try:
             yield
+        finally:
+            self._extra = saved
 
     def close(self) -> None:
-        self._repo.close()
+        """Stop the object reader (a later read starts a new one)."""
+        self._objects.close()
 
     # --- plumbing ---------------------------------------------------------------------------
 
-    def _git(self, *args: str, what: str, retries: int = 0) -> str:
+    def _run(
+        self, *args: str, what: str, ok: Container[int] = (0,), input: bytes = b""
+    ) -> subprocess.CompletedProcess[bytes]:
+        """``git args`` in this repository; an exit status outside ``ok`` raises (translated)."""
+        started = time.monotonic()
+        env = {**os.environ, **_ENV, **self._extra}
+        try:
+            proc = subprocess.run(
+                ["git", *args], cwd=self._path, env=env, input=input, capture_output=True
+            )
+        except OSError as exc:
+            raise GitError(f"{what}: cannot run git ({exc}).", hint="Is git installed?") from exc
+        log.debug("git %s took %.3fs", args[0], time.monotonic() - started)
+        if proc.returncode not in ok:
+            raise _translate(proc.stderr, proc.stdout, proc.returncode, what)
+        return proc
+
+    def _git(self, *args: str, what: str, retries: int = 0, ok: Container[int] = (0,)) -> str:
         for attempt in range(retries + 1):
-            started = time.monotonic()
             try:
-                out = self._repo.git.execute(
-                    ["git", *args], with_extended_output=False, strip_newline_in_stdout=False
-                )
-                log.debug("git %s took %.3fs", args[0], time.monotonic() - started)
-                return str(out)
-            except git.GitCommandError as exc:
-                err = _translate(exc, what)
+                return gitobjects.text(self._run(*args, what=what, ok=ok).stdout)
+            except PushRejected:
                 # Local ref locks contend when several promote processes share one clone.
-                if isinstance(err, PushRejected) and attempt < retries:
+                if attempt < retries:
                     time.sleep(0.05 * (attempt + 1))
                     continue
-                raise err from exc
+                raise
         raise AssertionError("unreachable")
 
     def identity(self) -> Identity:
         """``git config user.name/user.email``, else the login name on this host."""
-        reader = self._repo.config_reader()
-        name = str(reader.get_value("user", "name", "") or os.environ.get("GIT_AUTHOR_NAME", ""))
-        email = str(reader.get_value("user", "email", "") or os.environ.get("GIT_AUTHOR_EMAIL", ""))
+        out = self._git(
+            "config", "-z", "--get-regexp", r"^user\.(name|email)$", what="git config", ok=(0, 1)
+        )
+        found = dict(item.partition("\n")[::2] for item in out.split("\x00") if item)
+        name = found.get("user.name") or os.environ.get("GIT_AUTHOR_NAME", "")
+        email = found.get("user.email") or os.environ.get("GIT_AUTHOR_EMAIL", "")
         user = getpass.getuser()
         return Identity(name or user, email or f"{user}@{socket.gethostname()}")
 
     def remote_url(self, remote: str) -> str:
-        try:
-            return str(self._repo.remote(remote).url)
-        except ValueError as exc:
+        key = f"remote.{remote}.url"
+        url = self._git("config", "--get", key, what=f"git config {key}", ok=(0, 1))
+        if not url:
             raise GitError(
                 f"{self.path}: no Git remote named {remote!r}; add it with `git remote add "
                 f"{remote} URL` or set `remote:` in promote.yaml."
-            ) from exc
+            )
+        return url.rstrip("\n")
 
     # --- remote -----------------------------------------------------------------------------
 
@@ -257,10 +290,8 @@ class Repo:
         return found
 
     def try_resolve(self, ref: str) -> str | None:
-        try:
-            return str(self._repo.commit(ref).hexsha)
-        except (gitdb.exc.BadName, gitdb.exc.BadObject, ValueError, IndexError, KeyError):
-            return None
+        found = self._objects.get(f"{ref}^{{commit}}")
+        return found[0] if found else None
 
     def refs(self, prefix: str) -> dict[str, str]:
         """Local refs under ``prefix`` (e.g. ``refs/remotes/origin/promote/``) -> SHA."""
@@ -287,31 +318,20 @@ class Repo:
 
     def read_file(self, rev: str, path: str) -> bytes | None:
         """The bytes of ``path`` at ``rev``, or None when the file does not exist there."""
-        try:
-            obj = self._repo.commit(rev).tree / path
-        except KeyError:
-            return None
-        except (gitdb.exc.BadName, gitdb.exc.BadObject, ValueError) as exc:
-            raise NotFound(f"{self.path}: {rev!r} names no commit in this repository.") from exc
-        if obj.type != "blob":
-            return None
-        return bytes(obj.data_stream.read())
+        commit = self._objects.get(f"{rev}^{{commit}}")
+        if commit is None:
+            raise NotFound(f"{self.path}: {rev!r} names no commit in this repository.")
+        found = self._objects.get(f"{commit[0]}:{path}")
+        return found[2] if found and found[1] == "blob" else None
 
     def export_tree(self, rev: str, dest: Path) -> Path:
         """Write the files of ``rev`` into ``dest`` (created), as ``git archive`` sees them."""
-        data = self._repo.git.execute(
-            ["git", "archive", "--format=tar", rev], stdout_as_string=False
-        )
-        return archive.extract(bytes(data), dest)
+        data = self._run("archive", "--format=tar", rev, what=f"git archive {rev}").stdout
+        return archive.extract(data, dest)
 
     def is_ancestor(self, ancestor: str, descendant: str) -> bool:
-        try:
-            self._repo.git.execute(["git", "merge-base", "--is-ancestor", ancestor, descendant])
-            return True
-        except git.GitCommandError as exc:
-            if exc.status == 1:
-                return False
-            raise _translate(exc, "git merge-base") from exc
+        args = ("merge-base", "--is-ancestor", ancestor, descendant)
+        return self._run(*args, what="git merge-base", ok=(0, 1)).returncode == 0
 
     def commit_info(self, rev: str) -> CommitInfo:
         found = self.log(rev, max_count=1, walk=False)
@@ -360,8 +380,9 @@ class Repo:
 
     # --- writing objects --------------------------------------------------------------------
 
-    def _store(self, kind: bytes, data: bytes) -> bytes:
-        return bytes(self._repo.odb.store(IStream(kind, len(data), io.BytesIO(data))).binsha)
+    def _write(self, staged: gitobjects.Objects) -> None:
+        """Store the staged objects with one ``git unpack-objects`` (objects it has are skipped)."""
+        self._run("unpack-objects", "-q", what="git unpack-objects", input=gitobjects.pack(staged))
 
     def write_tree(self, files: Mapping[str, bytes | None], *, base: str | None = None) -> str:
         """A tree: ``base``'s tree (a commit or tree, or empty) with ``files`` set or deleted.
@@ -369,45 +390,52 @@ class Repo:
         Keys are slash-separated paths; a None value deletes the file. Only the trees on the
         changed paths are rewritten, everything else is shared with ``base``.
         """
-        root = None
-        if base is not None:
-            obj = self._repo.rev_parse(base)
-            root = bytes((obj.tree if obj.type == "commit" else obj).binsha)
-        return self._edit_tree(root, {tuple(p.split("/")): v for p, v in files.items()}).hex()
+        staged: gitobjects.Objects = {}
+        changes = {tuple(p.split("/")): v for p, v in files.items()}
+        sha = self._edit_tree(self._tree(base) if base else b"", changes, staged)
+        self._write(staged)
+        return sha.hex()
+
+    def _tree(self, name: str) -> bytes:
+        found = self._objects.get(f"{name}^{{tree}}")
+        if found is None:
+            raise NotFound(f"{self.path}: {name!r} names no commit in this repository.")
+        return found[2]
 
     def _edit_tree(
-        self, binsha: bytes | None, changes: Mapping[tuple[str, ...], bytes | None]
+        self,
+        tree: bytes,
+        changes: Mapping[tuple[str, ...], bytes | None],
+        staged: gitobjects.Objects,
     ) -> bytes:
-        entries: dict[str, tuple[int, bytes]] = {}
-        if binsha is not None:
-            raw = self._repo.odb.stream(binsha).read()
-            entries = {name: (mode, sha) for sha, mode, name in tree_entries_from_data(raw)}
+        """``tree`` (raw) with ``changes``; new blobs and trees go to ``staged``; its SHA."""
+        entries = gitobjects.tree_entries(tree)
         nested: dict[str, dict[tuple[str, ...], bytes | None]] = {}
         for parts, content in changes.items():
             if len(parts) == 1:
                 if content is None:
                     entries.pop(parts[0], None)
                 else:
-                    entries[parts[0]] = (_BLOB_MODE, self._store(b"blob", content))
+                    entries[parts[0]] = (_BLOB_MODE, gitobjects.stage(staged, b"blob", content))
             else:
                 nested.setdefault(parts[0], {})[parts[1:]] = content
         for name, sub in nested.items():
             current = entries.get(name)
-            sub_base = current[1] if current and current[0] == _TREE_MODE else None
-            sha = self._edit_tree(sub_base, sub)
+            below = self._tree(current[1].hex()) if current and current[0] == _TREE_MODE else b""
+            sha = self._edit_tree(below, sub, staged)
             if sha == _EMPTY_TREE:
                 entries.pop(name, None)
             else:
                 entries[name] = (_TREE_MODE, sha)
 
         def order(name: str) -> bytes:  # git sorts a folder as if its name ended in "/"
-            return name.encode() + (b"/" if entries[name][0] == _TREE_MODE else b"")
+            return gitobjects.raw(name) + (b"/" if entries[name][0] == _TREE_MODE else b"")
 
         data = b"".join(
-            b"%o %s\x00%s" % (entries[n][0], n.encode(), entries[n][1])
+            b"%o %s\x00%s" % (entries[n][0], gitobjects.raw(n), entries[n][1])
             for n in sorted(entries, key=order)
         )
-        return self._store(b"tree", data)
+        return gitobjects.stage(staged, b"tree", data)
 
     def commit(
         self,
@@ -428,7 +456,10 @@ class Repo:
         lines = [f"tree {tree}", *(f"parent {p}" for p in parents)]
         lines += [f"author {person(author)}", f"committer {person(committer or author)}"]
         body = "\n".join(lines) + "\n\n" + message.rstrip("\n") + "\n"
-        return self._store(b"commit", body.encode()).hex()
+        staged: gitobjects.Objects = {}
+        sha = gitobjects.stage(staged, b"commit", body.encode())
+        self._write(staged)
+        return sha.hex()
 
     def merge_tree(self, ours: str, theirs: str) -> tuple[str, list[str]]:
         """Three-way merge without a worktree: (tree, conflicted paths).
@@ -436,16 +467,14 @@ class Repo:
         With conflicts the tree holds conflict markers in those paths; a caller that can
         resolve them writes the resolved files over it (``write_tree(files, base=tree)``).
         """
-        try:
-            out = self._repo.git.execute(
-                ["git", "merge-tree", "--write-tree", "--name-only", "--no-messages", ours, theirs]
-            )
-            return str(out).split("\n", 1)[0].strip(), []
-        except git.GitCommandError as exc:
-            lines = str(exc.stdout or "").replace("stdout:", "").strip(" '\n").splitlines()
-            if exc.status == 1 and lines:  # conflicts: a tree with markers, then the paths
-                return lines[0].strip(), [ln.strip() for ln in lines[1:] if ln.strip()]
-            raise _translate(exc, "git merge-tree") from exc
+        args = ("merge-tree", "--write-tree", "--name-only", "--no-messages", ours, theirs)
+        proc = self._run(*args, what="git merge-tree", ok=(0, 1))
+        lines = gitobjects.text(proc.stdout).strip().splitlines()
+        if proc.returncode == 0:
+            return (lines or [""])[0].strip(), []
+        if lines:  # exit 1, conflicts: a tree with markers, then the paths
+            return lines[0].strip(), [ln.strip() for ln in lines[1:] if ln.strip()]
+        raise _translate(proc.stderr, proc.stdout, proc.returncode, "git merge-tree")
 
 
 _EMPTY_TREE = bytes.fromhex("4b825dc642cb6eb9a060e54bf8d69288fbee4904")
@@ -461,13 +490,10 @@ def mirror(
     many remotes and a second call only fetches what is new.
     """
     slug = re.sub(r"[^A-Za-z0-9]+", "-", url.rstrip("/").rsplit("/", 1)[-1])[:40]
-    path = cache_dir / f"{slug}-{hashlib.sha256(url.encode()).hexdigest()[:12]}.git"
+    path = (cache_dir / f"{slug}-{hashlib.sha256(url.encode()).hexdigest()[:12]}.git").absolute()
+    repo = Repo(path, path)
     if not (path / "HEAD").exists():
         path.mkdir(parents=True, exist_ok=True)
-        try:
-            git.Repo.init(path, bare=True)
-        except git.GitCommandError as exc:
-            raise _translate(exc, f"git init {path}") from exc
-    repo = Repo(git.Repo(path))
+        repo._run("init", "--quiet", "--bare", str(path), what=f"git init {path}")
     repo.fetch(url, [f"+refs/heads/{b}:refs/heads/{b}" for b in branches], depth=depth)
     return repo

@@ -60,7 +60,7 @@ def _root(
 
 
 # Which module defines each top-level command. Loading only the one being run keeps start-up
-# fast (the Kubernetes client, GitPython and hvac are heavy); `--help` loads them all.
+# fast (the Kubernetes client and hvac are heavy); `--help` loads them all.
 # tests/unit/test_cli_main.py checks this table against what the modules register.
 COMMAND_OWNERS = {
     "init": "project", "envs": "project", "validate": "project",

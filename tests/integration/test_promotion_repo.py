@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -90,3 +92,90 @@ def test_mirror_resolve_and_export_for_the_agent(clone: Path, tmp_path: Path) ->
 def test_unreachable_remote_is_git_unavailable(tmp_path: Path) -> None:
     with pytest.raises(errors.GitUnavailable, match="cannot be reached"):
         git_repo.mirror(str(tmp_path / "nowhere.git"), tmp_path / "cache")
+
+
+def test_open_finds_the_repository_from_a_subfolder(clone: Path, tmp_path: Path) -> None:
+    r = git_repo.Repo.open(clone / "dir" / "sub")
+    assert r.path == clone.resolve() and r.git_dir == (clone / ".git").resolve()
+    assert git_repo.Repo.open(clone / "dir" / "b.txt").path == r.path
+    (tmp_path / "plain").mkdir()
+    for where in (tmp_path / "plain", tmp_path / "nowhere"):
+        with pytest.raises(errors.GitError, match="not inside a Git repository"):
+            git_repo.Repo.open(where)
+
+
+def test_environment_reaches_git_but_not_os_environ(
+    clone: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("GIT_CONFIG_COUNT", raising=False)
+    r = git_repo.Repo.open(clone)
+    extra = {"GIT_CONFIG_COUNT": "1", "GIT_CONFIG_KEY_0": "user.name", "GIT_CONFIG_VALUE_0": "eve"}
+    with r.environment(extra):
+        assert r.identity().name == "eve"
+        assert "GIT_CONFIG_COUNT" not in os.environ
+        with r.environment({"GIT_CONFIG_VALUE_0": "mallory"}):
+            assert r.identity().name == "mallory"
+        assert r.identity().name == "eve"
+    assert r.identity() == git_repo.Identity("alice", "a@example.com")
+
+
+def test_read_file_and_try_resolve_edges(clone: Path) -> None:
+    r = git_repo.Repo.open(clone)
+    head = git("rev-parse", "HEAD", cwd=clone)
+    assert (
+        r.read_file("HEAD", "a.txt") == b"a\n" and r.read_file(head[:7], "dir/sub/c.txt") == b"c\n"
+    )
+    for missing in ("nope.txt", "dir", "dir/nope", "a.txt/x", "", "x\ny"):
+        assert r.read_file(head, missing) is None
+    for bad in ("no-such-branch", "0" * 40, "", "HEAD\nHEAD"):
+        with pytest.raises(errors.NotFound, match="names no commit"):
+            r.read_file(bad, "a.txt")
+    assert r.try_resolve(head[:8]) == head == r.try_resolve("refs/remotes/origin/main")
+    tree = git("rev-parse", "HEAD^{tree}", cwd=clone)
+    for garbage in ("garbage", "HEAD~5", tree, "main:a.txt", " ", "zz" * 20):
+        assert r.try_resolve(garbage) is None
+    git("commit", "-q", "--allow-empty", "-m", "later", cwd=clone)  # after the reader started
+    later = git("rev-parse", "HEAD", cwd=clone)
+    assert r.resolve("HEAD") == later and r.try_resolve(later[:10]) == later
+
+
+def test_a_killed_reader_is_replaced(clone: Path) -> None:
+    r = git_repo.Repo.open(clone)
+    assert r.read_file("HEAD", "a.txt") == b"a\n"
+    reader = r._objects._proc
+    assert reader is not None
+    reader.kill()
+    reader.wait()
+    assert r.read_file("HEAD", "a.txt") == b"a\n" and r._objects._proc is not reader
+    r.close()
+    assert r._objects._proc is None and r.try_resolve("HEAD") is not None
+    r.close()
+
+
+def test_one_repo_read_from_several_threads(clone: Path) -> None:
+    r = git_repo.Repo.open(clone)
+    big = bytes(range(256)) * 4096  # larger than a pipe's buffer
+    sha = r.commit(r.write_tree({"big.bin": big}, base="HEAD"), [r.resolve("HEAD")], "big",
+                   author=r.identity())  # fmt: skip
+
+    def read(i: int) -> bool:
+        path, want = ("big.bin", big) if i % 2 else ("dir/b.txt", b"b\n")
+        return all(r.read_file(sha, path) == want for _ in range(20))
+
+    with ThreadPoolExecutor(4) as pool:
+        assert all(pool.map(read, range(8)))
+    r.close()
+
+
+def test_write_tree_drops_emptied_folders(clone: Path) -> None:
+    r = git_repo.Repo.open(clone)
+    tree = r.write_tree({"dir/sub/c.txt": None}, base="HEAD")
+    assert tree == r.write_tree({"dir/sub/c.txt": None, "dir/sub/d.txt": None}, base="HEAD")
+    git("rm", "-q", "dir/sub/c.txt", cwd=clone)
+    assert tree == git("write-tree", cwd=clone)
+    assert r.write_tree({"a.txt": None, "dir.x": None, "dir/b.txt": None}, base=tree) == (
+        "4b825dc642cb6eb9a060e54bf8d69288fbee4904"  # the empty tree
+    )
+    with pytest.raises(errors.NotFound):
+        r.write_tree({"a.txt": b"x"}, base="no-such-rev")
+    assert git("fsck", "--strict", "--no-dangling", cwd=clone) == ""
