@@ -121,10 +121,12 @@ def _translate(stderr: bytes, stdout: bytes, status: int, what: str) -> GitError
 class Repo:
     """One Git repository (a working clone or a bare mirror)."""
 
-    def __init__(self, path: Path, git_dir: Path) -> None:
-        """Use :meth:`open` (or :func:`mirror`); ``path`` is where git commands run."""
+    def __init__(self, path: Path, git_dir: Path, *, timeout_s: float = 600.0) -> None:
+        """Use :meth:`open` (or :func:`open_mirror`); ``path`` is where git commands run; a
+        command that runs longer than ``timeout_s`` (a hung network) is GitUnavailable."""
         self._path = path
         self._git_dir = git_dir
+        self._timeout_s = timeout_s
         self._extra: dict[str, str] = {}
         # Not the extras: reads are local, and the reader lives as long as the Repo.
         self._objects = gitobjects.ObjectReader(path, {**os.environ, **_ENV})
@@ -184,8 +186,15 @@ class Repo:
         env = {**os.environ, **_ENV, **self._extra}
         try:
             proc = subprocess.run(
-                ["git", *args], cwd=self._path, env=env, input=input, capture_output=True
+                ["git", *args],
+                cwd=self._path,
+                env=env,
+                input=input,
+                capture_output=True,
+                timeout=self._timeout_s,
             )
+        except subprocess.TimeoutExpired as exc:
+            raise GitUnavailable(f"{what}: no answer within {self._timeout_s:.0f}s.") from exc
         except OSError as exc:
             raise GitError(f"{what}: cannot run git ({exc}).", hint="Is git installed?") from exc
         log.debug("git %s took %.3fs", args[0], time.monotonic() - started)
@@ -480,20 +489,25 @@ class Repo:
 _EMPTY_TREE = bytes.fromhex("4b825dc642cb6eb9a060e54bf8d69288fbee4904")
 
 
-def mirror(
-    url: str, cache_dir: Path, *, branches: Sequence[str] = ("main",), depth: int | None = 1
-) -> Repo:
-    """A bare, shallow (``depth``) mirror of ``url``'s ``branches`` in ``cache_dir``, fetched now.
+def open_mirror(url: str, cache_dir: Path, *, timeout_s: float = 600.0) -> Repo:
+    """The bare cache repository for ``url`` in ``cache_dir`` (created empty the first time).
 
-    The reconcile agent uses this: ``mirror(url, cache).resolve("refs/heads/main")`` and
-    ``export_tree(sha, dest)``. The folder name is derived from the URL, so one cache holds
-    many remotes and a second call only fetches what is new.
+    The reconcile agent fetches one branch into it shallowly and exports revisions from it.
+    The folder name is derived from the URL, so one cache holds many remotes.
     """
     slug = re.sub(r"[^A-Za-z0-9]+", "-", url.rstrip("/").rsplit("/", 1)[-1])[:40]
     path = (cache_dir / f"{slug}-{hashlib.sha256(url.encode()).hexdigest()[:12]}.git").absolute()
-    repo = Repo(path, path)
+    repo = Repo(path, path, timeout_s=timeout_s)
     if not (path / "HEAD").exists():
         path.mkdir(parents=True, exist_ok=True)
         repo._run("init", "--quiet", "--bare", str(path), what=f"git init {path}")
+    return repo
+
+
+def mirror(
+    url: str, cache_dir: Path, *, branches: Sequence[str] = ("main",), depth: int | None = 1
+) -> Repo:
+    """:func:`open_mirror`, with ``branches`` fetched now (``depth`` commits deep)."""
+    repo = open_mirror(url, cache_dir)
     repo.fetch(url, [f"+refs/heads/{b}:refs/heads/{b}" for b in branches], depth=depth)
     return repo

@@ -179,3 +179,21 @@ def test_write_tree_drops_emptied_folders(clone: Path) -> None:
     with pytest.raises(errors.NotFound):
         r.write_tree({"a.txt": b"x"}, base="no-such-rev")
     assert git("fsck", "--strict", "--no-dangling", cwd=clone) == ""
+
+
+def test_agent_source_fetches_exports_and_tells_a_missing_branch_from_an_outage(
+    clone: Path, tmp_path: Path
+) -> None:
+    from promote.reconcile.source import GitSource
+
+    url = str(tmp_path / "remote.git")
+    src = GitSource(url, branch="main", cache_root=tmp_path / "cache")
+    sha = src.fetch()
+    assert sha == git("rev-parse", "HEAD", cwd=clone)
+    assert (src.export(sha, tmp_path / "out") / "a.txt").read_text() == "a\n"
+    with pytest.raises(errors.GitError) as missing:
+        GitSource(url, branch="nope", cache_root=tmp_path / "cache").fetch()
+    assert not missing.value.retryable  # a configuration error: the agent raises an Event
+    gone = GitSource(str(tmp_path / "gone.git"), branch="main", cache_root=tmp_path / "cache")
+    with pytest.raises(errors.GitUnavailable):
+        gone.fetch()
