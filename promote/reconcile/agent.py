@@ -99,7 +99,9 @@ class Agent:
         self._equal_verdicts: dict[str, tuple[str, str]] = {}  # key -> (digest, resourceVersion)
         self._applied: dict[str, str] = {}  # key -> digest of the desired object last applied
         self._lock = threading.RLock()  # one writer: a pass or a heal, never both
-        self._heal_queue: list[str] = []
+        # Keys a watch reported, in order, once each; kept while healing is off (during the
+        # first pass, or as a standby) so nothing seen then is lost when healing starts.
+        self._heal_queue: dict[str, None] = {}
         self._heal_wakeup = threading.Event()
         self.healing_enabled = False
 
@@ -335,15 +337,15 @@ class Agent:
 
     # --- self-heal --------------------------------------------------------------------------
     def _on_event(self, etype: str, key: str, live: dict[str, Any] | None) -> None:
-        if not self.healing_enabled or key not in self._desired:
+        if key not in self._desired:
             return
-        self._heal_queue.append(key)
+        self._heal_queue[key] = None  # healed once healing is on (heal_pending re-checks drift)
         self._heal_wakeup.set()
 
     def heal_pending(self) -> int:
         """Revert drift on objects the watch reported; returns how many were corrected."""
         self._heal_wakeup.clear()
-        keys, self._heal_queue = list(dict.fromkeys(self._heal_queue)), []
+        keys, self._heal_queue = list(self._heal_queue), {}
         fixed = 0
         for key in keys:
             try:
@@ -355,7 +357,7 @@ class Agent:
                     client.describe_key(key),
                     exc,
                 )
-                self._heal_queue.append(key)
+                self._heal_queue[key] = None
         return fixed
 
     def _heal_one(self, key: str) -> int:

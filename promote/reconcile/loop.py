@@ -132,7 +132,9 @@ class AgentLoop:
 
     def _heal_loop(self) -> None:
         while not self.stop_event.is_set():
-            if self.agent.wait_for_heal_work(0.5) and self.agent.healing_enabled:
+            if not self.agent.healing_enabled:  # first pass or standby: events wait queued
+                self.stop_event.wait(0.2)
+            elif self.agent.wait_for_heal_work(0.5):
                 self.agent.heal_pending()
 
     def stop(self) -> None:

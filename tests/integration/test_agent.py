@@ -150,14 +150,20 @@ def test_scaled_deployment_is_reverted_by_the_watch_within_two_seconds(
         step=0.02,
     )
     assert time.monotonic() - started < 2.0
-    assert agent.status.corrections >= 1
+    # The correction is recorded and announced right after the revert's apply returns.
+    wait_for(lambda: agent.status.corrections >= 1, timeout=2.0)
     corr = agent.status.last_correction
     assert corr is not None and corr.object == f"Deployment {namespace}/web-app"
     assert "/spec/replicas" in corr.paths
-    events = cluster.request("GET", f"/api/v1/namespaces/{namespace}/events")["items"]
-    assert any(
-        e["reason"] == "DriftReverted" and e["involvedObject"]["name"] == "web-app" for e in events
-    )
+
+    def reverted_event() -> bool:
+        events = cluster.request("GET", f"/api/v1/namespaces/{namespace}/events")["items"]
+        return any(
+            e["reason"] == "DriftReverted" and e["involvedObject"]["name"] == "web-app"
+            for e in events
+        )
+
+    wait_for(reverted_event, timeout=2.0)
 
 
 def test_removed_label_and_deleted_deployment_are_restored(
@@ -309,3 +315,22 @@ def test_ignored_field_is_left_to_another_controller(
     assert _get(cluster, "Deployment", namespace, "web-app")["spec"]["replicas"] == 6
     assert agent.run_pass().out_of_sync == {}
     assert _get(cluster, "Deployment", namespace, "web-app")["spec"]["replicas"] == 6
+
+
+def test_drift_seen_while_healing_is_off_is_reverted_once_it_is_on(
+    repo: GitOpsRepo, cluster: client.Cluster, namespace: str, tmp_path: Path
+) -> None:
+    # A new leader's first pass, or a standby: the watch reports a deletion while healing is
+    # off. It must be reverted when healing starts, not after the next full pass (1 h).
+    agent = build(repo, cluster, tmp_path)
+    try:
+        assert agent.run_pass().error is None
+        assert not agent.healing_enabled
+        cluster.delete(cluster.resource("v1", "Service"), namespace, "api")
+        wait_for(lambda: agent.wait_for_heal_work(0.1), timeout=10)  # queued, not dropped
+        assert _get(cluster, "Service", namespace, "api") is None
+        agent.healing_enabled = True
+        assert agent.heal_pending() == 1
+        assert _get(cluster, "Service", namespace, "api") is not None
+    finally:
+        agent.cache.stop()

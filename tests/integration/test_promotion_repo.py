@@ -197,3 +197,10 @@ def test_agent_source_fetches_exports_and_tells_a_missing_branch_from_an_outage(
     gone = GitSource(str(tmp_path / "gone.git"), branch="main", cache_root=tmp_path / "cache")
     with pytest.raises(errors.GitUnavailable):
         gone.fetch()
+
+
+def test_a_git_command_that_does_not_answer_in_time_is_an_outage(tmp_path: Path) -> None:
+    repo = git_repo.open_mirror(str(tmp_path / "remote.git"), tmp_path / "cache")
+    slow = git_repo.Repo(repo.path, repo.git_dir, timeout_s=0.001)  # git cannot start that fast
+    with pytest.raises(errors.GitUnavailable, match="no answer within"):
+        slow.fetch(str(tmp_path / "remote.git"), ["+refs/heads/main:refs/heads/main"])
