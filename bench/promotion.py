@@ -24,6 +24,9 @@ from pathlib import Path
 from promote import gpg, imagetag, render
 from promote.promotion import engine, propose, review
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository: tests/
+from tests.integration.test_promotion_helpers import many_apps
+
 TARGET_S = 1.5
 
 
@@ -37,41 +40,10 @@ def sh(*args: str, cwd: Path, env: dict[str, str] | None = None) -> str:
 
 
 def build_repo(dest: Path, apps: int, armored_key: str) -> None:
-    names = [f"app{i:03d}" for i in range(apps)]
-    (dest / "environments").mkdir(parents=True)
-    (dest / "keys/release-managers").mkdir(parents=True)
+    """The tests' 100-app layout (dev -> staging -> prod; staging needs 1 of rm1..rm3), with
+    rm1's public key."""
+    many_apps(dest, apps, staging_required=1)
     (dest / "keys/release-managers/rm1.asc").write_text(armored_key)
-    (dest / "promote.yaml").write_text("mainBranch: main\nremote: origin\n")
-    for app in names:
-        base = dest / "overlays/base" / app
-        base.mkdir(parents=True)
-        (base / "kustomization.yaml").write_text("resources:\n- deployment.yaml\n- service.yaml\n")
-        (base / "deployment.yaml").write_text(
-            f"apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {app}\nspec:\n"
-            f"  selector:\n    matchLabels: {{app: {app}}}\n  template:\n    metadata:\n"
-            f"      labels: {{app: {app}}}\n    spec:\n      containers:\n      - name: {app}\n"
-            f"        image: {app}\n"
-        )
-        (base / "service.yaml").write_text(
-            f"apiVersion: v1\nkind: Service\nmetadata:\n  name: {app}\nspec:\n"
-            f"  selector: {{app: {app}}}\n  ports:\n  - port: 80\n"
-        )
-    for env, upstream, tag in (("dev", None, "v2.0.0"), ("staging", "dev", "v1.0.0")):
-        lines = [f"overlay: overlays/{env}", "cluster:", f"  namespace: {env}"]
-        if upstream:
-            lines += [f"upstream: {upstream}", "approvals:", "  required: 1", "  approvers: [rm1]"]
-        (dest / f"environments/{env}.yaml").write_text("\n".join(lines) + "\n")
-        kz = dest / f"overlays/{env}/kustomization.yaml"
-        kz.parent.mkdir(parents=True)
-        kz.write_text(
-            f"namespace: {env}\nresources:\n"
-            + "".join(f"- ../base/{a}\n" for a in names)
-            + "images:\n"
-            + "".join(
-                f"- name: {a}\n  newName: registry.example.com/{a}\n  newTag: {tag}\n"
-                for a in names
-            )
-        )
 
 
 def timed(fn: Callable[[], object]) -> tuple[float, object]:

@@ -90,20 +90,9 @@ def image_entries(text: str, display: str = "kustomization.yaml") -> list[dict[s
     what is null, node values keep the text as written. Keys other than the four we know are
     kept too, so callers can tell an entry they do not understand.
     """
-    try:
-        root = yaml.compose(text, Loader=_FastLoader)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{display}: not valid YAML ({exc}); fix the file.") from exc
-    if root is None:
+    seq = _images_node(_compose(text, display), display)
+    if not isinstance(seq, yaml.SequenceNode):  # no `images:`, or `images:` with nothing
         return []
-    if not isinstance(root, yaml.MappingNode):
-        raise ConfigError(f"{display}: expected a mapping (a Kustomization); fix the file.")
-    found = [v for k, v in root.value if isinstance(k, yaml.ScalarNode) and k.value == "images"]
-    if not found or _is_null(found[-1]):
-        return []
-    seq = found[-1]
-    if not isinstance(seq, yaml.SequenceNode):
-        raise ConfigError(f"{display}: images: must be a list of {{name, newTag}} entries.")
     out = []
     for i, item in enumerate(seq.value):
         entry: dict[str, str | None] = {}

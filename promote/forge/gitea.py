@@ -119,19 +119,11 @@ class GiteaForge(server.ServerForge):
     def _review_payload(self, approval: Approval) -> dict[str, Any]:
         return {"event": "APPROVED", "body": approval.comment, "commit_id": approval.head_sha}
 
-    def _review_from(self, item: dict[str, Any]) -> wire.Review:
-        state = str(item.get("state") or "")
+    def _verdict(self, item: dict[str, Any]) -> str:
         if item.get("dismissed"):
-            verdict = "dismissed"
-        else:
-            verdict = {"APPROVED": "approved", "REQUEST_CHANGES": "changes"}.get(state, "other")
-        return wire.Review(
-            reviewer=str((item.get("user") or {}).get("login") or ""),
-            verdict=verdict,
-            commit_id=str(item.get("commit_id") or ""),
-            at=wire.parse_time(item.get("submitted_at")),
-            body=str(item.get("body") or ""),
-        )
+            return "dismissed"
+        state = str(item.get("state") or "")
+        return {"APPROVED": "approved", "REQUEST_CHANGES": "changes"}.get(state, "other")
 
     def _send_merge(
         self, number: int, *, head_sha: str, title: str, message: str

@@ -114,18 +114,11 @@ class GitHubForge(server.ServerForge):
     def _review_payload(self, approval: Approval) -> dict[str, Any]:
         return {"event": "APPROVE", "body": approval.comment, "commit_id": approval.head_sha}
 
-    def _review_from(self, item: dict[str, Any]) -> wire.Review:
+    def _verdict(self, item: dict[str, Any]) -> str:
         state = str(item.get("state") or "")
-        verdict = {"APPROVED": "approved", "CHANGES_REQUESTED": "changes"}.get(state, "other")
         if state == "DISMISSED":
-            verdict = "dismissed"
-        return wire.Review(
-            reviewer=str((item.get("user") or {}).get("login") or ""),
-            verdict=verdict,
-            commit_id=str(item.get("commit_id") or ""),
-            at=wire.parse_time(item.get("submitted_at")),
-            body=str(item.get("body") or ""),
-        )
+            return "dismissed"
+        return {"APPROVED": "approved", "CHANGES_REQUESTED": "changes"}.get(state, "other")
 
     def _send_merge(
         self, number: int, *, head_sha: str, title: str, message: str

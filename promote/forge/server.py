@@ -83,8 +83,18 @@ class ServerForge:
     def _review_payload(self, approval: Approval) -> dict[str, Any]:
         raise NotImplementedError
 
-    def _review_from(self, item: dict[str, Any]) -> wire.Review:
+    def _verdict(self, item: dict[str, Any]) -> str:
+        """ "approved" | "changes" | "other" | "dismissed", from the API's review ``state``."""
         raise NotImplementedError
+
+    def _review_from(self, item: dict[str, Any]) -> wire.Review:
+        return wire.Review(
+            reviewer=str((item.get("user") or {}).get("login") or ""),
+            verdict=self._verdict(item),
+            commit_id=str(item.get("commit_id") or ""),
+            at=wire.parse_time(item.get("submitted_at")),
+            body=str(item.get("body") or ""),
+        )
 
     def _send_merge(
         self, number: int, *, head_sha: str, title: str, message: str
