@@ -21,8 +21,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from promote import gpg, imagetag, render
+from promote.kustomize import imagetag, render
 from promote.promotion import engine, propose, review
+from promote.secrets import gpg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository: tests/
 from tests.integration.test_promotion_helpers import many_apps

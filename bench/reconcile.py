@@ -29,10 +29,11 @@ from pathlib import Path
 import pyrage
 import yaml
 
-from promote import config, localcluster
+from promote import config
 from promote.cluster import client
+from promote.local import controlplane
+from promote.reconcile import factory
 from promote.reconcile import loop as loop_mod
-from promote.reconcile import setup
 
 
 def git(cwd: Path, *args: str) -> None:
@@ -142,7 +143,7 @@ def main() -> None:
     ident = pyrage.x25519.Identity.generate()
     with (
         tempfile.TemporaryDirectory(prefix="promote-bench-") as tmp_s,
-        localcluster.LocalCluster() as info,
+        controlplane.LocalCluster() as info,
     ):
         tmp = Path(tmp_s)
         os.environ["SOPS_AGE_KEY"] = str(ident)  # key material in memory/env only
@@ -151,7 +152,7 @@ def main() -> None:
         work = make_repo(tmp, args.apps, str(ident.to_public()))
         project = config.load_project(work)
         cluster = client.Cluster(client.connect(kubeconfig=str(info.kubeconfig)))
-        agent = setup.build_agent(project, "bench", setup.Overrides(), cluster=cluster)
+        agent = factory.build_agent(project, "bench", factory.Overrides(), cluster=cluster)
 
         # agent: first sync
         t = time.perf_counter()

@@ -27,8 +27,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pyrage import x25519
 
-from promote import config, render
-from promote.secrets import keys, resolve, sops, sopsmeta, values
+from promote import config
+from promote.kustomize import render
+from promote.secrets import resolve, sops, sopsmeta, values
+from promote.secrets.authoring import keys
 
 
 def make_repo(root: Path, count: int, recipient: str, adapter: sops.Sops) -> Path:

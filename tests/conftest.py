@@ -23,7 +23,8 @@ from pathlib import Path
 
 import pytest
 
-from promote import demo_procs, demo_setup, errors, localcluster
+from promote import errors
+from promote.local import controlplane, processes, seed
 
 pytest_plugins = ["tests.gitea_fixture"]
 
@@ -37,7 +38,7 @@ OPENBAO_DEADLINE_S = 30.0
 
 @dataclass(frozen=True)
 class ControlPlane:
-    info: localcluster.ClusterInfo
+    info: controlplane.ClusterInfo
     api_client: object  # kubernetes.client.ApiClient; typed loosely so collection stays cheap
 
     @property
@@ -47,7 +48,7 @@ class ControlPlane:
 
 def _controlplane_binaries() -> Path:
     with contextlib.suppress(errors.ClusterError):
-        return localcluster.find_binaries()
+        return controlplane.find_binaries()
     # Not built yet: build now (cached afterwards). Slow when cold; CI runs the script first.
     proc = subprocess.run([str(ENSURE_CONTROLPLANE)], capture_output=True, text=True, check=False)
     if proc.returncode != 0:
@@ -76,7 +77,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def control_plane() -> Iterator[ControlPlane]:
     from kubernetes import config
 
-    cluster = localcluster.LocalCluster(binaries=_controlplane_binaries())
+    cluster = controlplane.LocalCluster(binaries=_controlplane_binaries())
     try:
         info = cluster.start()
     except errors.ClusterError as exc:
@@ -116,11 +117,11 @@ class OpenBao:
     log_path: Path
 
 
-def _start_openbao(workdir: Path) -> tuple[demo_procs.Processes, demo_setup.OpenBao]:
+def _start_openbao(workdir: Path) -> tuple[processes.Processes, seed.OpenBao]:
     """``bao server -dev`` on a free 127.0.0.1 port, healthy (the demo's own starter)."""
-    procs = demo_procs.Processes()
+    procs = processes.Processes()
     try:
-        return procs, demo_setup.start_openbao(procs, workdir, environ=os.environ)
+        return procs, seed.start_openbao(procs, workdir, environ=os.environ)
     except errors.PromoteError as exc:
         procs.stop_all()
         pytest.fail(str(exc), pytrace=False)

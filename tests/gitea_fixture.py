@@ -41,7 +41,7 @@ from urllib.parse import quote
 import httpx
 import pytest
 
-from promote import demo_procs
+from promote.local import processes
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ENSURE_GITEA = REPO_ROOT / "tools" / "ensure-gitea"
@@ -512,7 +512,7 @@ def start_gitea(workdir: Path, static_dir: Path | None = None) -> GiteaServer:
     static_dir = static_dir or locate_gitea()
     binary = static_dir / "gitea"
     workdir.mkdir(parents=True, exist_ok=True)
-    port = demo_procs.free_port()
+    port = processes.free_port()
     config = workdir / "custom" / "conf" / "app.ini"
     _write_config(config, port=port, static_root=static_dir, workdir=workdir)
     log_path = workdir / "gitea.log"

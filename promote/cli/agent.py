@@ -21,9 +21,9 @@ from promote.cli.output import (
 )
 from promote.cluster import client
 from promote.errors import ExitCode
+from promote.reconcile import factory
 from promote.reconcile import loop as loop_mod
 from promote.reconcile import report as report_mod
-from promote.reconcile import setup
 from promote.reconcile.agent import Agent
 
 
@@ -49,14 +49,14 @@ def _build(
     context: str | None,
     allow_mass_prune: bool = False,
 ) -> Agent:
-    ov = setup.Overrides(
+    ov = factory.Overrides(
         repo_url=repo_url,
         branch=branch,
         kubeconfig=kubeconfig,
         context=context,
         allow_mass_prune=allow_mass_prune,
     )
-    return setup.build_agent(project, env, ov)
+    return factory.build_agent(project, env, ov)
 
 
 def agent(
@@ -223,7 +223,7 @@ def status(
         with progress("Reading Git and each environment's status...", output):
             images, revision, at_main = report_mod.git_images(project, repo_url)
             envs = report_mod.read_statuses(
-                project, setup.Overrides(kubeconfig=kubeconfig, context=context)
+                project, factory.Overrides(kubeconfig=kubeconfig, context=context)
             )
         matrix = report_mod.release_matrix(at_main, images, envs)
     if output == Format.json:

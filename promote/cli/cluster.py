@@ -8,8 +8,8 @@ from pathlib import Path
 
 import typer
 
-from promote import localcluster
 from promote.cli.output import Format, OutputOpt, console, emit_json, handled, progress
+from promote.local import controlplane
 
 
 def _default_dir() -> Path:
@@ -37,7 +37,7 @@ def register(app: typer.Typer) -> None:
     app.add_typer(group, name="cluster")
 
 
-def _payload(state: localcluster.ClusterState, *, running: bool) -> dict[str, object]:
+def _payload(state: controlplane.ClusterState, *, running: bool) -> dict[str, object]:
     return {
         "running": running,
         "kubeconfig": str(state.info.kubeconfig),
@@ -52,7 +52,7 @@ def _payload(state: localcluster.ClusterState, *, running: bool) -> dict[str, ob
 def up(directory: Path | None = DirOpt, output: Format = OutputOpt) -> None:
     """Start the control plane in the background (or reuse it) and print its kubeconfig."""
     with handled(output), progress("Starting etcd and kube-apiserver...", output):
-        state = localcluster.up(directory or _default_dir())
+        state = controlplane.up(directory or _default_dir())
     if output == Format.json:
         emit_json(_payload(state, running=True))
         return
@@ -65,7 +65,7 @@ def up(directory: Path | None = DirOpt, output: Format = OutputOpt) -> None:
 def down(directory: Path | None = DirOpt, output: Format = OutputOpt) -> None:
     """Stop the control plane and delete its directory."""
     with handled(output):
-        state = localcluster.down(directory or _default_dir())
+        state = controlplane.down(directory or _default_dir())
     if output == Format.json:
         emit_json({"stopped": state is not None})
         return
@@ -75,8 +75,8 @@ def down(directory: Path | None = DirOpt, output: Format = OutputOpt) -> None:
 def status(directory: Path | None = DirOpt, output: Format = OutputOpt) -> None:
     """Show whether the control plane is running, and where."""
     with handled(output):
-        state = localcluster.read_state((directory or _default_dir()).expanduser())
-        running = state is not None and localcluster.is_running(state)
+        state = controlplane.read_state((directory or _default_dir()).expanduser())
+        running = state is not None and controlplane.is_running(state)
     if output == Format.json:
         emit_json(_payload(state, running=running) if state else {"running": False})
         return

@@ -12,9 +12,9 @@ import typer
 from rich.console import Console
 from rich.status import Status
 
-from promote import demo
 from promote.cli.output import Format, OutputOpt, console, emit_json, err_console, handled
 from promote.errors import UsageError
+from promote.local import demo
 
 
 def register(app: typer.Typer) -> None:

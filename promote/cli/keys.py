@@ -11,7 +11,7 @@ import typer
 from promote.cli import common
 from promote.cli.output import Format, OutputOpt, console, emit_json, handled, progress
 from promote.errors import UsageError
-from promote.secrets import keys, rekey
+from promote.secrets.authoring import keys, rekey
 
 
 class KeyType(enum.StrEnum):

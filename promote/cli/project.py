@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from promote import config, scaffold, validate
+from promote import config
 from promote.cli import common
 from promote.cli.output import (
     Format,
@@ -17,7 +17,9 @@ from promote.cli.output import (
     new_table,
     progress,
 )
+from promote.config import scaffold
 from promote.errors import ExitCode, PolicyBlocked
+from promote.promotion import validate
 
 
 def register(app: typer.Typer) -> None:

@@ -290,8 +290,8 @@ def _agent_status_reader(repo_dir: Path) -> plan.StatusReader:
     """Read the source agent's status from its cluster, only when a soak gate asks."""
 
     def read(env: str) -> plan.EnvStatus | None:
-        from promote.reconcile import setup  # the Kubernetes client loads only when needed
+        from promote.reconcile import factory  # the Kubernetes client loads only when needed
 
-        return setup.gate_status_reader(common.load(repo_dir))(env)
+        return factory.gate_status_reader(common.load(repo_dir))(env)
 
     return read

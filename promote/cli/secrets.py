@@ -19,7 +19,7 @@ from promote.cli.output import (
     progress,
 )
 from promote.errors import PolicyBlocked
-from promote.secrets import rekey, store
+from promote.secrets.authoring import rekey, store
 
 
 def register(app: typer.Typer) -> None:

@@ -1,7 +1,7 @@
 """The Gitea forge (API v1; Forgejo speaks the same): promotions as pull requests with reviews.
 
 ``forge: {type: gitea, url: https://gitea.example.com, repo: OWNER/NAME, tokenEnv: VAR}``.
-The shared behaviour lives in ``forge/server.py``; this module holds what is Gitea's own:
+The shared behaviour lives in ``forge/rest.py``; this module holds what is Gitea's own:
 
 - Pushes are recorded asynchronously: a PR opened right after a push can fail (404/500) for a
   moment, so ``open`` waits until the branch shows the pushed commit, and retries.
@@ -21,10 +21,10 @@ from typing import Any, ClassVar
 import httpx
 
 from promote import config
-from promote import repo as git_repo
 from promote.errors import ConfigError, ForgeError, NotFound
-from promote.forge import http, server, wire
+from promote.forge import http, payload, rest
 from promote.forge.base import Approval, PullRequestDraft
+from promote.git import repo as git_repo
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,7 @@ API_PATH = "/api/v1"
 PAGE_SIZE = 50  # Gitea's default [api] MAX_RESPONSE_ITEMS
 
 
-class GiteaForge(server.ServerForge):
+class GiteaForge(rest.ServerForge):
     kind = "gitea"
     name: ClassVar[str] = "Gitea"
 
@@ -58,7 +58,7 @@ class GiteaForge(server.ServerForge):
         )
         return cls(
             api,
-            repo=wire.valid_repo(forge.repo, forge="gitea"),
+            repo=payload.valid_repo(forge.repo, forge="gitea"),
             web_url=web_url,
             token=token,
             main_branch=main_branch,
@@ -86,18 +86,18 @@ class GiteaForge(server.ServerForge):
                     "POST",
                     f"repos/{self.repo}/labels",
                     what=f"create the label {name!r} on {self.repo}",
-                    json={"name": name, "color": f"#{wire.LABEL_COLOR}"},
+                    json={"name": name, "color": f"#{payload.LABEL_COLOR}"},
                 )
                 found[name] = int(made["id"])
         return [found[n] for n in names]
 
     def _create(self, draft: PullRequestDraft, body: str) -> dict[str, Any]:
         try:  # labels help people filter; the environment comes from the branch name
-            labels = self._label_ids([wire.LABEL, wire.env_label(draft.env)])
+            labels = self._label_ids([payload.LABEL, payload.env_label(draft.env)])
         except (ForgeError, NotFound) as exc:
             log.warning("opening the PR without labels: %s", exc)
             labels = []
-        payload = {
+        body_json = {
             "base": draft.base,
             "head": draft.branch,
             "title": draft.title,
@@ -108,7 +108,7 @@ class GiteaForge(server.ServerForge):
         deadline = time.monotonic() + self._wait_s
         while True:
             resp = self.api.request(
-                "POST", f"repos/{self.repo}/pulls", what=what, json=payload, accept=(404, 500)
+                "POST", f"repos/{self.repo}/pulls", what=what, json=body_json, accept=(404, 500)
             )
             if resp.is_success:
                 return dict(http.decode(resp, what, self.name))

@@ -3,7 +3,7 @@
 ``forge: {type: github, repo: OWNER/NAME, tokenEnv: GITHUB_TOKEN}``; ``url`` defaults to
 ``https://api.github.com`` and accepts an Enterprise server (``https://ghe.example.com`` or its
 API root ``https://ghe.example.com/api/v3``). The shared behaviour lives in
-``forge/server.py``; this module holds what is GitHub's own:
+``forge/rest.py``; this module holds what is GitHub's own:
 
 - The token goes as ``Authorization: Bearer``, with the documented media type and API version.
 - Labels are added after the PR is created (``POST /issues/{n}/labels`` creates missing ones).
@@ -26,10 +26,10 @@ from urllib.parse import urlsplit
 import httpx
 
 from promote import config
-from promote import repo as git_repo
 from promote.errors import ForgeError, NotFound
-from promote.forge import http, server, wire
+from promote.forge import http, payload, rest
 from promote.forge.base import Approval, PullRequestDraft
+from promote.git import repo as git_repo
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ def api_and_web(url: str | None) -> tuple[str, str]:
     return root + "/api/v3", root
 
 
-class GitHubForge(server.ServerForge):
+class GitHubForge(rest.ServerForge):
     kind = "github"
     name: ClassVar[str] = "GitHub"
 
@@ -77,7 +77,7 @@ class GitHubForge(server.ServerForge):
         )
         return cls(
             api,
-            repo=wire.valid_repo(forge.repo, forge="github"),
+            repo=payload.valid_repo(forge.repo, forge="github"),
             web_url=web_url,
             token=token,
             main_branch=main_branch,
@@ -104,7 +104,7 @@ class GitHubForge(server.ServerForge):
                 "POST",
                 f"repos/{self.repo}/issues/{data['number']}/labels",
                 what=f"label PR #{data['number']}",
-                json={"labels": [wire.LABEL, wire.env_label(draft.env)]},
+                json={"labels": [payload.LABEL, payload.env_label(draft.env)]},
             )
         except (ForgeError, NotFound) as exc:
             log.warning("PR #%s opened without labels: %s", data["number"], exc)

@@ -29,7 +29,6 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from promote import repo as git_repo
 from promote.errors import ForgeError, GitUnavailable, NotFound, PushRejected
 from promote.forge.base import (
     Approval,
@@ -41,6 +40,7 @@ from promote.forge.base import (
     PullRequestDraft,
     Resolver,
 )
+from promote.git import repo as git_repo
 from promote.promotion import approvals as approvals_mod
 
 log = logging.getLogger(__name__)

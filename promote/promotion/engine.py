@@ -28,15 +28,17 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
-from promote import archive, config, imagetag, overlay, render
-from promote import repo as git_repo
+from promote import config
 from promote.errors import ConfigError, ForgeError, GitError, GitUnavailable, RenderError
 from promote.forge import base as forge_base
 from promote.forge import local as local_forge
+from promote.git import archive
+from promote.git import repo as git_repo
+from promote.kustomize import imagetag, overlay, render
 from promote.promotion import plan
 
 if TYPE_CHECKING:
-    from promote.forge.server import ServerForge
+    from promote.forge.rest import ServerForge
 
 log = logging.getLogger(__name__)
 
@@ -234,7 +236,7 @@ def server_forge(forge: forge_base.Forge) -> ServerForge | None:
     No server forge exists unless its module was loaded, so an unloaded module answers "no"
     without importing httpx.
     """
-    server = sys.modules.get("promote.forge.server")
+    server = sys.modules.get("promote.forge.rest")
     if server is not None and isinstance(forge, server.ServerForge):
         return cast("ServerForge", forge)
     return None

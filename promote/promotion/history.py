@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from promote import overlay
 from promote.errors import UsageError
 from promote.forge import base as forge_base
+from promote.kustomize import overlay
 from promote.promotion import approvals, engine, plan, review
 
 

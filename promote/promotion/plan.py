@@ -19,11 +19,12 @@ from typing import Any
 
 import yaml
 
-from promote import config, overlay
-from promote.diff import ObjectDiff
+from promote import config
 from promote.errors import UsageError
 from promote.forge.base import PRKind
-from promote.secrets.parity import ParityResult
+from promote.kustomize import overlay
+from promote.promotion.diff import ObjectDiff
+from promote.secrets.authoring.parity import ParityResult
 
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 MAX_BODY_DIFF = 60_000  # characters of rendered diff in a PR body; the rest is summarised

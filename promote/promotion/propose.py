@@ -15,12 +15,13 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
-from promote import config, diff, overlay
-from promote import repo as git_repo
+from promote import config
 from promote.errors import ConfigError, PushRejected, UsageError
 from promote.forge import base as forge_base
-from promote.promotion import engine, plan
-from promote.secrets import parity
+from promote.git import repo as git_repo
+from promote.kustomize import overlay
+from promote.promotion import diff, engine, plan
+from promote.secrets.authoring import parity
 
 MAX_PUSH_ATTEMPTS = 60
 

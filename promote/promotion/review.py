@@ -11,10 +11,11 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from promote import gpg, overlay
 from promote.errors import ConfigError, ForgeError, GpgError, PolicyBlocked, UsageError
 from promote.forge import base as forge_base
+from promote.kustomize import overlay
 from promote.promotion import approvals, engine
+from promote.secrets import gpg
 
 KEYS_DIR = "keys/release-managers"
 

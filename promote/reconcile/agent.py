@@ -20,10 +20,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from promote import config, render
+from promote import config
 from promote.cluster import apply, client, drift, health, inventory
 from promote.cluster.cache import LiveCache
 from promote.errors import ClusterError
+from promote.kustomize import render
 from promote.reconcile import status as status_mod
 from promote.reconcile.desired import DesiredState, SecretResolver, StageFailed, stage
 from promote.reconcile.metrics import Metrics

@@ -14,9 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-from promote import config, render, validate, validation
-from promote.cluster import apply, drift
+from promote import config
+from promote.cluster import apply, drift, validation
 from promote.errors import PromoteError
+from promote.kustomize import render
+from promote.promotion import validate
 from promote.reconcile.source import GitSource
 
 T = TypeVar("T")

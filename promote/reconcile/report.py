@@ -13,10 +13,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from promote import config, diff, overlay
+from promote import config
 from promote.cluster import client, drift
 from promote.errors import PromoteError
-from promote.reconcile import setup
+from promote.kustomize import overlay
+from promote.promotion import diff
+from promote.reconcile import factory
 from promote.reconcile import source as source_mod
 from promote.reconcile import status as status_mod
 from promote.reconcile.agent import PassReport
@@ -32,7 +34,7 @@ def git_images(
     as main defines it (its pipeline, not the working tree's, decides what is behind)."""
     url = repo_url or source_mod.default_url(project.root, project.config.remote)
     src = source_mod.GitSource(
-        url, branch=project.config.main_branch, cache_root=setup.cache_root()
+        url, branch=project.config.main_branch, cache_root=factory.cache_root()
     )
     revision = src.fetch()
     out: ImagesByEnv = {}
@@ -43,7 +45,7 @@ def git_images(
     return out, revision, at_rev
 
 
-def read_statuses(project: config.Project, ov: setup.Overrides) -> dict[str, dict[str, Any]]:
+def read_statuses(project: config.Project, ov: factory.Overrides) -> dict[str, dict[str, Any]]:
     """``{env: {"status": dict | None, "error": str | None}}`` from each environment's cluster."""
     out: dict[str, dict[str, Any]] = {}
     for name in project.pipeline():
@@ -51,7 +53,7 @@ def read_statuses(project: config.Project, ov: setup.Overrides) -> dict[str, dic
         st: status_mod.EnvStatus | None = None
         error = None
         try:
-            cluster = setup.connect_env(env, ov)
+            cluster = factory.connect_env(env, ov)
             st = status_mod.read(cluster, env=name, namespace=env.config.cluster.namespace)
         except PromoteError as exc:
             error = str(exc)

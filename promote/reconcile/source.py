@@ -13,8 +13,8 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from promote import repo as git_repo
 from promote.errors import GitError
+from promote.git import repo as git_repo
 
 
 class GitSource:

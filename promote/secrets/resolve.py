@@ -31,9 +31,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from promote import config, validation
+from promote import config
+from promote.cluster import validation
 from promote.errors import ConfigError, PromoteError, SopsError
-from promote.secrets import redact, sops, sopsmeta, store, values, vault
+from promote.secrets import redact, sops, sopsmeta, values, vault
+from promote.secrets.authoring import store
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from promote import validation
+from promote.cluster import validation
 
 SECTIONS = ("data", "stringData")
 TRANSIT_URI = re.compile(

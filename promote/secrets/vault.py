@@ -24,7 +24,8 @@ import hvac
 import hvac.exceptions
 import requests
 
-from promote import config, validation
+from promote import config
+from promote.cluster import validation
 from promote.errors import ConfigError, VaultError, VaultUnavailable
 from promote.secrets import values
 

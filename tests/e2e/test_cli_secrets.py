@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 from pyrage import x25519
 
-from promote import config, errors, render
+from promote import config, errors
+from promote.kustomize import render
 from promote.secrets import resolve
 from tests.conftest import GpgKeyring
 from tests.helpers import Result, run_cli

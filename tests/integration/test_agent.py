@@ -12,8 +12,8 @@ import pytest
 
 from promote import config
 from promote.cluster import client, health
+from promote.reconcile import factory
 from promote.reconcile import loop as loop_mod
-from promote.reconcile import setup
 from promote.reconcile import status as status_mod
 from promote.reconcile.agent import Agent
 from tests.gitops import GitOpsRepo, make_deployments_available, make_repo
@@ -33,7 +33,7 @@ def cluster(control_plane: Any) -> client.Cluster:
 
 def build(repo: GitOpsRepo, cluster: client.Cluster, tmp_path: Path, **ov: Any) -> Agent:
     project = config.load_project(repo.work)
-    agent = setup.build_agent(project, "dev", setup.Overrides(**ov), cluster=cluster)
+    agent = factory.build_agent(project, "dev", factory.Overrides(**ov), cluster=cluster)
     return agent
 
 

@@ -12,10 +12,11 @@ from typing import Any
 import httpx
 import pytest
 
-from promote import config, demo_procs, localcluster
+from promote import config
 from promote.cluster import client
+from promote.local import controlplane, processes
+from promote.reconcile import factory
 from promote.reconcile import loop as loop_mod
-from promote.reconcile import setup
 from tests.gitops import git, make_repo
 
 pytestmark = pytest.mark.integration
@@ -35,14 +36,14 @@ def _wait(cond: Callable[[], Any], timeout: float) -> Any:
 
 
 def test_agent_recovers_after_api_server_restart_and_git_outage(tmp_path: Path) -> None:
-    port = demo_procs.free_port()
-    lc = localcluster.LocalCluster()
+    port = processes.free_port()
+    lc = controlplane.LocalCluster()
     info = lc.start()
     try:
         repo = make_repo(tmp_path)
         cluster = client.Cluster(client.connect(kubeconfig=str(info.kubeconfig)))
-        agent = setup.build_agent(
-            config.load_project(repo.work), "dev", setup.Overrides(), cluster=cluster
+        agent = factory.build_agent(
+            config.load_project(repo.work), "dev", factory.Overrides(), cluster=cluster
         )
         lp = loop_mod.AgentLoop(
             agent,

@@ -10,7 +10,7 @@ import pytest
 
 from promote import config
 from promote.cluster import client
-from promote.reconcile import setup
+from promote.reconcile import factory
 from tests.gitops import make_deployments_available, make_repo
 from tests.helpers import run_cli
 
@@ -34,8 +34,8 @@ def test_soak_gate_blocks_until_dev_ran_the_images_healthy_long_enough(
     assert "unknown" in blocked.stdout
 
     cluster = client.Cluster(client.connect(kubeconfig=kubeconfig))
-    agent = setup.build_agent(
-        config.load_project(repo.work), "dev", setup.Overrides(), cluster=cluster
+    agent = factory.build_agent(
+        config.load_project(repo.work), "dev", factory.Overrides(), cluster=cluster
     )
     assert agent.run_pass().error is None
     res = run_cli(*args, cwd=repo.work)  # synced, but Deployments are not available

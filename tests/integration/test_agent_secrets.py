@@ -13,8 +13,8 @@ import pytest
 
 from promote import config
 from promote.cluster import client
+from promote.reconcile import factory
 from promote.reconcile import loop as loop_mod
-from promote.reconcile import setup
 from promote.reconcile import status as status_mod
 from tests.gitops import GitOpsRepo, make_repo
 from tests.helpers import run_cli
@@ -42,7 +42,7 @@ def secret_repo(
 
 def _agent(repo: GitOpsRepo, cluster: client.Cluster) -> Any:
     project = config.load_project(repo.work)
-    return setup.build_agent(project, "dev", setup.Overrides(), cluster=cluster)
+    return factory.build_agent(project, "dev", factory.Overrides(), cluster=cluster)
 
 
 def _secret(cluster: client.Cluster, ns: str) -> dict[str, Any] | None:

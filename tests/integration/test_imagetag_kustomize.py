@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
-from promote import imagetag, render
+from promote.kustomize import imagetag, render
 
 # Images as the base writes them: tags, digests, registries with ports, names that are
 # prefixes of each other, and names whose "." kustomize reads as a regex wildcard.

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from promote import errors
-from promote import repo as git_repo
 from promote.forge.base import PRKind, PRState, PullRequestDraft
 from promote.forge.local import LocalForge
+from promote.git import repo as git_repo
 from tests.integration.test_promotion_helpers import git
 
 pytestmark = pytest.mark.integration

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from promote import errors, gpg
+from promote import errors
 from promote.forge.base import Approval, PRKind, PullRequest
 from promote.promotion import approvals, engine, history, plan, propose, review
+from promote.secrets import gpg
 from tests.integration.test_promotion_helpers import (  # noqa: F401  (gpg_keys is a fixture)
     CANARY,
     GitOps,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from promote import overlay
+from promote.kustomize import overlay
 from promote.promotion import engine, propose, review
 from tests.integration.test_promotion_helpers import GitOps, many_apps, publish
 

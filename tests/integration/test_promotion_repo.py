@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from promote import errors
-from promote import repo as git_repo
+from promote.git import repo as git_repo
 from tests.integration.test_promotion_helpers import git
 
 pytestmark = pytest.mark.integration

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from promote import render
 from promote.errors import RenderError
+from promote.kustomize import render
 from tests.helpers import copy_example
 
 ENC = "ENC[AES256_GCM,data:Zm9v,iv:aXY=,tag:dGFn,type:str]"

@@ -13,8 +13,10 @@ from typing import Any
 import pytest
 from pyrage import x25519
 
-from promote import config, errors, render
-from promote.secrets import keys, rekey, resolve, sops, store
+from promote import config, errors
+from promote.kustomize import render
+from promote.secrets import resolve, sops
+from promote.secrets.authoring import keys, rekey, store
 
 CANARY = "CANARY-keys-90aa7c"
 DB = "overlays/dev/secrets/db.sops.yaml"

@@ -18,8 +18,11 @@ from typing import Any
 import pytest
 from pyrage import x25519
 
-from promote import config, errors, render, validate
-from promote.secrets import checks, keys, rekey, resolve, sops, store, values
+from promote import config, errors
+from promote.kustomize import render
+from promote.promotion import validate
+from promote.secrets import resolve, sops, values
+from promote.secrets.authoring import checks, keys, rekey, store
 from tests.conftest import GpgKeyring
 
 CANARY = "CANARY-sops-3b7e41"

@@ -13,8 +13,10 @@ import hvac
 import hvac.exceptions
 import pytest
 
-from promote import config, errors, render
-from promote.secrets import keys, rekey, resolve, store, values, vault
+from promote import config, errors
+from promote.kustomize import render
+from promote.secrets import resolve, values, vault
+from promote.secrets.authoring import keys, rekey, store
 from tests.conftest import OpenBao
 
 pytestmark = pytest.mark.integration

@@ -19,8 +19,10 @@ from typing import Any
 import hvac
 import pytest
 
-from promote import config, errors, render
-from promote.secrets import resolve, store
+from promote import config, errors
+from promote.kustomize import render
+from promote.secrets import resolve
+from promote.secrets.authoring import store
 from tests.conftest import ControlPlane, OpenBao
 
 pytestmark = pytest.mark.integration

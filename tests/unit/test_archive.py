@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from promote import archive
 from promote.errors import GitError
+from promote.git import archive
 
 
 def _tar(entries: list[tuple[str, bytes | None, str | None]]) -> bytes:

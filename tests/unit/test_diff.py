@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from promote import diff
+from promote.promotion import diff
 
 CANARY = "CANARY-77aa41-secret"
 

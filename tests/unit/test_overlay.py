@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from promote import overlay
 from promote.errors import ConfigError
+from promote.kustomize import overlay
 
 BEFORE = """\
 apiVersion: kustomize.config.k8s.io/v1beta1

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from promote.secrets import parity
+from promote.secrets.authoring import parity
 
 ENC = "ENC[AES256_GCM,data:Zm9v,iv:aXY=,tag:dGFn,type:str]"
 

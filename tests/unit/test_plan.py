@@ -6,12 +6,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from promote import config, diff, overlay
+from promote import config
 from promote.errors import UsageError
 from promote.forge.base import PRKind
-from promote.overlay import Image
-from promote.promotion import plan
-from promote.secrets.parity import Gap, ParityResult
+from promote.kustomize import overlay
+from promote.kustomize.overlay import Image
+from promote.promotion import diff, plan
+from promote.secrets.authoring.parity import Gap, ParityResult
 
 SRC = [
     Image("web-app", "dev-registry/web-app", "v2.4.0"),

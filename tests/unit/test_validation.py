@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from promote import validation
+from promote.cluster import validation
 
 
 def _deploy(image: str) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from typing import Literal
 
 import yaml
 
-from promote import schema
+from promote.config import schema
 from promote.errors import ConfigError
 
 parse_duration = schema.parse_duration

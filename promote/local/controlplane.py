@@ -34,7 +34,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from promote import errors, localpki
+from promote import errors
+from promote.local import pki as localpki
 
 log = logging.getLogger(__name__)
 

@@ -31,8 +31,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from promote import archive, gitobjects
 from promote.errors import GitError, GitUnavailable, NotFound, PushRejected
+from promote.git import archive, objects
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +106,7 @@ class RefUpdate:
 
 
 def _translate(stderr: bytes, stdout: bytes, status: int, what: str) -> GitError:
-    detail = " ".join(gitobjects.text(part).strip() for part in (stderr, stdout) if part.strip())
+    detail = " ".join(objects.text(part).strip() for part in (stderr, stdout) if part.strip())
     detail = re.sub(r"\s+", " ", detail)[:600]
     if _UNREACHABLE.search(detail):
         return GitUnavailable(
@@ -129,7 +129,7 @@ class Repo:
         self._timeout_s = timeout_s
         self._extra: dict[str, str] = {}
         # Not the extras: reads are local, and the reader lives as long as the Repo.
-        self._objects = gitobjects.ObjectReader(path, {**os.environ, **_ENV})
+        self._objects = objects.ObjectReader(path, {**os.environ, **_ENV})
 
     @classmethod
     def open(cls, path: Path | str) -> Repo:
@@ -140,7 +140,7 @@ class Repo:
             args = ("rev-parse", "--absolute-git-dir", "--is-inside-work-tree", "--show-cdup")
             probe = cls(start, start)  # runs git in ``start``, which finds the repository
             proc = probe._run(*args, what=f"git rev-parse in {path}", ok=(0, 128))
-            lines = gitobjects.text(proc.stdout).split("\n")
+            lines = objects.text(proc.stdout).split("\n")
             if proc.returncode == 0 and len(lines) >= 3:
                 git_dir = Path(lines[0])
                 top = (start.resolve() / lines[2]).resolve() if lines[1] == "true" else git_dir
@@ -205,7 +205,7 @@ class Repo:
     def _git(self, *args: str, what: str, retries: int = 0, ok: Container[int] = (0,)) -> str:
         for attempt in range(retries + 1):
             try:
-                return gitobjects.text(self._run(*args, what=what, ok=ok).stdout)
+                return objects.text(self._run(*args, what=what, ok=ok).stdout)
             except PushRejected:
                 # Local ref locks contend when several promote processes share one clone.
                 if attempt < retries:
@@ -389,9 +389,9 @@ class Repo:
 
     # --- writing objects --------------------------------------------------------------------
 
-    def _write(self, staged: gitobjects.Objects) -> None:
+    def _write(self, staged: objects.Objects) -> None:
         """Store the staged objects with one ``git unpack-objects`` (objects it has are skipped)."""
-        self._run("unpack-objects", "-q", what="git unpack-objects", input=gitobjects.pack(staged))
+        self._run("unpack-objects", "-q", what="git unpack-objects", input=objects.pack(staged))
 
     def write_tree(self, files: Mapping[str, bytes | None], *, base: str | None = None) -> str:
         """A tree: ``base``'s tree (a commit or tree, or empty) with ``files`` set or deleted.
@@ -399,7 +399,7 @@ class Repo:
         Keys are slash-separated paths; a None value deletes the file. Only the trees on the
         changed paths are rewritten, everything else is shared with ``base``.
         """
-        staged: gitobjects.Objects = {}
+        staged: objects.Objects = {}
         changes = {tuple(p.split("/")): v for p, v in files.items()}
         sha = self._edit_tree(self._tree(base) if base else b"", changes, staged)
         self._write(staged)
@@ -415,17 +415,17 @@ class Repo:
         self,
         tree: bytes,
         changes: Mapping[tuple[str, ...], bytes | None],
-        staged: gitobjects.Objects,
+        staged: objects.Objects,
     ) -> bytes:
         """``tree`` (raw) with ``changes``; new blobs and trees go to ``staged``; its SHA."""
-        entries = gitobjects.tree_entries(tree)
+        entries = objects.tree_entries(tree)
         nested: dict[str, dict[tuple[str, ...], bytes | None]] = {}
         for parts, content in changes.items():
             if len(parts) == 1:
                 if content is None:
                     entries.pop(parts[0], None)
                 else:
-                    entries[parts[0]] = (_BLOB_MODE, gitobjects.stage(staged, b"blob", content))
+                    entries[parts[0]] = (_BLOB_MODE, objects.stage(staged, b"blob", content))
             else:
                 nested.setdefault(parts[0], {})[parts[1:]] = content
         for name, sub in nested.items():
@@ -438,13 +438,13 @@ class Repo:
                 entries[name] = (_TREE_MODE, sha)
 
         def order(name: str) -> bytes:  # git sorts a folder as if its name ended in "/"
-            return gitobjects.raw(name) + (b"/" if entries[name][0] == _TREE_MODE else b"")
+            return objects.raw(name) + (b"/" if entries[name][0] == _TREE_MODE else b"")
 
         data = b"".join(
-            b"%o %s\x00%s" % (entries[n][0], gitobjects.raw(n), entries[n][1])
+            b"%o %s\x00%s" % (entries[n][0], objects.raw(n), entries[n][1])
             for n in sorted(entries, key=order)
         )
-        return gitobjects.stage(staged, b"tree", data)
+        return objects.stage(staged, b"tree", data)
 
     def commit(
         self,
@@ -465,8 +465,8 @@ class Repo:
         lines = [f"tree {tree}", *(f"parent {p}" for p in parents)]
         lines += [f"author {person(author)}", f"committer {person(committer or author)}"]
         body = "\n".join(lines) + "\n\n" + message.rstrip("\n") + "\n"
-        staged: gitobjects.Objects = {}
-        sha = gitobjects.stage(staged, b"commit", body.encode())
+        staged: objects.Objects = {}
+        sha = objects.stage(staged, b"commit", body.encode())
         self._write(staged)
         return sha.hex()
 
@@ -478,7 +478,7 @@ class Repo:
         """
         args = ("merge-tree", "--write-tree", "--name-only", "--no-messages", ours, theirs)
         proc = self._run(*args, what="git merge-tree", ok=(0, 1))
-        lines = gitobjects.text(proc.stdout).strip().splitlines()
+        lines = objects.text(proc.stdout).strip().splitlines()
         if proc.returncode == 0:
             return (lines or [""])[0].strip(), []
         if lines:  # exit 1, conflicts: a tree with markers, then the paths

@@ -21,9 +21,9 @@ from pathlib import Path
 import yaml
 from pyrage import x25519
 
-from promote import config, gpg
+from promote import config
 from promote.errors import KeyError_, UsageError
-from promote.secrets import sopsmeta
+from promote.secrets import gpg, sopsmeta
 
 log = logging.getLogger(__name__)
 

@@ -18,9 +18,10 @@ from typing import Any
 
 import yaml
 
-from promote import config, gpg
+from promote import config
 from promote.errors import PolicyBlocked, SopsError, VaultError
-from promote.secrets import keys, sops, sopsmeta
+from promote.secrets import gpg, sops, sopsmeta
+from promote.secrets.authoring import keys
 
 log = logging.getLogger(__name__)
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)

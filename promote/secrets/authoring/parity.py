@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from promote import validation
+from promote.cluster import validation
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,9 +12,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from promote import config, render, validation
+from promote import config
+from promote.cluster import validation
 from promote.errors import PromoteError
-from promote.secrets import checks as secret_checks
+from promote.kustomize import render
+from promote.secrets.authoring import checks as secret_checks
 
 Objects = list[dict[str, Any]]
 ExtraCheck = Callable[[config.Project, config.Environment, Objects], list[validation.Finding]]

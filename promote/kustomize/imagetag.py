@@ -30,7 +30,7 @@ from typing import Any
 
 import yaml
 
-from promote import overlay
+from promote.kustomize import overlay
 
 # Fields that run after the image transformer or change where it looks: keep kustomize's.
 BLOCKERS = ("replacements", "transformers", "validators", "vars", "configurations", "crds")

@@ -1,7 +1,7 @@
 """What the server forges (Gitea, GitHub) share: the Forge verbs over a REST API.
 
 :class:`ServerForge` implements the :class:`~promote.forge.base.Forge` verbs once; a subclass
-(``gitea.py``, ``github.py``) supplies the few places the two APIs differ, ``wire.py`` the
+(``gitea.py``, ``github.py``) supplies the few places the two APIs differ, ``payload.py`` the
 mapping between their JSON and our values, ``http.py`` the client. The server holds the truth:
 nothing is cached across commands, and nothing here judges approvals
 (``promotion/approvals.py`` does).
@@ -22,9 +22,8 @@ from typing import Any, ClassVar
 
 import httpx
 
-from promote import repo as git_repo
 from promote.errors import ForgeError, NotFound, PromoteError
-from promote.forge import http, wire
+from promote.forge import http, payload
 from promote.forge.base import (
     Approval,
     Comment,
@@ -34,6 +33,7 @@ from promote.forge.base import (
     PullRequestDraft,
     Resolver,
 )
+from promote.git import repo as git_repo
 
 log = logging.getLogger(__name__)
 
@@ -87,12 +87,12 @@ class ServerForge:
         """ "approved" | "changes" | "other" | "dismissed", from the API's review ``state``."""
         raise NotImplementedError
 
-    def _review_from(self, item: dict[str, Any]) -> wire.Review:
-        return wire.Review(
+    def _review_from(self, item: dict[str, Any]) -> payload.Review:
+        return payload.Review(
             reviewer=str((item.get("user") or {}).get("login") or ""),
             verdict=self._verdict(item),
             commit_id=str(item.get("commit_id") or ""),
-            at=wire.parse_time(item.get("submitted_at")),
+            at=payload.parse_time(item.get("submitted_at")),
             body=str(item.get("body") or ""),
         )
 
@@ -167,7 +167,9 @@ class ServerForge:
         data = self._pull_json(number)
         comments = [
             Comment(
-                str(c["user"]["login"]), wire.parse_time(c.get("created_at")), c.get("body") or ""
+                str(c["user"]["login"]),
+                payload.parse_time(c.get("created_at")),
+                c.get("body") or "",
             )
             for c in self.api.paginate(
                 f"repos/{self.repo}/issues/{number}/comments",
@@ -221,12 +223,12 @@ class ServerForge:
                 params=self._page_params(),
             )
         ]
-        return wire.approvals_from_reviews(reviews, pr=number, env=env)
+        return payload.approvals_from_reviews(reviews, pr=number, env=env)
 
     def _to_pr(
         self, data: dict[str, Any], *, comments: Sequence[Comment] = ()
     ) -> PullRequest | None:
-        return wire.pull_request(
+        return payload.pull_request(
             data, main=self._main, comments=comments, trailers=self._merge_trailers
         )
 
@@ -257,7 +259,7 @@ class ServerForge:
             "author": draft.author,
             "authorIdentity": draft.author_identity,
         }
-        data = self._create(draft, wire.encode_body(draft.body, meta))
+        data = self._create(draft, payload.encode_body(draft.body, meta))
         pr = self._to_pr(data)
         if pr is None:
             raise ForgeError(f"{self.name} returned PR #{data.get('number')} for another branch.")

@@ -11,9 +11,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from promote import config, render
+from promote import config
 from promote.cluster import client
 from promote.errors import PromoteError
+from promote.kustomize import render
 from promote.promotion import plan
 from promote.reconcile import source as source_mod
 from promote.reconcile import status as status_mod

@@ -16,9 +16,11 @@ import os
 from pathlib import Path
 from typing import Any
 
-from promote import config, validation
+from promote import config
+from promote.cluster import validation
 from promote.errors import PromoteError
-from promote.secrets import keys, rekey, sopsmeta
+from promote.secrets import sopsmeta
+from promote.secrets.authoring import keys, rekey
 
 
 def check_environment(

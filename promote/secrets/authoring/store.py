@@ -23,9 +23,11 @@ from typing import Any
 
 import yaml
 
-from promote import config, overlay, render
+from promote import config
 from promote.errors import ConfigError, KeyError_, SopsError, UsageError
-from promote.secrets import keys, parity, rekey, values
+from promote.kustomize import overlay, render
+from promote.secrets import values
+from promote.secrets.authoring import keys, parity, rekey
 
 log = logging.getLogger(__name__)
 

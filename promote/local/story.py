@@ -15,9 +15,11 @@ import shutil
 import time
 from collections.abc import Callable
 
-from promote import config, demo_setup, demo_world, localcluster, render
-from promote.demo_setup import DemoError
-from promote.demo_world import ENVS, World, wait_until
+from promote import config
+from promote.kustomize import render
+from promote.local import controlplane, seed, world
+from promote.local.seed import DemoError
+from promote.local.world import ENVS, World, wait_until
 from promote.secrets import sops
 
 APP, TAG = "web-app", "v2.4.1"
@@ -33,7 +35,7 @@ class Story:
         self.main = ""  # the remote's main, as the last step that moved it left it
         self.prs: dict[str, int] = {}
         self.public: dict[str, str] = {}
-        self.bao: demo_setup.OpenBao | None = None
+        self.bao: seed.OpenBao | None = None
 
     def steps(self) -> list[tuple[str, str, Callable[[], str]]]:
         return [
@@ -81,7 +83,7 @@ class Story:
     # --- the world -------------------------------------------------------------------------
 
     def prerequisites(self) -> str:
-        binaries = localcluster.find_binaries()  # its error says how to build them
+        binaries = controlplane.find_binaries()  # its error says how to build them
         for tool in ("git", "gpg", "gpgconf"):
             if shutil.which(tool) is None:
                 raise DemoError(f"`{tool}` is not on PATH; install Git and GnuPG.")
@@ -91,19 +93,19 @@ class Story:
         if kustomize[-1] == "build":
             env["PROMOTE_KUSTOMIZE"] = kustomize[0]
         sops_binary = sops.find_sops()
-        demo_setup.bao_binary()
-        demo_setup.example_root()
+        seed.bao_binary()
+        seed.example_root()
         return (
-            f"kube-apiserver + etcd {localcluster.K8S_VERSION} ({binaries}); "
+            f"kube-apiserver + etcd {controlplane.K8S_VERSION} ({binaries}); "
             f"kustomize: {' '.join(kustomize)}; sops: {sops_binary}"
         )
 
     def openbao(self) -> str:
         w = self.w
-        self.bao = demo_setup.start_openbao(w.procs, w.dir / "openbao", environ=w.child_env)
+        self.bao = seed.start_openbao(w.procs, w.dir / "openbao", environ=w.child_env)
         w.record()
         w.vault_value = secrets.token_urlsafe(24)
-        w.vault_tokens["prod"] = demo_setup.seed_vault(
+        w.vault_tokens["prod"] = seed.seed_vault(
             self.bao, env="prod", path=VAULT_PATH, key=VAULT_KEY, value=w.vault_value
         )
         return (
@@ -113,7 +115,7 @@ class Story:
 
     def people(self) -> str:
         w = self.w
-        root, outside = demo_setup.gnupg_root(w.dir)
+        root, outside = seed.gnupg_root(w.dir)
         if outside:
             w.state.extra_dirs.append(str(root))
         for name in ("ci", "dev1", "rm1", "rm2"):
@@ -123,15 +125,15 @@ class Story:
             if name == "ci":
                 home.mkdir(parents=True, mode=0o700)  # CI signs nothing: an empty keyring
             else:
-                self.public[name] = demo_setup.new_person(home, name)
-            w.actors[name] = demo_world.Actor(name, home)
+                self.public[name] = seed.new_person(home, name)
+            w.actors[name] = world.Actor(name, home)
         return f"one GNUPGHOME per person under {root}; ed25519 signing keys for dev1, rm1, rm2"
 
     def repository(self) -> str:
         w = self.w
         assert self.bao is not None
-        demo_setup.seed_repository(w.remote, w.clone)
-        demo_setup.set_vault_address(w.clone, list(ENVS), self.bao.address)
+        seed.seed_repository(w.remote, w.clone)
+        seed.set_vault_address(w.clone, list(ENVS), self.bao.address)
         for name in ("rm1", "rm2"):
             (w.clone / "keys" / "release-managers" / f"{name}.asc").write_text(self.public[name])
         project = config.load_project(w.clone)
@@ -174,11 +176,11 @@ class Story:
         w = self.w
         w.promote("validate", actor="dev1")
         _check_no_plaintext(w)
-        demo_setup.git("add", "-A", cwd=w.clone)
-        demo_setup.git("commit", "-q", "-m", "Seed the demo: keys, release managers, secrets",
+        seed.git("add", "-A", cwd=w.clone)
+        seed.git("commit", "-q", "-m", "Seed the demo: keys, release managers, secrets",
                        cwd=w.clone)  # fmt: skip
-        demo_setup.git("push", "-q", "origin", "main", cwd=w.clone)
-        self.main = demo_setup.main_sha(w.remote)
+        seed.git("push", "-q", "origin", "main", cwd=w.clone)
+        self.main = seed.main_sha(w.remote)
         return f"validate passed; main is {self.main[:12]} (no private key or value in the tree)"
 
     def cluster(self) -> str:
@@ -186,8 +188,8 @@ class Story:
         w.state.cluster_dir = str(w.cluster_dir)
         w.record()
         w.promote("cluster", "up", "--dir", str(w.cluster_dir), actor="dev1", in_repo=False)
-        state = localcluster.read_state(w.cluster_dir)
-        if state is None or not localcluster.is_running(state):
+        state = controlplane.read_state(w.cluster_dir)
+        if state is None or not controlplane.is_running(state):
             raise DemoError(f"`promote cluster up` left no running cluster in {w.cluster_dir}")
         w.cluster_pids = {"etcd": state.etcd_pid, "kube-apiserver": state.apiserver_pid}
         for namespace in w.namespaces.values():
@@ -251,9 +253,9 @@ class Story:
         return f"Synced at {self.main[:12]} after {took:.1f}s; Deployment image {image}"
 
     def open_pr(self, env: str) -> str:
-        before = demo_setup.pr_numbers(self.w.remote)
+        before = seed.pr_numbers(self.w.remote)
         self.w.promote("to", env, actor="dev1")
-        new = demo_setup.pr_numbers(self.w.remote) - before
+        new = seed.pr_numbers(self.w.remote) - before
         if len(new) != 1:
             raise DemoError(f"`promote to {env}` should open one PR in the remote; found {new}.")
         self.prs[env] = new.pop()
@@ -272,7 +274,7 @@ class Story:
 
     def merge_refused(self) -> str:
         result = self.w.promote("merge", str(self.prs["prod"]), actor="rm1", expect=3)
-        if demo_setup.main_sha(self.w.remote) != self.main:
+        if seed.main_sha(self.w.remote) != self.main:
             raise DemoError("the refused merge moved main anyway.")
         said = (result.stderr.strip() or result.stdout.strip()).splitlines()
         return f"exit 3, main unchanged: {said[0] if said else '(no message)'}"
@@ -356,7 +358,7 @@ class Story:
         return f"newest: PR #{self.prs['prod']} {APP} -> {TAG}, approved by rm1 and rm2 (verified)"
 
     def _moved(self, before: str, what: str) -> str:
-        after = demo_setup.main_sha(self.w.remote)
+        after = seed.main_sha(self.w.remote)
         if after == before:
             raise DemoError(f"the {what} did not move main (still {before[:12]}).")
         return after

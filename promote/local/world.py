@@ -29,10 +29,10 @@ from typing import Any, Protocol
 
 import httpx
 
-from promote import demo_procs, demo_setup, localcluster
 from promote.cluster import client
-from promote.demo_setup import DemoError
 from promote.errors import PromoteError
+from promote.local import controlplane, processes, seed
+from promote.local.seed import DemoError
 
 log = logging.getLogger(__name__)
 
@@ -98,11 +98,11 @@ class World:
         self.private = directory / "keys-private"  # age identities: outside the clone
         self.cluster_dir = directory / "cluster"
         self.kubeconfig = self.cluster_dir / "kubeconfig"
-        self.procs = demo_procs.Processes()
-        self.state = demo_procs.DemoState(directory=str(directory))
+        self.procs = processes.Processes()
+        self.state = processes.DemoState(directory=str(directory))
         self.actors: dict[str, Actor] = {}
         self.namespaces: dict[str, str] = {}
-        self.agents: dict[str, demo_procs.Proc] = {}
+        self.agents: dict[str, processes.Proc] = {}
         self.ports: dict[str, int] = {}
         self.cluster: client.Cluster | None = None
         self.cluster_pids: dict[str, int] = {}
@@ -172,9 +172,9 @@ class World:
 
     # --- agents ----------------------------------------------------------------------------
 
-    def start_agent(self, env: str, *, extra_env: Mapping[str, str]) -> demo_procs.Proc:
+    def start_agent(self, env: str, *, extra_env: Mapping[str, str]) -> processes.Proc:
         """``promote agent --env ENV`` with its own key (and nothing else) in its environment."""
-        port = demo_procs.free_port()
+        port = processes.free_port()
         environ = {
             **self.child_env,
             # One Git cache per agent: three agents fetching into one cache would race.
@@ -210,7 +210,7 @@ class World:
                 if self.procs.exited(proc) is not None:
                     raise DemoError(
                         f"the {env} agent exited ({self.procs.exited(proc)}); its log "
-                        f"{proc.log} ends:\n{demo_procs.log_tail(proc.log)}"
+                        f"{proc.log} ends:\n{processes.log_tail(proc.log)}"
                     )
                 doc = self.agent_status(env)
                 if doc is None:
@@ -229,7 +229,7 @@ class World:
                 f"{SYNC_TIMEOUT_S:g}s: it reports {str(doc.get('revision'))[:12]} "
                 f"{doc.get('sync', 'no status')}"
                 + (f", failed at {error.get('stage')}: {error.get('message')}" if error else "")
-                + f"; log {self.agents[env].log} ends:\n{demo_procs.log_tail(self.agents[env].log)}"
+                + f"; log {self.agents[env].log} ends:\n{processes.log_tail(self.agents[env].log)}"
             )
         return time.monotonic() - started
 
@@ -288,7 +288,7 @@ class World:
     def record(self) -> None:
         """Rewrite the state file, so `promote demo --stop` can clean up even after a crash."""
         self.state.procs = list(self.procs.procs)
-        demo_procs.write_state(self.state)
+        processes.write_state(self.state)
 
     def pids(self) -> dict[str, int]:
         return {**{p.name: p.pid for p in self.procs.procs}, **self.cluster_pids}
@@ -305,24 +305,24 @@ def wait_until(check: Callable[[], Any], *, timeout_s: float, step_s: float = 0.
     return None
 
 
-def teardown(state: demo_procs.DemoState, procs: demo_procs.Processes | None = None) -> list[str]:
+def teardown(state: processes.DemoState, procs: processes.Processes | None = None) -> list[str]:
     """Stop everything ``state`` records and delete its directories; what could not be done."""
     problems: list[str] = []
     if procs is not None:
         procs.stop_all()  # ours: stopped and reaped
-    demo_procs.stop_many([(p, None) for p in state.procs])  # stopped if still the same process
+    processes.stop_many([(p, None) for p in state.procs])  # stopped if still the same process
     for proc in state.procs:
-        if demo_procs.alive(proc):
+        if processes.alive(proc):
             problems.append(f"{proc.name} (pid {proc.pid}) is still running")
     if state.cluster_dir:
         try:
             started = time.monotonic()
-            localcluster.down(Path(state.cluster_dir))
+            controlplane.down(Path(state.cluster_dir))
             log.info("control plane stopped in %.1fs", time.monotonic() - started)
         except PromoteError as exc:  # teardown goes on and reports it
             problems.append(f"cluster down: {exc}")
     for home in state.gnupg_homes:
-        demo_setup.stop_gpg_agent(Path(home))
+        seed.stop_gpg_agent(Path(home))
     for path in [state.directory, *state.extra_dirs]:
         # A gpg-agent told to exit may still be removing its sockets: try a few times.
         for _ in range(10):

@@ -23,8 +23,8 @@ from pathlib import Path
 
 import httpx
 
-from promote import demo_procs
 from promote.errors import PromoteError
+from promote.local import processes
 
 EXAMPLE_PARTS = ("promote.yaml", "environments", "overlays", "keys")
 _GPG_SOCKET = "S.gpg-agent.browser"  # the longest socket name gpg-agent creates
@@ -43,7 +43,7 @@ class DemoError(PromoteError):
 
 def example_root() -> Path:
     """The source checkout holding the example layout, found next to the ``promote`` package."""
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     missing = [part for part in EXAMPLE_PARTS if not (root / part).exists()]
     if missing:
         raise DemoError(
@@ -187,13 +187,13 @@ def bao_binary() -> str:
 class OpenBao:
     address: str
     root_token: str  # dev server only; lives in memory and in bao's own argv
-    proc: demo_procs.Proc
+    proc: processes.Proc
 
 
 def start_openbao(
-    procs: demo_procs.Processes, workdir: Path, *, environ: Mapping[str, str]
+    procs: processes.Processes, workdir: Path, *, environ: Mapping[str, str]
 ) -> OpenBao:
-    address = f"127.0.0.1:{demo_procs.free_port()}"
+    address = f"127.0.0.1:{processes.free_port()}"
     token = f"root-{os.urandom(12).hex()}"
     workdir.mkdir(parents=True, exist_ok=True)
     # HOME: dev mode writes the root token to ~/.vault-token; keep it out of the user's home.
@@ -218,7 +218,7 @@ def start_openbao(
         time.sleep(0.1)
     raise DemoError(
         f"OpenBao did not become healthy within {_BAO_DEADLINE_S:g}s ({last}); "
-        f"log {proc.log}:\n{demo_procs.log_tail(proc.log)}"
+        f"log {proc.log}:\n{processes.log_tail(proc.log)}"
     )
 
 

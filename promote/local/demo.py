@@ -1,6 +1,6 @@
 """``promote demo``: the whole story on the example layout, everything local, each step checked.
 
-Owns running the story of ``demo_story.py`` (a local Git forge, fresh age and GnuPG keys, a
+Owns running the story of ``story.py`` (a local Git forge, fresh age and GnuPG keys, a
 real kube-apiserver + etcd, OpenBao and three agents; CI publishes an image to dev, it is
 promoted to staging with one approval and to prod, refused with one approval and merged with
 two; each agent deploys it; a hand-made change in prod is reverted; ``promote status`` and
@@ -25,10 +25,10 @@ from pathlib import Path
 
 import httpx
 
-from promote import demo_procs, demo_story
-from promote.demo_setup import DemoError
-from promote.demo_world import Narrator, StepResult, World, teardown
 from promote.errors import PromoteError
+from promote.local import processes, story
+from promote.local.seed import DemoError
+from promote.local.world import Narrator, StepResult, World, teardown
 
 __all__ = ["DemoError", "Narrator", "Options", "Outcome", "StepResult", "run", "stop"]
 
@@ -64,9 +64,9 @@ def run(options: Options, narrator: Narrator) -> Outcome:
     """
     directory = _claim(options.directory)
     w = World(directory, narrator)
-    story = demo_story.Story(w, show_views=options.show_views)
+    narrated = story.Story(w, show_views=options.show_views)
     outcome = Outcome(directory=directory, kept=options.keep)
-    steps = story.steps()
+    steps = narrated.steps()
     total = len(steps) + (0 if options.keep else 1)  # the teardown is narrated too
     started = time.monotonic()
     try:
@@ -109,10 +109,10 @@ def stop(directory: Path) -> list[str]:
     Returns what could not be done (empty when all went); DemoError when no demo is there.
     """
     directory = directory.expanduser().resolve()
-    state = demo_procs.read_state(directory)
+    state = processes.read_state(directory)
     if state is None:
         raise DemoError(
-            f"{directory}: no {demo_procs.STATE_FILE}, so no kept demo to stop there.",
+            f"{directory}: no {processes.STATE_FILE}, so no kept demo to stop there.",
             hint="Pass the --dir that `promote demo --keep` printed.",
         )
     return teardown(state)
@@ -123,7 +123,7 @@ def _claim(directory: Path | None) -> Path:
     if directory is None:
         return Path(tempfile.mkdtemp(prefix="promote-demo-")).resolve()
     directory = directory.expanduser().resolve()
-    if (directory / demo_procs.STATE_FILE).exists():
+    if (directory / processes.STATE_FILE).exists():
         raise DemoError(
             f"{directory}: a kept demo is still there.",
             hint=f"Stop it first: promote demo --stop --dir {shlex.quote(str(directory))}",

@@ -1,0 +1,51 @@
+"""The user's YAML files, parsed once into frozen models (DESIGN.md §1, STYLE.md §3).
+
+``model`` holds the models and the loader (``promote.yaml`` and ``environments/<env>.yaml``),
+``schema`` the generic YAML-to-dataclass validator they are built with, ``scaffold`` the files
+``promote init`` writes. Nothing outside this package reads configuration YAML; every error
+names file, line, field and fix. It imports only :mod:`promote.errors`.
+"""
+
+from promote.config.model import (
+    ENV_DIR,
+    PROJECT_FILE,
+    ApprovalsConfig,
+    ClusterConfig,
+    Environment,
+    EnvironmentConfig,
+    ForgeConfig,
+    GatesConfig,
+    IgnoreRule,
+    PolicyConfig,
+    Project,
+    ProjectConfig,
+    SecretsConfig,
+    SyncConfig,
+    VaultConfig,
+    format_duration,
+    load_project,
+    parse_duration,
+    pipeline_order,
+)
+
+__all__ = [
+    "ENV_DIR",
+    "PROJECT_FILE",
+    "ApprovalsConfig",
+    "ClusterConfig",
+    "Environment",
+    "EnvironmentConfig",
+    "ForgeConfig",
+    "GatesConfig",
+    "IgnoreRule",
+    "PolicyConfig",
+    "Project",
+    "ProjectConfig",
+    "SecretsConfig",
+    "SyncConfig",
+    "VaultConfig",
+    "format_duration",
+    "load_project",
+    "parse_duration",
+    "pipeline_order",
+]
