@@ -116,7 +116,7 @@ class VaultUnavailable(VaultError):
     retryable = True
 
 
-class KeyError_(PromoteError):
+class KeyFileError(PromoteError):
     code = "keys"
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import enum
+import json
 import logging
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -123,3 +124,34 @@ def apply_objects(
             if tier == _ORDER["CustomResourceDefinition"] and tiers[tier]:
                 cluster.forget_discovery()  # the kinds those CRDs define are served now
     return results
+
+
+# --- the inventory's storage: a ConfigMap beside what it lists ------------------------------
+
+
+def inventory_name(env: str) -> str:
+    return f"promote-inventory-{env}"
+
+
+def read_inventory(cluster: client.Cluster, *, env: str, namespace: str) -> list[str] | None:
+    rt = cluster.resource("v1", "ConfigMap")
+    cm = cluster.get(rt, namespace, inventory_name(env))
+    if cm is None:
+        return None
+    return list(json.loads((cm.get("data") or {}).get("objects", "[]")))
+
+
+def write_inventory(
+    cluster: client.Cluster, keys: Iterable[str], *, env: str, namespace: str, revision: str
+) -> None:
+    body: dict[str, Any] = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": inventory_name(env),
+            "namespace": namespace,
+            "labels": {"app.kubernetes.io/managed-by": "promote-agent"},
+        },
+        "data": {"objects": json.dumps(sorted(set(keys))), "revision": revision},
+    }
+    cluster.apply(body, force=True, field_manager="promote-inventory")

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import base64
 import copy
-from collections.abc import Iterable, Sequence
+import json
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 _META_KEEP = ("labels", "annotations")
@@ -49,16 +50,30 @@ def remove_paths(obj: dict[str, Any], pointers: Iterable[str]) -> dict[str, Any]
     return out
 
 
+def fold_string_data(
+    data: Mapping[str, Any] | None, string_data: Mapping[str, Any] | None
+) -> dict[str, str]:
+    """A Secret's ``data`` with its write-only ``stringData`` folded in as base64, as the API
+    server does (a key in both takes stringData's value). A value that is not a string is
+    taken as its JSON text (sops returns numbers and booleans as such). The one copy of this
+    rule: the secret resolver and the drift comparison both use it."""
+    out = {str(k): _text(v) for k, v in (data or {}).items()}
+    for key, value in (string_data or {}).items():
+        out[str(key)] = base64.b64encode(_text(value).encode("utf-8")).decode("ascii")
+    return out
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value)
+
+
 def secret_to_data(obj: dict[str, Any]) -> dict[str, Any]:
-    """Fold a Secret's write-only ``stringData`` into ``data`` (base64), as the server does,
-    so desired and live Secrets compare field by field."""
+    """A Secret with ``stringData`` folded into ``data`` (:func:`fold_string_data`), so desired
+    and live Secrets compare field by field; other objects as they are."""
     if obj.get("kind") != "Secret" or not obj.get("stringData"):
         return obj
     out = copy.deepcopy(obj)
-    data = dict(out.get("data") or {})
-    for key, value in (out.pop("stringData") or {}).items():
-        data[key] = base64.b64encode(str(value).encode()).decode()
-    out["data"] = data
+    out["data"] = fold_string_data(out.get("data"), out.pop("stringData"))
     return out
 
 

@@ -47,6 +47,11 @@ class Health(enum.IntEnum):
         # IntEnum formats as its number once a spec is given (f"{h:>10}"); tables want the word.
         return format(str(self), spec)
 
+    @classmethod
+    def from_label(cls, label: str | None) -> Health:
+        """The member a status document's word names ("Healthy"); UNKNOWN for anything else."""
+        return cls.__members__.get((label or "").upper(), cls.UNKNOWN)
+
 
 @dataclass(frozen=True, slots=True)
 class HealthStatus:

@@ -2,7 +2,9 @@
 
 A forge keeps pull requests: the local forge (``forge/local.py``) in the Git remote itself,
 Gitea and GitHub on their servers. The engine receives a :class:`Forge` as an argument and
-never knows which one it has. This module holds only the protocol and frozen values; no
+never knows which one it has. This module holds only the protocol, frozen values and the
+signed approval document (:func:`approval_payload`: it binds the PR number, the environment,
+the head SHA, the approver and the time, so a signature cannot be replayed elsewhere); no
 forge imports another, and policy (who may approve, what counts) lives in
 ``promotion/approvals.py``, not here: a forge stores and returns approvals, it does not judge.
 """
@@ -11,10 +13,11 @@ from __future__ import annotations
 
 import builtins
 import enum
+import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Protocol
+from datetime import UTC, datetime
+from typing import Any, Protocol
 
 
 class PRState(enum.StrEnum):
@@ -146,3 +149,61 @@ class Forge(Protocol):
     def close(self, number: int, *, by: str) -> PullRequest: ...
 
     def comment(self, number: int, *, author: str, text: str) -> PullRequest: ...
+
+
+# --- the signed approval document -------------------------------------------------------------
+
+PAYLOAD_TYPE = "promote.approval/v1"
+_EPOCH = datetime.fromtimestamp(0, UTC)
+
+
+def approval_payload(
+    *, pr: int, env: str, head_sha: str, approver: str, at: datetime, comment: str = ""
+) -> str:
+    """The canonical JSON text an approver signs (keys sorted, no spaces)."""
+    doc = {
+        "type": PAYLOAD_TYPE,
+        "pr": pr,
+        "env": env,
+        "head": head_sha,
+        "approver": approver,
+        "at": at.astimezone(UTC).isoformat(timespec="seconds"),
+        "comment": comment,
+    }
+    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+
+
+def approval_from_record(record: Mapping[str, Any]) -> Approval:
+    """An Approval read from a stored ``{payload, signature}`` record.
+
+    The fields come from the signed payload, never from unsigned fields beside it. A payload
+    that does not parse yields an Approval with empty binding (pr 0), which the signature
+    check then reports as corrupted.
+    """
+    payload = str(record.get("payload", ""))
+    signature = record.get("signature")
+    sig = str(signature) if signature else None
+    try:
+        doc = json.loads(payload)
+        if not isinstance(doc, dict) or doc.get("type") != PAYLOAD_TYPE:
+            raise ValueError("not an approval payload")
+        return Approval(
+            approver=str(doc["approver"]),
+            pr=int(doc["pr"]),
+            env=str(doc["env"]),
+            head_sha=str(doc["head"]),
+            at=datetime.fromisoformat(str(doc["at"])),
+            comment=str(doc.get("comment", "")),
+            payload=payload,
+            signature=sig,
+        )
+    except (ValueError, KeyError, TypeError):
+        return Approval(
+            approver=str(record.get("approver", "?")),
+            pr=0,
+            env="",
+            head_sha="",
+            at=_EPOCH,
+            payload=payload,
+            signature=sig,
+        )

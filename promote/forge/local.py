@@ -39,9 +39,9 @@ from promote.forge.base import (
     PullRequest,
     PullRequestDraft,
     Resolver,
+    approval_from_record,
 )
 from promote.git import repo as git_repo
-from promote.promotion import approvals as approvals_mod
 
 log = logging.getLogger(__name__)
 
@@ -198,7 +198,7 @@ class LocalForge:
     def approvals(self, number: int) -> builtins.list[Approval]:
         self._ensure_fresh()
         _, record, _ = self._load(number)
-        return [approvals_mod.approval_from_record(r) for r in record.get("approvals", ())]
+        return [approval_from_record(r) for r in record.get("approvals", ())]
 
     # --- writing ----------------------------------------------------------------------------
 

@@ -6,25 +6,20 @@ the engine verifies GnuPG signatures on the local forge; a server forge vouches 
 reviews). Output is a :class:`Verdict` that says what counts, what does not and why, and what is
 missing. No I/O here, so the Gitea and GitHub forges reuse it unchanged.
 
-Also here: the exact document an approver signs (:func:`approval_payload`). It binds the PR
-number, the target environment, the head SHA, the approver and the time, so a signature cannot
-be replayed on another PR, environment or commit.
+The exact document an approver signs is :func:`promote.forge.base.approval_payload`.
 """
 
 from __future__ import annotations
 
 import enum
-import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 from promote.config import ApprovalsConfig
 from promote.forge.base import Approval
 
-PAYLOAD_TYPE = "promote.approval/v1"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _EPOCH = datetime.fromtimestamp(0, UTC)
 
@@ -32,58 +27,6 @@ _EPOCH = datetime.fromtimestamp(0, UTC)
 def valid_name(name: str) -> bool:
     """Approver names are file names in keys/release-managers/: no paths, no spaces."""
     return bool(_NAME.match(name))
-
-
-def approval_payload(
-    *, pr: int, env: str, head_sha: str, approver: str, at: datetime, comment: str = ""
-) -> str:
-    """The canonical JSON text an approver signs (keys sorted, no spaces)."""
-    doc = {
-        "type": PAYLOAD_TYPE,
-        "pr": pr,
-        "env": env,
-        "head": head_sha,
-        "approver": approver,
-        "at": at.astimezone(UTC).isoformat(timespec="seconds"),
-        "comment": comment,
-    }
-    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-
-
-def approval_from_record(record: Mapping[str, Any]) -> Approval:
-    """An Approval read from a stored ``{payload, signature}`` record.
-
-    The fields come from the signed payload, never from unsigned fields beside it. A payload
-    that does not parse yields an Approval with empty binding (pr 0), which the signature
-    check then reports as corrupted.
-    """
-    payload = str(record.get("payload", ""))
-    signature = record.get("signature")
-    sig = str(signature) if signature else None
-    try:
-        doc = json.loads(payload)
-        if not isinstance(doc, dict) or doc.get("type") != PAYLOAD_TYPE:
-            raise ValueError("not an approval payload")
-        return Approval(
-            approver=str(doc["approver"]),
-            pr=int(doc["pr"]),
-            env=str(doc["env"]),
-            head_sha=str(doc["head"]),
-            at=datetime.fromisoformat(str(doc["at"])),
-            comment=str(doc.get("comment", "")),
-            payload=payload,
-            signature=sig,
-        )
-    except (ValueError, KeyError, TypeError):
-        return Approval(
-            approver=str(record.get("approver", "?")),
-            pr=0,
-            env="",
-            head_sha="",
-            at=_EPOCH,
-            payload=payload,
-            signature=sig,
-        )
 
 
 class SignatureStatus(enum.StrEnum):

@@ -21,17 +21,16 @@ import json
 import logging
 import os
 import shutil
-import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from promote import config
-from promote.errors import ConfigError, ForgeError, GitError, GitUnavailable, RenderError
+from promote.errors import ConfigError, GitError, GitUnavailable, RenderError
 from promote.forge import base as forge_base
-from promote.forge import local as local_forge
+from promote.forge import factory as forge_factory
 from promote.git import archive
 from promote.git import repo as git_repo
 from promote.kustomize import imagetag, overlay, render
@@ -171,7 +170,7 @@ class Session:
         found = explicit or os.environ.get("PROMOTE_USER")
         if found:
             return found
-        server = server_forge(self.forge)
+        server = forge_factory.server_forge(self.forge)
         return server.whoami() if server is not None else self.repo.identity().name
 
 
@@ -202,46 +201,6 @@ def status_from_file(path: Path) -> plan.StatusReader:
     return read
 
 
-def make_forge(
-    project: config.Project, repo: git_repo.Repo, *, offline: bool = False
-) -> forge_base.Forge:
-    cfg = project.config
-    if cfg.forge.type == "local":
-        return local_forge.LocalForge(
-            repo, remote=cfg.remote, main_branch=cfg.main_branch, offline=offline
-        )
-    server = _make_server_forge(cfg, repo)
-    if server is None:
-        raise ForgeError(f"promote.yaml: forge.type {cfg.forge.type!r} is not known.")
-    return server
-
-
-def _make_server_forge(cfg: config.ProjectConfig, repo: git_repo.Repo) -> ServerForge | None:
-    """A Gitea/GitHub forge (reads the token from forge.tokenEnv), None for the local forge."""
-    # Imported here: httpx and the API clients cost ~0.2 s of start-up the local forge never needs.
-    if cfg.forge.type == "gitea":
-        from promote.forge.gitea import GiteaForge
-
-        return GiteaForge.from_config(cfg.forge, main_branch=cfg.main_branch, git=repo)
-    if cfg.forge.type == "github":
-        from promote.forge.github import GitHubForge
-
-        return GitHubForge.from_config(cfg.forge, main_branch=cfg.main_branch, git=repo)
-    return None
-
-
-def server_forge(forge: forge_base.Forge) -> ServerForge | None:
-    """The forge when it is a server (approvals are reviews, the token says who you are).
-
-    No server forge exists unless its module was loaded, so an unloaded module answers "no"
-    without importing httpx.
-    """
-    server = sys.modules.get("promote.forge.rest")
-    if server is not None and isinstance(forge, server.ServerForge):
-        return cast("ServerForge", forge)
-    return None
-
-
 @contextlib.contextmanager
 def session(repo_dir: Path, *, offline: bool = False) -> Iterator[Session]:
     """Fetch the remote's main and open it; ``offline`` falls back to the last fetched main."""
@@ -256,11 +215,11 @@ def session(repo_dir: Path, *, offline: bool = False) -> Iterator[Session]:
         remote, main = cfg.remote, cfg.main_branch
         tracking = f"refs/remotes/{remote}/{main}"
         url = repo.remote_url(remote)  # a clear error when the remote is not configured
-        early = _make_server_forge(cfg, repo)
+        early = forge_factory.open_server_forge(cfg, repo)
         clients += [early] if early else []
         # The local forge's PR refs come in the same fetch as main (one round trip, not two).
         local = cfg.forge.type == "local"
-        specs = local_forge.refspecs(remote, main) if local else [f"+refs/heads/{main}:{tracking}"]
+        specs = forge_factory.fetch_refspecs(cfg)
         fetched = False
         with repo.environment(early.git_environment(url) if early else {}):
             try:
@@ -283,10 +242,10 @@ def session(repo_dir: Path, *, offline: bool = False) -> Iterator[Session]:
             if early is not None and project.config.forge == cfg.forge:
                 forge: forge_base.Forge = early
             else:
-                forge = make_forge(project, repo, offline=offline)
-                clients += [f for f in [server_forge(forge)] if f is not None]
-            if fetched and local and isinstance(forge, local_forge.LocalForge):
-                forge.mark_fresh()
+                forge = forge_factory.open_forge(project, repo, offline=offline)
+                clients += [f for f in [forge_factory.server_forge(forge)] if f is not None]
+            if fetched:
+                forge_factory.mark_fetched(forge)
             yield Session(repo, remote, main, sha, root, project, forge, offline)
     finally:
         for client in clients:

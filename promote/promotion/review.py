@@ -10,12 +10,17 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from promote.errors import ConfigError, ForgeError, GpgError, PolicyBlocked, UsageError
 from promote.forge import base as forge_base
+from promote.forge import factory as forge_factory
 from promote.kustomize import overlay
 from promote.promotion import approvals, engine
 from promote.secrets import gpg
+
+if TYPE_CHECKING:
+    from promote.forge.rest import ServerForge
 
 KEYS_DIR = "keys/release-managers"
 
@@ -66,7 +71,7 @@ def approve(
     On a server forge the approval is a review by the token's user (``approver``, when given,
     must be that user); nothing is signed: the forge authenticated the reviewer.
     """
-    server = engine.server_forge(s.forge)
+    server = forge_factory.server_forge(s.forge)
     if server is not None:
         return _approve_on_server(s, server, number, approver=approver, comment=comment, now=now)
     if not approver:
@@ -88,7 +93,7 @@ def approve(
     if not fingerprints:
         raise ConfigError(f"{KEYS_DIR}/{approver}.asc holds no PGP public key; re-export it.")
     at = (now or datetime.now(UTC)).replace(microsecond=0)
-    payload = approvals.approval_payload(
+    payload = forge_base.approval_payload(
         pr=number, env=pr.env, head_sha=pr.head_sha, approver=approver, at=at, comment=comment
     )
     signature = (signer or gpg.Signer()).sign(
@@ -102,7 +107,7 @@ def approve(
 
 def _approve_on_server(
     s: engine.Session,
-    server: engine.ServerForge,
+    server: ServerForge,
     number: int,
     *,
     approver: str | None,
@@ -147,7 +152,7 @@ def check_approvals(
     ``rings`` keeps the approvers' throw-away keyrings for several calls (``history``);
     without it they are made for this call and removed after it.
     """
-    if engine.server_forge(s.forge) is not None:
+    if forge_factory.server_forge(s.forge) is not None:
         return [approvals.CheckedApproval(a, Status.FORGE) for a in found]
     if rings is not None:
         return _verify_signatures(found, rings)
@@ -230,7 +235,7 @@ def merge(
     """Merge when the target's policy holds (exit 3 with what is missing otherwise)."""
     pr = _open_pr(s, number, "merge")
     verdict = evaluate(s, pr)
-    server = engine.server_forge(s.forge)
+    server = forge_factory.server_forge(s.forge)
     if not verdict.ok:
         if verdict.refused:
             hint = f"Close PR #{number} and promote again; find out who wrote its record."

@@ -29,6 +29,7 @@ from promote.reconcile import status as status_mod
 from promote.reconcile.desired import DesiredState, SecretResolver, StageFailed, stage
 from promote.reconcile.metrics import Metrics
 from promote.reconcile.source import GitSource
+from promote.reconcile.status import Stage, SyncState
 
 log = logging.getLogger(__name__)
 
@@ -151,8 +152,8 @@ class Agent:
             self.cache.ensure(rt, namespace=only)
 
     def _compare(self, desired: list[dict[str, Any]], report: PassReport, *, dry_run: bool) -> None:
-        stage("compare", self._ensure_namespace, dry_run=dry_run)
-        stage("compare", self._ensure_watches, desired)
+        stage(Stage.COMPARE, self._ensure_namespace, dry_run=dry_run)
+        stage(Stage.COMPARE, self._ensure_watches, desired)
         for obj in desired:
             key = client.object_key(obj)
             live = self.cache.get(key)
@@ -167,7 +168,7 @@ class Agent:
         try:
             return self._confirmed_drift(obj, live)
         except ClusterError as exc:
-            raise StageFailed("compare", exc) from exc
+            raise StageFailed(Stage.COMPARE, exc) from exc
 
     def _confirmed_drift(self, obj: dict[str, Any], live: dict[str, Any]) -> list[str]:
         """A local difference is drift only if a server-side dry run agrees (defaulting and
@@ -218,12 +219,12 @@ class Agent:
             if key not in report.out_of_sync:
                 self._applied.setdefault(key, _digest(obj))
         if errors:
-            raise StageFailed("apply", errors[0])
+            raise StageFailed(Stage.APPLY, errors[0])
 
     def _prune(self, desired: list[dict[str, Any]], report: PassReport, *, dry_run: bool) -> None:
         env, ns = self.settings.env, self.settings.namespace
         keys = [client.object_key(o) for o in desired]
-        previous = stage("prune", inventory.read, self.cluster, env=env, namespace=ns)
+        previous = stage(Stage.PRUNE, apply.read_inventory, self.cluster, env=env, namespace=ns)
         if self.settings.prune and previous:
             plan = inventory.plan_prune(
                 previous, keys, allow_mass_prune=self.settings.allow_mass_prune
@@ -235,14 +236,14 @@ class Agent:
                 report.pruned.extend(plan.delete)  # would be deleted (if they carry our labels)
             else:
                 for key in plan.delete:
-                    stage("prune", self._delete_if_ours, key, report)
+                    stage(Stage.PRUNE, self._delete_if_ours, key, report)
         elif previous:
             keys = sorted(set(keys) | set(previous))  # prune off: still ours, still tracked
         if dry_run or (previous is not None and sorted(set(previous)) == sorted(set(keys))):
             return  # nothing to record: the inventory already says exactly this
         stage(
-            "prune",
-            inventory.write,
+            Stage.PRUNE,
+            apply.write_inventory,
             self.cluster,
             keys,
             env=env,
@@ -288,7 +289,7 @@ class Agent:
             st.objects = report.objects or st.objects
             st.prune_blocked = report.prune_blocked
             if report.error:
-                st.sync = status_mod.FAILED
+                st.sync = SyncState.FAILED
                 st.last_error = {
                     "stage": report.error.stage,
                     "message": str(report.error.cause),
@@ -296,12 +297,15 @@ class Agent:
                 }
                 self._failed_event(report.error)
             else:
-                st.sync = status_mod.OUT_OF_SYNC if report.out_of_sync else status_mod.SYNCED
+                st.sync = SyncState.OUT_OF_SYNC if report.out_of_sync else SyncState.SYNCED
                 st.out_of_sync = sorted(client.describe_key(k) for k in report.out_of_sync)
                 st.health, st.health_details = report.health, report.health_details
                 st.last_error = None
                 st.last_sync_at = status_mod.now_iso()
-                if st.sync == status_mod.SYNCED and st.health == "Healthy":
+                if (
+                    st.sync == SyncState.SYNCED
+                    and health.Health.from_label(st.health) is health.Health.HEALTHY
+                ):
                     st.healthy_since = st.healthy_since or st.last_sync_at
                 else:
                     st.healthy_since = None
@@ -312,7 +316,7 @@ class Agent:
 
     def _failed_event(self, error: StageFailed) -> None:
         """A Warning Event on the status ConfigMap, so `kubectl get events` shows the failure."""
-        if error.stage == "fetch" and error.retryable:
+        if error.stage is Stage.FETCH and error.retryable:
             return  # the API may be fine but Git is not; the status carries it
         status_mod.emit_event(
             self.cluster,
@@ -376,7 +380,7 @@ class Agent:
             if not self.settings.self_heal:
                 if what not in self.status.out_of_sync:
                     self.status.out_of_sync.append(what)
-                    self.status.sync = status_mod.OUT_OF_SYNC
+                    self.status.sync = SyncState.OUT_OF_SYNC
                     self.write_status()
                 return 0
             result = self.cluster.apply(desired, force=True)

@@ -20,6 +20,7 @@ from promote.errors import PromoteError
 from promote.kustomize import render
 from promote.promotion import validate
 from promote.reconcile.source import GitSource
+from promote.reconcile.status import Stage
 
 T = TypeVar("T")
 
@@ -33,14 +34,14 @@ class SecretResolver(Protocol):
 class StageFailed(PromoteError):
     """A pass failed at ``stage``; ``cause`` is the sanitised error."""
 
-    def __init__(self, stage: str, cause: PromoteError) -> None:
+    def __init__(self, stage: Stage, cause: PromoteError) -> None:
         super().__init__(f"{stage}: {cause}")
         self.stage = stage
         self.cause = cause
         self.retryable = cause.retryable  # type: ignore[misc]
 
 
-def stage(name: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+def stage(name: Stage, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """Run one step, naming its stage if it fails."""
     try:
         return fn(*args, **kwargs)
@@ -95,7 +96,7 @@ class DesiredState:
         self._rendered: tuple[str, list[dict[str, Any]]] | None = None  # (revision, objects)
 
     def fetch(self) -> str:
-        return stage("fetch", self.source.fetch)
+        return stage(Stage.FETCH, self.source.fetch)
 
     def build(self, revision: str) -> Desired:
         if self._rendered is not None and self._rendered[0] == revision:
@@ -106,10 +107,10 @@ class DesiredState:
         images = running_images(objects)
         if any(validation.is_sops_object(o) for o in objects) and self.resolver is None:
             raise StageFailed(
-                "decrypt", PromoteError("SOPS-encrypted Secrets but no secret resolver.")
+                Stage.DECRYPT, PromoteError("SOPS-encrypted Secrets but no secret resolver.")
             )
         if self.resolver is not None and any(o.get("kind") == "Secret" for o in objects):
-            objects = stage("decrypt", self.resolver.resolve, objects, env=self.env)
+            objects = stage(Stage.DECRYPT, self.resolver.resolve, objects, env=self.env)
         prepared = [drift.secret_to_data(drift.apply_ignores(o, self.ignore)) for o in objects]
         return Desired(
             revision,
@@ -120,11 +121,11 @@ class DesiredState:
     def _render(self, revision: str) -> list[dict[str, Any]]:
         """Export the tree at ``revision``, render the environment's overlay, validate it."""
         with tempfile.TemporaryDirectory(prefix="promote-agent-", dir=self._work_dir) as tmp:
-            tree = stage("fetch", self.source.export, revision, Path(tmp) / "tree")
-            project = stage("render", config.load_project, tree)
-            environment = stage("render", project.env, self.env)
+            tree = stage(Stage.FETCH, self.source.export, revision, Path(tmp) / "tree")
+            project = stage(Stage.RENDER, config.load_project, tree)
+            environment = stage(Stage.RENDER, project.env, self.env)
             objects: list[dict[str, Any]] = stage(
-                "render", self.kustomize.build, environment.overlay_dir
+                Stage.RENDER, self.kustomize.build, environment.overlay_dir
             )
             findings = validation.check_objects(
                 objects,
@@ -137,5 +138,5 @@ class DesiredState:
         if findings:
             shown = "; ".join(str(f) for f in findings[:5])
             more = f" (+{len(findings) - 5} more)" if len(findings) > 5 else ""
-            raise StageFailed("validate", PromoteError(shown + more))
+            raise StageFailed(Stage.VALIDATE, PromoteError(shown + more))
         return objects

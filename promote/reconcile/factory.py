@@ -12,7 +12,7 @@ from datetime import datetime
 from pathlib import Path
 
 from promote import config
-from promote.cluster import client
+from promote.cluster import client, health
 from promote.errors import PromoteError
 from promote.kustomize import render
 from promote.promotion import plan
@@ -111,8 +111,8 @@ def gate_status_reader(project: config.Project, ov: Overrides | None = None) -> 
         )
         return plan.EnvStatus(
             env=env_name,
-            synced=st.sync == status_mod.SYNCED,
-            healthy=st.health == "Healthy",
+            synced=st.sync == status_mod.SyncState.SYNCED,
+            healthy=health.Health.from_label(st.health) is health.Health.HEALTHY,
             images=dict(st.images),
             since=since,
             revision=st.revision,

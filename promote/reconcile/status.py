@@ -9,6 +9,7 @@ corrections name objects and field paths only.
 
 from __future__ import annotations
 
+import enum
 import json
 import logging
 import socket
@@ -22,7 +23,26 @@ from promote.errors import ClusterError
 
 log = logging.getLogger(__name__)
 
-SYNCED, OUT_OF_SYNC, FAILED, UNKNOWN = "Synced", "OutOfSync", "Failed", "Unknown"
+
+class SyncState(enum.StrEnum):
+    """Whether the live state matches Git (Argo CD's words); FAILED: the last pass failed."""
+
+    SYNCED = "Synced"
+    OUT_OF_SYNC = "OutOfSync"
+    FAILED = "Failed"
+    UNKNOWN = "Unknown"
+
+
+class Stage(enum.StrEnum):
+    """The stage of a pass (DESIGN.md §5), named in status and errors when it fails."""
+
+    FETCH = "fetch"
+    RENDER = "render"
+    VALIDATE = "validate"
+    DECRYPT = "decrypt"
+    COMPARE = "compare"
+    APPLY = "apply"
+    PRUNE = "prune"
 
 
 def now_iso() -> str:
@@ -40,7 +60,7 @@ class Correction:
 class EnvStatus:
     env: str
     revision: str | None = None
-    sync: str = UNKNOWN
+    sync: str = SyncState.UNKNOWN
     health: str = "Unknown"
     health_details: dict[str, str] = field(default_factory=dict)  # object -> "Health: message"
     last_error: dict[str, str] | None = None  # {"stage", "message", "at"}

@@ -32,10 +32,9 @@ from pathlib import Path
 from typing import Any
 
 from promote import config
-from promote.cluster import validation
+from promote.cluster import drift, validation
 from promote.errors import ConfigError, PromoteError, SopsError
-from promote.secrets import redact, sops, sopsmeta, values, vault
-from promote.secrets.authoring import store
+from promote.secrets import files, redact, sops, sopsmeta, values, vault
 
 log = logging.getLogger(__name__)
 
@@ -69,30 +68,19 @@ def _b64(text: str) -> values.SecretText:
     return values.SecretText(base64.b64encode(text.encode("utf-8")).decode("ascii"))
 
 
-def _text(value: Any) -> str:
-    return value if isinstance(value, str) else json.dumps(value)
-
-
 def _entry(sections: Mapping[str, Any]) -> _Entry:
-    """Plaintext sections -> base64 data (stringData wins, as on the API server) + refs."""
-    data: dict[str, values.SecretText] = {}
+    """Plaintext sections -> base64 data (stringData folded in as on the API server) + refs."""
+    folded = drift.fold_string_data(sections.get("data"), sections.get("stringData"))
+    data = {key: values.SecretText(value) for key, value in folded.items()}
     refs: dict[str, vault.KvRef] = {}
-    for key, value in (sections.get("data") or {}).items():
-        data[str(key)] = values.SecretText(_text(value))
+    for key, value in data.items():
         try:
-            decoded = base64.b64decode(_text(value), validate=True).decode("utf-8")
+            decoded = base64.b64decode(value, validate=True).decode("utf-8")
         except (binascii.Error, UnicodeDecodeError, ValueError):
             continue
         ref = vault.parse_ref(decoded) if decoded.startswith("vault:") else None
         if ref:
-            refs[str(key)] = ref
-    for key, value in (sections.get("stringData") or {}).items():
-        text = _text(value)
-        data[str(key)] = _b64(text)
-        refs.pop(str(key), None)
-        ref = vault.parse_ref(text) if text.startswith("vault:") else None
-        if ref:
-            refs[str(key)] = ref
+            refs[key] = ref
     return _Entry(data, refs)
 
 
@@ -419,4 +407,4 @@ def _raise_first(results: Mapping[Any, Any], total: int) -> None:
 def resolver_for_agent(project: config.Project, env: config.Environment) -> Resolver:
     """The agent's resolver: key material from its process environment, files named from
     ``project`` (read only when an error is reported)."""
-    return Resolver.for_environment(env, sources=lambda: store.sources(project, env))
+    return Resolver.for_environment(env, sources=lambda: files.sources(project, env))

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from promote import errors
+from promote.forge import base as forge_base
 from promote.forge.base import Approval, PRKind, PullRequest
 from promote.promotion import approvals, engine, history, plan, propose, review
 from promote.secrets import gpg
@@ -55,7 +56,7 @@ def inject(ops: GitOps, keys: Keys, number: int, name: str, *, signer: str | Non
     with engine.session(ops.clone) as s:
         pr = s.forge.get(number)
         at = datetime.now(UTC).replace(microsecond=0)
-        payload = approvals.approval_payload(
+        payload = forge_base.approval_payload(
             pr=number, env=pr.env, head_sha=head or pr.head_sha, approver=name, at=at
         )
         fpr = keys.fingerprints[signer or name]

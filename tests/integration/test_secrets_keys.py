@@ -15,7 +15,7 @@ from pyrage import x25519
 
 from promote import config, errors
 from promote.kustomize import render
-from promote.secrets import resolve, sops
+from promote.secrets import files, resolve, sops
 from promote.secrets.authoring import keys, rekey, store
 
 CANARY = "CANARY-keys-90aa7c"
@@ -43,7 +43,7 @@ def _can_decrypt(project: config.Project, env: str, identity: Path) -> bool:
 
 
 def _enc_blocks(repo: Path) -> dict[str, Any]:
-    doc = rekey.load_document(repo / DB)
+    doc = files.load_document(repo / DB)
     return {
         "values": dict(doc["stringData"]),
         "recipients": sorted(a["recipient"] for a in doc["sops"]["age"]),
@@ -134,7 +134,7 @@ def test_rotate_gives_every_file_a_new_data_key(
     assert sorted(f.action for f in report.files) == ["rotated", "rotated"]
     assert _enc_blocks(project.root)["values"] != before["values"]
     assert _can_decrypt(project, "dev", identity)
-    doc = rekey.load_document(project.root / DB)
+    doc = files.load_document(project.root / DB)
     assert doc["sops"]["mac_only_encrypted"] is True
     assert doc["sops"]["encrypted_regex"] == "^(data|stringData)$"
 

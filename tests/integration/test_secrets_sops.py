@@ -21,7 +21,7 @@ from pyrage import x25519
 from promote import config, errors
 from promote.kustomize import render
 from promote.promotion import validate
-from promote.secrets import resolve, sops, values
+from promote.secrets import files, resolve, sops, values
 from promote.secrets.authoring import checks, keys, rekey, store
 from tests.conftest import GpgKeyring
 
@@ -55,7 +55,7 @@ def resolver(project: config.Project, env: str, **environ: str) -> resolve.Resol
     return resolve.Resolver.for_environment(
         project.env(env),
         environ={**base, **environ},
-        sources=lambda: store.sources(project, project.env(env)),
+        sources=lambda: files.sources(project, project.env(env)),
     )
 
 
@@ -105,7 +105,7 @@ def test_set_on_existing_file_keeps_other_keys_and_sorted_order(secrets_repo: Pa
     identity = init_age(project, "dev")
     set_values(project, "dev", "api", zeta="z", alpha="a")
     set_values(project, "dev", "api", middle="m", alpha="A2")
-    doc = rekey.load_document(secrets_repo / "overlays/dev/secrets/api.sops.yaml")
+    doc = files.load_document(secrets_repo / "overlays/dev/secrets/api.sops.yaml")
     assert list(doc["stringData"]) == ["alpha", "middle", "zeta"]  # as kustomize orders them
     out = resolver(project, "dev", SOPS_AGE_KEY_FILE=str(identity)).resolve(
         rendered(project, "dev")
@@ -235,7 +235,7 @@ def test_pgp_round_trip(
     rekey.sync(project, environ=os.environ, envs=["prod"])
     assert f"pgp: {fpr}" in (secrets_repo / ".sops.yaml").read_text()
     set_values(project, "prod", "db", password=CANARY)
-    doc = rekey.load_document(secrets_repo / "overlays/prod/secrets/db.sops.yaml")
+    doc = files.load_document(secrets_repo / "overlays/prod/secrets/db.sops.yaml")
     assert [p["fp"] for p in doc["sops"]["pgp"]] == [fpr]
     objects = rendered(project, "prod")
     out = resolver(project, "prod", GNUPGHOME=str(gpg_keyring.home)).resolve(objects)
@@ -294,7 +294,7 @@ def test_sops_config_has_one_rule_per_environment(secrets_repo: Path) -> None:
     assert r"path_regex: overlays/dev/.*\.sops\.yaml$" in text
     assert "encrypted_regex: ^(data|stringData)$" in text
     assert text.count("mac_only_encrypted: true") == 2
-    with pytest.raises(errors.KeyError_, match="keys/staging/ lists no recipient"):
+    with pytest.raises(errors.KeyFileError, match="keys/staging/ lists no recipient"):
         set_values(project, "staging", "db", password="x")
 
 

@@ -15,7 +15,7 @@ import pytest
 
 from promote import config, errors
 from promote.kustomize import render
-from promote.secrets import resolve, values, vault
+from promote.secrets import files, resolve, values, vault
 from promote.secrets.authoring import keys, rekey, store
 from tests.conftest import OpenBao
 
@@ -68,7 +68,7 @@ def _resolve(project: config.Project, env: str, **environ: str) -> list[dict[str
     res = resolve.Resolver.for_environment(
         project.env(env),
         environ={**base, **environ},
-        sources=lambda: store.sources(project, project.env(env)),
+        sources=lambda: files.sources(project, project.env(env)),
     )
     return res.resolve(render.render(project.env(env).overlay_dir))
 
@@ -179,7 +179,7 @@ def test_vault_transit_round_trip(
     store.set_secret(
         project, "dev", "db", [store.Assignment("password", CANARY.encode())], environ=os.environ
     )
-    doc = rekey.load_document(secrets_repo / "overlays/dev/secrets/db.sops.yaml")
+    doc = files.load_document(secrets_repo / "overlays/dev/secrets/db.sops.yaml")
     assert doc["sops"]["hc_vault"][0]["key_name"] == name
     out = _resolve(project, "dev", VAULT_TOKEN=openbao.token)
     db = next(o for o in out if o["kind"] == "Secret" and o["metadata"]["name"] == "db")

@@ -21,8 +21,7 @@ import pytest
 
 from promote import config, errors
 from promote.kustomize import render
-from promote.secrets import resolve
-from promote.secrets.authoring import store
+from promote.secrets import files, resolve
 from tests.conftest import ControlPlane, OpenBao
 
 pytestmark = pytest.mark.integration
@@ -138,7 +137,7 @@ def _resolve(project: config.Project, token_path: Path) -> list[dict[str, Any]]:
     res = resolve.Resolver.for_environment(
         project.env("dev"),
         environ=environ,
-        sources=lambda: store.sources(project, project.env("dev")),
+        sources=lambda: files.sources(project, project.env("dev")),
     )
     return res.resolve(render.render(project.env("dev").overlay_dir))
 

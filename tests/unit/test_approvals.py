@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from promote.config import ApprovalsConfig
+from promote.forge import base as forge_base
 from promote.forge.base import Approval
 from promote.promotion import approvals
 from promote.promotion.approvals import CheckedApproval, SignatureStatus
@@ -113,7 +114,7 @@ def test_summary_lists_what_is_present_and_what_is_missing() -> None:
 
 
 def test_payload_binds_pr_env_head_approver_time_and_round_trips() -> None:
-    text = approvals.approval_payload(
+    text = forge_base.approval_payload(
         pr=7, env="prod", head_sha=HEAD, approver="rm1", at=T0, comment="lgtm"
     )
     doc = json.loads(text)
@@ -126,12 +127,12 @@ def test_payload_binds_pr_env_head_approver_time_and_round_trips() -> None:
         "at": "2026-01-01T00:00:00+00:00",
         "comment": "lgtm",
     }
-    a = approvals.approval_from_record({"payload": text, "signature": "sig", "approver": "rm2"})
+    a = forge_base.approval_from_record({"payload": text, "signature": "sig", "approver": "rm2"})
     assert (a.approver, a.pr, a.env, a.head_sha, a.at) == ("rm1", 7, "prod", HEAD, T0)
 
 
 def test_corrupted_payload_yields_an_unbound_approval() -> None:
-    a = approvals.approval_from_record({"payload": "{not json", "approver": "rm1"})
+    a = forge_base.approval_from_record({"payload": "{not json", "approver": "rm1"})
     assert (a.approver, a.pr, a.env, a.signature) == ("rm1", 0, "", None)
 
 

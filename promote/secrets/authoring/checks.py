@@ -19,8 +19,8 @@ from typing import Any
 from promote import config
 from promote.cluster import validation
 from promote.errors import PromoteError
-from promote.secrets import sopsmeta
-from promote.secrets.authoring import keys, rekey
+from promote.secrets import files, sopsmeta
+from promote.secrets.authoring import keys
 
 
 def check_environment(
@@ -61,7 +61,7 @@ def check_environment(
     rendered = {
         str((o.get("metadata") or {}).get("name")) for o in objects if o.get("kind") == "Secret"
     }
-    for path in keys.secret_files(env):
+    for path in files.secret_files(env):
         findings.extend(_check_file(project, env, path, wanted, rendered))
     return findings
 
@@ -75,7 +75,7 @@ def _check_file(
 ) -> list[validation.Finding]:
     rel = project.relpath(path)
     try:
-        doc = rekey.load_document(path)
+        doc = files.load_document(path)
     except PromoteError as exc:
         return [validation.Finding(env.name, f"file {rel}", "content", str(exc))]
     name = (doc.get("metadata") or {}).get("name")

@@ -22,7 +22,7 @@ import yaml
 from pyrage import x25519
 
 from promote import config
-from promote.errors import KeyError_, UsageError
+from promote.errors import KeyFileError, UsageError
 from promote.secrets import gpg, sopsmeta
 
 log = logging.getLogger(__name__)
@@ -69,18 +69,18 @@ def _lines(path: Path) -> list[str]:
 
 
 def read_keys(project: config.Project, env: str, *, environ: Mapping[str, str]) -> EnvKeys:
-    """Read ``keys/<env>/``; raise KeyError_ naming the file and line of anything malformed."""
+    """Read ``keys/<env>/``; raise KeyFileError naming the file and line of anything malformed."""
     directory = keys_dir(project, env)
     rel = project.relpath(directory)
     age: set[str] = set()
     for line in _lines(directory / AGE_FILE):
         if line.startswith("AGE-SECRET-KEY-"):
-            raise KeyError_(
+            raise KeyFileError(
                 f"{rel}/{AGE_FILE}: holds an age PRIVATE key; delete that line (and rotate: the "
                 "key may be in Git history), keep only `age1...` recipients."
             )
         if not AGE_RECIPIENT.match(line):
-            raise KeyError_(
+            raise KeyFileError(
                 f"{rel}/{AGE_FILE}: {line[:12]}... is not an age recipient; write one `age1...` "
                 "public key per line (`promote keys add ENV age1...`)."
             )
@@ -89,7 +89,7 @@ def read_keys(project: config.Project, env: str, *, environ: Mapping[str, str]) 
     for line in _lines(directory / TRANSIT_FILE):
         uri = sopsmeta.normalise_transit_uri(line)
         if uri is None:
-            raise KeyError_(
+            raise KeyFileError(
                 f"{rel}/{TRANSIT_FILE}: {line!r} is not a Vault transit key URI; write "
                 "`https://VAULT:8200/v1/transit/keys/NAME`."
             )
@@ -342,10 +342,3 @@ def write_sops_config(project: config.Project, keys: Mapping[str, EnvKeys]) -> t
     if before != text:
         path.write_text(text, encoding="utf-8")
     return path, before != text
-
-
-def secret_files(env: config.Environment) -> list[Path]:
-    """Every ``*.sops.yaml`` under the environment's overlay (the files its rule matches)."""
-    if not env.overlay_dir.is_dir():
-        return []
-    return sorted(env.overlay_dir.rglob("*.sops.yaml"))

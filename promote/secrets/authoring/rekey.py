@@ -14,17 +14,13 @@ import logging
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import yaml
 
 from promote import config
 from promote.errors import PolicyBlocked, SopsError, VaultError
-from promote.secrets import gpg, sops, sopsmeta
+from promote.secrets import files, gpg, sops, sopsmeta
 from promote.secrets.authoring import keys
 
 log = logging.getLogger(__name__)
-_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,18 +51,6 @@ class RekeyReport:
     @property
     def blocked(self) -> list[FileResult]:
         return [f for f in self.files if f.blocked]
-
-
-def load_document(path: Path) -> dict[str, Any]:
-    """Parse a (still encrypted) SOPS YAML file; an empty or non-mapping file gives {}."""
-    try:
-        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader)
-    except (OSError, yaml.YAMLError) as exc:
-        # Not chained and no detail: a YAML error quotes the offending line, maybe a value.
-        raise SopsError(
-            f"{path}: cannot be read as YAML ({type(exc).__name__}); restore it from Git."
-        ) from None
-    return data if isinstance(data, dict) else {}
 
 
 def env_sops(
@@ -111,11 +95,11 @@ def sync(
     results: list[FileResult] = []
     for name in envs or project.pipeline():
         env = project.env(name)
-        files = keys.secret_files(env)
-        if not files:
+        paths = files.secret_files(env)
+        if not paths:
             continue
         adapter = env_sops(project, name, all_keys[name], environ=environ, binary=binary)
-        for path in files:
+        for path in paths:
             results.append(
                 _sync_file(project, env, path, all_keys[name], adapter, config_path, name in rotate)
             )
@@ -144,7 +128,7 @@ def _sync_file(
     rotate: bool,
 ) -> FileResult:
     rel = project.relpath(path)
-    doc = load_document(path)
+    doc = files.load_document(path)
     if not isinstance(doc.get("sops"), dict):
         return FileResult(env.name, rel, "blocked", "it is not encrypted (no sops metadata)")
     current = sopsmeta.file_recipients(doc)

@@ -24,9 +24,9 @@ from typing import Any
 import yaml
 
 from promote import config
-from promote.errors import ConfigError, KeyError_, SopsError, UsageError
+from promote.errors import ConfigError, KeyFileError, SopsError, UsageError
 from promote.kustomize import overlay, render
-from promote.secrets import values
+from promote.secrets import files, values
 from promote.secrets.authoring import keys, parity, rekey
 
 log = logging.getLogger(__name__)
@@ -138,7 +138,7 @@ def set_secret(
         )
     env_keys = keys.read_keys(project, env_name, environ=environ)
     if not env_keys.recipients:
-        raise KeyError_(
+        raise KeyFileError(
             f"keys/{env_name}/ lists no recipient, so nothing could decrypt the file; run "
             f"`promote keys init {env_name}` (or `promote keys add {env_name} RECIPIENT`) first."
         )
@@ -221,32 +221,18 @@ class SecretInfo:
     file: str | None = None
 
 
-def sources(project: config.Project, env: config.Environment) -> dict[str, str]:
-    """Secret name -> the ``*.sops.yaml`` file that defines it (for messages)."""
-    out: dict[str, str] = {}
-    for path in keys.secret_files(env):
-        try:
-            doc = rekey.load_document(path)
-        except SopsError:
-            continue
-        name = (doc.get("metadata") or {}).get("name")
-        if doc.get("kind") == "Secret" and name:
-            out[str(name)] = project.relpath(path)
-    return out
-
-
 def list_secrets(
     project: config.Project, env_name: str, *, kustomize: render.Kustomize | None = None
 ) -> list[SecretInfo]:
     """Names, keys and vault references of an environment's Secrets, from rendered objects."""
     env = project.env(env_name)
     objects = (kustomize or render.Kustomize()).build(env.overlay_dir)
-    files = sources(project, env)
+    origin = files.sources(project, env)
     out = []
     for name, shape in sorted(parity.secret_shapes(objects).items()):
         refs = dict(sorted(_pair(r) for r in shape.vault_refs))
         out.append(
-            SecretInfo(name, tuple(sorted(shape.keys)), shape.encrypted, refs, files.get(name))
+            SecretInfo(name, tuple(sorted(shape.keys)), shape.encrypted, refs, origin.get(name))
         )
     return out
 
