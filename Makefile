@@ -26,6 +26,7 @@ lint: venv
 	ruff check promote tests bench
 	ruff format --check promote tests bench
 	mypy
+	lint-imports
 
 test: venv tools lint
 	python -m pytest -q

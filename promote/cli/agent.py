@@ -84,9 +84,8 @@ def agent(
             if report.error:
                 raise report.error.cause
             return
-        interval_s = config.parse_duration(
-            interval or project.env(env).config.sync.interval
-        ).total_seconds()
+        # None: each revision's own sync.interval (read by the agent from what it deploys).
+        interval_s = config.parse_duration(interval).total_seconds() if interval else None
         loop = loop_mod.AgentLoop(
             the_agent,
             loop_mod.LoopSettings(
@@ -95,7 +94,8 @@ def agent(
         )
         signal.signal(signal.SIGTERM, lambda *_: loop.stop())
         console.print(
-            f"promote agent for [bold]{env}[/]: syncing every {interval_s:.0f}s"
+            f"promote agent for [bold]{env}[/]: "
+            + (f"syncing every {interval_s:.0f}s" if interval_s else "syncing per sync.interval")
             + (f", serving http://{listen}/status" if listen else "")
         )
         try:

@@ -20,6 +20,7 @@ from promote.cli.output import (
 from promote.errors import ExitCode, PolicyBlocked
 from promote.forge import base as forge_base
 from promote.promotion import engine, history, plan, propose
+from promote.reconcile import gate
 
 TitleOpt = typer.Option(None, "--title", help="PR title (default: generated from the plan).")
 AuthorOpt = typer.Option(
@@ -158,13 +159,12 @@ def to(
 ) -> None:
     """Promote images from the upstream environment into ENV through a pull request."""
     with handled(output):
-        reader = (
-            engine.status_from_file(status_file) if status_file else _agent_status_reader(repo_dir)
-        )
+        from_file = engine.status_from_file(status_file) if status_file else None
         with (
             progress(f"Planning the promotion into {env}...", output),
             engine.session(repo_dir) as s,
         ):
+            reader = from_file or gate.AgentStatusReader(s.project)
             p = propose.plan_promotion(s, env, source=source, apps=apps, status_reader=reader)
             if dry_run and p.blocked and output == Format.json:
                 emit_json({"plan": plan.to_dict(p)}, exit_code=ExitCode.BLOCKED)
@@ -284,14 +284,3 @@ def history_cmd(
             approvals or "-",
         )
     console.print(table)
-
-
-def _agent_status_reader(repo_dir: Path) -> plan.StatusReader:
-    """Read the source agent's status from its cluster, only when a soak gate asks."""
-
-    def read(env: str) -> plan.EnvStatus | None:
-        from promote.reconcile import factory  # the Kubernetes client loads only when needed
-
-        return factory.gate_status_reader(common.load(repo_dir))(env)
-
-    return read

@@ -11,7 +11,6 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
 
 import yaml
 
@@ -58,17 +57,6 @@ class Image:
         return {"newName": self.new_name, "newTag": self.new_tag, "digest": self.digest}
 
 
-def kustomization_path(overlay_dir: Path) -> Path:
-    for name in KUSTOMIZATION_NAMES:
-        candidate = overlay_dir / name
-        if candidate.exists():
-            return candidate
-    raise ConfigError(
-        f"{overlay_dir}: no kustomization.yaml; an overlay folder needs one listing its "
-        "resources (see `promote init`)."
-    )
-
-
 def parse_images(text: str, display: str = "kustomization.yaml") -> list[Image]:
     """The ``images:`` entries of a kustomization text, values as written (``1.10`` stays
     "1.10", not the float 1.1; ``null``, ``~`` or nothing is None)."""
@@ -113,26 +101,11 @@ def _is_null(node: yaml.Node) -> bool:
     return isinstance(node, yaml.ScalarNode) and node.tag == _NULL_TAG
 
 
-def read_images(overlay_dir: Path) -> list[Image]:
-    path = kustomization_path(overlay_dir)
-    return parse_images(path.read_text(encoding="utf-8"), str(path))
-
-
-def read_resources(overlay_dir: Path) -> list[str]:
-    path = kustomization_path(overlay_dir)
-    found = _field(_compose(path.read_text(encoding="utf-8"), str(path)), "resources")
+def parse_resources(text: str, display: str = "kustomization.yaml") -> list[str]:
+    """The ``resources:`` entries of a kustomization's text (non-strings skipped)."""
+    found = _field(_compose(text, display), "resources")
     items = found[1].value if found and isinstance(found[1], yaml.SequenceNode) else []
     return [str(i.value) for i in items if isinstance(i, yaml.ScalarNode)]
-
-
-def list_apps(overlay_dir: Path) -> list[str]:
-    """Apps of an overlay: base folders it includes (``../base/<app>``) and its images."""
-    apps = {img.app for img in read_images(overlay_dir)}
-    for res in read_resources(overlay_dir):
-        parts = Path(res).parts
-        if "base" in parts and parts.index("base") + 1 < len(parts):
-            apps.add(parts[parts.index("base") + 1])
-    return sorted(apps)
 
 
 # --- surgical edits ---------------------------------------------------------------------------

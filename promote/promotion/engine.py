@@ -33,7 +33,7 @@ from promote.forge import base as forge_base
 from promote.forge import factory as forge_factory
 from promote.git import archive
 from promote.git import repo as git_repo
-from promote.kustomize import imagetag, overlay, render
+from promote.kustomize import folder, imagetag, overlay, render
 from promote.promotion import plan
 
 if TYPE_CHECKING:
@@ -104,7 +104,7 @@ class Session:
         are applied by :mod:`imagetag`, kustomize's own transformer ported to Python. Overlays
         that port cannot reproduce exactly are built by kustomize once per version.
         """
-        display = self.project.relpath(overlay.kustomization_path(overlay_dir))
+        display = self.project.relpath(folder.kustomization_path(overlay_dir))
         splits = [imagetag.split(text, display) for text in texts]
         stripped = {s.text for s in splits if s is not None}
         if None not in splits and len(stripped) == 1:
@@ -120,7 +120,7 @@ class Session:
 
         The copy sits beside the original, so relative references (``../base/app``) resolve.
         """
-        path = overlay.kustomization_path(overlay_dir)
+        path = folder.kustomization_path(overlay_dir)
         if path.read_text(encoding="utf-8") == text:
             return self.render_overlay(overlay_dir, tree=self.tree)
         digest = hashlib.sha256(text.encode()).hexdigest()
@@ -154,12 +154,12 @@ class Session:
         return self._tree
 
     def overlay_file(self, env: config.Environment) -> str:
-        return self.project.relpath(overlay.kustomization_path(env.overlay_dir))
+        return self.project.relpath(folder.kustomization_path(env.overlay_dir))
 
     def read_overlay(self, env: config.Environment) -> tuple[str, list[overlay.Image]]:
         """The kustomization text of ``env`` on main and its images (parsed once per session)."""
         if env.name not in self._parsed:
-            path = overlay.kustomization_path(env.overlay_dir)
+            path = folder.kustomization_path(env.overlay_dir)
             text = path.read_text(encoding="utf-8")
             self._parsed[env.name] = (text, overlay.parse_images(text, self.overlay_file(env)))
         return self._parsed[env.name]

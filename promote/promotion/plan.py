@@ -15,7 +15,7 @@ import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 import yaml
 
@@ -84,7 +84,11 @@ class EnvStatus:
     revision: str | None = None
 
 
-StatusReader = Callable[[str], EnvStatus | None]
+class StatusReader(Protocol):
+    """Where the soak gate reads an environment's agent status; the promotion side receives
+    one (the agents' status ConfigMaps, a status file, a test's table) and never builds it."""
+
+    def __call__(self, env: str) -> EnvStatus | None: ...
 
 
 def no_status(env: str) -> EnvStatus | None:

@@ -19,7 +19,7 @@ from promote import config
 from promote.errors import ConfigError, PushRejected, UsageError
 from promote.forge import base as forge_base
 from promote.git import repo as git_repo
-from promote.kustomize import overlay
+from promote.kustomize import folder, overlay
 from promote.promotion import diff, engine, plan
 from promote.secrets.authoring import parity
 
@@ -103,7 +103,7 @@ def plan_promotion(
         s.read_overlay(src)[1],
         s.read_overlay(env)[1],
         source=src.name,
-        source_apps=lambda: overlay.list_apps(src.overlay_dir),
+        source_apps=lambda: folder.list_apps(src.overlay_dir),
         apps=apps,
     )
     soak = env.config.gates.soak

@@ -52,6 +52,29 @@ class Report:
         return out
 
 
+def check_rendered(
+    project: config.Project,
+    env: config.Environment,
+    objects: Objects,
+    *,
+    namespace: str | None = None,
+) -> list[validation.Finding]:
+    """Every check on an environment's rendered objects: the generic ones and EXTRA_CHECKS.
+
+    The one list both ``promote validate`` and the reconcile agent run (the agent passes the
+    namespace it deploys to; the default is the environment file's).
+    """
+    findings = validation.check_objects(
+        objects,
+        env=env.name,
+        namespace=namespace or env.config.cluster.namespace,
+        allow_latest=env.name in project.config.policy.allow_latest,
+    )
+    for check in EXTRA_CHECKS:
+        findings.extend(check(project, env, objects))
+    return findings
+
+
 def validate_env(
     project: config.Project, env: config.Environment, kustomize: render.Kustomize
 ) -> EnvReport:
@@ -59,15 +82,7 @@ def validate_env(
         objects = kustomize.build(env.overlay_dir)
     except PromoteError as exc:
         return EnvReport(env.name, 0, (), error=str(exc))
-    findings = validation.check_objects(
-        objects,
-        env=env.name,
-        namespace=env.config.cluster.namespace,
-        allow_latest=env.name in project.config.policy.allow_latest,
-    )
-    for check in EXTRA_CHECKS:
-        findings.extend(check(project, env, objects))
-    return EnvReport(env.name, len(objects), tuple(findings))
+    return EnvReport(env.name, len(objects), tuple(check_rendered(project, env, objects)))
 
 
 def validate_project(

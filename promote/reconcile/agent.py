@@ -38,10 +38,11 @@ log = logging.getLogger(__name__)
 class AgentSettings:
     env: str
     namespace: str  # default namespace of the environment's objects; status lives here too
-    self_heal: bool = True
-    prune: bool = True
+    # None: the environment's own setting (``sync.selfHeal``/``sync.prune``) at the revision
+    # being deployed; True/False: a command-line override.
+    self_heal: bool | None = None
+    prune: bool | None = None
     allow_mass_prune: bool = False
-    ignore: tuple[config.IgnoreRule, ...] = ()
     workers: int = 8  # parallel applies; the API server is the bottleneck past this
 
 
@@ -91,7 +92,6 @@ class Agent:
             source=source,
             kustomize=kustomize,
             resolver=resolver,
-            ignore=settings.ignore,
             work_dir=work_dir,
         )
         self.cache = LiveCache(
@@ -106,6 +106,14 @@ class Agent:
         self._heal_queue: dict[str, None] = {}
         self._heal_wakeup = threading.Event()
         self.healing_enabled = False
+        self.sync_settings = config.SyncConfig()  # the deployed revision's, after each pass
+
+    @property
+    def self_heal(self) -> bool:
+        """Revert drift at once: the command line's choice, else the deployed revision's."""
+        if self.settings.self_heal is not None:
+            return self.settings.self_heal
+        return self.sync_settings.self_heal
 
     # --- the pass ---------------------------------------------------------------------------
     def run_pass(self, *, dry_run: bool = False) -> PassReport:
@@ -118,6 +126,7 @@ class Agent:
             if built.images != self.status.images:
                 self.status.healthy_since = None  # a soak starts over with new images
             self.status.images = built.images
+            self.sync_settings = built.sync
             desired = built.objects
             report.objects = len(desired)
             with self._lock:
@@ -202,7 +211,7 @@ class Agent:
         for obj in desired:
             key = client.object_key(obj)
             changed = self._applied.get(key) != _digest(obj)
-            if key in report.out_of_sync and (changed or self.settings.self_heal):
+            if key in report.out_of_sync and (changed or self.self_heal):
                 todo.append(obj)
         results = apply.apply_objects(
             self.cluster, todo, mode=apply.ApplyMode.FORCE, workers=self.settings.workers
@@ -225,7 +234,8 @@ class Agent:
         env, ns = self.settings.env, self.settings.namespace
         keys = [client.object_key(o) for o in desired]
         previous = stage(Stage.PRUNE, apply.read_inventory, self.cluster, env=env, namespace=ns)
-        if self.settings.prune and previous:
+        prune = self.sync_settings.prune if self.settings.prune is None else self.settings.prune
+        if prune and previous:
             plan = inventory.plan_prune(
                 previous, keys, allow_mass_prune=self.settings.allow_mass_prune
             )
@@ -377,7 +387,7 @@ class Agent:
             if not paths:
                 return 0
             what = client.describe_key(key)
-            if not self.settings.self_heal:
+            if not self.self_heal:
                 if what not in self.status.out_of_sync:
                     self.status.out_of_sync.append(what)
                     self.status.sync = SyncState.OUT_OF_SYNC

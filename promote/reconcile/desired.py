@@ -70,6 +70,7 @@ class Desired:
     revision: str
     objects: list[dict[str, Any]]  # prepared: labelled, namespaced, decrypted, in apply order
     images: dict[str, str]  # running_images() of the rendered objects
+    sync: config.SyncConfig  # the environment's sync settings at this revision
 
 
 class DesiredState:
@@ -83,7 +84,6 @@ class DesiredState:
         source: GitSource,
         kustomize: render.Kustomize,
         resolver: SecretResolver | None,
-        ignore: Sequence[config.IgnoreRule] = (),
         work_dir: Path | None = None,
     ) -> None:
         self.env = env
@@ -91,19 +91,17 @@ class DesiredState:
         self.source = source
         self.kustomize = kustomize
         self.resolver = resolver
-        self.ignore = tuple(ignore)
         self._work_dir = work_dir
-        self._rendered: tuple[str, list[dict[str, Any]]] | None = None  # (revision, objects)
+        # (revision, objects, the environment's sync settings at that revision)
+        self._rendered: tuple[str, list[dict[str, Any]], config.SyncConfig] | None = None
 
     def fetch(self) -> str:
         return stage(Stage.FETCH, self.source.fetch)
 
     def build(self, revision: str) -> Desired:
-        if self._rendered is not None and self._rendered[0] == revision:
-            objects = self._rendered[1]  # same revision, same objects: skip kustomize
-        else:
-            objects = self._render(revision)
-            self._rendered = (revision, objects)
+        if self._rendered is None or self._rendered[0] != revision:
+            self._rendered = (revision, *self._render(revision))
+        _, objects, sync = self._rendered  # same revision, same objects: kustomize runs once
         images = running_images(objects)
         if any(validation.is_sops_object(o) for o in objects) and self.resolver is None:
             raise StageFailed(
@@ -111,15 +109,20 @@ class DesiredState:
             )
         if self.resolver is not None and any(o.get("kind") == "Secret" for o in objects):
             objects = stage(Stage.DECRYPT, self.resolver.resolve, objects, env=self.env)
-        prepared = [drift.secret_to_data(drift.apply_ignores(o, self.ignore)) for o in objects]
+        prepared = [drift.secret_to_data(drift.apply_ignores(o, sync.ignore)) for o in objects]
         return Desired(
             revision,
             apply.prepare(prepared, env=self.env, namespace=self.namespace, revision=revision),
             images,
+            sync,
         )
 
-    def _render(self, revision: str) -> list[dict[str, Any]]:
-        """Export the tree at ``revision``, render the environment's overlay, validate it."""
+    def _render(self, revision: str) -> tuple[list[dict[str, Any]], config.SyncConfig]:
+        """Export the tree at ``revision``, render the environment's overlay, validate it.
+
+        The environment's sync settings (selfHeal, prune, ignore rules) come from the same
+        tree: what an agent does is decided by the revision it deploys, never by a checkout.
+        """
         with tempfile.TemporaryDirectory(prefix="promote-agent-", dir=self._work_dir) as tmp:
             tree = stage(Stage.FETCH, self.source.export, revision, Path(tmp) / "tree")
             project = stage(Stage.RENDER, config.load_project, tree)
@@ -127,16 +130,11 @@ class DesiredState:
             objects: list[dict[str, Any]] = stage(
                 Stage.RENDER, self.kustomize.build, environment.overlay_dir
             )
-            findings = validation.check_objects(
-                objects,
-                env=self.env,
-                namespace=self.namespace,
-                allow_latest=self.env in project.config.policy.allow_latest,
+            findings = validate.check_rendered(
+                project, environment, objects, namespace=self.namespace
             )
-            for check in validate.EXTRA_CHECKS:
-                findings.extend(check(project, environment, objects))
         if findings:
             shown = "; ".join(str(f) for f in findings[:5])
             more = f" (+{len(findings) - 5} more)" if len(findings) > 5 else ""
             raise StageFailed(Stage.VALIDATE, PromoteError(shown + more))
-        return objects
+        return objects, environment.config.sync

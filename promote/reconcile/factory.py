@@ -8,16 +8,12 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 
 from promote import config
-from promote.cluster import client, health
-from promote.errors import PromoteError
+from promote.cluster import client
 from promote.kustomize import render
-from promote.promotion import plan
 from promote.reconcile import source as source_mod
-from promote.reconcile import status as status_mod
 from promote.reconcile.agent import Agent, AgentSettings
 from promote.reconcile.desired import SecretResolver
 from promote.secrets import resolve
@@ -73,14 +69,16 @@ def build_agent(
     src = source_mod.GitSource(
         url, branch=ov.branch or project.config.main_branch, cache_root=cache_root()
     )
-    sync = env.config.sync
+    # Sync settings (selfHeal, prune, ignore) are read by the agent from each revision it
+    # deploys; the flags here only override them. The cluster (kubeconfig, context, namespace)
+    # and secret access still come from the local checkout: they steer credentials, and
+    # reading them from Git must wait until the agent verifies what it reads (trust chain).
     settings = AgentSettings(
         env=env.name,
         namespace=env.config.cluster.namespace,
-        self_heal=sync.self_heal if ov.self_heal is None else ov.self_heal,
-        prune=sync.prune if ov.prune is None else ov.prune,
+        self_heal=ov.self_heal,
+        prune=ov.prune,
         allow_mass_prune=ov.allow_mass_prune,
-        ignore=tuple(sync.ignore),
     )
     return Agent(
         settings=settings,
@@ -89,33 +87,3 @@ def build_agent(
         kustomize=render.Kustomize(),
         resolver=resolver if resolver is not None else default_resolver(project, env),
     )
-
-
-def gate_status_reader(project: config.Project, ov: Overrides | None = None) -> plan.StatusReader:
-    """The soak gate's input: each environment's agent status, read from its cluster
-    (``promote-status-ENV``). An unreachable cluster or no agent yet reads as unknown."""
-
-    def read(env_name: str) -> plan.EnvStatus | None:
-        env = project.env(env_name)
-        try:
-            cluster = connect_env(env, ov or Overrides())
-            st = status_mod.read(cluster, env=env_name, namespace=env.config.cluster.namespace)
-        except PromoteError:
-            return None
-        if st is None:
-            return None
-        since = (
-            datetime.fromisoformat(st.healthy_since.replace("Z", "+00:00"))
-            if st.healthy_since
-            else None
-        )
-        return plan.EnvStatus(
-            env=env_name,
-            synced=st.sync == status_mod.SyncState.SYNCED,
-            healthy=health.Health.from_label(st.health) is health.Health.HEALTHY,
-            images=dict(st.images),
-            since=since,
-            revision=st.revision,
-        )
-
-    return read

@@ -26,7 +26,9 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class LoopSettings:
-    interval_s: float = 60.0  # full resync; drift is caught earlier by watches
+    # Full resync; drift is caught earlier by watches. None: the environment's
+    # ``sync.interval`` at the revision last deployed (default 60 s).
+    interval_s: float | None = None
     poll_s: float = 5.0  # how often to look for a new revision between full passes
     backoff_min_s: float = 1.0
     backoff_max_s: float = 60.0  # cap of the exponential backoff after failures
@@ -59,6 +61,13 @@ class AgentLoop:
         self.last_report: PassReport | None = None
         self.passes = 0
         self._server: ThreadingHTTPServer | None = None
+
+    @property
+    def interval_s(self) -> float:
+        """Seconds between full passes: the flag, else the deployed revision's sync.interval."""
+        if self.settings.interval_s is not None:
+            return self.settings.interval_s
+        return self.agent.sync_settings.interval.total_seconds()
 
     def _status(self) -> dict[str, object]:
         doc = self.agent.status.to_dict()
@@ -108,7 +117,7 @@ class AgentLoop:
                         continue
                     failures = 0
                     last_revision = report.revision
-                    next_full = time.monotonic() + self.settings.interval_s
+                    next_full = time.monotonic() + self.interval_s
                     self.agent.healing_enabled = True
                 self.stop_event.wait(min(self.settings.poll_s, self.settings.lease.renew_s))
         finally:

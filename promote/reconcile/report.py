@@ -16,7 +16,7 @@ from typing import Any
 from promote import config
 from promote.cluster import client, drift
 from promote.errors import PromoteError
-from promote.kustomize import overlay
+from promote.kustomize import folder
 from promote.promotion import diff
 from promote.reconcile import factory
 from promote.reconcile import source as source_mod
@@ -41,7 +41,7 @@ def git_images(
     with tempfile.TemporaryDirectory(prefix="promote-status-") as tmp:
         at_rev = config.load_project(src.export(revision, Path(tmp) / "tree"))
         for name, env in at_rev.environments.items():
-            out[name] = {img.app: img.version for img in overlay.read_images(env.overlay_dir)}
+            out[name] = {img.app: img.version for img in folder.read_images(env.overlay_dir)}
     return out, revision, at_rev
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from promote.errors import ConfigError
-from promote.kustomize import overlay
+from promote.kustomize import folder, overlay
 
 BEFORE = """\
 apiVersion: kustomize.config.k8s.io/v1beta1
@@ -75,12 +75,12 @@ def test_plain_values_that_yaml_would_misread_are_quoted(value: str, written: st
 
 def test_parse_images_and_apps(tmp_path) -> None:  # type: ignore[no-untyped-def]
     (tmp_path / "kustomization.yaml").write_text(BEFORE)
-    images = overlay.read_images(tmp_path)
+    images = folder.read_images(tmp_path)
     assert [(i.name, i.new_tag, i.digest) for i in images] == [
         ("web-app", "v2.3.1", None),
         ("api", "v1.7.5", "sha256:aaaa"),
     ]
-    assert overlay.list_apps(tmp_path) == ["api", "web-app"]
+    assert folder.list_apps(tmp_path) == ["api", "web-app"]
 
 
 def test_flow_style_entry_is_refused_with_a_fix() -> None:

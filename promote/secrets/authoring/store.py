@@ -25,7 +25,7 @@ import yaml
 
 from promote import config
 from promote.errors import ConfigError, KeyFileError, SopsError, UsageError
-from promote.kustomize import overlay, render
+from promote.kustomize import folder, overlay, render
 from promote.secrets import files, values
 from promote.secrets.authoring import keys, parity, rekey
 
@@ -179,7 +179,7 @@ def set_secret(
     _write_atomic(path, ciphertext)
     log.info("wrote %s (keys: %s)", rel, ", ".join(a.key for a in assignments))
     resource = f"{SECRETS_DIR}/{name}.sops.yaml"
-    kz = overlay.kustomization_path(env.overlay_dir)
+    kz = folder.kustomization_path(env.overlay_dir)
     before = kz.read_text(encoding="utf-8")
     after = overlay.add_resource(before, resource, project.relpath(kz))
     if after != before:

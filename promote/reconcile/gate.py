@@ -1,0 +1,50 @@
+"""The soak gate's view of the agents: each environment's status, read from its cluster.
+
+The promotion side receives a :class:`~promote.promotion.plan.StatusReader`; this is the one
+that reads ``promote-status-ENV`` (what the agent publishes) with the environment's cluster
+settings from the project the promotion was planned on (main), never the local checkout. The
+Kubernetes client is imported only when a gate asks: most promotions have no soak gate.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from promote import config
+from promote.errors import PromoteError
+from promote.promotion import plan
+
+
+class AgentStatusReader:
+    """``reader(env) -> EnvStatus | None``; an unreachable cluster or no agent yet is None."""
+
+    def __init__(self, project: config.Project) -> None:
+        self._project = project
+
+    def __call__(self, env: str) -> plan.EnvStatus | None:
+        from promote.cluster import health
+        from promote.reconcile import factory
+        from promote.reconcile import status as status_mod
+
+        environment = self._project.env(env)
+        try:
+            cluster = factory.connect_env(environment, factory.Overrides())
+            namespace = environment.config.cluster.namespace
+            st = status_mod.read(cluster, env=env, namespace=namespace)
+        except PromoteError:
+            return None
+        if st is None:
+            return None
+        since = (
+            datetime.fromisoformat(st.healthy_since.replace("Z", "+00:00"))
+            if st.healthy_since
+            else None
+        )
+        return plan.EnvStatus(
+            env=env,
+            synced=st.sync == status_mod.SyncState.SYNCED,
+            healthy=health.Health.from_label(st.health) is health.Health.HEALTHY,
+            images=dict(st.images),
+            since=since,
+            revision=st.revision,
+        )
