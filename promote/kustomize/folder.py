@@ -1,4 +1,5 @@
-"""An overlay folder on disk: which kustomization file it has, its images, resources, apps.
+"""An overlay folder on disk: which kustomization file it has, its images, resources, apps,
+and every repository path its render reads (:func:`input_paths`, the basis of a change's scope).
 
 The few reads of an overlay's files; the text itself is parsed and edited by the pure
 :mod:`promote.kustomize.overlay`. Errors name the folder and how to fix it.
@@ -6,11 +7,17 @@ The few reads of an overlay's files; the text itself is parsed and edited by the
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import yaml
+
+from promote import config
 from promote.errors import ConfigError
 from promote.kustomize import overlay
 from promote.kustomize.overlay import KUSTOMIZATION_NAMES
+from promote.promotion import scope
 
 
 def kustomization_path(overlay_dir: Path) -> Path:
@@ -42,3 +49,70 @@ def list_apps(overlay_dir: Path) -> list[str]:
         if "base" in parts and parts.index("base") + 1 < len(parts):
             apps.add(parts[parts.index("base") + 1])
     return sorted(apps)
+
+
+def input_paths(root: Path, overlay_dir: Path) -> frozenset[str]:
+    """Repository-relative paths an overlay's render reads: its folder (``dir/``) and, through
+    every kustomization on the way, each folder or file a kustomization names (resources,
+    components, bases, patches, generator files, replacements, ...).
+
+    Over-approximates on purpose: any string in a kustomization that names an existing file
+    or folder next to it counts, whatever its field. URLs and paths leaving ``root`` are not
+    inputs here (the render sandbox refuses them); an unreadable kustomization still makes
+    its folder an input.
+    """
+    top = root.resolve()
+    seen: set[Path] = set()
+    out: set[str] = set()
+
+    def rel(path: Path) -> str | None:
+        try:
+            return path.relative_to(top).as_posix()
+        except ValueError:
+            return None
+
+    def visit(folder: Path) -> None:
+        folder = folder.resolve()
+        name = rel(folder)
+        if folder in seen or name is None:
+            return
+        seen.add(folder)
+        out.add("" if name == "." else f"{name}/")
+        try:
+            doc = yaml.safe_load(kustomization_path(folder).read_text(encoding="utf-8"))
+        except (ConfigError, OSError, UnicodeDecodeError, yaml.YAMLError):
+            return
+        for value in _strings(doc):
+            for candidate in {value, value.split("=", 1)[-1]}:  # generators: "key=path"
+                target = (folder / candidate).resolve()
+                if target.is_dir():
+                    visit(target)
+                elif target.is_file() and (found := rel(target)) is not None:
+                    out.add(found)
+
+    visit(overlay_dir)
+    return frozenset(out)
+
+
+def _strings(node: Any) -> Iterator[str]:
+    """Every short, single-line string value below ``node`` that could be a local path."""
+    if isinstance(node, dict):
+        for value in node.values():
+            yield from _strings(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _strings(value)
+    elif isinstance(node, str) and _maybe_path(node):
+        yield node
+
+
+def _maybe_path(text: str) -> bool:
+    short = bool(text) and "\n" not in text and len(text) < 1024
+    return short and "://" not in text and not text.startswith(("git@", "/"))
+
+
+def layout(project: config.Project) -> scope.Layout:
+    """Each environment's render inputs in ``project``'s tree (a checkout or an export)."""
+    envs = tuple(project.pipeline())
+    inputs = {e: input_paths(project.root, project.env(e).overlay_dir) for e in envs}
+    return scope.Layout(envs, inputs)
