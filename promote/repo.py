@@ -1,18 +1,23 @@
 """The Git side of promote: fetch, resolve, read, export, build commits, push, log.
 
-Owns one outside system: the ``git`` binary, run as subprocesses (no Python Git library: the
-one we used cost ~85 ms of every start) with ``GIT_TERMINAL_PROMPT=0``, ``LC_ALL=C`` and what
-:meth:`Repo.environment` adds. Object reads (resolving names, files at a revision, trees) go
-through one persistent ``git cat-file --batch`` per :class:`Repo`, started on first use.
-Commits are built straight in the object database (blobs, trees and commits hashed here and
-stored by ``git unpack-objects`` as one small pack; no index, no worktree), so the user's
-checkout, index and branches are never touched; only remote-tracking refs move when we fetch.
-Pushes take an expected old value (``--force-with-lease=ref:sha``), which makes every ref
-update a compare-and-swap that the remote enforces under its ref lock.
+Owns one outside system, Git, driven through GitPython (imported on first use: it costs
+~80 ms, and ``promote --version`` must not pay it). Commands run through GitPython's command
+wrapper (``git.Git.execute``) with ``GIT_TERMINAL_PROMPT=0``, ``LC_ALL=C``, a timeout, and
+what :meth:`Repo.environment` adds (GitPython's ``custom_environment``: this repository's
+commands only, never ``os.environ``). Object reads (resolving names, files at a revision,
+trees) go through GitPython's ``GitCmdObjectDB``: one persistent ``git cat-file --batch`` per
+:class:`Repo`, started on first read, never given the environment's extras. New blobs, trees
+and commits are written into the object database by GitPython (loose objects; trees
+serialised by its tree functions, commits by ``Commit.create_from_tree``, signed commits by
+``git commit-tree -S``), so the user's checkout, index and branches are never touched; only
+remote-tracking refs move when we fetch. Pushes take an expected old value
+(``--force-with-lease=ref:sha``), which makes every ref update a compare-and-swap that the
+remote enforces under its ref lock.
 
 Errors: a failing git command becomes :class:`~promote.errors.GitUnavailable` (the remote
-cannot be reached: retryable), :class:`~promote.errors.PushRejected` (a ref moved under us:
-rebase and retry) or :class:`~promote.errors.GitError`, judged from git's output only.
+cannot be reached, or git did not answer in time: retryable), :class:`~promote.errors.PushRejected`
+(a ref moved under us: rebase and retry) or :class:`~promote.errors.GitError`, judged from
+git's output only. GitPython's own exceptions never leave this module.
 """
 
 from __future__ import annotations
@@ -20,25 +25,34 @@ from __future__ import annotations
 import contextlib
 import getpass
 import hashlib
+import io
 import logging
 import os
 import re
 import socket
-import subprocess
+import threading
 import time
 from collections.abc import Container, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
 
-from promote import archive, gitobjects
+from promote import archive
 from promote.errors import GitError, GitUnavailable, NotFound, PushRejected
+
+if TYPE_CHECKING:
+    import git
 
 log = logging.getLogger(__name__)
 
 MUST_NOT_EXIST = ""  # RefUpdate.expect: the ref must not exist yet (create-only)
+FILE_MODE = 0o100644
+EXECUTABLE_MODE = 0o100755
+SYMLINK_MODE = 0o120000
 _TREE_MODE = 0o40000
-_BLOB_MODE = 0o100644
+_BLOB_MODES = (FILE_MODE, EXECUTABLE_MODE, SYMLINK_MODE)
+_EMPTY_TREE = bytes.fromhex("4b825dc642cb6eb9a060e54bf8d69288fbee4904")
 _ENV = {"GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"}
 _UNREACHABLE = re.compile(
     r"could not read from remote|does not appear to be a git repository|unable to access|"
@@ -52,8 +66,21 @@ _RACE = re.compile(
     r"\.lock': file exists",
     re.IGNORECASE,
 )
+_TIMED_OUT = "Timeout: the command"  # GitPython's stderr when kill_after_timeout fired
 _TRAILER = re.compile(r"^([A-Za-z0-9][A-Za-z0-9-]*):\s*(.*)$")
 _LOG_FORMAT = "%H%x00%P%x00%T%x00%an%x00%ae%x00%at%x00%cn%x00%ce%x00%ct%x00%B%x1e"
+
+# What write_tree accepts for a file: its bytes (a new file is 100644, an existing one keeps
+# its mode), or (mode, bytes) with a mode from _BLOB_MODES; None deletes the file.
+FileContent = bytes | tuple[int, bytes]
+
+
+def _text(data: bytes) -> str:
+    return data.decode("utf-8", "surrogateescape")
+
+
+def _raw(name: str) -> bytes:
+    return name.encode("utf-8", "surrogateescape")
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,9 +132,9 @@ class RefUpdate:
     expect: str | None = None
 
 
-def _translate(stderr: bytes, stdout: bytes, status: int, what: str) -> GitError:
-    detail = " ".join(gitobjects.text(part).strip() for part in (stderr, stdout) if part.strip())
-    detail = re.sub(r"\s+", " ", detail)[:600]
+def _translate(stderr: str, stdout: bytes, status: int, what: str) -> GitError:
+    parts = (stderr.strip(), _text(stdout).strip())
+    detail = re.sub(r"\s+", " ", " ".join(part for part in parts if part))[:600]
     if _UNREACHABLE.search(detail):
         return GitUnavailable(
             f"{what}: the remote cannot be reached ({detail}).",
@@ -116,6 +143,30 @@ def _translate(stderr: bytes, stdout: bytes, status: int, what: str) -> GitError
     if _RACE.search(detail):
         return PushRejected(f"{what}: a ref moved while we updated it ({detail}).")
     return GitError(f"{what}: git failed ({detail or f'exit {status}'}).")
+
+
+def _split_signature(commit: bytes) -> tuple[bytes, bytes] | None:
+    """(signature, signed payload) of a raw commit object, or None when it has no ``gpgsig``.
+
+    The payload is the object without its ``gpgsig`` header (the header's first line and its
+    continuation lines, which start with a space): what git hands gpg to verify.
+    """
+    head, sep, body = commit.partition(b"\n\n")
+    signature: list[bytes] = []
+    kept: list[bytes] = []
+    inside = False
+    for line in head.split(b"\n"):
+        if line.startswith(b"gpgsig "):
+            inside = True
+            signature.append(line[len(b"gpgsig ") :])
+        elif inside and line.startswith(b" "):
+            signature.append(line[1:])
+        else:
+            inside = False
+            kept.append(line)
+    if not signature:
+        return None
+    return b"\n".join(signature) + b"\n", b"\n".join(kept) + sep + body
 
 
 class Repo:
@@ -127,9 +178,9 @@ class Repo:
         self._path = path
         self._git_dir = git_dir
         self._timeout_s = timeout_s
-        self._extra: dict[str, str] = {}
-        # Not the extras: reads are local, and the reader lives as long as the Repo.
-        self._objects = gitobjects.ObjectReader(path, {**os.environ, **_ENV})
+        self._lock = threading.Lock()  # guards the object reader (GitPython's is not threadsafe)
+        self._cmd: git.Git | None = None  # commands; environment() adds to its environment
+        self._db: git.Repo | None = None  # its own git.Git: reads never see environment()
 
     @classmethod
     def open(cls, path: Path | str) -> Repo:
@@ -139,14 +190,14 @@ class Repo:
         if start.is_dir():
             args = ("rev-parse", "--absolute-git-dir", "--is-inside-work-tree", "--show-cdup")
             probe = cls(start, start)  # runs git in ``start``, which finds the repository
-            proc = probe._run(*args, what=f"git rev-parse in {path}", ok=(0, 128))
-            lines = gitobjects.text(proc.stdout).split("\n")
-            if proc.returncode == 0 and len(lines) >= 3:
+            status, out, err = probe._run(*args, what=f"git rev-parse in {path}", ok=(0, 128))
+            lines = _text(out).split("\n")
+            if status == 0 and len(lines) >= 3:
                 git_dir = Path(lines[0])
                 top = (start.resolve() / lines[2]).resolve() if lines[1] == "true" else git_dir
                 return cls(top, git_dir)
-            if b"not a git repository" not in proc.stderr:
-                raise _translate(proc.stderr, b"", proc.returncode, f"git rev-parse in {path}")
+            if "not a git repository" not in err:
+                raise _translate(err, b"", status, f"git rev-parse in {path}")
         raise GitError(
             f"{path}: not inside a Git repository; run promote in your clone of the GitOps "
             "repository (or pass -C DIR)."
@@ -165,47 +216,69 @@ class Repo:
     def environment(self, extra: Mapping[str, str]) -> Iterator[None]:
         """Add ``extra`` to the environment of this repository's git commands (only theirs:
         a forge's auth header never reaches kustomize, gpg or sops, nor the object reader)."""
-        saved = self._extra
-        self._extra = {**saved, **extra}
-        try:
+        with self._command().custom_environment(**extra):
             yield
-        finally:
-            self._extra = saved
 
     def close(self) -> None:
         """Stop the object reader (a later read starts a new one)."""
-        self._objects.close()
+        with self._lock:
+            if self._db is not None:
+                self._db.git.clear_cache()
 
     # --- plumbing ---------------------------------------------------------------------------
 
-    def _run(
-        self, *args: str, what: str, ok: Container[int] = (0,), input: bytes = b""
-    ) -> subprocess.CompletedProcess[bytes]:
-        """``git args`` in this repository; an exit status outside ``ok`` raises (translated)."""
+    def _command(self) -> git.Git:
+        """GitPython's command wrapper for this repository, made on first use."""
+        if self._cmd is None:
+            import git
+
+            cmd = git.Git(self._path)
+            cmd.update_environment(**_ENV)
+            self._cmd = cmd
+        return self._cmd
+
+    def _database(self) -> git.Repo:
+        """GitPython's view of the repository: its object database (call with ``_lock``)."""
+        if self._db is None:
+            import git
+
+            try:
+                db = git.Repo(self._path, odbt=git.GitCmdObjectDB)
+            except (git.exc.InvalidGitRepositoryError, git.exc.NoSuchPathError) as exc:
+                raise GitError(f"{self._path}: not a Git repository ({exc}).") from exc
+            db.git.update_environment(**_ENV)
+            self._db = db
+        return self._db
+
+    def _run(self, *args: str, what: str, ok: Container[int] = (0,)) -> tuple[int, bytes, str]:
+        """``git args`` in this repository: (status, stdout, stderr); a status outside ``ok``
+        raises (translated)."""
+        import git
+
+        cmd = self._command()
         started = time.monotonic()
-        env = {**os.environ, **_ENV, **self._extra}
         try:
-            proc = subprocess.run(
-                ["git", *args],
-                cwd=self._path,
-                env=env,
-                input=input,
-                capture_output=True,
-                timeout=self._timeout_s,
+            status, out, err = cmd.execute(
+                [cmd.GIT_PYTHON_GIT_EXECUTABLE or "git", *args],
+                with_extended_output=True,
+                with_exceptions=False,
+                kill_after_timeout=self._timeout_s,
+                stdout_as_string=False,
+                strip_newline_in_stdout=False,
             )
-        except subprocess.TimeoutExpired as exc:
-            raise GitUnavailable(f"{what}: no answer within {self._timeout_s:.0f}s.") from exc
-        except OSError as exc:
+        except git.exc.GitCommandNotFound as exc:
             raise GitError(f"{what}: cannot run git ({exc}).", hint="Is git installed?") from exc
         log.debug("git %s took %.3fs", args[0], time.monotonic() - started)
-        if proc.returncode not in ok:
-            raise _translate(proc.stderr, proc.stdout, proc.returncode, what)
-        return proc
+        if status != 0 and err.startswith(_TIMED_OUT):
+            raise GitUnavailable(f"{what}: no answer within {self._timeout_s:g}s.")
+        if status not in ok:
+            raise _translate(err, out, status, what)
+        return status, out, err
 
     def _git(self, *args: str, what: str, retries: int = 0, ok: Container[int] = (0,)) -> str:
         for attempt in range(retries + 1):
             try:
-                return gitobjects.text(self._run(*args, what=what, ok=ok).stdout)
+                return _text(self._run(*args, what=what, ok=ok)[1])
             except PushRejected:
                 # Local ref locks contend when several promote processes share one clone.
                 if attempt < retries:
@@ -213,6 +286,40 @@ class Repo:
                     continue
                 raise
         raise AssertionError("unreachable")
+
+    def _object(self, name: str) -> tuple[str, str, bytes] | None:
+        """(sha, type, data) of the object ``name`` names (``rev^{commit}``, ``rev:path``), or
+        None. A reader that died is replaced, once per request."""
+        if not name or "\n" in name or name.endswith("\r"):
+            return None  # cat-file reads one name a line
+        with self._lock:
+            reader = self._database().git
+            for attempt in range(2):
+                if not _running(reader):
+                    reader.clear_cache()  # it exited (killed, crashed): start another
+                try:
+                    sha, kind, _, data = reader.get_object_data(name)
+                    return _text(cast(bytes, sha)), _text(cast(bytes, kind)), data
+                except ValueError as exc:
+                    # cat-file answered "<name> missing" (or "ambiguous"): GitPython raises
+                    # ValueError; an empty answer means the process went away.
+                    if _running(reader) and "SHA is empty" not in str(exc):
+                        return None
+                    failure: Exception = exc
+                except OSError as exc:
+                    failure = exc
+                reader.clear_cache()
+                if attempt:
+                    raise GitError(f"git cat-file {name}: git failed ({failure}).") from failure
+        raise AssertionError("unreachable")
+
+    def _store(self, kind: bytes, data: bytes) -> bytes:
+        """Write one object into the object database (GitPython's loose-object writer)."""
+        from gitdb import IStream
+
+        with self._lock:
+            odb = self._database().odb
+        return cast(bytes, odb.store(IStream(kind, len(data), io.BytesIO(data))).binsha)
 
     def identity(self) -> Identity:
         """``git config user.name/user.email``, else the login name on this host."""
@@ -299,8 +406,8 @@ class Repo:
         return found
 
     def try_resolve(self, ref: str) -> str | None:
-        found = self._objects.get(f"{ref}^{{commit}}")
-        return found[0] if found else None
+        found = self._object(f"{ref}^{{commit}}")
+        return found[0] if found and found[1] == "commit" else None
 
     def refs(self, prefix: str) -> dict[str, str]:
         """Local refs under ``prefix`` (e.g. ``refs/remotes/origin/promote/``) -> SHA."""
@@ -327,20 +434,20 @@ class Repo:
 
     def read_file(self, rev: str, path: str) -> bytes | None:
         """The bytes of ``path`` at ``rev``, or None when the file does not exist there."""
-        commit = self._objects.get(f"{rev}^{{commit}}")
+        commit = self._object(f"{rev}^{{commit}}")
         if commit is None:
             raise NotFound(f"{self.path}: {rev!r} names no commit in this repository.")
-        found = self._objects.get(f"{commit[0]}:{path}")
+        found = self._object(f"{commit[0]}:{path}")
         return found[2] if found and found[1] == "blob" else None
 
     def export_tree(self, rev: str, dest: Path) -> Path:
         """Write the files of ``rev`` into ``dest`` (created), as ``git archive`` sees them."""
-        data = self._run("archive", "--format=tar", rev, what=f"git archive {rev}").stdout
+        data = self._run("archive", "--format=tar", rev, what=f"git archive {rev}")[1]
         return archive.extract(data, dest)
 
     def is_ancestor(self, ancestor: str, descendant: str) -> bool:
         args = ("merge-base", "--is-ancestor", ancestor, descendant)
-        return self._run(*args, what="git merge-base", ok=(0, 1)).returncode == 0
+        return self._run(*args, what="git merge-base", ok=(0, 1))[0] == 0
 
     def commit_info(self, rev: str) -> CommitInfo:
         found = self.log(rev, max_count=1, walk=False)
@@ -387,64 +494,82 @@ class Repo:
             )
         return commits
 
+    def signed_payload(self, rev: str) -> tuple[bytes, bytes] | None:
+        """(signature, signed data) of the commit ``rev`` names, or None when it is unsigned.
+
+        The signature is the commit's ``gpgsig`` header (ASCII-armoured); the data is the
+        commit object without it: ``gpg --verify signature data`` checks what git does.
+        """
+        found = self._object(f"{rev}^{{commit}}")
+        if found is None:
+            raise NotFound(f"{self.path}: {rev!r} names no commit in this repository.")
+        return _split_signature(found[2])
+
     # --- writing objects --------------------------------------------------------------------
 
-    def _write(self, staged: gitobjects.Objects) -> None:
-        """Store the staged objects with one ``git unpack-objects`` (objects it has are skipped)."""
-        self._run("unpack-objects", "-q", what="git unpack-objects", input=gitobjects.pack(staged))
-
-    def write_tree(self, files: Mapping[str, bytes | None], *, base: str | None = None) -> str:
+    def write_tree(
+        self, files: Mapping[str, FileContent | None], *, base: str | None = None
+    ) -> str:
         """A tree: ``base``'s tree (a commit or tree, or empty) with ``files`` set or deleted.
 
-        Keys are slash-separated paths; a None value deletes the file. Only the trees on the
-        changed paths are rewritten, everything else is shared with ``base``.
+        Keys are slash-separated paths; a None value deletes the file. A value is the file's
+        bytes (a file that exists keeps its mode: executable, symlink; a new one is 100644)
+        or ``(mode, bytes)`` (:data:`FILE_MODE`, :data:`EXECUTABLE_MODE`, :data:`SYMLINK_MODE`,
+        whose bytes are the link's target). Only the trees on the changed paths are rewritten,
+        everything else is shared with ``base``.
         """
-        staged: gitobjects.Objects = {}
         changes = {tuple(p.split("/")): v for p, v in files.items()}
-        sha = self._edit_tree(self._tree(base) if base else b"", changes, staged)
-        self._write(staged)
-        return sha.hex()
+        for content in changes.values():
+            if isinstance(content, tuple) and content[0] not in _BLOB_MODES:
+                raise ValueError(f"write_tree: mode {content[0]:o} is not a file's mode")
+        try:
+            return self._edit_tree(self._tree(base) if base else b"", changes).hex()
+        except ValueError as exc:  # GitPython refuses names git would not check out
+            raise GitError(f"{self.path}: cannot write a tree with {sorted(files)}: {exc}") from exc
 
     def _tree(self, name: str) -> bytes:
-        found = self._objects.get(f"{name}^{{tree}}")
+        found = self._object(f"{name}^{{tree}}")
         if found is None:
             raise NotFound(f"{self.path}: {name!r} names no commit in this repository.")
         return found[2]
 
     def _edit_tree(
-        self,
-        tree: bytes,
-        changes: Mapping[tuple[str, ...], bytes | None],
-        staged: gitobjects.Objects,
+        self, tree: bytes, changes: Mapping[tuple[str, ...], FileContent | None]
     ) -> bytes:
-        """``tree`` (raw) with ``changes``; new blobs and trees go to ``staged``; its SHA."""
-        entries = gitobjects.tree_entries(tree)
-        nested: dict[str, dict[tuple[str, ...], bytes | None]] = {}
+        """``tree`` (raw) with ``changes`` applied; new blobs and trees are stored; its SHA."""
+        from git.objects.fun import tree_entries_from_data, tree_to_stream
+
+        entries = {name: (mode, sha) for sha, mode, name in tree_entries_from_data(tree)}
+        nested: dict[str, dict[tuple[str, ...], FileContent | None]] = {}
         for parts, content in changes.items():
-            if len(parts) == 1:
-                if content is None:
-                    entries.pop(parts[0], None)
-                else:
-                    entries[parts[0]] = (_BLOB_MODE, gitobjects.stage(staged, b"blob", content))
-            else:
+            if len(parts) > 1:
                 nested.setdefault(parts[0], {})[parts[1:]] = content
+            elif content is None:
+                entries.pop(parts[0], None)
+            else:
+                current = entries.get(parts[0])
+                kept = current[0] if current and current[0] in _BLOB_MODES else FILE_MODE
+                mode, data = content if isinstance(content, tuple) else (kept, content)
+                entries[parts[0]] = (mode, self._store(b"blob", data))
         for name, sub in nested.items():
             current = entries.get(name)
             below = self._tree(current[1].hex()) if current and current[0] == _TREE_MODE else b""
-            sha = self._edit_tree(below, sub, staged)
+            sha = self._edit_tree(below, sub)
             if sha == _EMPTY_TREE:
                 entries.pop(name, None)
             else:
                 entries[name] = (_TREE_MODE, sha)
 
         def order(name: str) -> bytes:  # git sorts a folder as if its name ended in "/"
-            return gitobjects.raw(name) + (b"/" if entries[name][0] == _TREE_MODE else b"")
+            return _raw(name) + (b"/" if entries[name][0] == _TREE_MODE else b"")
 
-        data = b"".join(
-            b"%o %s\x00%s" % (entries[n][0], gitobjects.raw(n), entries[n][1])
-            for n in sorted(entries, key=order)
-        )
-        return gitobjects.stage(staged, b"tree", data)
+        # Names go in as bytes, so a name that is not UTF-8 is written back unchanged.
+        rows = [
+            (entries[n][1], entries[n][0], cast(Any, _raw(n))) for n in sorted(entries, key=order)
+        ]
+        out = io.BytesIO()
+        tree_to_stream(rows, out.write)
+        return self._store(b"tree", out.getvalue())
 
     def commit(
         self,
@@ -455,20 +580,66 @@ class Repo:
         author: Identity,
         committer: Identity | None = None,
         when: datetime | None = None,
+        sign_with: str | None = None,
     ) -> str:
-        stamp = int((when or datetime.now(UTC)).timestamp())
+        """A commit of ``tree``; its dates carry this machine's UTC offset at ``when`` (now).
 
-        def person(who: Identity) -> str:
-            clean = [re.sub(r"[<>\n]", "", p).strip() for p in (who.name, who.email)]
-            return f"{clean[0]} <{clean[1]}> {stamp} +0000"
+        ``sign_with`` (a GnuPG key id or fingerprint) signs it as ``git commit -S`` does:
+        git runs ``gpg`` (or ``gpg.program``) with the GNUPGHOME of the process, or the one
+        :meth:`environment` gives.
+        """
+        moment = (when or datetime.now(UTC)).astimezone()  # the local zone's offset then
+        text = message.rstrip("\n") + "\n"
+        people = [_clean(author), _clean(committer or author)]
+        if sign_with:
+            return self._commit_signed(tree, parents, text, people, moment, sign_with)
+        import git
 
-        lines = [f"tree {tree}", *(f"parent {p}" for p in parents)]
-        lines += [f"author {person(author)}", f"committer {person(committer or author)}"]
-        body = "\n".join(lines) + "\n\n" + message.rstrip("\n") + "\n"
-        staged: gitobjects.Objects = {}
-        sha = gitobjects.stage(staged, b"commit", body.encode())
-        self._write(staged)
-        return sha.hex()
+        with self._lock:
+            db = self._database()
+        try:
+            parent_commits = [git.Commit(db, bytes.fromhex(p)) for p in parents]
+            made = git.Commit.create_from_tree(
+                db,
+                git.Tree(db, bytes.fromhex(tree)),
+                text,
+                parent_commits=parent_commits,
+                author=git.Actor(people[0].name, people[0].email),
+                committer=git.Actor(people[1].name, people[1].email),
+                author_date=moment,
+                commit_date=moment,
+            )
+        except ValueError as exc:  # a tree or parent that is not a SHA
+            raise GitError(f"{self.path}: cannot write a commit of {tree}: {exc}") from exc
+        return made.hexsha
+
+    def _commit_signed(
+        self,
+        tree: str,
+        parents: Sequence[str],
+        text: str,
+        people: Sequence[Identity],
+        moment: datetime,
+        key: str,
+    ) -> str:
+        """``git commit-tree -S<key>``: git builds the payload and asks gpg to sign it."""
+        date = f"{int(moment.timestamp())} {moment.strftime('%z')}"
+        env = {
+            "GIT_AUTHOR_NAME": people[0].name,
+            "GIT_AUTHOR_EMAIL": people[0].email,
+            "GIT_AUTHOR_DATE": date,
+            "GIT_COMMITTER_NAME": people[1].name,
+            "GIT_COMMITTER_EMAIL": people[1].email,
+            "GIT_COMMITTER_DATE": date,
+        }
+        args = ["-c", "gpg.format=openpgp", "commit-tree", tree, f"-S{key}"]
+        for parent in parents:
+            args += ["-p", parent]
+        # -m keeps the text as given and ends it with one line break, as commit() does.
+        args += ["-m", text.rstrip("\n")]
+        with self._command().custom_environment(**env):
+            out = self._git(*args, what=f"git commit-tree -S{key}")
+        return out.strip()
 
     def merge_tree(self, ours: str, theirs: str) -> tuple[str, list[str]]:
         """Three-way merge without a worktree: (tree, conflicted paths).
@@ -477,16 +648,26 @@ class Repo:
         resolve them writes the resolved files over it (``write_tree(files, base=tree)``).
         """
         args = ("merge-tree", "--write-tree", "--name-only", "--no-messages", ours, theirs)
-        proc = self._run(*args, what="git merge-tree", ok=(0, 1))
-        lines = gitobjects.text(proc.stdout).strip().splitlines()
-        if proc.returncode == 0:
+        status, out, err = self._run(*args, what="git merge-tree", ok=(0, 1))
+        lines = _text(out).strip().splitlines()
+        if status == 0:
             return (lines or [""])[0].strip(), []
         if lines:  # exit 1, conflicts: a tree with markers, then the paths
             return lines[0].strip(), [ln.strip() for ln in lines[1:] if ln.strip()]
-        raise _translate(proc.stderr, proc.stdout, proc.returncode, "git merge-tree")
+        raise _translate(err, out, status, "git merge-tree")
 
 
-_EMPTY_TREE = bytes.fromhex("4b825dc642cb6eb9a060e54bf8d69288fbee4904")
+def _running(reader: git.Git) -> bool:
+    """Whether ``reader``'s persistent ``cat-file --batch`` is started and still running."""
+    batch = reader.cat_file_all
+    return batch is not None and batch.proc is not None and batch.proc.poll() is None
+
+
+def _clean(who: Identity) -> Identity:
+    """Git drops ``<``, ``>`` and line breaks from a name or email; so do we (GitPython
+    refuses them)."""
+    name, email = (re.sub(r"[<>\n]", "", p).strip() for p in (who.name, who.email))
+    return Identity(name, email)
 
 
 def open_mirror(url: str, cache_dir: Path, *, timeout_s: float = 600.0) -> Repo:

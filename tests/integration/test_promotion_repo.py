@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -139,16 +141,23 @@ def test_read_file_and_try_resolve_edges(clone: Path) -> None:
     assert r.resolve("HEAD") == later and r.try_resolve(later[:10]) == later
 
 
+def _reader(r: git_repo.Repo) -> subprocess.Popen[bytes] | None:
+    """The repository's persistent ``git cat-file --batch`` (GitPython's), if started."""
+    batch = r._db.git.cat_file_all if r._db is not None else None
+    return batch.proc if batch is not None else None
+
+
 def test_a_killed_reader_is_replaced(clone: Path) -> None:
     r = git_repo.Repo.open(clone)
+    assert _reader(r) is None  # started on the first read, not before
     assert r.read_file("HEAD", "a.txt") == b"a\n"
-    reader = r._objects._proc
-    assert reader is not None
+    reader = _reader(r)
+    assert reader is not None and reader.poll() is None
     reader.kill()
     reader.wait()
-    assert r.read_file("HEAD", "a.txt") == b"a\n" and r._objects._proc is not reader
+    assert r.read_file("HEAD", "a.txt") == b"a\n" and _reader(r) not in (None, reader)
     r.close()
-    assert r._objects._proc is None and r.try_resolve("HEAD") is not None
+    assert _reader(r) is None and r.try_resolve("HEAD") is not None
     r.close()
 
 
@@ -201,6 +210,12 @@ def test_agent_source_fetches_exports_and_tells_a_missing_branch_from_an_outage(
 
 def test_a_git_command_that_does_not_answer_in_time_is_an_outage(tmp_path: Path) -> None:
     repo = git_repo.open_mirror(str(tmp_path / "remote.git"), tmp_path / "cache")
-    slow = git_repo.Repo(repo.path, repo.git_dir, timeout_s=0.001)  # git cannot start that fast
-    with pytest.raises(errors.GitUnavailable, match="no answer within"):
-        slow.fetch(str(tmp_path / "remote.git"), ["+refs/heads/main:refs/heads/main"])
+    slow = git_repo.Repo(repo.path, repo.git_dir, timeout_s=1)
+    started = time.monotonic()
+    # A remote that never answers: git's ssh transport runs this "ssh", which just sleeps.
+    with (
+        slow.environment({"GIT_SSH_COMMAND": "sleep 60;:"}),
+        pytest.raises(errors.GitUnavailable, match="no answer within 1s"),
+    ):
+        slow.fetch("ssh://example.invalid/remote.git", ["+refs/heads/main:refs/heads/main"])
+    assert time.monotonic() - started < 20
