@@ -23,6 +23,7 @@ git's output only. GitPython's own exceptions never leave this module.
 from __future__ import annotations
 
 import contextlib
+import functools
 import getpass
 import hashlib
 import io
@@ -230,9 +231,7 @@ class Repo:
     def _command(self) -> git.Git:
         """GitPython's command wrapper for this repository, made on first use."""
         if self._cmd is None:
-            import git
-
-            cmd = git.Git(self._path)
+            cmd = _gitpython().Git(self._path)
             cmd.update_environment(**_ENV)
             self._cmd = cmd
         return self._cmd
@@ -240,10 +239,9 @@ class Repo:
     def _database(self) -> git.Repo:
         """GitPython's view of the repository: its object database (call with ``_lock``)."""
         if self._db is None:
-            import git
-
+            git = _gitpython()
             try:
-                db = git.Repo(self._path, odbt=git.GitCmdObjectDB)
+                db = git.Repo(self._path, odbt=_object_db_type())
             except (git.exc.InvalidGitRepositoryError, git.exc.NoSuchPathError) as exc:
                 raise GitError(f"{self._path}: not a Git repository ({exc}).") from exc
             db.git.update_environment(**_ENV)
@@ -253,9 +251,8 @@ class Repo:
     def _run(self, *args: str, what: str, ok: Container[int] = (0,)) -> tuple[int, bytes, str]:
         """``git args`` in this repository: (status, stdout, stderr); a status outside ``ok``
         raises (translated)."""
-        import git
-
         cmd = self._command()
+        git = _gitpython()
         started = time.monotonic()
         try:
             status, out, err = cmd.execute(
@@ -593,8 +590,7 @@ class Repo:
         people = [_clean(author), _clean(committer or author)]
         if sign_with:
             return self._commit_signed(tree, parents, text, people, moment, sign_with)
-        import git
-
+        git = _gitpython()
         with self._lock:
             db = self._database()
         try:
@@ -655,6 +651,32 @@ class Repo:
         if lines:  # exit 1, conflicts: a tree with markers, then the paths
             return lines[0].strip(), [ln.strip() for ln in lines[1:] if ln.strip()]
         raise _translate(err, out, status, "git merge-tree")
+
+
+def _gitpython() -> Any:
+    """The ``git`` module (GitPython), imported on first use; it runs ``git version`` once
+    and fails to import when there is no git to run."""
+    try:
+        import git
+    except ImportError as exc:
+        raise GitError(f"cannot use Git ({exc}).", hint="Is git installed and on PATH?") from exc
+    return git
+
+
+@functools.cache
+def _object_db_type() -> type[git.GitCmdObjectDB]:
+    """GitPython's ``GitCmdObjectDB`` (reads through a persistent ``git cat-file``) storing
+    new objects with gitdb's loose-object writer (the one it inherits) instead of a ``git
+    hash-object`` process per object: ~3 ms each here, and a tree edit writes several."""
+    _gitpython()  # an ImportError becomes GitError
+    import git
+    from gitdb.db.loose import LooseObjectDB
+
+    class ObjectDB(git.GitCmdObjectDB):
+        def store(self, istream: Any) -> Any:
+            return LooseObjectDB.store(self, istream)
+
+    return ObjectDB
 
 
 def _running(reader: git.Git) -> bool:
