@@ -7,10 +7,10 @@ what :meth:`Repo.environment` adds (GitPython's ``custom_environment``: this rep
 commands only, never ``os.environ``). Object reads (resolving names, files at a revision,
 trees) go through GitPython's ``GitCmdObjectDB``: one persistent ``git cat-file --batch`` per
 :class:`Repo`, started on first read, never given the environment's extras. New blobs, trees
-and commits are written into the object database by GitPython (loose objects; trees
-serialised by its tree functions, commits by ``Commit.create_from_tree``, signed commits by
-``git commit-tree -S``), so the user's checkout, index and branches are never touched; only
-remote-tracking refs move when we fetch. Pushes take an expected old value
+and commits go into its object database as loose objects (gitdb's writer; trees serialised by
+GitPython's tree functions, commits by ``Commit.create_from_tree``; a signed commit is made by
+``git commit-tree -S``, which runs gpg), so the user's checkout, index and branches are never
+touched; only remote-tracking refs move when we fetch. Pushes take an expected old value
 (``--force-with-lease=ref:sha``), which makes every ref update a compare-and-swap that the
 remote enforces under its ref lock.
 
@@ -179,7 +179,8 @@ class Repo:
         self._path = path
         self._git_dir = git_dir
         self._timeout_s = timeout_s
-        self._lock = threading.Lock()  # guards the object reader (GitPython's is not threadsafe)
+        # Guards the object reader (GitPython's is not threadsafe) and making the wrappers.
+        self._lock = threading.Lock()
         self._cmd: git.Git | None = None  # commands; environment() adds to its environment
         self._db: git.Repo | None = None  # its own git.Git: reads never see environment()
 
@@ -230,11 +231,12 @@ class Repo:
 
     def _command(self) -> git.Git:
         """GitPython's command wrapper for this repository, made on first use."""
-        if self._cmd is None:
-            cmd = _gitpython().Git(self._path)
-            cmd.update_environment(**_ENV)
-            self._cmd = cmd
-        return self._cmd
+        with self._lock:  # one wrapper, or environment() could change another than _run uses
+            if self._cmd is None:
+                cmd = _gitpython().Git(self._path)
+                cmd.update_environment(**_ENV)
+                self._cmd = cmd
+            return self._cmd
 
     def _database(self) -> git.Repo:
         """GitPython's view of the repository: its object database (call with ``_lock``)."""

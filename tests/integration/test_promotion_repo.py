@@ -121,6 +121,16 @@ def test_environment_reaches_git_but_not_os_environ(
     assert r.identity() == git_repo.Identity("alice", "a@example.com")
 
 
+def test_environment_never_reaches_the_object_reader(clone: Path, tmp_path: Path) -> None:
+    r = git_repo.Repo.open(clone)
+    nowhere = {"GIT_OBJECT_DIRECTORY": str(tmp_path / "no-objects")}
+    with r.environment(nowhere):  # the reader starts here, and must not see it
+        assert r.read_file("HEAD", "a.txt") == b"a\n"
+        with pytest.raises(errors.GitError):
+            r.log("HEAD")  # a command does see it
+    assert r.log("HEAD")[0].subject == "init"
+
+
 def test_read_file_and_try_resolve_edges(clone: Path) -> None:
     r = git_repo.Repo.open(clone)
     head = git("rev-parse", "HEAD", cwd=clone)
