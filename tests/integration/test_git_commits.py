@@ -205,3 +205,19 @@ def test_signing_with_a_key_gpg_does_not_have_is_a_git_error(
         pytest.raises(errors.GitError, match="gpg failed to sign"),
     ):
         r.commit(tree, [head], "x", author=r.identity(), sign_with="0" * 40)
+
+
+def test_export_refuses_a_link_out_of_the_tree_even_one_write_tree_made(
+    clone: Path, tmp_path: Path
+) -> None:
+    r = git_repo.Repo.open(clone)
+    head = r.resolve("HEAD")
+    inside = r.commit(r.write_tree({}, base=head), [head], "same", author=r.identity())
+    out = r.export_tree(inside, tmp_path / "inside")
+    assert (out / "link").read_text() == "a\n" and os.access(out / "bin/run.sh", os.X_OK)
+    for n, target in enumerate((b"/etc/passwd", b"../../outside")):
+        tree = r.write_tree({"bin/escape": (git_repo.SYMLINK_MODE, target)}, base=head)
+        sha = r.commit(tree, [head], "escape", author=r.identity())
+        with pytest.raises(errors.GitError, match="link promote will not follow"):
+            r.export_tree(sha, tmp_path / f"out{n}")
+        assert not (tmp_path / f"out{n}/bin/escape").is_symlink()
