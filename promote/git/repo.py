@@ -1,135 +1,62 @@
 """The Git side of promote: fetch, resolve, read, export, build commits, push, log.
 
-Owns one outside system: the ``git`` binary, run as subprocesses (no Python Git library: the
-one we used cost ~85 ms of every start) with ``GIT_TERMINAL_PROMPT=0``, ``LC_ALL=C`` and what
-:meth:`Repo.environment` adds. Object reads (resolving names, files at a revision, trees) go
-through one persistent ``git cat-file --batch`` per :class:`Repo`, started on first use.
-Commits are built straight in the object database (blobs, trees and commits hashed here and
-stored by ``git unpack-objects`` as one small pack; no index, no worktree), so the user's
+Owns one outside system, Git, driven through GitPython (imported on first use: it costs
+~80 ms, and ``promote --version`` must not pay it). Commands and object reads run in
+:class:`~promote.git.process.GitProcess`; trees are edited by :mod:`promote.git.trees` (only
+the trees on changed paths are rewritten, file modes kept); commits by GitPython's
+``Commit.create_from_tree``, or ``git commit-tree -S`` when signed (git runs gpg). The user's
 checkout, index and branches are never touched; only remote-tracking refs move when we fetch.
 Pushes take an expected old value (``--force-with-lease=ref:sha``), which makes every ref
 update a compare-and-swap that the remote enforces under its ref lock.
 
-Errors: a failing git command becomes :class:`~promote.errors.GitUnavailable` (the remote
-cannot be reached: retryable), :class:`~promote.errors.PushRejected` (a ref moved under us:
-rebase and retry) or :class:`~promote.errors.GitError`, judged from git's output only.
+Errors: :class:`~promote.errors.GitUnavailable` (the remote cannot be reached, or git did not
+answer in time: retryable), :class:`~promote.errors.PushRejected` (a ref moved under us:
+rebase and retry) or :class:`~promote.errors.GitError`. GitPython's exceptions never leave.
 """
 
 from __future__ import annotations
 
 import contextlib
 import getpass
-import hashlib
 import logging
 import os
-import re
 import socket
-import subprocess
-import time
-from collections.abc import Container, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from promote.errors import GitError, GitUnavailable, NotFound, PushRejected
-from promote.git import archive, objects
+from promote.errors import GitError, NotFound, PushRejected
+from promote.git import archive, gitpython, process, trees, values
+
+if TYPE_CHECKING:
+    pass
 
 log = logging.getLogger(__name__)
 
-MUST_NOT_EXIST = ""  # RefUpdate.expect: the ref must not exist yet (create-only)
-_TREE_MODE = 0o40000
-_BLOB_MODE = 0o100644
+# The values this adapter takes and returns, under the names callers use (git_repo.Identity).
+Identity = values.Identity
+CommitInfo = values.CommitInfo
+RefUpdate = values.RefUpdate
+MUST_NOT_EXIST = values.MUST_NOT_EXIST
+FILE_MODE = values.FILE_MODE
+EXECUTABLE_MODE = values.EXECUTABLE_MODE
+SYMLINK_MODE = values.SYMLINK_MODE
+
 _ENV = {"GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"}
-_UNREACHABLE = re.compile(
-    r"could not read from remote|does not appear to be a git repository|unable to access|"
-    r"connection refused|could not resolve host|connection timed out|no such device|"
-    r"repository .* not found|host key verification failed|network is unreachable",
-    re.IGNORECASE,
-)
-_RACE = re.compile(
-    r"\[rejected\]|stale info|fetch first|non-fast-forward|cannot lock ref|failed to update ref|"
-    r"atomic transaction failed|incorrect old value|unable to update local ref|"
-    r"\.lock': file exists",
-    re.IGNORECASE,
-)
-_TRAILER = re.compile(r"^([A-Za-z0-9][A-Za-z0-9-]*):\s*(.*)$")
+_TIMED_OUT = "Timeout: the command"  # GitPython's stderr when kill_after_timeout fired
 _LOG_FORMAT = "%H%x00%P%x00%T%x00%an%x00%ae%x00%at%x00%cn%x00%ce%x00%ct%x00%B%x1e"
-
-
-@dataclass(frozen=True, slots=True)
-class Identity:
-    name: str
-    email: str
-
-    def __str__(self) -> str:
-        return f"{self.name} <{self.email}>"
-
-
-@dataclass(frozen=True, slots=True)
-class CommitInfo:
-    sha: str
-    parents: tuple[str, ...]
-    tree: str
-    author: Identity
-    authored_at: datetime
-    committer: Identity
-    committed_at: datetime
-    message: str
-
-    @property
-    def subject(self) -> str:
-        return self.message.split("\n", 1)[0]
-
-    @property
-    def trailers(self) -> dict[str, str]:
-        """``Key: value`` lines of the message's last paragraph (git's trailer block)."""
-        paragraphs = [p for p in self.message.strip().split("\n\n") if p.strip()]
-        if len(paragraphs) < 2:
-            return {}
-        found = [_TRAILER.match(line) for line in paragraphs[-1].splitlines()]
-        if not all(found):
-            return {}
-        return {m.group(1): m.group(2).strip() for m in found if m}
-
-
-@dataclass(frozen=True, slots=True)
-class RefUpdate:
-    """Set ``ref`` on the remote to ``new`` (None deletes it).
-
-    ``expect`` is the compare-and-swap guard: a SHA the ref must still point at,
-    :data:`MUST_NOT_EXIST` for create-only, or None for an ordinary fast-forward-only push.
-    """
-
-    ref: str
-    new: str | None
-    expect: str | None = None
-
-
-def _translate(stderr: bytes, stdout: bytes, status: int, what: str) -> GitError:
-    detail = " ".join(objects.text(part).strip() for part in (stderr, stdout) if part.strip())
-    detail = re.sub(r"\s+", " ", detail)[:600]
-    if _UNREACHABLE.search(detail):
-        return GitUnavailable(
-            f"{what}: the remote cannot be reached ({detail}).",
-            hint="Check the remote URL (`git remote -v`), the network and your credentials.",
-        )
-    if _RACE.search(detail):
-        return PushRejected(f"{what}: a ref moved while we updated it ({detail}).")
-    return GitError(f"{what}: git failed ({detail or f'exit {status}'}).")
 
 
 class Repo:
     """One Git repository (a working clone or a bare mirror)."""
 
     def __init__(self, path: Path, git_dir: Path, *, timeout_s: float = 600.0) -> None:
-        """Use :meth:`open` (or :func:`open_mirror`); ``path`` is where git commands run; a
-        command that runs longer than ``timeout_s`` (a hung network) is GitUnavailable."""
+        """Use :meth:`open` (or ``mirror.open_mirror``); ``path`` is where git commands run;
+        a command that runs longer than ``timeout_s`` (a hung network) is GitUnavailable."""
         self._path = path
         self._git_dir = git_dir
-        self._timeout_s = timeout_s
-        self._extra: dict[str, str] = {}
-        # Not the extras: reads are local, and the reader lives as long as the Repo.
-        self._objects = objects.ObjectReader(path, {**os.environ, **_ENV})
+        self._proc = process.GitProcess(path, timeout_s=timeout_s)
 
     @classmethod
     def open(cls, path: Path | str) -> Repo:
@@ -139,14 +66,14 @@ class Repo:
         if start.is_dir():
             args = ("rev-parse", "--absolute-git-dir", "--is-inside-work-tree", "--show-cdup")
             probe = cls(start, start)  # runs git in ``start``, which finds the repository
-            proc = probe._run(*args, what=f"git rev-parse in {path}", ok=(0, 128))
-            lines = objects.text(proc.stdout).split("\n")
-            if proc.returncode == 0 and len(lines) >= 3:
+            status, out, err = probe._proc.run(*args, what=f"git rev-parse in {path}", ok=(0, 128))
+            lines = values.text(out).split("\n")
+            if status == 0 and len(lines) >= 3:
                 git_dir = Path(lines[0])
                 top = (start.resolve() / lines[2]).resolve() if lines[1] == "true" else git_dir
                 return cls(top, git_dir)
-            if b"not a git repository" not in proc.stderr:
-                raise _translate(proc.stderr, b"", proc.returncode, f"git rev-parse in {path}")
+            if "not a git repository" not in err:
+                raise gitpython.translate(err, b"", status, f"git rev-parse in {path}")
         raise GitError(
             f"{path}: not inside a Git repository; run promote in your clone of the GitOps "
             "repository (or pass -C DIR)."
@@ -161,62 +88,22 @@ class Repo:
     def git_dir(self) -> Path:
         return self._git_dir
 
-    @contextlib.contextmanager
-    def environment(self, extra: Mapping[str, str]) -> Iterator[None]:
+    def environment(self, extra: Mapping[str, str]) -> contextlib.AbstractContextManager[None]:
         """Add ``extra`` to the environment of this repository's git commands (only theirs:
         a forge's auth header never reaches kustomize, gpg or sops, nor the object reader)."""
-        saved = self._extra
-        self._extra = {**saved, **extra}
-        try:
-            yield
-        finally:
-            self._extra = saved
+        return self._proc.environment(extra)
 
     def close(self) -> None:
         """Stop the object reader (a later read starts a new one)."""
-        self._objects.close()
+        self._proc.close()
 
-    # --- plumbing ---------------------------------------------------------------------------
-
-    def _run(
-        self, *args: str, what: str, ok: Container[int] = (0,), input: bytes = b""
-    ) -> subprocess.CompletedProcess[bytes]:
-        """``git args`` in this repository; an exit status outside ``ok`` raises (translated)."""
-        started = time.monotonic()
-        env = {**os.environ, **_ENV, **self._extra}
-        try:
-            proc = subprocess.run(
-                ["git", *args],
-                cwd=self._path,
-                env=env,
-                input=input,
-                capture_output=True,
-                timeout=self._timeout_s,
-            )
-        except subprocess.TimeoutExpired as exc:
-            raise GitUnavailable(f"{what}: no answer within {self._timeout_s:.0f}s.") from exc
-        except OSError as exc:
-            raise GitError(f"{what}: cannot run git ({exc}).", hint="Is git installed?") from exc
-        log.debug("git %s took %.3fs", args[0], time.monotonic() - started)
-        if proc.returncode not in ok:
-            raise _translate(proc.stderr, proc.stdout, proc.returncode, what)
-        return proc
-
-    def _git(self, *args: str, what: str, retries: int = 0, ok: Container[int] = (0,)) -> str:
-        for attempt in range(retries + 1):
-            try:
-                return objects.text(self._run(*args, what=what, ok=ok).stdout)
-            except PushRejected:
-                # Local ref locks contend when several promote processes share one clone.
-                if attempt < retries:
-                    time.sleep(0.05 * (attempt + 1))
-                    continue
-                raise
-        raise AssertionError("unreachable")
+    def init_bare(self) -> None:
+        """Make this (empty) folder a bare repository."""
+        self._proc.run("init", "--quiet", "--bare", str(self._path), what=f"git init {self._path}")
 
     def identity(self) -> Identity:
         """``git config user.name/user.email``, else the login name on this host."""
-        out = self._git(
+        out = self._proc.text(
             "config", "-z", "--get-regexp", r"^user\.(name|email)$", what="git config", ok=(0, 1)
         )
         found = dict(item.partition("\n")[::2] for item in out.split("\x00") if item)
@@ -227,7 +114,7 @@ class Repo:
 
     def remote_url(self, remote: str) -> str:
         key = f"remote.{remote}.url"
-        url = self._git("config", "--get", key, what=f"git config {key}", ok=(0, 1))
+        url = self._proc.text("config", "--get", key, what=f"git config {key}", ok=(0, 1))
         if not url:
             raise GitError(
                 f"{self.path}: no Git remote named {remote!r}; add it with `git remote add "
@@ -255,10 +142,10 @@ class Repo:
             args.append("--prune")
         if depth:
             args.append(f"--depth={depth}")
-        self._git(*args, remote, *refspecs, what=f"git fetch {remote}", retries=4)
+        self._proc.text(*args, remote, *refspecs, what=f"git fetch {remote}", retries=4)
 
     def ls_remote(self, remote: str, *patterns: str) -> dict[str, str]:
-        out = self._git("ls-remote", remote, *patterns, what=f"git ls-remote {remote}")
+        out = self._proc.text("ls-remote", remote, *patterns, what=f"git ls-remote {remote}")
         refs = {}
         for line in out.splitlines():
             sha, _, ref = line.partition("\t")
@@ -277,7 +164,7 @@ class Repo:
                 args.append(f"--force-with-lease={up.ref}:{up.expect}")
             specs.append(f"{up.new}:{up.ref}" if up.new else f":{up.ref}")
         refs = ", ".join(u.ref for u in updates)
-        out = self._git(*args, remote, *specs, what=f"git push {remote} ({refs})")
+        out = self._proc.text(*args, remote, *specs, what=f"git push {remote} ({refs})")
         rejected = [line for line in out.splitlines() if line.startswith("!")]
         # An "up to date" create means the ref already existed: for create-only that is a loss.
         creates = {u.ref for u in updates if u.expect == MUST_NOT_EXIST}
@@ -299,19 +186,19 @@ class Repo:
         return found
 
     def try_resolve(self, ref: str) -> str | None:
-        found = self._objects.get(f"{ref}^{{commit}}")
-        return found[0] if found else None
+        found = self._proc.object(f"{ref}^{{commit}}")
+        return found[0] if found and found[1] == "commit" else None
 
     def refs(self, prefix: str) -> dict[str, str]:
         """Local refs under ``prefix`` (e.g. ``refs/remotes/origin/promote/``) -> SHA."""
-        out = self._git(
+        out = self._proc.text(
             "for-each-ref", "--format=%(objectname) %(refname)", prefix, what="git for-each-ref"
         )
         return {ref: sha for sha, _, ref in (ln.partition(" ") for ln in out.splitlines()) if ref}
 
     def ref_messages(self, prefix: str) -> dict[str, str]:
         """Local refs under ``prefix`` -> the message of the commit each points at (one call)."""
-        out = self._git(
+        out = self._proc.text(
             "for-each-ref", "--format=%(refname)%00%(contents)%1e", prefix, what="git for-each-ref"
         )
         found = {}
@@ -323,24 +210,24 @@ class Repo:
 
     def set_ref(self, ref: str, sha: str) -> None:
         """Move a local ref (our remote-tracking copies) after a successful push."""
-        self._git("update-ref", ref, sha, what=f"git update-ref {ref}", retries=4)
+        self._proc.text("update-ref", ref, sha, what=f"git update-ref {ref}", retries=4)
 
     def read_file(self, rev: str, path: str) -> bytes | None:
         """The bytes of ``path`` at ``rev``, or None when the file does not exist there."""
-        commit = self._objects.get(f"{rev}^{{commit}}")
+        commit = self._proc.object(f"{rev}^{{commit}}")
         if commit is None:
             raise NotFound(f"{self.path}: {rev!r} names no commit in this repository.")
-        found = self._objects.get(f"{commit[0]}:{path}")
+        found = self._proc.object(f"{commit[0]}:{path}")
         return found[2] if found and found[1] == "blob" else None
 
     def export_tree(self, rev: str, dest: Path) -> Path:
         """Write the files of ``rev`` into ``dest`` (created), as ``git archive`` sees them."""
-        data = self._run("archive", "--format=tar", rev, what=f"git archive {rev}").stdout
+        data = self._proc.run("archive", "--format=tar", rev, what=f"git archive {rev}")[1]
         return archive.extract(data, dest)
 
     def is_ancestor(self, ancestor: str, descendant: str) -> bool:
         args = ("merge-base", "--is-ancestor", ancestor, descendant)
-        return self._run(*args, what="git merge-base", ok=(0, 1)).returncode == 0
+        return self._proc.run(*args, what="git merge-base", ok=(0, 1))[0] == 0
 
     def commit_info(self, rev: str) -> CommitInfo:
         found = self.log(rev, max_count=1, walk=False)
@@ -366,7 +253,7 @@ class Repo:
         if max_count:
             args.append(f"--max-count={max_count}")
         args += [rev, "--", *paths]
-        out = self._git(*args, what=f"git log {rev}")
+        out = self._proc.text(*args, what=f"git log {rev}")
         commits = []
         for record in out.split("\x1e"):
             record = record.lstrip("\n")
@@ -387,64 +274,47 @@ class Repo:
             )
         return commits
 
+    def signed_payload(self, rev: str) -> tuple[bytes, bytes] | None:
+        """(signature, signed data) of the commit ``rev`` names, or None when it is unsigned.
+
+        The signature is the commit's ``gpgsig`` header (ASCII-armoured); the data is the
+        commit object without it: ``gpg --verify signature data`` checks what git does.
+        """
+        found = self._proc.object(f"{rev}^{{commit}}")
+        if found is None:
+            raise NotFound(f"{self.path}: {rev!r} names no commit in this repository.")
+        return values.split_signature(found[2])
+
     # --- writing objects --------------------------------------------------------------------
 
-    def _write(self, staged: objects.Objects) -> None:
-        """Store the staged objects with one ``git unpack-objects`` (objects it has are skipped)."""
-        self._run("unpack-objects", "-q", what="git unpack-objects", input=objects.pack(staged))
-
-    def write_tree(self, files: Mapping[str, bytes | None], *, base: str | None = None) -> str:
+    def write_tree(
+        self, files: Mapping[str, values.FileContent | None], *, base: str | None = None
+    ) -> str:
         """A tree: ``base``'s tree (a commit or tree, or empty) with ``files`` set or deleted.
 
-        Keys are slash-separated paths; a None value deletes the file. Only the trees on the
-        changed paths are rewritten, everything else is shared with ``base``.
+        Keys are slash-separated paths; a None value deletes the file. A value is the file's
+        bytes (a file that exists keeps its mode: executable, symlink; a new one is 100644)
+        or ``(mode, bytes)`` (:data:`FILE_MODE`, :data:`EXECUTABLE_MODE`, :data:`SYMLINK_MODE`,
+        whose bytes are the link's target). Only the trees on the changed paths are rewritten,
+        everything else is shared with ``base``.
         """
-        staged: objects.Objects = {}
         changes = {tuple(p.split("/")): v for p, v in files.items()}
-        sha = self._edit_tree(self._tree(base) if base else b"", changes, staged)
-        self._write(staged)
-        return sha.hex()
+        for content in changes.values():
+            if isinstance(content, tuple) and content[0] not in values.BLOB_MODES:
+                raise ValueError(f"write_tree: mode {content[0]:o} is not a file's mode")
+        try:
+            tree = self._tree(base) if base else b""
+            return trees.edit_tree(
+                tree, changes, read_tree=self._tree, store=self._proc.store
+            ).hex()
+        except ValueError as exc:  # GitPython refuses names git would not check out
+            raise GitError(f"{self.path}: cannot write a tree with {sorted(files)}: {exc}") from exc
 
     def _tree(self, name: str) -> bytes:
-        found = self._objects.get(f"{name}^{{tree}}")
+        found = self._proc.object(f"{name}^{{tree}}")
         if found is None:
             raise NotFound(f"{self.path}: {name!r} names no commit in this repository.")
         return found[2]
-
-    def _edit_tree(
-        self,
-        tree: bytes,
-        changes: Mapping[tuple[str, ...], bytes | None],
-        staged: objects.Objects,
-    ) -> bytes:
-        """``tree`` (raw) with ``changes``; new blobs and trees go to ``staged``; its SHA."""
-        entries = objects.tree_entries(tree)
-        nested: dict[str, dict[tuple[str, ...], bytes | None]] = {}
-        for parts, content in changes.items():
-            if len(parts) == 1:
-                if content is None:
-                    entries.pop(parts[0], None)
-                else:
-                    entries[parts[0]] = (_BLOB_MODE, objects.stage(staged, b"blob", content))
-            else:
-                nested.setdefault(parts[0], {})[parts[1:]] = content
-        for name, sub in nested.items():
-            current = entries.get(name)
-            below = self._tree(current[1].hex()) if current and current[0] == _TREE_MODE else b""
-            sha = self._edit_tree(below, sub, staged)
-            if sha == _EMPTY_TREE:
-                entries.pop(name, None)
-            else:
-                entries[name] = (_TREE_MODE, sha)
-
-        def order(name: str) -> bytes:  # git sorts a folder as if its name ended in "/"
-            return objects.raw(name) + (b"/" if entries[name][0] == _TREE_MODE else b"")
-
-        data = b"".join(
-            b"%o %s\x00%s" % (entries[n][0], objects.raw(n), entries[n][1])
-            for n in sorted(entries, key=order)
-        )
-        return objects.stage(staged, b"tree", data)
 
     def commit(
         self,
@@ -455,20 +325,64 @@ class Repo:
         author: Identity,
         committer: Identity | None = None,
         when: datetime | None = None,
+        sign_with: str | None = None,
     ) -> str:
-        stamp = int((when or datetime.now(UTC)).timestamp())
+        """A commit of ``tree``; its dates carry this machine's UTC offset at ``when`` (now).
 
-        def person(who: Identity) -> str:
-            clean = [re.sub(r"[<>\n]", "", p).strip() for p in (who.name, who.email)]
-            return f"{clean[0]} <{clean[1]}> {stamp} +0000"
+        ``sign_with`` (a GnuPG key id or fingerprint) signs it as ``git commit -S`` does:
+        git runs ``gpg`` (or ``gpg.program``) with the GNUPGHOME of the process, or the one
+        :meth:`environment` gives.
+        """
+        moment = (when or datetime.now(UTC)).astimezone()  # the local zone's offset then
+        text = message.rstrip("\n") + "\n"
+        people = [values.clean_identity(author), values.clean_identity(committer or author)]
+        if sign_with:
+            return self._commit_signed(tree, parents, text, people, moment, sign_with)
+        git = gitpython.load()
+        db = self._proc.database()
+        try:
+            parent_commits = [git.Commit(db, bytes.fromhex(p)) for p in parents]
+            made = git.Commit.create_from_tree(
+                db,
+                git.Tree(db, bytes.fromhex(tree)),
+                text,
+                parent_commits=parent_commits,
+                author=git.Actor(people[0].name, people[0].email),
+                committer=git.Actor(people[1].name, people[1].email),
+                author_date=moment,
+                commit_date=moment,
+            )
+        except ValueError as exc:  # a tree or parent that is not a SHA
+            raise GitError(f"{self.path}: cannot write a commit of {tree}: {exc}") from exc
+        return made.hexsha
 
-        lines = [f"tree {tree}", *(f"parent {p}" for p in parents)]
-        lines += [f"author {person(author)}", f"committer {person(committer or author)}"]
-        body = "\n".join(lines) + "\n\n" + message.rstrip("\n") + "\n"
-        staged: objects.Objects = {}
-        sha = objects.stage(staged, b"commit", body.encode())
-        self._write(staged)
-        return sha.hex()
+    def _commit_signed(
+        self,
+        tree: str,
+        parents: Sequence[str],
+        text: str,
+        people: Sequence[Identity],
+        moment: datetime,
+        key: str,
+    ) -> str:
+        """``git commit-tree -S<key>``: git builds the payload and asks gpg to sign it."""
+        date = f"{int(moment.timestamp())} {moment.strftime('%z')}"
+        env = {
+            "GIT_AUTHOR_NAME": people[0].name,
+            "GIT_AUTHOR_EMAIL": people[0].email,
+            "GIT_AUTHOR_DATE": date,
+            "GIT_COMMITTER_NAME": people[1].name,
+            "GIT_COMMITTER_EMAIL": people[1].email,
+            "GIT_COMMITTER_DATE": date,
+        }
+        args = ["-c", "gpg.format=openpgp", "commit-tree", tree, f"-S{key}"]
+        for parent in parents:
+            args += ["-p", parent]
+        # -m keeps the text as given and ends it with one line break, as commit() does.
+        args += ["-m", text.rstrip("\n")]
+        with self._proc.environment(env):
+            out = self._proc.text(*args, what=f"git commit-tree -S{key}")
+        return out.strip()
 
     def merge_tree(self, ours: str, theirs: str) -> tuple[str, list[str]]:
         """Three-way merge without a worktree: (tree, conflicted paths).
@@ -477,37 +391,10 @@ class Repo:
         resolve them writes the resolved files over it (``write_tree(files, base=tree)``).
         """
         args = ("merge-tree", "--write-tree", "--name-only", "--no-messages", ours, theirs)
-        proc = self._run(*args, what="git merge-tree", ok=(0, 1))
-        lines = objects.text(proc.stdout).strip().splitlines()
-        if proc.returncode == 0:
+        status, out, err = self._proc.run(*args, what="git merge-tree", ok=(0, 1))
+        lines = values.text(out).strip().splitlines()
+        if status == 0:
             return (lines or [""])[0].strip(), []
         if lines:  # exit 1, conflicts: a tree with markers, then the paths
             return lines[0].strip(), [ln.strip() for ln in lines[1:] if ln.strip()]
-        raise _translate(proc.stderr, proc.stdout, proc.returncode, "git merge-tree")
-
-
-_EMPTY_TREE = bytes.fromhex("4b825dc642cb6eb9a060e54bf8d69288fbee4904")
-
-
-def open_mirror(url: str, cache_dir: Path, *, timeout_s: float = 600.0) -> Repo:
-    """The bare cache repository for ``url`` in ``cache_dir`` (created empty the first time).
-
-    The reconcile agent fetches one branch into it shallowly and exports revisions from it.
-    The folder name is derived from the URL, so one cache holds many remotes.
-    """
-    slug = re.sub(r"[^A-Za-z0-9]+", "-", url.rstrip("/").rsplit("/", 1)[-1])[:40]
-    path = (cache_dir / f"{slug}-{hashlib.sha256(url.encode()).hexdigest()[:12]}.git").absolute()
-    repo = Repo(path, path, timeout_s=timeout_s)
-    if not (path / "HEAD").exists():
-        path.mkdir(parents=True, exist_ok=True)
-        repo._run("init", "--quiet", "--bare", str(path), what=f"git init {path}")
-    return repo
-
-
-def mirror(
-    url: str, cache_dir: Path, *, branches: Sequence[str] = ("main",), depth: int | None = 1
-) -> Repo:
-    """:func:`open_mirror`, with ``branches`` fetched now (``depth`` commits deep)."""
-    repo = open_mirror(url, cache_dir)
-    repo.fetch(url, [f"+refs/heads/{b}:refs/heads/{b}" for b in branches], depth=depth)
-    return repo
+        raise gitpython.translate(err, out, status, "git merge-tree")

@@ -1,6 +1,6 @@
 """Where an agent's desired state comes from: one branch of a Git remote, fetched shallowly.
 
-A bare cache repository per remote (``repo.open_mirror``, under ``$PROMOTE_AGENT_CACHE``),
+A bare cache repository per remote (``mirror.open_mirror``, under ``$PROMOTE_AGENT_CACHE``),
 ``git fetch --depth 1`` of the branch, and an export of the tree at a revision into a folder
 for kustomize, all through ``repo.py`` (the one Git adapter). Overlays hold only ciphertext, so
 exporting them to disk is safe; decryption happens later, in memory. A remote that cannot be
@@ -14,6 +14,7 @@ import subprocess
 from pathlib import Path
 
 from promote.errors import GitError
+from promote.git import mirror
 from promote.git import repo as git_repo
 
 
@@ -28,7 +29,7 @@ class GitSource:
     @property
     def repo(self) -> git_repo.Repo:
         if self._repo is None:
-            self._repo = git_repo.open_mirror(self.url, self._cache_root, timeout_s=self._timeout_s)
+            self._repo = mirror.open_mirror(self.url, self._cache_root, timeout_s=self._timeout_s)
         return self._repo
 
     def fetch(self) -> str:

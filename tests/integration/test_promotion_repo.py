@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
 from promote import errors
+from promote.git import mirror
 from promote.git import repo as git_repo
 from tests.integration.test_promotion_helpers import git
 
@@ -81,17 +84,17 @@ def test_push_is_compare_and_swap(clone: Path) -> None:
 
 def test_mirror_resolve_and_export_for_the_agent(clone: Path, tmp_path: Path) -> None:
     url = str(tmp_path / "remote.git")
-    m = git_repo.mirror(url, tmp_path / "cache")
+    m = mirror.mirror(url, tmp_path / "cache")
     sha = m.resolve("refs/heads/main")
     assert sha == git("rev-parse", "HEAD", cwd=clone)
     assert (m.export_tree(sha, tmp_path / "out") / "a.txt").read_text() == "a\n"
-    again = git_repo.mirror(url, tmp_path / "cache")
+    again = mirror.mirror(url, tmp_path / "cache")
     assert again.path == m.path
 
 
 def test_unreachable_remote_is_git_unavailable(tmp_path: Path) -> None:
     with pytest.raises(errors.GitUnavailable, match="cannot be reached"):
-        git_repo.mirror(str(tmp_path / "nowhere.git"), tmp_path / "cache")
+        mirror.mirror(str(tmp_path / "nowhere.git"), tmp_path / "cache")
 
 
 def test_open_finds_the_repository_from_a_subfolder(clone: Path, tmp_path: Path) -> None:
@@ -119,6 +122,16 @@ def test_environment_reaches_git_but_not_os_environ(
     assert r.identity() == git_repo.Identity("alice", "a@example.com")
 
 
+def test_environment_never_reaches_the_object_reader(clone: Path, tmp_path: Path) -> None:
+    r = git_repo.Repo.open(clone)
+    nowhere = {"GIT_OBJECT_DIRECTORY": str(tmp_path / "no-objects")}
+    with r.environment(nowhere):  # the reader starts here, and must not see it
+        assert r.read_file("HEAD", "a.txt") == b"a\n"
+        with pytest.raises(errors.GitError):
+            r.log("HEAD")  # a command does see it
+    assert r.log("HEAD")[0].subject == "init"
+
+
 def test_read_file_and_try_resolve_edges(clone: Path) -> None:
     r = git_repo.Repo.open(clone)
     head = git("rev-parse", "HEAD", cwd=clone)
@@ -139,16 +152,24 @@ def test_read_file_and_try_resolve_edges(clone: Path) -> None:
     assert r.resolve("HEAD") == later and r.try_resolve(later[:10]) == later
 
 
+def _reader(r: git_repo.Repo) -> subprocess.Popen[bytes] | None:
+    """The repository's persistent ``git cat-file --batch`` (GitPython's), if started."""
+    db = r._proc._db
+    batch = db.git.cat_file_all if db is not None else None
+    return batch.proc if batch is not None else None
+
+
 def test_a_killed_reader_is_replaced(clone: Path) -> None:
     r = git_repo.Repo.open(clone)
+    assert _reader(r) is None  # started on the first read, not before
     assert r.read_file("HEAD", "a.txt") == b"a\n"
-    reader = r._objects._proc
-    assert reader is not None
+    reader = _reader(r)
+    assert reader is not None and reader.poll() is None
     reader.kill()
     reader.wait()
-    assert r.read_file("HEAD", "a.txt") == b"a\n" and r._objects._proc is not reader
+    assert r.read_file("HEAD", "a.txt") == b"a\n" and _reader(r) not in (None, reader)
     r.close()
-    assert r._objects._proc is None and r.try_resolve("HEAD") is not None
+    assert _reader(r) is None and r.try_resolve("HEAD") is not None
     r.close()
 
 
@@ -200,7 +221,13 @@ def test_agent_source_fetches_exports_and_tells_a_missing_branch_from_an_outage(
 
 
 def test_a_git_command_that_does_not_answer_in_time_is_an_outage(tmp_path: Path) -> None:
-    repo = git_repo.open_mirror(str(tmp_path / "remote.git"), tmp_path / "cache")
-    slow = git_repo.Repo(repo.path, repo.git_dir, timeout_s=0.001)  # git cannot start that fast
-    with pytest.raises(errors.GitUnavailable, match="no answer within"):
-        slow.fetch(str(tmp_path / "remote.git"), ["+refs/heads/main:refs/heads/main"])
+    repo = mirror.open_mirror(str(tmp_path / "remote.git"), tmp_path / "cache")
+    slow = git_repo.Repo(repo.path, repo.git_dir, timeout_s=1)
+    started = time.monotonic()
+    # A remote that never answers: git's ssh transport runs this "ssh", which just sleeps.
+    with (
+        slow.environment({"GIT_SSH_COMMAND": "sleep 60;:"}),
+        pytest.raises(errors.GitUnavailable, match="no answer within 1s"),
+    ):
+        slow.fetch("ssh://example.invalid/remote.git", ["+refs/heads/main:refs/heads/main"])
+    assert time.monotonic() - started < 20
