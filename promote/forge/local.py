@@ -14,13 +14,16 @@ we read): a new number is claimed with "must not exist", an update with "still a
 read". A lost race re-reads and re-applies the change, so concurrent writers never lose each
 other's updates. Local copies live under ``refs/promote-remote/<remote>/prs/``.
 
-This module stores approvals; it does not judge them (``promotion/approvals.py`` does).
+This module stores approvals; it does not judge them (``promotion/approvals.py`` does). The
+record document itself (its fields, trailers and state rules) is ``forge/records.py``'s; this
+module owns the refs, the pushes and the retries.
 """
 
 from __future__ import annotations
 
 import builtins
 import copy
+import functools
 import json
 import logging
 import random
@@ -30,11 +33,10 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from promote.errors import ForgeError, GitUnavailable, NotFound, PushRejected
+from promote.forge import records
 from promote.forge.base import (
     Approval,
-    Comment,
     MergeResult,
-    PRKind,
     PRState,
     PullRequest,
     PullRequestDraft,
@@ -45,9 +47,7 @@ from promote.git import repo as git_repo
 
 log = logging.getLogger(__name__)
 
-PR_PREFIX = "refs/promote/prs/"
-RECORD = "pr.json"
-BODY = "body.md"
+PR_PREFIX = records.PR_PREFIX
 T = TypeVar("T")
 
 
@@ -55,21 +55,8 @@ def _now() -> datetime:
     return datetime.now(UTC).replace(microsecond=0)
 
 
-def _ts(value: Any) -> datetime | None:
-    return datetime.fromisoformat(value) if value else None
-
-
 def _backoff(attempt: int) -> None:
     time.sleep(random.uniform(0.01, 0.03 * min(attempt + 1, 10)))
-
-
-def _trailers(message: str) -> dict[str, str]:
-    found = {}
-    for line in message.splitlines():
-        key, sep, value = line.partition(": ")
-        if sep and key.startswith("Promote-"):
-            found[key] = value.strip()
-    return found
 
 
 def refspecs(remote: str, main: str) -> list[str]:
@@ -133,10 +120,10 @@ class LocalForge:
                 f"PR #{number} does not exist on {self._remote} (PRs: {listed}); "
                 "`promote prs --state all` lists them."
             )
-        raw = self._repo.read_file(sha, RECORD)
+        raw = self._repo.read_file(sha, records.RECORD)
         if raw is None:
-            raise ForgeError(f"{PR_PREFIX}{number} on {self._remote} holds no {RECORD}.")
-        body = (self._repo.read_file(sha, BODY) or b"").decode("utf-8")
+            raise ForgeError(f"{PR_PREFIX}{number} on {self._remote} holds no {records.RECORD}.")
+        body = (self._repo.read_file(sha, records.BODY) or b"").decode("utf-8")
         return sha, json.loads(raw), body
 
     def _head(self, record: dict[str, Any]) -> str:
@@ -144,33 +131,8 @@ class LocalForge:
         return live or str(record["headSha"])
 
     def _to_pr(self, record: dict[str, Any], body: str) -> PullRequest:
-        merged = record.get("merged")
-        closed = record.get("closed") or {}
-        return PullRequest(
-            number=int(record["number"]),
-            title=record["title"],
-            body=body,
-            env=record["env"],
-            source=record.get("source"),
-            kind=PRKind(record.get("kind", "promotion")),
-            branch=record["branch"],
-            base=record["base"],
-            head_sha=self._head(record),
-            author=record["author"],
-            state=PRState(record["state"]),
-            created_at=datetime.fromisoformat(record["createdAt"]),
-            url=f"{self._remote}#{PR_PREFIX}{record['number']}",
-            author_identity=record.get("authorIdentity", ""),
-            source_revision=record.get("sourceRevision"),
-            images=tuple(record.get("images", ())),
-            comments=tuple(
-                Comment(c["author"], datetime.fromisoformat(c["at"]), c["text"])
-                for c in record.get("comments", ())
-            ),
-            merge=_merge_from(merged) if merged else None,
-            closed_at=_ts(closed.get("at")),
-            closed_by=closed.get("by"),
-        )
+        url = f"{self._remote}#{PR_PREFIX}{record['number']}"
+        return records.to_pull_request(record, body, head_sha=self._head(record), url=url)
 
     def get(self, number: int) -> PullRequest:
         self._ensure_fresh()
@@ -183,7 +145,7 @@ class LocalForge:
         self._ensure_fresh()
         out = []
         for ref, trailers in self._repo.ref_messages(self._track).items():
-            tagged = _trailers(trailers)
+            tagged = records.trailers(trailers)
             if (env is not None and tagged.get("Promote-Env", env) != env) or (
                 state is not None and tagged.get("Promote-State", state) != state
             ):
@@ -207,13 +169,13 @@ class LocalForge:
     ) -> str:
         tree = self._repo.write_tree(
             {
-                RECORD: (json.dumps(record, indent=2, sort_keys=True) + "\n").encode(),
-                BODY: body.encode(),
+                records.RECORD: (json.dumps(record, indent=2, sort_keys=True) + "\n").encode(),
+                records.BODY: body.encode(),
             }
         )
         # The state and environment, repeated as trailers, let `list` pick the records it needs
         # from one `for-each-ref` instead of reading every record ever written.
-        message += f"\n\nPromote-State: {record['state']}\nPromote-Env: {record['env']}\n"
+        message += records.trailer_lines(record)
         return self._repo.commit(
             tree, [parent] if parent else [], message, author=self._repo.identity()
         )
@@ -233,27 +195,7 @@ class LocalForge:
                     )
             numbers = [int(r.rsplit("/", 1)[1]) for r in taken if r.rsplit("/", 1)[1].isdigit()]
             number = max(numbers, default=0) + 1
-            record = {
-                "version": 1,
-                "number": number,
-                "title": draft.title,
-                "kind": str(draft.kind),
-                "env": draft.env,
-                "source": draft.source,
-                "sourceRevision": draft.source_revision,
-                "branch": draft.branch,
-                "base": draft.base,
-                "headSha": draft.head_sha,
-                "author": draft.author,
-                "authorIdentity": draft.author_identity,
-                "createdAt": _now().isoformat(),
-                "state": str(PRState.OPEN),
-                "images": list(draft.images),
-                "approvals": [],
-                "comments": [],
-                "merged": None,
-                "closed": None,
-            }
+            record = records.new_record(draft, number, created_at=_now())
             commit = self._record_commit(record, draft.body, None, f"open PR #{number}")
             ref = f"{PR_PREFIX}{number}"
             branch = git_repo.RefUpdate(branch_ref, draft.head_sha, git_repo.MUST_NOT_EXIST)
@@ -303,7 +245,7 @@ class LocalForge:
 
     def approve(self, number: int, approval: Approval) -> Approval:
         def add(record: dict[str, Any]) -> None:
-            _require_open(record, "approve")
+            records.require_open(record, "approve")
             record["approvals"].append(
                 {
                     "approver": approval.approver,
@@ -324,7 +266,7 @@ class LocalForge:
 
     def close(self, number: int, *, by: str) -> PullRequest:
         def shut(record: dict[str, Any]) -> None:
-            _require_open(record, "close")
+            records.require_open(record, "close")
             record["state"] = str(PRState.CLOSED)
             record["closed"] = {"at": _now().isoformat(), "by": by}
 
@@ -346,52 +288,53 @@ class LocalForge:
         A lost push race re-fetches main and merges again. Git conflicts are handed to
         ``resolve`` (which re-applies the PR's image edits on the new main).
         """
-        remote_main = f"refs/remotes/{self._remote}/{self._main}"
         for attempt in range(self._max):
             self.refresh()
             _, record, _ = self._load(number)
             if record["state"] == PRState.MERGED:
-                return _merge_from(record["merged"])
-            _require_open(record, "merge")
+                return records.merge_from(record["merged"])
+            records.require_open(record, "merge")
             if self._head(record) != head_sha:
                 raise ForgeError(
                     f"PR #{number}: its head moved to {self._head(record)[:12]} while merging; "
                     "approvals are bound to the old head. Run `promote merge` again."
                 )
-            main = self._repo.resolve(remote_main)
-            if self._repo.is_ancestor(head_sha, main):
-                new, method = main, "already-in-main"
-            elif self._repo.is_ancestor(main, head_sha):
-                new, method = head_sha, "fast-forward"
-            else:
-                new, method = (
-                    self._merge_commit(number, main, head_sha, message, resolve),
-                    ("merge-commit"),
-                )
-            if new != main:
-                try:
-                    self._repo.push(
-                        self._remote, [git_repo.RefUpdate(f"refs/heads/{self._main}", new, main)]
-                    )
-                except PushRejected:
-                    log.debug("main moved while merging PR #%d; retrying", number)
-                    _backoff(attempt)
-                    continue
-                self._repo.set_ref(remote_main, new)
+            advanced = self._advance_main(number, head_sha, message, resolve)
+            if advanced is None:
+                log.debug("main moved while merging PR #%d; retrying", number)
+                _backoff(attempt)
+                continue
+            new, method = advanced
             result = MergeResult(new, method, _now(), by, head_sha, tuple(approvals))
-
-            def mark(rec: dict[str, Any], result: MergeResult = result) -> MergeResult:
-                if rec["state"] == PRState.MERGED:
-                    return _merge_from(rec["merged"])
-                rec["state"] = str(PRState.MERGED)
-                rec["merged"] = _merge_to(result)
-                return result
-
+            mark = functools.partial(records.mark_merged, result=result)
             return self._update(number, f"merge PR #{number} ({method})", mark)[0]
         raise ForgeError(
             f"could not merge PR #{number}: {self._main} kept moving ({self._max} attempts); "
             "try again."
         )
+
+    def _advance_main(
+        self, number: int, head_sha: str, message: str, resolve: Resolver | None
+    ) -> tuple[str, str] | None:
+        """Bring ``head_sha`` into main: (main's new tip, method), or None if main moved under
+        us (the push lost its compare-and-swap race)."""
+        remote_main = f"refs/remotes/{self._remote}/{self._main}"
+        main = self._repo.resolve(remote_main)
+        if self._repo.is_ancestor(head_sha, main):
+            return main, "already-in-main"
+        if self._repo.is_ancestor(main, head_sha):
+            new, method = head_sha, "fast-forward"
+        else:
+            new = self._merge_commit(number, main, head_sha, message, resolve)
+            method = "merge-commit"
+        try:
+            self._repo.push(
+                self._remote, [git_repo.RefUpdate(f"refs/heads/{self._main}", new, main)]
+            )
+        except PushRejected:
+            return None
+        self._repo.set_ref(remote_main, new)
+        return new, method
 
     def _merge_commit(
         self, number: int, main: str, head: str, message: str, resolve: Resolver | None
@@ -406,36 +349,3 @@ class LocalForge:
                 )
             tree = self._repo.write_tree(dict(fixed), base=tree)
         return self._repo.commit(tree, [main, head], message, author=self._repo.identity())
-
-
-def _require_open(record: dict[str, Any], verb: str) -> None:
-    if record["state"] == PRState.MERGED:
-        merged = record.get("merged") or {}
-        raise ForgeError(
-            f"PR #{record['number']} is already merged ({merged.get('sha', '?')[:12]} at "
-            f"{merged.get('at', '?')}); cannot {verb} it."
-        )
-    if record["state"] == PRState.CLOSED:
-        raise ForgeError(f"PR #{record['number']} is closed; cannot {verb} it. Open a new one.")
-
-
-def _merge_to(result: MergeResult) -> dict[str, Any]:
-    return {
-        "sha": result.sha,
-        "method": result.method,
-        "at": result.at.isoformat(),
-        "by": result.by,
-        "headSha": result.head_sha,
-        "approvals": list(result.approvals),
-    }
-
-
-def _merge_from(data: dict[str, Any]) -> MergeResult:
-    return MergeResult(
-        sha=data["sha"],
-        method=data["method"],
-        at=datetime.fromisoformat(data["at"]),
-        by=data["by"],
-        head_sha=data["headSha"],
-        approvals=tuple(data.get("approvals", ())),
-    )

@@ -135,39 +135,16 @@ def pull_request(
     if meta.get("env") not in (None, env):
         log.warning("PR #%s: metadata env %r differs from the branch's", data["number"], env)
         meta = {}
-    try:
-        kind = PRKind(meta.get("kind", PRKind.PROMOTION))
-    except ValueError:
-        kind = PRKind.PROMOTION
-    opener = str((data.get("user") or {}).get("login") or "")
-    author = str(meta.get("author") or opener)
-    identity = str(meta.get("authorIdentity") or "")
-    if opener and opener != author:
-        identity = f"{identity} (opened by {opener})".strip()
-    merged_at = data.get("merged_at")
+    author, identity = _author(data, meta)
     head_sha = str(head.get("sha") or "")
-    merge = None
-    if data.get("merged") or merged_at:
-        state = PRState.MERGED
-        sha = str(data.get("merge_commit_sha") or "")
-        counted, merger = trailers(sha)
-        merge = MergeResult(
-            sha=sha,
-            method="merge-commit",
-            at=parse_time(merged_at),
-            by=str((data.get("merged_by") or {}).get("login") or merger),
-            head_sha=head_sha,
-            approvals=counted,
-        )
-    else:
-        state = PRState.OPEN if data.get("state") == "open" else PRState.CLOSED
+    state, merge = _state(data, head_sha=head_sha, trailers=trailers)
     return PullRequest(
         number=int(data["number"]),
         title=str(data.get("title") or ""),
         body=body,
         env=env,
         source=meta.get("source"),
-        kind=kind,
+        kind=_kind(meta),
         branch=branch,
         base=str(base.get("ref")),
         head_sha=head_sha,
@@ -182,3 +159,44 @@ def pull_request(
         merge=merge,
         closed_at=parse_time(data["closed_at"]) if data.get("closed_at") else None,
     )
+
+
+def _kind(meta: dict[str, Any]) -> PRKind:
+    try:
+        return PRKind(meta.get("kind", PRKind.PROMOTION))
+    except ValueError:
+        return PRKind.PROMOTION
+
+
+def _author(data: dict[str, Any], meta: dict[str, Any]) -> tuple[str, str]:
+    """(author, identity): the requesting author from the metadata, else the PR's opener;
+    the identity says who opened the PR when that was someone else."""
+    opener = str((data.get("user") or {}).get("login") or "")
+    author = str(meta.get("author") or opener)
+    identity = str(meta.get("authorIdentity") or "")
+    if opener and opener != author:
+        identity = f"{identity} (opened by {opener})".strip()
+    return author, identity
+
+
+def _state(
+    data: dict[str, Any],
+    *,
+    head_sha: str,
+    trailers: Callable[[str], tuple[tuple[str, ...], str]],
+) -> tuple[PRState, MergeResult | None]:
+    """The PR's state, and its merge when merged (approvers and merger from the trailers)."""
+    merged_at = data.get("merged_at")
+    if not (data.get("merged") or merged_at):
+        return (PRState.OPEN if data.get("state") == "open" else PRState.CLOSED), None
+    sha = str(data.get("merge_commit_sha") or "")
+    counted, merger = trailers(sha)
+    merge = MergeResult(
+        sha=sha,
+        method="merge-commit",
+        at=parse_time(merged_at),
+        by=str((data.get("merged_by") or {}).get("login") or merger),
+        head_sha=head_sha,
+        approvals=counted,
+    )
+    return PRState.MERGED, merge

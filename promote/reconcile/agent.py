@@ -5,7 +5,8 @@ apply, prune, health, status. Every stage before apply only computes; a failure 
 nothing and leaves the last good state in the cluster, and the status names the stage. The
 adapters (Git source, kustomize, secret resolver, cluster) are passed in, never built here,
 so tests point them at 127.0.0.1. This module sequences; the rules live in the pure modules
-(``validation``, ``cluster.drift``, ``cluster.inventory``, ``cluster.health``).
+(``validation``, ``cluster.drift``, ``cluster.inventory``, ``cluster.health``), and the prune
+stage's deletions in ``reconcile/pruning.py``.
 """
 
 from __future__ import annotations
@@ -21,10 +22,11 @@ from pathlib import Path
 from typing import Any
 
 from promote import config
-from promote.cluster import apply, client, drift, health, inventory
+from promote.cluster import apply, client, drift, health
 from promote.cluster.cache import LiveCache
 from promote.errors import ClusterError
 from promote.kustomize import render
+from promote.reconcile import pruning
 from promote.reconcile import status as status_mod
 from promote.reconcile.desired import DesiredState, SecretResolver, StageFailed, stage
 from promote.reconcile.metrics import Metrics
@@ -231,52 +233,24 @@ class Agent:
             raise StageFailed(Stage.APPLY, errors[0])
 
     def _prune(self, desired: list[dict[str, Any]], report: PassReport, *, dry_run: bool) -> None:
-        env, ns = self.settings.env, self.settings.namespace
-        keys = [client.object_key(o) for o in desired]
-        previous = stage(Stage.PRUNE, apply.read_inventory, self.cluster, env=env, namespace=ns)
-        prune = self.sync_settings.prune if self.settings.prune is None else self.settings.prune
-        if prune and previous:
-            plan = inventory.plan_prune(
-                previous, keys, allow_mass_prune=self.settings.allow_mass_prune
-            )
-            if plan.blocked:
-                report.prune_blocked = plan.reason
-                keys = sorted(set(keys) | set(plan.delete))  # keep tracking what we did not delete
-            elif dry_run:
-                report.pruned.extend(plan.delete)  # would be deleted (if they carry our labels)
-            else:
-                for key in plan.delete:
-                    stage(Stage.PRUNE, self._delete_if_ours, key, report)
-        elif previous:
-            keys = sorted(set(keys) | set(previous))  # prune off: still ours, still tracked
-        if dry_run or (previous is not None and sorted(set(previous)) == sorted(set(keys))):
-            return  # nothing to record: the inventory already says exactly this
-        stage(
-            Stage.PRUNE,
-            apply.write_inventory,
-            self.cluster,
-            keys,
-            env=env,
-            namespace=ns,
-            revision=report.revision or "",
-        )
-
-    def _delete_if_ours(self, key: str, report: PassReport) -> None:
-        group, kind, ns, name = key.split("/", 3)
-        rt = self.cluster.resource_by_group_kind(group, kind)
-        if rt is None:
-            return  # the kind is no longer served (its CRD is gone): nothing left to delete
-        live = self.cluster.get(rt, ns or None, name)
-        labels = ((live or {}).get("metadata") or {}).get("labels") or {}
-        if (
-            live is None
-            or labels.get(apply.MANAGED_BY) != apply.MANAGER
-            or labels.get(apply.ENV_LABEL) != self.settings.env
-        ):
-            return  # only objects carrying our labels are ever deleted
-        if self.cluster.delete(rt, ns or None, name):
+        def deleted(key: str) -> None:
             report.pruned.append(key)
             self._applied.pop(key, None)
+
+        prune = self.sync_settings.prune if self.settings.prune is None else self.settings.prune
+        outcome = pruning.prune_objects(
+            self.cluster,
+            [client.object_key(o) for o in desired],
+            env=self.settings.env,
+            namespace=self.settings.namespace,
+            enabled=prune,
+            allow_mass_prune=self.settings.allow_mass_prune,
+            dry_run=dry_run,
+            revision=report.revision or "",
+            on_deleted=deleted,
+        )
+        report.prune_blocked = outcome.blocked
+        report.pruned.extend(outcome.would_delete)
 
     def _assess(self, desired: list[dict[str, Any]], report: PassReport) -> None:
         statuses = {}

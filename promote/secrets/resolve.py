@@ -5,9 +5,10 @@ Secrets still encrypted, ``vault:`` references still references) and returns new
 which every Secret carries its real values, as base64 ``data`` only (``stringData`` is merged
 in, as the API server would, so the result compares cleanly with live Secrets), without the
 ``sops`` block. Nothing is written anywhere: objects go to ``sops decrypt`` on stdin and come
-back on stdout. Results are cached in memory by a hash of the ciphertext, so a running agent
-decrypts an unchanged Secret once; cold misses are decrypted in parallel (each is a sops
-process, so threads overlap them). One failure fails the whole call: no partial result.
+back on stdout. Results are cached in memory by a hash of the ciphertext (``secrets/cache.py``),
+so a running agent decrypts an unchanged Secret once; cold misses are decrypted in parallel
+(each is a sops process, so threads overlap them). One failure fails the whole call: no
+partial result.
 
 Key material comes from the process environment only (see :meth:`Resolver.for_environment`).
 Decrypted values are :class:`~promote.secrets.values.SecretText`, whose ``repr`` is redacted, so
@@ -17,24 +18,20 @@ logging a resolved object (``%s`` of a dict uses ``repr`` of its values) shows n
 from __future__ import annotations
 
 import base64
-import binascii
-import collections
 import concurrent.futures
-import hashlib
 import json
 import logging
 import os
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from promote import config
-from promote.cluster import drift, validation
+from promote.cluster import validation
 from promote.errors import ConfigError, PromoteError, SopsError
-from promote.secrets import files, redact, sops, sopsmeta, values, vault
+from promote.secrets import cache, files, redact, sops, sopsmeta, values, vault
 
 log = logging.getLogger(__name__)
 
@@ -42,46 +39,8 @@ Object = dict[str, Any]
 _SECTIONS = sopsmeta.SECTIONS
 
 
-@dataclass(frozen=True, slots=True)
-class _Entry:
-    """The cached plaintext of one Secret: base64 values by key (vault refs still refs)."""
-
-    data: Mapping[str, values.SecretText]
-    refs: Mapping[str, vault.KvRef]
-
-
-@dataclass(frozen=True, slots=True)
-class CacheStats:
-    hits: int
-    misses: int
-    size: int
-
-
-def ciphertext_hash(env_name: str, obj: Object) -> str:
-    """What the cache is keyed by: the environment, the encrypted sections and the sops block."""
-    material = [env_name, *(obj.get(s) for s in _SECTIONS), obj.get("sops")]
-    blob = json.dumps(material, separators=(",", ":"), default=str).encode()
-    return hashlib.sha256(blob).hexdigest()
-
-
 def _b64(text: str) -> values.SecretText:
     return values.SecretText(base64.b64encode(text.encode("utf-8")).decode("ascii"))
-
-
-def _entry(sections: Mapping[str, Any]) -> _Entry:
-    """Plaintext sections -> base64 data (stringData folded in as on the API server) + refs."""
-    folded = drift.fold_string_data(sections.get("data"), sections.get("stringData"))
-    data = {key: values.SecretText(value) for key, value in folded.items()}
-    refs: dict[str, vault.KvRef] = {}
-    for key, value in data.items():
-        try:
-            decoded = base64.b64decode(value, validate=True).decode("utf-8")
-        except (binascii.Error, UnicodeDecodeError, ValueError):
-            continue
-        ref = vault.parse_ref(decoded) if decoded.startswith("vault:") else None
-        if ref:
-            refs[key] = ref
-    return _Entry(data, refs)
 
 
 class _Sources:
@@ -132,11 +91,8 @@ class Resolver:
             else (sopsmeta.normalise_address(vault_client.address) if vault_client else None)
         )
         self._workers = workers or max(2, 2 * (os.cpu_count() or 1))
-        self._cache: collections.OrderedDict[str, _Entry] = collections.OrderedDict()
-        self._cache_size = cache_size
+        self._cache = cache.PlaintextCache(cache_size)
         self._lock = threading.Lock()
-        self._hits = 0
-        self._misses = 0
         self._transit_sops: sops.Sops | None = None
 
     @classmethod
@@ -166,28 +122,8 @@ class Resolver:
             sources=sources,
         )
 
-    # --- cache -----------------------------------------------------------------------------
-
-    def cache_stats(self) -> CacheStats:
-        with self._lock:
-            return CacheStats(self._hits, self._misses, len(self._cache))
-
-    def _cached(self, key: str) -> _Entry | None:
-        with self._lock:
-            entry = self._cache.get(key)
-            if entry is not None:
-                self._cache.move_to_end(key)
-                self._hits += 1
-            else:
-                self._misses += 1
-            return entry
-
-    def _store(self, key: str, entry: _Entry) -> None:
-        with self._lock:
-            self._cache[key] = entry
-            self._cache.move_to_end(key)
-            while len(self._cache) > self._cache_size:
-                self._cache.popitem(last=False)
+    def cache_stats(self) -> cache.CacheStats:
+        return self._cache.stats()
 
     # --- resolving -------------------------------------------------------------------------
 
@@ -213,12 +149,12 @@ class Resolver:
             )
         started = time.monotonic()
         names = _Sources(sources, self._sources_fn)
-        entries: dict[int, _Entry] = {}
+        entries: dict[int, cache.Entry] = {}
         pending: dict[int, str] = {}  # index -> cache key
         for i, obj in enumerate(objects):
             if not validation.is_sops_object(obj):
                 if redact.is_secret(obj):
-                    entries[i] = _entry(obj)
+                    entries[i] = cache.to_entry(obj)
                 continue
             try:
                 if not redact.is_secret(obj):
@@ -229,8 +165,8 @@ class Resolver:
                 self._check_transit(obj)
             except PromoteError as exc:
                 raise self._sourced(exc, obj, names) from None
-            key = ciphertext_hash(self.env_name, obj)
-            cached = self._cached(key)
+            key = cache.ciphertext_hash(self.env_name, obj)
+            cached = self._cache.get(key)
             if cached is not None:
                 entries[i] = cached
             else:
@@ -287,10 +223,10 @@ class Resolver:
         self,
         objects: Sequence[Object],
         pending: Mapping[int, str],
-        entries: dict[int, _Entry],
+        entries: dict[int, cache.Entry],
         names: _Sources,
     ) -> None:
-        def job(i: int) -> _Entry:
+        def job(i: int) -> cache.Entry:
             obj = objects[i]
             what = self._name(obj)
             document = json.dumps(obj, default=str).encode()
@@ -302,18 +238,18 @@ class Resolver:
                 decrypted = json.loads(plain.reveal())
             except ValueError:
                 raise SopsError(f"{what}: sops returned something that is not JSON.") from None
-            return _entry(decrypted)
+            return cache.to_entry(decrypted)
 
         results = _run_all(job, list(pending), self._workers)
         _raise_first(results, len(results))
         for i, key in pending.items():
             entry = results[i]
-            assert isinstance(entry, _Entry)
-            self._store(key, entry)
+            assert isinstance(entry, cache.Entry)
+            self._cache.put(key, entry)
             entries[i] = entry
 
     def _assemble(
-        self, objects: Sequence[Object], entries: Mapping[int, _Entry], names: _Sources
+        self, objects: Sequence[Object], entries: Mapping[int, cache.Entry], names: _Sources
     ) -> list[Object]:
         refs = {str(r) for e in entries.values() for r in e.refs.values()}
         values = self._read_refs(refs, objects, entries, names) if refs else {}
@@ -337,7 +273,7 @@ class Resolver:
         self,
         refs: set[str],
         objects: Sequence[Object],
-        entries: Mapping[int, _Entry],
+        entries: Mapping[int, cache.Entry],
         names: _Sources,
     ) -> dict[str, values.SecretText]:
         owner: dict[str, tuple[Object, str]] = {}  # ref -> (object, key) that uses it

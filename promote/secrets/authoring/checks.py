@@ -80,66 +80,91 @@ def _check_file(
         return [validation.Finding(env.name, f"file {rel}", "content", str(exc))]
     name = (doc.get("metadata") or {}).get("name")
     obj = f"{doc.get('kind', 'object')} {name}" if name else f"file {rel}"
-
-    def finding(field: str, message: str) -> validation.Finding:
-        return validation.Finding(env.name, obj, field, message, source=rel)
-
     checked = name is not None and str(name) in rendered
     if not validation.is_sops_object(doc):
-        return (
-            []
-            if checked
-            else [
-                finding(
-                    "sops",
-                    "the file is named *.sops.yaml but is not encrypted (no sops metadata); "
-                    f"create it with `promote secrets set {env.name} NAME KEY=-` "
-                    "(no value is shown)",
-                )
-            ]
-        )
-    out = [
-        finding(
+        problems = [] if checked else [_not_encrypted(env)]
+    else:
+        problems = [
+            *([] if checked else _plaintext_values(doc, env, name)),
+            *_recipients(doc, env, wanted),
+            *_transit_keys(doc, env),
+            *_key_order(doc),
+        ]
+    return [validation.Finding(env.name, obj, f, message, source=rel) for f, message in problems]
+
+
+# Each step below returns (field, message) pairs for one file; no value is ever in a message.
+
+
+def _not_encrypted(env: config.Environment) -> tuple[str, str]:
+    return (
+        "sops",
+        "the file is named *.sops.yaml but is not encrypted (no sops metadata); "
+        f"create it with `promote secrets set {env.name} NAME KEY=-` "
+        "(no value is shown)",
+    )
+
+
+def _plaintext_values(
+    doc: dict[str, Any], env: config.Environment, name: Any
+) -> list[tuple[str, str]]:
+    """Values left in plaintext in a SOPS file (rendered Secrets are checked by validation)."""
+    return [
+        (
             field,
             "is not encrypted although the file is a SOPS file; set it again with "
             f"`promote secrets set {env.name} {name or 'NAME'} KEY=-` (the value is not shown)",
         )
-        for field in ([] if checked else sopsmeta.unencrypted_values(doc))
+        for field in sopsmeta.unencrypted_values(doc)
     ]
+
+
+def _recipients(
+    doc: dict[str, Any], env: config.Environment, wanted: sopsmeta.Recipients | None
+) -> list[tuple[str, str]]:
+    """The file must be encrypted to exactly ``keys/<env>/``."""
     have = sopsmeta.file_recipients(doc)
-    if wanted is not None and have != wanted:
-        extra, missing = have.minus(wanted), wanted.minus(have)
-        parts = []
-        if extra:
-            parts.append(f"encrypted to {', '.join(extra.labels())} not in keys/{env.name}/")
-        if missing:
-            parts.append(f"not encrypted to {', '.join(missing.labels())} of keys/{env.name}/")
-        out.append(
-            finding(
-                "sops.recipients",
-                "; ".join(parts) + "; run `promote keys sync` (a holder of the environment's "
-                "key re-wraps it)",
-            )
+    if wanted is None or have == wanted:
+        return []
+    extra, missing = have.minus(wanted), wanted.minus(have)
+    parts = []
+    if extra:
+        parts.append(f"encrypted to {', '.join(extra.labels())} not in keys/{env.name}/")
+    if missing:
+        parts.append(f"not encrypted to {', '.join(missing.labels())} of keys/{env.name}/")
+    return [
+        (
+            "sops.recipients",
+            "; ".join(parts) + "; run `promote keys sync` (a holder of the environment's "
+            "key re-wraps it)",
         )
+    ]
+
+
+def _transit_keys(doc: dict[str, Any], env: config.Environment) -> list[tuple[str, str]]:
+    """Vault transit keys must live on the environment's own Vault."""
     settings = env.config.secrets.vault
     configured = sopsmeta.normalise_address(settings.address) if settings else None
-    for address in sorted(sopsmeta.transit_addresses(doc)):
-        if address != configured:
-            out.append(
-                finding(
-                    "sops.hc_vault",
-                    f"its Vault transit key is on {address} but environments/{env.name}.yaml "
-                    f"secrets.vault.address is {settings.address if settings else 'not set'}; "
-                    "the agent refuses such a file (it would send its token elsewhere)",
-                )
-            )
-    if not sopsmeta.kustomize_ordered(doc):
-        out.append(
-            finding(
-                "data",
-                "keys are not sorted (data before stringData); kustomize sorts them and the MAC "
-                "would no longer match after rendering; set a key with `promote secrets set` "
-                "to rewrite the file in order",
-            )
+    return [
+        (
+            "sops.hc_vault",
+            f"its Vault transit key is on {address} but environments/{env.name}.yaml "
+            f"secrets.vault.address is {settings.address if settings else 'not set'}; "
+            "the agent refuses such a file (it would send its token elsewhere)",
         )
-    return out
+        for address in sorted(sopsmeta.transit_addresses(doc))
+        if address != configured
+    ]
+
+
+def _key_order(doc: dict[str, Any]) -> list[tuple[str, str]]:
+    if sopsmeta.kustomize_ordered(doc):
+        return []
+    return [
+        (
+            "data",
+            "keys are not sorted (data before stringData); kustomize sorts them and the MAC "
+            "would no longer match after rendering; set a key with `promote secrets set` "
+            "to rewrite the file in order",
+        )
+    ]

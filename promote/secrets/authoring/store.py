@@ -26,7 +26,7 @@ import yaml
 from promote import config
 from promote.errors import ConfigError, KeyFileError, SopsError, UsageError
 from promote.kustomize import folder, overlay, render
-from promote.secrets import files, values
+from promote.secrets import files, sops, values
 from promote.secrets.authoring import keys, parity, rekey
 
 log = logging.getLogger(__name__)
@@ -132,41 +132,14 @@ def set_secret(
 ) -> SetResult:
     """Create or update one Secret file of ``env_name`` and list it in the overlay's resources."""
     env = project.env(env_name)
-    if not NAME.match(name):
-        raise UsageError(
-            f"{name!r} is not a valid Secret name; use lower-case letters, digits, '-' and '.'."
-        )
-    env_keys = keys.read_keys(project, env_name, environ=environ)
-    if not env_keys.recipients:
-        raise KeyFileError(
-            f"keys/{env_name}/ lists no recipient, so nothing could decrypt the file; run "
-            f"`promote keys init {env_name}` (or `promote keys add {env_name} RECIPIENT`) first."
-        )
+    env_keys = _writable_keys(project, env_name, name, environ)
     _check_sops_config(project, environ)
     adapter = rekey.env_sops(project, env_name, env_keys, environ=environ, binary=binary)
     path = secret_path(env, name)
     rel = project.relpath(path)
     created = not path.exists()
-    doc: dict[str, Any] = {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": {"name": name},
-        "type": "Opaque",
-    }
-    if not created:
-        plain = adapter.decrypt(path.read_bytes(), what=rel)
-        doc = json.loads(plain.reveal())
-        if doc.get("kind") != "Secret" or (doc.get("metadata") or {}).get("name") != name:
-            raise SopsError(f"{rel}: is not the Secret {name!r}; fix or remove the file.")
-    data: dict[str, str] = dict(doc.get("data") or {})
-    string_data: dict[str, str] = dict(doc.get("stringData") or {})
-    for a in assignments:
-        try:
-            string_data[a.key] = a.value.decode("utf-8")
-            data.pop(a.key, None)
-        except UnicodeDecodeError:  # binary: kept exactly, base64 in data
-            data[a.key] = base64.b64encode(a.value).decode("ascii")
-            string_data.pop(a.key, None)
+    doc = _new_secret(name) if created else _decrypt_existing(adapter, path, rel, name)
+    data, string_data = _assign(doc, assignments)
     body = {k: v for k, v in doc.items() if k not in ("data", "stringData", "sops")}
     if data:
         body["data"] = dict(sorted(data.items()))
@@ -178,12 +151,6 @@ def set_secret(
     )
     _write_atomic(path, ciphertext)
     log.info("wrote %s (keys: %s)", rel, ", ".join(a.key for a in assignments))
-    resource = f"{SECRETS_DIR}/{name}.sops.yaml"
-    kz = folder.kustomization_path(env.overlay_dir)
-    before = kz.read_text(encoding="utf-8")
-    after = overlay.add_resource(before, resource, project.relpath(kz))
-    if after != before:
-        kz.write_text(after, encoding="utf-8")
     return SetResult(
         env_name,
         name,
@@ -191,8 +158,65 @@ def set_secret(
         created,
         tuple(sorted({*data, *string_data})),
         tuple(a.key for a in assignments),
-        after != before,
+        _add_resource(project, env, name),
     )
+
+
+def _writable_keys(
+    project: config.Project, env_name: str, name: str, environ: Mapping[str, str]
+) -> keys.EnvKeys:
+    """The environment's keys, once the Secret name is valid and there is a recipient."""
+    if not NAME.match(name):
+        raise UsageError(
+            f"{name!r} is not a valid Secret name; use lower-case letters, digits, '-' and '.'."
+        )
+    env_keys = keys.read_keys(project, env_name, environ=environ)
+    if not env_keys.recipients:
+        raise KeyFileError(
+            f"keys/{env_name}/ lists no recipient, so nothing could decrypt the file; run "
+            f"`promote keys init {env_name}` (or `promote keys add {env_name} RECIPIENT`) first."
+        )
+    return env_keys
+
+
+def _new_secret(name: str) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name}, "type": "Opaque"}
+
+
+def _decrypt_existing(adapter: sops.Sops, path: Path, rel: str, name: str) -> dict[str, Any]:
+    """The file's Secret, decrypted in memory (sops stdin/stdout); it must be Secret ``name``."""
+    plain = adapter.decrypt(path.read_bytes(), what=rel)
+    doc: dict[str, Any] = json.loads(plain.reveal())
+    if doc.get("kind") != "Secret" or (doc.get("metadata") or {}).get("name") != name:
+        raise SopsError(f"{rel}: is not the Secret {name!r}; fix or remove the file.")
+    return doc
+
+
+def _assign(
+    doc: dict[str, Any], assignments: Sequence[Assignment]
+) -> tuple[dict[str, str], dict[str, str]]:
+    """(data, stringData) with ``assignments`` applied: text in stringData, binary in data."""
+    data: dict[str, str] = dict(doc.get("data") or {})
+    string_data: dict[str, str] = dict(doc.get("stringData") or {})
+    for a in assignments:
+        try:
+            string_data[a.key] = a.value.decode("utf-8")
+            data.pop(a.key, None)
+        except UnicodeDecodeError:  # binary: kept exactly, base64 in data
+            data[a.key] = base64.b64encode(a.value).decode("ascii")
+            string_data.pop(a.key, None)
+    return data, string_data
+
+
+def _add_resource(project: config.Project, env: config.Environment, name: str) -> bool:
+    """List the Secret's file in the overlay's resources; True if it was not listed yet."""
+    resource = f"{SECRETS_DIR}/{name}.sops.yaml"
+    kz = folder.kustomization_path(env.overlay_dir)
+    before = kz.read_text(encoding="utf-8")
+    after = overlay.add_resource(before, resource, project.relpath(kz))
+    if after != before:
+        kz.write_text(after, encoding="utf-8")
+    return after != before
 
 
 def _write_atomic(path: Path, ciphertext: bytes) -> None:
