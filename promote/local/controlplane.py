@@ -1,7 +1,7 @@
 """A local Kubernetes control plane: real etcd and kube-apiserver on 127.0.0.1.
 
 Owns: finding the two binaries (built by ``tools/ensure-controlplane``), the data directory,
-starting both servers on free ports with the certificates and kubeconfig ``localpki`` writes
+starting both servers on free ports with the certificates and kubeconfig ``local.pki`` writes
 (context ``promote-local``), waiting for ``/readyz``, and stopping them. Test fixtures use
 :class:`LocalCluster` (a context manager whose servers die with this process); ``promote
 cluster up/down`` use :func:`up`, which leaves them running detached and records them in

@@ -1,4 +1,4 @@
-"""Certificates and kubeconfig for the local control plane (``localcluster``).
+"""Certificates and kubeconfig for the local control plane (``local.controlplane``).
 
 Writes a CA, the apiserver's serving certificate (127.0.0.1, localhost, kubernetes.default),
 a client certificate for ``admin`` in ``system:masters``, the service-account signing key, and

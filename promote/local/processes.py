@@ -8,7 +8,7 @@ A recorded PID is only signalled when the process still has the start time we re
 PID reused by an unrelated process after a reboot is never killed. Each process runs in its
 own session (process group), so stopping it also stops anything it started.
 
-Must not: know the story (``demo.py``) or how the repository is built (``demo_setup.py``).
+Must not: know the story (``demo.py``) or how the repository is built (``seed.py``).
 """
 
 from __future__ import annotations

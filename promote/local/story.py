@@ -1,7 +1,7 @@
 """The steps of ``promote demo``, in order, and what each must have achieved.
 
 Owns the story: each step runs ``promote`` commands as the person in the story would (through
-:class:`~promote.demo_world.World`), then checks the outcome where it really happened (the Git
+:class:`~promote.local.world.World`), then checks the outcome where it really happened (the Git
 remote, an agent's ``/status``, the cluster) and returns one line saying what it checked, or
 raises a PromoteError saying what did not happen. ``demo.py`` runs them and cleans up.
 

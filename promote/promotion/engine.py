@@ -4,7 +4,7 @@ Every command starts from the REMOTE's main, never from the user's worktree: a
 :class:`Session` fetches main, exports its tree into a temporary folder (overlays hold only
 ciphertext, so this is safe) and loads the configuration from there, so the policy that
 applies is the one on main. Commits are built in the object database from main's tree (see
-``repo.py``); the user's checkout, index and branches are never touched.
+``promote.git``); the user's checkout, index and branches are never touched.
 
 The verbs live beside this module: ``propose`` plans promotions, rollbacks and set-image and
 opens their pull requests; ``review`` approves and merges them. What changes is decided by the

@@ -2,7 +2,7 @@
 
 A bare cache repository per remote (``mirror.open_mirror``, under ``$PROMOTE_AGENT_CACHE``),
 ``git fetch --depth 1`` of the branch, and an export of the tree at a revision into a folder
-for kustomize, all through ``repo.py`` (the one Git adapter). Overlays hold only ciphertext, so
+for kustomize, all through ``promote.git`` (the one Git adapter). Overlays hold only ciphertext, so
 exporting them to disk is safe; decryption happens later, in memory. A remote that cannot be
 reached is retryable (GitUnavailable); a branch that does not exist is an error the status and
 a Warning Event name (the loop still retries both, with backoff).

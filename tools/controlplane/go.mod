@@ -2,7 +2,7 @@
 // k8s.io/kubernetes is not meant to be imported: its go.mod points every k8s.io/* staging
 // module at ./staging, so each one is replaced here by its published twin of the same release.
 // Bump all of these together (and K8S_VERSION in tools/ensure-controlplane and
-// promote/localcluster.py).
+// promote/local/controlplane.py).
 module promote.local/tools/controlplane
 
 go 1.24.0
