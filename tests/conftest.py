@@ -1,8 +1,8 @@
 """Shared fixtures. Real servers only (DESIGN.md §6): no imitation of an API we can run.
 
 Kubernetes: ``control_plane`` (session) runs kube-apiserver + etcd through
-:class:`promote.local.controlplane.LocalCluster`; the binaries come from ``tools/ensure-controlplane``,
-which CI should run before pytest because a cold build takes many minutes. ``namespace`` gives
+:class:`promote.local.controlplane.LocalCluster`; the binaries come from
+``tools/ensure-controlplane``, which CI should run before pytest because a cold build takes many minutes. ``namespace`` gives
 each test its own namespace. There is no controller-manager: a deleted namespace stays
 Terminating, so it is deleted without waiting.
 
