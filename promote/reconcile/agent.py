@@ -86,6 +86,7 @@ class Agent:
         self.resolver = resolver
         self.metrics = metrics or Metrics()
         self.status = status_mod.EnvStatus(env=settings.env)
+        self._status_restored = False  # the published status' last sync time read back once
         self.desired_state = DesiredState(
             env=settings.env,
             namespace=settings.namespace,
@@ -291,8 +292,25 @@ class Agent:
         }
 
     # --- status -----------------------------------------------------------------------------
+    def _restore_status(self) -> None:
+        """Carry the published status' last successful sync time into a new process (a
+        `promote sync`, a restart, a new leader), so a failed first pass does not erase it."""
+        if self._status_restored:
+            return
+        self._status_restored = True
+        try:
+            previous = status_mod.read(
+                self.cluster, env=self.settings.env, namespace=self.settings.namespace
+            )
+        except (ClusterError, ValueError, TypeError) as exc:
+            log.debug("%s: no earlier status to restore: %s", self.settings.env, exc)
+            return
+        if previous is not None and not self.status.last_sync_at:
+            self.status.last_sync_at = previous.last_sync_at
+
     def _publish(self, report: PassReport) -> None:
         st, env = self.status, self.settings.env
+        self._restore_status()
         with self._lock:
             if report.revision:
                 st.revision = report.revision
