@@ -86,6 +86,7 @@ class Agent:
         self.resolver = resolver
         self.metrics = metrics or Metrics()
         self.status = status_mod.EnvStatus(env=settings.env)
+        self._last_failure: tuple[str | None, str, str] | None = None  # last SyncFailed event
         self._status_restored = False  # the published status' last sync time read back once
         self.desired_state = DesiredState(
             env=settings.env,
@@ -323,12 +324,16 @@ class Agent:
                     "message": str(report.error.cause),
                     "at": status_mod.now_iso(),
                 }
-                self._failed_event(report.error)
+                failure = (report.revision, report.error.stage, str(report.error.cause))
+                if failure != self._last_failure:  # reported once, not at every resync
+                    self._failed_event(report.error)
+                self._last_failure = failure
             else:
                 st.sync = SyncState.OUT_OF_SYNC if report.out_of_sync else SyncState.SYNCED
                 st.out_of_sync = sorted(client.describe_key(k) for k in report.out_of_sync)
                 st.health, st.health_details = report.health, report.health_details
                 st.last_error = None
+                self._last_failure = None
                 st.last_sync_at = status_mod.now_iso()
                 if (
                     st.sync == SyncState.SYNCED

@@ -6,6 +6,7 @@ Real kube-apiserver, real kustomize; each test adds the manifests a user would c
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,6 +17,7 @@ import pytest
 from promote import config
 from promote.cluster import client
 from promote.reconcile import factory
+from promote.reconcile import loop as loop_mod
 from promote.reconcile import status as status_mod
 from promote.reconcile.agent import Agent
 from tests.gitops import GitOpsRepo, make_repo
@@ -76,6 +78,76 @@ def _get(cluster: client.Cluster, api: str, kind: str, ns: str | None, name: str
 def _events(cluster: client.Cluster, ns: str, reason: str) -> list[dict[str, Any]]:
     items = cluster.request("GET", f"/api/v1/namespaces/{ns}/events")["items"]
     return [e for e in items if e["reason"] == reason]
+
+
+WORKER = """\
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: worker
+spec:
+  selector:
+    matchLabels: {app: worker}
+  template:
+    metadata:
+      labels: {app: worker}
+    spec:
+      containers:
+      - name: worker
+        image: registry.example.com/acme/worker:v1
+        env:
+        - {name: MODE, value: fast}
+        - {name: MODE, value: safe}
+"""
+
+
+# --- 1(b): an invalid object is a permanent error --------------------------------------------
+
+
+def test_invalid_object_is_reported_once_and_waits_for_a_new_revision(
+    repo: GitOpsRepo, agents: Callable[..., Agent], cluster: client.Cluster, namespace: str
+) -> None:
+    agent = agents()
+    lp = loop_mod.AgentLoop(
+        agent,
+        loop_mod.LoopSettings(
+            interval_s=3600,
+            poll_s=0.2,
+            leader_election=False,
+            backoff_min_s=0.05,
+            backoff_max_s=0.1,
+        ),
+    )
+    threading.Thread(target=lp.run, daemon=True).start()
+    try:
+        wait_for(lambda: lp.passes >= 1 and agent.healing_enabled, timeout=30)
+        add_file(repo, "worker.yaml", WORKER)  # env MODE twice: the API server refuses it
+        repo.commit_all("worker with a duplicate env var")
+        report = wait_for(lambda: lp.last_report if lp.last_report.error else None, timeout=30)
+        error = report.error
+        assert error.stage == "apply"
+        assert not error.retryable, "an invalid object is not a transient fault"
+        message = str(error.cause)
+        assert f"Deployment {namespace}/worker" in message
+        assert '.spec.template.spec.containers[name="worker"].env' in message
+        assert '[name="MODE"]' in message
+        assert "unavailable" not in message and "500" not in message
+        failed_at = lp.passes
+        polls = lp.polls
+        # The loop keeps looking for a new revision, and does not retry this one.
+        wait_for(lambda: lp.polls >= polls + 3, timeout=10)
+        assert lp.passes == failed_at
+        assert len(_events(cluster, namespace, "SyncFailed")) == 1
+        st = status_mod.read(cluster, env="dev", namespace=namespace)
+        assert st is not None and st.sync == "Failed"
+        assert st.last_error is not None and '[name="MODE"]' in st.last_error["message"]
+        # A new revision fixes it: applied at once.
+        repo.edit("overlays/dev/worker.yaml", "        - {name: MODE, value: safe}\n", "")
+        repo.commit_all("one MODE")
+        wait_for(lambda: _get(cluster, "apps/v1", "Deployment", namespace, "worker"), timeout=30)
+        wait_for(lambda: lp.last_report.error is None, timeout=30)
+    finally:
+        lp.stop()
 
 
 # --- 10(a): a failed pass keeps the last successful sync time --------------------------------
