@@ -133,9 +133,15 @@ class Agent:
             report.objects = len(desired)
             with self._lock:
                 self._compare(desired, report, dry_run=dry_run)
+                env, ns = self.settings.env, self.settings.namespace
+                previous = stage(
+                    Stage.APPLY, apply.read_inventory, self.cluster, env=env, namespace=ns
+                )
+                recorded = previous
                 if not dry_run:
+                    recorded = self._record(previous, desired, report)
                     self._apply(desired, report)
-                self._prune(desired, report, dry_run=dry_run)
+                self._prune(desired, previous, recorded, report, dry_run=dry_run)
                 if not dry_run:
                     self._desired = {client.object_key(o): o for o in desired}
                 self._assess(desired, report)
@@ -232,10 +238,38 @@ class Agent:
         if errors:
             raise StageFailed(Stage.APPLY, errors[0])
 
-    def _prune(self, desired: list[dict[str, Any]], report: PassReport, *, dry_run: bool) -> None:
+    def _record(
+        self, previous: list[str] | None, desired: list[dict[str, Any]], report: PassReport
+    ) -> list[str]:
+        """Write the inventory before applying: what it listed plus everything this pass may
+        create. A pass that fails half-way then never leaves an object nobody tracks; prune
+        shrinks the list once the pass has applied."""
+        keys = sorted(set(previous or ()) | {client.object_key(o) for o in desired})
+        if previous is None or keys != sorted(set(previous)):
+            stage(
+                Stage.APPLY,
+                apply.write_inventory,
+                self.cluster,
+                keys,
+                env=self.settings.env,
+                namespace=self.settings.namespace,
+                revision=report.revision or "",
+            )
+        return keys
+
+    def _prune(
+        self,
+        desired: list[dict[str, Any]],
+        previous: list[str] | None,
+        recorded: list[str] | None,
+        report: PassReport,
+        *,
+        dry_run: bool,
+    ) -> None:
+        """Delete what left Git; ``previous`` is the inventory the pass started from (the
+        mass-prune guard's measure), ``recorded`` what it says now."""
         env, ns = self.settings.env, self.settings.namespace
         keys = [client.object_key(o) for o in desired]
-        previous = stage(Stage.PRUNE, apply.read_inventory, self.cluster, env=env, namespace=ns)
         prune = self.sync_settings.prune if self.settings.prune is None else self.settings.prune
         if prune and previous:
             plan = inventory.plan_prune(
@@ -251,7 +285,7 @@ class Agent:
                     stage(Stage.PRUNE, self._delete_if_ours, key, report)
         elif previous:
             keys = sorted(set(keys) | set(previous))  # prune off: still ours, still tracked
-        if dry_run or (previous is not None and sorted(set(previous)) == sorted(set(keys))):
+        if dry_run or (recorded is not None and sorted(set(recorded)) == sorted(set(keys))):
             return  # nothing to record: the inventory already says exactly this
         stage(
             Stage.PRUNE,

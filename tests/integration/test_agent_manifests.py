@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from promote import config
-from promote.cluster import client
+from promote.cluster import apply, client
 from promote.reconcile import factory
 from promote.reconcile import loop as loop_mod
 from promote.reconcile import status as status_mod
@@ -167,3 +167,53 @@ def test_failed_pass_keeps_the_last_successful_sync_time(
     st = status_mod.read(cluster, env="dev", namespace=namespace)
     assert st is not None and st.sync == "Failed"
     assert st.last_sync_at == synced.last_sync_at
+
+
+# --- 5: the inventory records an object before it is created ---------------------------------
+
+ORPHAN_AND_REJECTED = """\
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: orphan
+data: {MODE: fast}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: rejected
+spec:
+  selector:
+    matchLabels: {app: rejected}
+  template:
+    metadata:
+      labels: {app: something-else}
+    spec:
+      containers:
+      - {name: main, image: registry.example.com/acme/main:v1}
+"""
+
+
+def test_object_created_by_a_failed_pass_is_pruned_after_the_revert(
+    repo: GitOpsRepo, agents: Callable[..., Agent], cluster: client.Cluster, namespace: str
+) -> None:
+    agent = agents()
+    assert agent.run_pass().error is None
+    add_file(repo, "extra.yaml", ORPHAN_AND_REJECTED)
+    repo.commit_all("a ConfigMap and a Deployment the API server rejects")
+    report = agent.run_pass()
+    assert report.error is not None and report.error.stage == "apply"
+    assert "rejected" in str(report.error.cause)
+    assert _get(cluster, "v1", "ConfigMap", namespace, "orphan") is not None  # created
+    inventory = apply.read_inventory(cluster, env="dev", namespace=namespace) or []
+    assert f"/ConfigMap/{namespace}/orphan" in inventory  # ...and tracked
+    remove_file(repo, "extra.yaml")
+    repo.commit_all("revert")
+    for fresh in (agent, agents()):  # the same agent, or a restarted one
+        report = fresh.run_pass()
+        assert report.error is None, report.error
+        if fresh is agent:
+            assert f"/ConfigMap/{namespace}/orphan" in report.pruned
+    assert _get(cluster, "v1", "ConfigMap", namespace, "orphan") is None
+    inventory = apply.read_inventory(cluster, env="dev", namespace=namespace) or []
+    assert not any(k.endswith(("/orphan", "/rejected")) for k in inventory)
