@@ -1,9 +1,10 @@
 """Prepare desired objects and apply them with server-side apply.
 
 Owns the *how* of writing to the cluster: our labels and revision annotation on every object,
-the default namespace, the order (Namespaces and CRDs before what needs them), and parallel
-server-side apply with field manager ``promote``. It does not decide *what* to apply: the
-reconcile loop does, from the drift comparison.
+each object's namespace as its kind's scope (from discovery) calls for, the order (Namespaces
+and CRDs before what needs them), and parallel server-side apply with field manager
+``promote``. It does not decide *what* to apply: the reconcile loop does, from the drift
+comparison.
 """
 
 from __future__ import annotations
@@ -41,17 +42,6 @@ _ORDER = {
     "PersistentVolumeClaim": 6,
     "Service": 7,
 }
-_CLUSTER_SCOPED = {
-    "Namespace",
-    "CustomResourceDefinition",
-    "ClusterRole",
-    "ClusterRoleBinding",
-    "PersistentVolume",
-    "StorageClass",
-    "PriorityClass",
-    "ValidatingWebhookConfiguration",
-    "MutatingWebhookConfiguration",
-}
 
 
 class ApplyMode(enum.Enum):
@@ -64,10 +54,8 @@ def selector(env: str) -> str:
     return f"{MANAGED_BY}={MANAGER},{ENV_LABEL}={env}"
 
 
-def prepare(
-    objects: Iterable[dict[str, Any]], *, env: str, namespace: str, revision: str
-) -> list[dict[str, Any]]:
-    """Copies with our labels and revision, the default namespace, in apply order."""
+def prepare(objects: Iterable[dict[str, Any]], *, env: str, revision: str) -> list[dict[str, Any]]:
+    """Copies with our labels and revision, in apply order (namespaces: :func:`scope`)."""
     out = []
     for obj in objects:
         o = copy.deepcopy(obj)
@@ -80,10 +68,53 @@ def prepare(
         annotations = meta.setdefault("annotations", {}) or {}
         meta["annotations"] = annotations
         annotations[REVISION_ANNOTATION] = revision
-        if o.get("kind") not in _CLUSTER_SCOPED and not meta.get("namespace"):
-            meta["namespace"] = namespace
         out.append(o)
     out.sort(key=lambda o: (_ORDER.get(str(o.get("kind")), 10), client.object_key(o)))
+    return out
+
+
+def _group(api_version: str) -> str:
+    return api_version.rsplit("/", 1)[0] if "/" in api_version else ""
+
+
+def _crd_scopes(objects: Iterable[dict[str, Any]]) -> dict[tuple[str, str], bool]:
+    """``{(group, kind): namespaced}`` of the CRDs among the objects."""
+    out = {}
+    for obj in objects:
+        if obj.get("kind") == "CustomResourceDefinition":
+            spec = obj.get("spec") or {}
+            kind = str((spec.get("names") or {}).get("kind", ""))
+            out[(str(spec.get("group", "")), kind)] = spec.get("scope") != "Cluster"
+    return out
+
+
+def scope(
+    cluster: client.Cluster, objects: Sequence[dict[str, Any]], *, namespace: str
+) -> list[dict[str, Any]]:
+    """Each object with the namespace its kind's scope calls for, from discovery: the default
+    namespace on a namespaced kind that has none, none at all on a cluster-scoped kind.
+
+    Never from the rendered YAML: kustomize's ``namespace:`` stamps every kind it does not
+    know, cluster-scoped custom resources included. A kind that a CRD of this same render
+    defines takes that CRD's ``spec.scope`` (discovery serves it only once it is applied); a
+    kind nothing defines is left as rendered, with the default namespace (its apply fails)."""
+    defined = _crd_scopes(objects)
+    known: dict[tuple[str, str], bool | None] = {}
+    out = []
+    for obj in objects:
+        ident = (str(obj.get("apiVersion", "")), str(obj.get("kind", "")))
+        if ident not in known:
+            namespaced = cluster.namespaced(*ident)
+            if namespaced is None:
+                namespaced = defined.get((_group(ident[0]), ident[1]))
+            known[ident] = namespaced
+        namespaced = known[ident]
+        meta = obj.get("metadata") or {}
+        if namespaced is False and "namespace" in meta:
+            obj = {**obj, "metadata": {k: v for k, v in meta.items() if k != "namespace"}}
+        elif namespaced is not False and not meta.get("namespace"):
+            obj = {**obj, "metadata": {**meta, "namespace": namespace}}
+        out.append(obj)
     return out
 
 
@@ -138,7 +169,10 @@ def read_inventory(cluster: client.Cluster, *, env: str, namespace: str) -> list
     cm = cluster.get(rt, namespace, inventory_name(env))
     if cm is None:
         return None
-    return list(json.loads((cm.get("data") or {}).get("objects", "[]")))
+    keys = json.loads((cm.get("data") or {}).get("objects", "[]"))
+    # Scope from discovery here too: an older inventory may list a cluster-scoped object
+    # under the namespace kustomize stamped on it.
+    return sorted({cluster.scoped_key(str(k)) for k in keys})
 
 
 def write_inventory(

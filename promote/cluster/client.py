@@ -153,6 +153,12 @@ class NotFoundInCluster(ClusterError, NotFound):
     code = "not-found"
 
 
+class NotServed(ClusterError):
+    """Discovery does not list the kind: its CRD is missing, or not established yet."""
+
+    code = "not-served"
+
+
 def connect(
     *, kubeconfig: str | None = None, context: str | None = None, in_cluster: bool = False
 ) -> k8s_client.ApiClient:
@@ -264,11 +270,28 @@ class Cluster:
                 self._resources = self._discover()
             rt = self._resources.get((api_version, kind))
         if rt is None:
-            raise ClusterError(
+            raise NotServed(
                 f"the API server does not serve {kind} in {api_version}; install its "
                 "CustomResourceDefinition first or fix apiVersion/kind."
             )
         return rt
+
+    def namespaced(self, api_version: str, kind: str) -> bool | None:
+        """Whether discovery serves the kind as namespaced; None when it does not serve it."""
+        try:
+            return self.resource(api_version, kind).namespaced
+        except NotServed:
+            return None
+
+    def scoped_key(self, key: str) -> str:
+        """``key`` with the namespace dropped when discovery says its kind is cluster-scoped
+        (keys written before scope came from discovery may carry one)."""
+        group, kind, ns, name = key.split("/", 3)
+        if ns:
+            rt = self.resource_by_group_kind(group, kind)
+            if rt is not None and not rt.namespaced:
+                return f"{group}/{kind}//{name}"
+        return key
 
     def resource_by_group_kind(self, group: str, kind: str) -> ResourceType | None:
         """The preferred (first discovered) version of a group's kind, or None."""
@@ -430,7 +453,11 @@ def _name(meta: dict[str, Any]) -> str:
 
 
 def object_key(obj: dict[str, Any]) -> str:
-    """A stable identity: ``group/Kind/namespace/name`` (group empty for core)."""
+    """A stable identity: ``group/Kind/namespace/name`` (group empty for core).
+
+    The namespace is the object's own: desired objects get theirs from discovery first
+    (``apply.scope``), live ones from the server, so a cluster-scoped object's key never
+    carries the namespace kustomize stamped on it."""
     api_version = str(obj.get("apiVersion", ""))
     group = api_version.rsplit("/", 1)[0] if "/" in api_version else ""
     meta = obj.get("metadata") or {}

@@ -129,7 +129,13 @@ class Agent:
                 self.status.healthy_since = None  # a soak starts over with new images
             self.status.images = built.images
             self.sync_settings = built.sync
-            desired = built.objects
+            desired = stage(
+                Stage.COMPARE,
+                apply.scope,
+                self.cluster,
+                built.objects,
+                namespace=self.settings.namespace,
+            )
             report.objects = len(desired)
             with self._lock:
                 self._compare(desired, report, dry_run=dry_run)

@@ -217,3 +217,76 @@ def test_object_created_by_a_failed_pass_is_pruned_after_the_revert(
     assert _get(cluster, "v1", "ConfigMap", namespace, "orphan") is None
     inventory = apply.read_inventory(cluster, env="dev", namespace=namespace) or []
     assert not any(k.endswith(("/orphan", "/rejected")) for k in inventory)
+
+
+# --- 4: scope comes from discovery, never from the rendered namespace --------------------------
+
+
+def crd(group: str, kind: str, *, scope: str = "Namespaced") -> dict[str, Any]:
+    plural = kind.lower() + "s"
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"{plural}.{group}"},
+        "spec": {
+            "group": group,
+            "scope": scope,
+            "names": {"kind": kind, "plural": plural, "singular": kind.lower()},
+            "versions": [
+                {
+                    "name": "v1",
+                    "served": True,
+                    "storage": True,
+                    "schema": {
+                        "openAPIV3Schema": {
+                            "type": "object",
+                            "x-kubernetes-preserve-unknown-fields": True,
+                        }
+                    },
+                }
+            ],
+        },
+    }
+
+
+def _established(cluster: client.Cluster, name: str) -> bool:
+    rt = cluster.resource("apiextensions.k8s.io/v1", "CustomResourceDefinition")
+    live = cluster.get(rt, None, name) or {}
+    conditions = (live.get("status") or {}).get("conditions") or []
+    return any(c["type"] == "Established" and c["status"] == "True" for c in conditions)
+
+
+def test_scope_comes_from_discovery_not_from_the_rendered_namespace(
+    repo: GitOpsRepo, agents: Callable[..., Agent], cluster: client.Cluster, namespace: str
+) -> None:
+    group = f"{namespace}.example.com"
+    definition = crd(group, "Tenant", scope="Cluster")
+    cluster.apply(definition, field_manager="test")  # installed by the platform team
+    wait_for(lambda: _established(cluster, definition["metadata"]["name"]))
+    # kustomize's `namespace:` stamps the dev namespace on the cluster-scoped Tenant; our
+    # default namespace would be stamped on the IngressClass.
+    add_file(
+        repo,
+        "cluster.yaml",
+        f"apiVersion: {group}/v1\nkind: Tenant\nmetadata: {{name: {namespace}-t}}\n"
+        "spec: {plan: small}\n---\n"
+        "apiVersion: networking.k8s.io/v1\nkind: IngressClass\n"
+        f"metadata: {{name: {namespace}-ic}}\nspec: {{controller: example.com/ingress}}\n",
+    )
+    repo.commit_all("cluster-scoped objects")
+    agent = agents()
+    assert agent.run_pass().error is None
+    tenant = f"{group}/Tenant//{namespace}-t"
+    ingress_class = f"networking.k8s.io/IngressClass//{namespace}-ic"
+    inventory = apply.read_inventory(cluster, env="dev", namespace=namespace) or []
+    assert tenant in inventory and ingress_class in inventory
+    again = agent.run_pass()  # the next pass finds both in sync and healthy
+    assert again.error is None
+    assert again.out_of_sync == {} and again.applied == []
+    assert not [k for k in again.health_details if "Tenant" in k or "IngressClass" in k]
+    remove_file(repo, "cluster.yaml")
+    repo.commit_all("drop them")
+    report = agent.run_pass()
+    assert report.error is None and sorted(report.pruned) == sorted([tenant, ingress_class])
+    assert _get(cluster, f"{group}/v1", "Tenant", None, f"{namespace}-t") is None
+    assert _get(cluster, "networking.k8s.io/v1", "IngressClass", None, f"{namespace}-ic") is None
