@@ -13,13 +13,14 @@ import copy
 import enum
 import json
 import logging
+import time
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 from promote.cluster import client
-from promote.errors import ClusterError
+from promote.errors import ClusterError, ClusterUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -141,6 +142,7 @@ def apply_objects(
 
     force = mode is not ApplyMode.APPLY  # a dry run forces too: "what if we took it back"
     dry_run = mode is ApplyMode.DRY_RUN
+    crd_tier = _ORDER["CustomResourceDefinition"]
 
     def one(obj: dict[str, Any]) -> ApplyResult:
         key = client.object_key(obj)
@@ -151,10 +153,110 @@ def apply_objects(
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
         for tier in sorted(tiers):
-            results.extend(pool.map(one, tiers[tier]))
-            if tier == _ORDER["CustomResourceDefinition"] and tiers[tier]:
-                cluster.forget_discovery()  # the kinds those CRDs define are served now
+            if tier == crd_tier and not dry_run:
+                gone = _await_deleted(cluster, tiers[tier])
+                batch = [gone.get(client.object_key(o)) or one(o) for o in tiers[tier]]
+                results.extend(_await_served(cluster, batch))
+            else:
+                results.extend(pool.map(one, tiers[tier]))
     return results
+
+
+# --- CRDs: served before their custom resources are applied ---------------------------------
+
+CRD_WAIT_S = 60.0  # establishing is quick; deleting a CRD waits for its resources to go
+_CRD_POLL_S = 0.1
+
+
+def _await_deleted(
+    cluster: client.Cluster, crds: Sequence[dict[str, Any]]
+) -> dict[str, ApplyResult]:
+    """Wait until CRDs that are being deleted (a prune a moment ago) are gone, so the apply
+    creates them anew; an apply would only touch the dying object, and its kind would vanish
+    under the resources applied next. Returns an error result for each that outlives the wait."""
+    rt = cluster.resource("apiextensions.k8s.io/v1", "CustomResourceDefinition")
+    failed: dict[str, ApplyResult] = {}
+    for obj in crds:
+        name = str((obj.get("metadata") or {}).get("name"))
+        deadline = time.monotonic() + CRD_WAIT_S
+        while True:
+            try:
+                live = cluster.get(rt, None, name)
+            except ClusterError as exc:
+                failed[client.object_key(obj)] = ApplyResult(client.object_key(obj), None, exc)
+                break
+            if live is None or not (live.get("metadata") or {}).get("deletionTimestamp"):
+                break
+            if time.monotonic() > deadline:
+                failed[client.object_key(obj)] = ApplyResult(
+                    client.object_key(obj),
+                    None,
+                    ClusterUnavailable(
+                        f"CustomResourceDefinition {name} is still being deleted after "
+                        f"{CRD_WAIT_S:.0f}s; it is applied again once it is gone."
+                    ),
+                )
+                break
+            time.sleep(_CRD_POLL_S)
+    return failed
+
+
+def _established(crd: dict[str, Any] | None) -> bool:
+    conditions = ((crd or {}).get("status") or {}).get("conditions") or []
+    return any(c.get("type") == "Established" and c.get("status") == "True" for c in conditions)
+
+
+def _served_kinds(crd: dict[str, Any]) -> list[tuple[str, str]]:
+    spec = crd.get("spec") or {}
+    kind = str((spec.get("names") or {}).get("kind", ""))
+    return [
+        (f"{spec.get('group')}/{v.get('name')}", kind)
+        for v in spec.get("versions") or []
+        if v.get("served", True)
+    ]
+
+
+def _await_served(cluster: client.Cluster, batch: list[ApplyResult]) -> list[ApplyResult]:
+    """Wait until each applied CRD is Established and discovery serves its kinds (discovery
+    refreshed), so its custom resources, applied next, find their endpoint."""
+    rt = cluster.resource("apiextensions.k8s.io/v1", "CustomResourceDefinition")
+    out = []
+    for result in batch:
+        if result.error is not None or result.live is None:
+            out.append(result)
+            continue
+        name = str(result.live["metadata"]["name"])
+        deadline = time.monotonic() + CRD_WAIT_S
+        try:
+            live: dict[str, Any] | None = result.live
+            while not _established(live):
+                if time.monotonic() > deadline:
+                    raise ClusterUnavailable(
+                        f"CustomResourceDefinition {name} was not Established within "
+                        f"{CRD_WAIT_S:.0f}s."
+                    )
+                time.sleep(_CRD_POLL_S)
+                live = cluster.get(rt, None, name)
+            for api_version, kind in _served_kinds(live or result.live):
+                cluster.forget_discovery()
+                while cluster.namespaced(api_version, kind) is None:
+                    if time.monotonic() > deadline:
+                        raise ClusterUnavailable(
+                            f"the API server does not serve {kind} in {api_version} "
+                            f"{CRD_WAIT_S:.0f}s after its CustomResourceDefinition {name} "
+                            "was established."
+                        )
+                    time.sleep(_CRD_POLL_S)
+        except ClusterError as exc:
+            out.append(ApplyResult(result.key, result.live, exc))
+            continue
+        out.append(result)
+    return out
+
+
+def prune_order(keys: Iterable[str]) -> list[str]:
+    """Keys in reverse apply order: custom resources before their CRDs, Namespaces last."""
+    return sorted(keys, key=lambda k: (-_ORDER.get(k.split("/", 3)[1], 10), k))
 
 
 # --- the inventory's storage: a ConfigMap beside what it lists ------------------------------

@@ -59,6 +59,7 @@ class PassReport:
     duration_s: float = 0.0
     objects: int = 0
     diffs: list[tuple[str, dict[str, Any] | None, dict[str, Any]]] = field(default_factory=list)
+    produced: dict[str, dict[str, Any]] = field(default_factory=dict)  # key -> object as applied
 
 
 def _digest(obj: dict[str, Any]) -> str:
@@ -147,6 +148,8 @@ class Agent:
                 if not dry_run:
                     recorded = self._record(previous, desired, report)
                     self._apply(desired, report)
+                    # Kinds whose CRDs this pass made served are watched from now on.
+                    stage(Stage.APPLY, self._ensure_watches, desired)
                 self._prune(desired, previous, recorded, report, dry_run=dry_run)
                 if not dry_run:
                     self._desired = {client.object_key(o): o for o in desired}
@@ -232,6 +235,8 @@ class Agent:
         )
         errors = [r.error for r in results if r.error is not None]
         for r, obj in zip(results, todo, strict=True):
+            if r.live is not None:
+                report.produced[r.key] = r.live
             if r.error is None:
                 self._applied[r.key] = _digest(obj)
                 report.applied.append(r.key)
@@ -287,7 +292,7 @@ class Agent:
             elif dry_run:
                 report.pruned.extend(plan.delete)  # would be deleted (if they carry our labels)
             else:
-                for key in plan.delete:
+                for key in apply.prune_order(plan.delete):
                     stage(Stage.PRUNE, self._delete_if_ours, key, report)
         elif previous:
             keys = sorted(set(keys) | set(previous))  # prune off: still ours, still tracked
@@ -324,13 +329,26 @@ class Agent:
         statuses = {}
         for obj in desired:
             key = client.object_key(obj)
-            statuses[key] = health.assess_health(self.cache.get(key))
+            statuses[key] = health.assess_health(self._latest(key, report))
         report.health = str(health.aggregate(statuses.values()))
         report.health_details = {
             client.describe_key(k): f"{s.health}: {s.message}" if s.message else str(s.health)
             for k, s in statuses.items()
             if s.health != health.Health.HEALTHY
         }
+
+    def _latest(self, key: str, report: PassReport) -> dict[str, Any] | None:
+        """The object as this pass left it: what the apply returned, unless the watch cache
+        already holds the same object at least as far along (same uid, generation no older).
+        The cache alone lags an apply, and knows nothing of a kind a new CRD just made served.
+        """
+        made, seen = report.produced.get(key), self.cache.get(key)
+        if made is None or seen is None:
+            return seen or made
+        m, s = made.get("metadata") or {}, seen.get("metadata") or {}
+        if s.get("uid") == m.get("uid") and s.get("generation", 0) >= m.get("generation", 0):
+            return seen
+        return made
 
     # --- status -----------------------------------------------------------------------------
     def _restore_status(self) -> None:

@@ -290,3 +290,36 @@ def test_scope_comes_from_discovery_not_from_the_rendered_namespace(
     assert report.error is None and sorted(report.pruned) == sorted([tenant, ingress_class])
     assert _get(cluster, f"{group}/v1", "Tenant", None, f"{namespace}-t") is None
     assert _get(cluster, "networking.k8s.io/v1", "IngressClass", None, f"{namespace}-ic") is None
+
+
+# --- 3: a CRD and its custom resource in one commit --------------------------------------------
+
+
+def test_crd_and_its_resource_in_one_commit_then_pruned_and_added_back(
+    repo: GitOpsRepo, agents: Callable[..., Agent], cluster: client.Cluster, namespace: str
+) -> None:
+    import yaml
+
+    group = f"{namespace}.example.com"
+    text = yaml.safe_dump(crd(group, "Widget")) + (
+        f"---\napiVersion: {group}/v1\nkind: Widget\nmetadata: {{name: w1}}\nspec: {{size: 1}}\n"
+    )
+    key = f"{group}/Widget/{namespace}/w1"
+    agent = agents()
+    assert agent.run_pass().error is None
+    for attempt in ("added", "added back"):
+        add_file(repo, "widget.yaml", text)
+        repo.commit_all(f"CRD and Widget {attempt}")
+        report = agent.run_pass()
+        assert report.error is None, f"{attempt}: {report.error}"
+        assert key in report.applied
+        assert _get(cluster, f"{group}/v1", "Widget", namespace, "w1") is not None
+        # Health from what the pass produced: the Widget exists, so it is not Missing.
+        assert f"Widget {namespace}/w1" not in report.health_details, report.health_details
+        st = status_mod.read(cluster, env="dev", namespace=namespace)
+        assert st is not None and f"Widget {namespace}/w1" not in st.health_details
+        remove_file(repo, "widget.yaml")
+        repo.commit_all(f"CRD and Widget removed after being {attempt}")
+        report = agent.run_pass()
+        assert report.error is None, report.error
+        assert key in report.pruned
