@@ -148,6 +148,13 @@ def apply_objects(
         key = client.object_key(obj)
         try:
             return ApplyResult(key, cluster.apply(obj, force=force, dry_run=dry_run))
+        except client.Immutable as exc:
+            if dry_run or not replace_opted_in(obj):
+                return ApplyResult(key, None, exc)
+            try:
+                return ApplyResult(key, _recreate(cluster, obj))
+            except ClusterError as again:
+                return ApplyResult(key, None, again)
         except ClusterError as exc:
             return ApplyResult(key, None, exc)
 
@@ -160,6 +167,37 @@ def apply_objects(
             else:
                 results.extend(pool.map(one, tiers[tier]))
     return results
+
+
+# --- replacing an object whose change an immutable field refuses -----------------------------
+
+SYNC_OPTIONS = "promote.dev/sync-options"  # Argo CD's argocd.argoproj.io/sync-options, ours
+
+
+def replace_opted_in(obj: dict[str, Any]) -> bool:
+    """Whether the object asks to be replaced when an immutable field refuses a patch:
+    annotation ``promote.dev/sync-options: Replace=true`` (comma-separated options)."""
+    annotations = (obj.get("metadata") or {}).get("annotations") or {}
+    options = str(annotations.get(SYNC_OPTIONS, ""))
+    return any(o.strip().lower() == "replace=true" for o in options.split(","))
+
+
+def _recreate(cluster: client.Cluster, obj: dict[str, Any]) -> dict[str, Any]:
+    """Delete the object, wait until it is gone, and apply it anew (Flux's ``force``)."""
+    rt = cluster.resource_of(obj)
+    meta = obj.get("metadata") or {}
+    ns, name = meta.get("namespace"), str(meta.get("name"))
+    log.info("replacing %s %s: an immutable field changed", rt.kind, name)
+    cluster.delete(rt, ns, name)
+    deadline = time.monotonic() + CRD_WAIT_S
+    while cluster.get(rt, ns, name) is not None:  # finalizers may hold it a moment
+        if time.monotonic() > deadline:
+            raise ClusterUnavailable(
+                f"{rt.kind} {name} is still being deleted after {CRD_WAIT_S:.0f}s; "
+                "it is created again on the next pass."
+            )
+        time.sleep(_CRD_POLL_S)
+    return cluster.apply(obj, force=True)
 
 
 # --- CRDs: served before their custom resources are applied ---------------------------------

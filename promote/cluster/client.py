@@ -86,6 +86,17 @@ class Invalid(ClusterError):
     retryable = False
 
 
+class Immutable(Invalid):
+    """The change touches a field the server never changes in place (``immutable: true``
+    Secrets and ConfigMaps, a Deployment's selector, a Job's template): only deleting and
+    creating the object applies it (annotation ``promote.dev/sync-options: Replace=true``)."""
+
+    code = "immutable"
+
+
+# kubectl's and Flux's test for an immutable-field rejection, on the server's message.
+_IMMUTABLE = re.compile(r"field is immutable|is immutable|cannot change|cannot be changed")
+
 # Status reasons (metav1.StatusReason) that describe the request, not the server's health.
 _INPUT_REASONS = {
     "Invalid",
@@ -127,6 +138,12 @@ def translate_status(status: int, body: Any, what: str) -> ClusterError:
         return NotFoundInCluster(f"{what}: not found ({message}).")
     if status == 409:
         return Conflict(f"{what}: conflict: {message}")
+    if is_input_error(status, reason, message) and _IMMUTABLE.search(message):
+        return Immutable(
+            f"{what}: rejected: {message}",
+            hint="Change it under a new name, or let promote delete and recreate the object: "
+            "annotation promote.dev/sync-options: Replace=true.",
+        )
     if is_input_error(status, reason, message):
         return Invalid(
             f"{what}: rejected as invalid: {_TYPED_PATCH.sub('', message)}",

@@ -60,6 +60,7 @@ class PassReport:
     objects: int = 0
     diffs: list[tuple[str, dict[str, Any] | None, dict[str, Any]]] = field(default_factory=list)
     produced: dict[str, dict[str, Any]] = field(default_factory=dict)  # key -> object as applied
+    replace: dict[str, str] = field(default_factory=dict)  # key -> why only replacing applies it
 
 
 def _digest(obj: dict[str, Any]) -> str:
@@ -185,14 +186,21 @@ class Agent:
             live = self.cache.get(key)
             paths = drift.differences(obj, live)
             if paths and live is not None:
-                paths = self._confirm(obj, live, paths)
+                paths = self._confirm(obj, live, paths, report)
             if paths:
                 report.out_of_sync[key] = paths
                 report.diffs.append((key, live, obj))
 
-    def _confirm(self, obj: dict[str, Any], live: dict[str, Any], paths: list[str]) -> list[str]:
+    def _confirm(
+        self, obj: dict[str, Any], live: dict[str, Any], paths: list[str], report: PassReport
+    ) -> list[str]:
         try:
             return self._confirmed_drift(obj, live)
+        except client.Immutable as exc:
+            # The change needs the object replaced: one outcome among the others, not a
+            # failure of the comparison (the apply reports it, or replaces on opt-in).
+            report.replace[client.object_key(obj)] = exc.message
+            return paths
         except ClusterError as exc:
             raise StageFailed(Stage.COMPARE, exc) from exc
 

@@ -323,3 +323,87 @@ def test_crd_and_its_resource_in_one_commit_then_pruned_and_added_back(
         report = agent.run_pass()
         assert report.error is None, report.error
         assert key in report.pruned
+
+
+# --- 2: an immutable Secret changes with other objects -----------------------------------------
+
+CANARY = "CANARY-immutable-4e1b"
+NEW_VALUE = "CANARY-immutable-new-77aa"
+IMMUTABLE = """\
+- target: {kind: Secret, name: db}
+  patch: |-
+    - op: add
+      path: /immutable
+      value: true
+"""
+REPLACE = """\
+- target: {kind: Secret, name: db}
+  patch: |-
+    - op: add
+      path: /metadata/annotations
+      value: {promote.dev/sync-options: Replace=true}
+"""
+
+
+def test_immutable_secret_change_is_shown_with_every_change_and_replaced_on_opt_in(
+    repo: GitOpsRepo,
+    agents: Callable[..., Agent],
+    cluster: client.Cluster,
+    namespace: str,
+    control_plane: Any,
+    secrets_home: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import base64
+
+    from tests.helpers import run_cli
+
+    key = secrets_home / "dev.agekey"
+    assert run_cli("keys", "init", "dev", "--out", str(key), cwd=repo.work).code == 0
+    res = run_cli("secrets", "set", "dev", "db", "password=-", cwd=repo.work, input=CANARY)
+    assert res.code == 0, res.stderr
+    repo.edit("overlays/dev/kustomization.yaml", "patches:\n", "patches:\n" + IMMUTABLE)
+    repo.commit_all("an immutable db secret")
+    monkeypatch.setenv("SOPS_AGE_KEY_FILE", str(key))
+    assert agents().run_pass().error is None
+    assert _get(cluster, "v1", "Secret", namespace, "db")["immutable"] is True
+    # One commit changes the Secret's value and scales both Deployments 1 -> 3.
+    res = run_cli("secrets", "set", "dev", "db", "password=-", cwd=repo.work, input=NEW_VALUE)
+    assert res.code == 0, res.stderr
+    for app in ("web-app", "api"):
+        repo.edit(
+            "overlays/dev/kustomization.yaml",
+            f"    name: {app}\n  patch: |-\n    - op: replace\n      path: /spec/replicas\n"
+            "      value: 1\n",
+            f"    name: {app}\n  patch: |-\n    - op: replace\n      path: /spec/replicas\n"
+            "      value: 3\n",
+        )
+    repo.commit_all("new password, three replicas")
+    kc = ["--kubeconfig", str(control_plane.kubeconfig)]
+    env = {"SOPS_AGE_KEY_FILE": str(key)}
+    diff = run_cli("diff", "dev", *kc, "-o", "json", cwd=repo.work, env=env)
+    assert diff.code == 4, diff.stdout + diff.stderr
+    entries = {e["object"]: e for e in diff.json()["differences"]}
+    assert f"Deployment {namespace}/web-app" in entries and f"Deployment {namespace}/api" in entries
+    secret = entries[f"Secret {namespace}/db"]
+    assert secret["replace"] is True and "immutable" in secret["reason"]
+    dry = run_cli("sync", "dev", "--dry-run", *kc, cwd=repo.work, env=env)
+    assert dry.code == 4, dry.stdout + dry.stderr
+    assert f"would replace Secret {namespace}/db" in dry.stdout
+    assert f"would apply Deployment {namespace}/api" in dry.stdout
+    for out in (diff.stdout + diff.stderr, dry.stdout + dry.stderr):
+        for value in (CANARY, NEW_VALUE, base64.b64encode(NEW_VALUE.encode()).decode()):
+            assert value not in out
+    # Without the opt-in: the Deployments are scaled; the Secret is a permanent error.
+    report = agents().run_pass()
+    assert report.error is not None and not report.error.retryable
+    assert "immutable" in str(report.error.cause) and "Replace=true" in str(report.error.cause)
+    assert NEW_VALUE not in str(report.error.cause)
+    assert _get(cluster, "apps/v1", "Deployment", namespace, "api")["spec"]["replicas"] == 3
+    # Opted in: deleted and created anew with the new value.
+    repo.edit("overlays/dev/kustomization.yaml", "patches:\n", "patches:\n" + REPLACE)
+    repo.commit_all("replace db when immutable")
+    report = agents().run_pass()
+    assert report.error is None, report.error
+    live = _get(cluster, "v1", "Secret", namespace, "db")
+    assert base64.b64decode(live["data"]["password"]).decode() == NEW_VALUE
