@@ -104,7 +104,8 @@ def agent(
             loop.stop()
 
 
-def _print_report(env: str, report: Any, output: Format) -> None:
+def _print_report(env: str, report: Any, output: Format, *, differences: bool = False) -> None:
+    """``differences``: a dry run that would change something (exit 4)."""
     if output == Format.json:
         emit_json(
             {
@@ -112,6 +113,7 @@ def _print_report(env: str, report: Any, output: Format) -> None:
                 "revision": report.revision,
                 "applied": [client.describe_key(k) for k in report.applied],
                 "outOfSync": {client.describe_key(k): v for k, v in report.out_of_sync.items()},
+                "replace": {client.describe_key(k): v for k, v in report.replace.items()},
                 "pruned": [client.describe_key(k) for k in report.pruned],
                 "pruneBlocked": report.prune_blocked,
                 "health": report.health,
@@ -120,10 +122,14 @@ def _print_report(env: str, report: Any, output: Format) -> None:
                 else None,
                 "durationSeconds": round(report.duration_s, 3),
             },
-            exit_code=report.error.cause.exit_code if report.error else 0,
+            exit_code=report.error.cause.exit_code
+            if report.error
+            else (ExitCode.DIFFERENCES if differences else ExitCode.OK),
         )
         if report.error:
             raise typer.Exit(report.error.cause.exit_code)
+        if differences:
+            raise typer.Exit(ExitCode.DIFFERENCES)
         return
     if report.error:
         return  # handled() prints the error
@@ -158,16 +164,21 @@ def sync(
         with progress(f"Syncing {env}...", output):
             report = the_agent.run_pass(dry_run=dry_run)
         the_agent.cache.stop()
+        changes = bool(report.out_of_sync or report.pruned)
         if dry_run and output != Format.json and not report.error:
             console.print(f"[bold]{env}[/] dry run @ {(report.revision or '?')[:12]}:")
             for k, paths in report.out_of_sync.items():
-                console.print(f"  would apply {client.describe_key(k)} ({', '.join(paths[:4])})")
+                verb = "replace" if k in report.replace else "apply"
+                line = f"  would {verb} {client.describe_key(k)} ({', '.join(paths[:4])})"
+                console.print(line, markup=False)
+                if k in report.replace:
+                    console.print(f"    {report.replace[k]}", markup=False)
             for k in report.pruned:
-                console.print(f"  would prune {client.describe_key(k)}")
-            if not report.out_of_sync and not report.pruned:
+                console.print(f"  would prune {client.describe_key(k)}", markup=False)
+            if not changes:
                 console.print("  nothing to do: in sync")
-            return
-        _print_report(env, report, output)
+            raise typer.Exit(ExitCode.DIFFERENCES if changes else ExitCode.OK)
+        _print_report(env, report, output, differences=dry_run and changes)
         if report.error:
             raise report.error.cause
 
@@ -206,6 +217,8 @@ def diff(
         if not entries:
             console.print(f"[green]{env} is in sync[/] with {(report.revision or '?')[:12]}")
         for e in entries:
+            if e["replace"]:
+                console.print(f"# {e['object']} needs replacement: {e['reason']}", markup=False)
             console.print(e["diff"] or f"{e['object']}: {', '.join(e['paths'])}", markup=False)
     raise typer.Exit(code)
 

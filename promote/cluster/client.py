@@ -8,13 +8,18 @@ PATCH with ``application/apply-patch+yaml`` (server-side apply), exactly what ``
 
 Every library exception is translated here (kopf's ``check_response``): 401/403, 404, 409,
 422 and 429/5xx/connection errors each map to one of our error classes; response bodies are
-cut to the Status message (at most 256 characters) because a body may echo a Secret.
+cut to the Status message because a body may echo a Secret. An object the server rejects as
+invalid is :class:`Invalid` (permanent), whatever the status code; 429, other 5xx and
+connection errors are :class:`ClusterUnavailable` (retried with backoff).
 """
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import json
 import logging
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -28,11 +33,13 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
 from promote.errors import ClusterError, ClusterUnavailable, NotFound
+from promote.secrets import redact
 
 log = logging.getLogger(__name__)
 
 FIELD_MANAGER = "promote"
-_STATUS_LIMIT = 256
+# A Status message names object, field and key; long enough for every cause the server lists.
+_STATUS_LIMIT = 2000
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,31 +73,82 @@ class Conflict(ClusterError):
 
 
 class Invalid(ClusterError):
-    """422: the API server rejected an object as invalid."""
+    """The API server rejected an object as invalid: a permanent error in the input.
+
+    422 Invalid, 400 BadRequest, 413 too large, and the 500 that server-side apply answers
+    when the object does not fit its schema ("failed to create typed patch object": duplicate
+    list-map keys, a wrong type). Retrying the same object cannot help (Flux's stalled
+    condition, kopf's ``PermanentError``): the loop reports it once and waits for a new
+    revision.
+    """
 
     code = "invalid"
+    retryable = False
 
 
-def _status_message(body: Any) -> str:
-    """Only the ``message`` of a kind: Status body, truncated; anything else is dropped."""
+class Immutable(Invalid):
+    """The change touches a field the server never changes in place (``immutable: true``
+    Secrets and ConfigMaps, a Deployment's selector, a Job's template): only deleting and
+    creating the object applies it (annotation ``promote.dev/sync-options: Replace=true``)."""
+
+    code = "immutable"
+
+
+# kubectl's and Flux's test for an immutable-field rejection, on the server's message.
+_IMMUTABLE = re.compile(r"field is immutable|is immutable|cannot change|cannot be changed")
+
+# Status reasons (metav1.StatusReason) that describe the request, not the server's health.
+_INPUT_REASONS = {
+    "Invalid",
+    "BadRequest",
+    "RequestEntityTooLarge",
+    "UnsupportedMediaType",
+    "NotAcceptable",
+    "MethodNotAllowed",
+}
+# Server-side apply builds a typed object from the patch before anything is stored; an object
+# that does not fit the schema fails there with a 500 whose message says so.
+_TYPED_PATCH = re.compile(r"^failed to create typed (?:patch|live) object \([^)]*\): ")
+_PERMANENT_500 = (_TYPED_PATCH, re.compile(r"duplicate entries for key"))
+
+
+def _status(body: Any) -> tuple[str, str]:
+    """``(reason, message)`` of a kind: Status body; anything else is dropped (it may be an
+    object echoing a Secret). The message is cut at a length no field path reaches."""
     try:
         doc = json.loads(body) if isinstance(body, str | bytes) else body
     except (ValueError, TypeError):
-        return ""
+        return "", ""
     if isinstance(doc, dict) and doc.get("kind") == "Status":
-        return str(doc.get("message", ""))[:_STATUS_LIMIT]
-    return ""
+        return str(doc.get("reason", "")), str(doc.get("message", ""))[:_STATUS_LIMIT]
+    return "", ""
+
+
+def is_input_error(status: int, reason: str, message: str) -> bool:
+    """Whether an error status describes the object sent rather than the server's health."""
+    if reason in _INPUT_REASONS or status in (400, 413, 422):
+        return True
+    return status == 500 and any(p.search(message) for p in _PERMANENT_500)
 
 
 def translate_status(status: int, body: Any, what: str) -> ClusterError:
     """Map an HTTP error status to our error tree (never carries a response body raw)."""
-    message = _status_message(body)
+    reason, message = _status(body)
     if status == 404:
         return NotFoundInCluster(f"{what}: not found ({message}).")
     if status == 409:
         return Conflict(f"{what}: conflict: {message}")
-    if status == 422:
-        return Invalid(f"{what}: rejected as invalid: {message}")
+    if is_input_error(status, reason, message) and _IMMUTABLE.search(message):
+        return Immutable(
+            f"{what}: rejected: {message}",
+            hint="Change it under a new name, or let promote delete and recreate the object: "
+            "annotation promote.dev/sync-options: Replace=true.",
+        )
+    if is_input_error(status, reason, message):
+        return Invalid(
+            f"{what}: rejected as invalid: {_TYPED_PATCH.sub('', message)}",
+            hint="Fix the object in Git; the agent retries when a new revision arrives.",
+        )
     if status in (401, 403):
         return ClusterError(
             f"{what}: access denied ({status}): {message}",
@@ -110,6 +168,12 @@ def translate(exc: Exception, what: str) -> ClusterError:
 
 class NotFoundInCluster(ClusterError, NotFound):
     code = "not-found"
+
+
+class NotServed(ClusterError):
+    """Discovery does not list the kind: its CRD is missing, or not established yet."""
+
+    code = "not-served"
 
 
 def connect(
@@ -223,11 +287,28 @@ class Cluster:
                 self._resources = self._discover()
             rt = self._resources.get((api_version, kind))
         if rt is None:
-            raise ClusterError(
+            raise NotServed(
                 f"the API server does not serve {kind} in {api_version}; install its "
                 "CustomResourceDefinition first or fix apiVersion/kind."
             )
         return rt
+
+    def namespaced(self, api_version: str, kind: str) -> bool | None:
+        """Whether discovery serves the kind as namespaced; None when it does not serve it."""
+        try:
+            return self.resource(api_version, kind).namespaced
+        except NotServed:
+            return None
+
+    def scoped_key(self, key: str) -> str:
+        """``key`` with the namespace dropped when discovery says its kind is cluster-scoped
+        (keys written before scope came from discovery may carry one)."""
+        group, kind, ns, name = key.split("/", 3)
+        if ns:
+            rt = self.resource_by_group_kind(group, kind)
+            if rt is not None and not rt.namespaced:
+                return f"{group}/{kind}//{name}"
+        return key
 
     def resource_by_group_kind(self, group: str, kind: str) -> ResourceType | None:
         """The preferred (first discovered) version of a group's kind, or None."""
@@ -323,14 +404,17 @@ class Cluster:
             query.append(("force", "true"))
         if dry_run:
             query.append(("dryRun", "All"))
-        return self.request(
-            "PATCH",
-            rt.object_path(meta.get("namespace"), meta["name"]),
-            query=query,
-            body=obj,
-            content_type="application/apply-patch+yaml",
-            what=f"apply {rt.kind} {_name(meta)}",
-        )
+        try:
+            return self.request(
+                "PATCH",
+                rt.object_path(meta.get("namespace"), meta["name"]),
+                query=query,
+                body=obj,
+                content_type="application/apply-patch+yaml",
+                what=f"apply {rt.kind} {_name(meta)}",
+            )
+        except ClusterError as exc:
+            raise _scrubbed(exc, obj) from exc
 
     def delete(self, rt: ResourceType, namespace: str | None, name: str) -> bool:
         """Delete (background propagation); False when it was already gone."""
@@ -363,13 +447,34 @@ class Cluster:
         return str(doc.get("gitVersion", "?"))
 
 
+def _scrubbed(exc: ClusterError, obj: dict[str, Any]) -> ClusterError:
+    """The error without any of a Secret's values: schema errors quote the offending value."""
+    if obj.get("kind") != "Secret":
+        return exc
+    found: list[str] = []
+    for section in redact.SECRET_SECTIONS:
+        for value in (obj.get(section) or {}).values():
+            text = str(value)
+            found.append(text)
+            with contextlib.suppress(ValueError, UnicodeDecodeError):
+                found.append(base64.b64decode(text, validate=True).decode())
+    message = redact.scrub(exc.message, sorted(found, key=len, reverse=True))
+    if message == exc.message:
+        return exc
+    return type(exc)(message, hint=exc.hint)
+
+
 def _name(meta: dict[str, Any]) -> str:
     ns = meta.get("namespace")
     return f"{ns}/{meta.get('name')}" if ns else str(meta.get("name"))
 
 
 def object_key(obj: dict[str, Any]) -> str:
-    """A stable identity: ``group/Kind/namespace/name`` (group empty for core)."""
+    """A stable identity: ``group/Kind/namespace/name`` (group empty for core).
+
+    The namespace is the object's own: desired objects get theirs from discovery first
+    (``apply.scope``), live ones from the server, so a cluster-scoped object's key never
+    carries the namespace kustomize stamped on it."""
     api_version = str(obj.get("apiVersion", ""))
     group = api_version.rsplit("/", 1)[0] if "/" in api_version else ""
     meta = obj.get("metadata") or {}

@@ -2,9 +2,9 @@
 
 Prune is a set difference (Flux's inventory): objects in the last inventory that are no longer
 desired, refused when it would delete more than half of the environment at once. Object keys
-are strings (``client.Cluster.key_of``). No I/O here: the inventory is stored by
-:mod:`promote.cluster.apply` (``read_inventory``/``write_inventory``, a ConfigMap
-``promote-inventory-ENV`` in the agent's namespace).
+are strings (``client.object_key`` of objects whose scope came from discovery, ``apply.scope``).
+No I/O here: the inventory is stored by :mod:`promote.cluster.apply` (``read_inventory``/
+``write_inventory``, a ConfigMap ``promote-inventory-ENV`` in the agent's namespace).
 """
 
 from __future__ import annotations

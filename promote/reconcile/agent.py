@@ -61,6 +61,8 @@ class PassReport:
     duration_s: float = 0.0
     objects: int = 0
     diffs: list[tuple[str, dict[str, Any] | None, dict[str, Any]]] = field(default_factory=list)
+    produced: dict[str, dict[str, Any]] = field(default_factory=dict)  # key -> object as applied
+    replace: dict[str, str] = field(default_factory=dict)  # key -> why only replacing applies it
 
 
 def _digest(obj: dict[str, Any]) -> str:
@@ -88,6 +90,8 @@ class Agent:
         self.resolver = resolver
         self.metrics = metrics or Metrics()
         self.status = status_mod.EnvStatus(env=settings.env)
+        self._last_failure: tuple[str | None, str, str] | None = None  # last SyncFailed event
+        self._status_restored = False  # the published status' last sync time read back once
         self.desired_state = DesiredState(
             env=settings.env,
             namespace=settings.namespace,
@@ -129,13 +133,27 @@ class Agent:
                 self.status.healthy_since = None  # a soak starts over with new images
             self.status.images = built.images
             self.sync_settings = built.sync
-            desired = built.objects
+            desired = stage(
+                Stage.COMPARE,
+                apply.scope,
+                self.cluster,
+                built.objects,
+                namespace=self.settings.namespace,
+            )
             report.objects = len(desired)
             with self._lock:
                 self._compare(desired, report, dry_run=dry_run)
+                env, ns = self.settings.env, self.settings.namespace
+                previous = stage(
+                    Stage.APPLY, apply.read_inventory, self.cluster, env=env, namespace=ns
+                )
+                recorded = previous
                 if not dry_run:
+                    recorded = self._record(previous, desired, report)
                     self._apply(desired, report)
-                self._prune(desired, report, dry_run=dry_run)
+                    # Kinds whose CRDs this pass made served are watched from now on.
+                    stage(Stage.APPLY, self._ensure_watches, desired)
+                self._prune(desired, previous, recorded, report, dry_run=dry_run)
                 if not dry_run:
                     self._desired = {client.object_key(o): o for o in desired}
                 self._assess(desired, report)
@@ -170,14 +188,21 @@ class Agent:
             live = self.cache.get(key)
             paths = drift.differences(obj, live)
             if paths and live is not None:
-                paths = self._confirm(obj, live, paths)
+                paths = self._confirm(obj, live, paths, report)
             if paths:
                 report.out_of_sync[key] = paths
                 report.diffs.append((key, live, obj))
 
-    def _confirm(self, obj: dict[str, Any], live: dict[str, Any], paths: list[str]) -> list[str]:
+    def _confirm(
+        self, obj: dict[str, Any], live: dict[str, Any], paths: list[str], report: PassReport
+    ) -> list[str]:
         try:
             return self._confirmed_drift(obj, live)
+        except client.Immutable as exc:
+            # The change needs the object replaced: one outcome among the others, not a
+            # failure of the comparison (the apply reports it, or replaces on opt-in).
+            report.replace[client.object_key(obj)] = exc.message
+            return paths
         except ClusterError as exc:
             raise StageFailed(Stage.COMPARE, exc) from exc
 
@@ -220,6 +245,8 @@ class Agent:
         )
         errors = [r.error for r in results if r.error is not None]
         for r, obj in zip(results, todo, strict=True):
+            if r.live is not None:
+                report.produced[r.key] = r.live
             if r.error is None:
                 self._applied[r.key] = _digest(obj)
                 report.applied.append(r.key)
@@ -232,7 +259,31 @@ class Agent:
         if errors:
             raise StageFailed(Stage.APPLY, errors[0])
 
-    def _prune(self, desired: list[dict[str, Any]], report: PassReport, *, dry_run: bool) -> None:
+    def _record(
+        self, previous: list[str] | None, desired: list[dict[str, Any]], report: PassReport
+    ) -> list[str]:
+        """Write the inventory before applying (see ``pruning.record``)."""
+        return pruning.record(
+            self.cluster,
+            previous,
+            [client.object_key(o) for o in desired],
+            env=self.settings.env,
+            namespace=self.settings.namespace,
+            revision=report.revision or "",
+        )
+
+    def _prune(
+        self,
+        desired: list[dict[str, Any]],
+        previous: list[str] | None,
+        recorded: list[str] | None,
+        report: PassReport,
+        *,
+        dry_run: bool,
+    ) -> None:
+        """Delete what left Git; ``previous`` is the inventory the pass started from (the
+        mass-prune guard's measure), ``recorded`` what it says now."""
+
         def deleted(key: str) -> None:
             report.pruned.append(key)
             self._applied.pop(key, None)
@@ -241,6 +292,8 @@ class Agent:
         outcome = pruning.prune_objects(
             self.cluster,
             [client.object_key(o) for o in desired],
+            previous=previous,
+            recorded=recorded,
             env=self.settings.env,
             namespace=self.settings.namespace,
             enabled=prune,
@@ -256,7 +309,7 @@ class Agent:
         statuses = {}
         for obj in desired:
             key = client.object_key(obj)
-            statuses[key] = health.assess_health(self.cache.get(key))
+            statuses[key] = health.assess_health(self._latest(key, report))
         report.health = str(health.aggregate(statuses.values()))
         report.health_details = {
             client.describe_key(k): f"{s.health}: {s.message}" if s.message else str(s.health)
@@ -264,9 +317,39 @@ class Agent:
             if s.health != health.Health.HEALTHY
         }
 
+    def _latest(self, key: str, report: PassReport) -> dict[str, Any] | None:
+        """The object as this pass left it: what the apply returned, unless the watch cache
+        already holds the same object at least as far along (same uid, generation no older).
+        The cache alone lags an apply, and knows nothing of a kind a new CRD just made served.
+        """
+        made, seen = report.produced.get(key), self.cache.get(key)
+        if made is None or seen is None:
+            return seen or made
+        m, s = made.get("metadata") or {}, seen.get("metadata") or {}
+        if s.get("uid") == m.get("uid") and s.get("generation", 0) >= m.get("generation", 0):
+            return seen
+        return made
+
     # --- status -----------------------------------------------------------------------------
+    def _restore_status(self) -> None:
+        """Carry the published status' last successful sync time into a new process (a
+        `promote sync`, a restart, a new leader), so a failed first pass does not erase it."""
+        if self._status_restored:
+            return
+        self._status_restored = True
+        try:
+            previous = status_mod.read(
+                self.cluster, env=self.settings.env, namespace=self.settings.namespace
+            )
+        except (ClusterError, ValueError, TypeError) as exc:
+            log.debug("%s: no earlier status to restore: %s", self.settings.env, exc)
+            return
+        if previous is not None and not self.status.last_sync_at:
+            self.status.last_sync_at = previous.last_sync_at
+
     def _publish(self, report: PassReport) -> None:
         st, env = self.status, self.settings.env
+        self._restore_status()
         with self._lock:
             if report.revision:
                 st.revision = report.revision
@@ -279,12 +362,16 @@ class Agent:
                     "message": str(report.error.cause),
                     "at": status_mod.now_iso(),
                 }
-                self._failed_event(report.error)
+                failure = (report.revision, report.error.stage, str(report.error.cause))
+                if failure != self._last_failure:  # reported once, not at every resync
+                    self._failed_event(report.error)
+                self._last_failure = failure
             else:
                 st.sync = SyncState.OUT_OF_SYNC if report.out_of_sync else SyncState.SYNCED
                 st.out_of_sync = sorted(client.describe_key(k) for k in report.out_of_sync)
                 st.health, st.health_details = report.health, report.health_details
                 st.last_error = None
+                self._last_failure = None
                 st.last_sync_at = status_mod.now_iso()
                 if (
                     st.sync == SyncState.SYNCED

@@ -68,7 +68,8 @@ def running_images(objects: Sequence[dict[str, Any]]) -> dict[str, str]:
 @dataclass(frozen=True, slots=True)
 class Desired:
     revision: str
-    objects: list[dict[str, Any]]  # prepared: labelled, namespaced, decrypted, in apply order
+    objects: list[dict[str, Any]]  # prepared: labelled, decrypted, in apply order; not yet
+    # scoped (namespaces come from discovery: apply.scope)
     images: dict[str, str]  # running_images() of the rendered objects
     sync: config.SyncConfig  # the environment's sync settings at this revision
 
@@ -112,7 +113,7 @@ class DesiredState:
         prepared = [drift.secret_to_data(drift.apply_ignores(o, sync.ignore)) for o in objects]
         return Desired(
             revision,
-            apply.prepare(prepared, env=self.env, namespace=self.namespace, revision=revision),
+            apply.prepare(prepared, env=self.env, revision=revision),
             images,
             sync,
         )

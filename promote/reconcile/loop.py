@@ -3,7 +3,9 @@
 The loop is the only place that decides *when*: a full pass every ``interval`` (the safety
 net) and immediately on a new revision; a heal as soon as the watch cache reports a change on
 a managed object; capped exponential backoff after a retryable failure (Git, API server,
-Vault). With several replicas, only the Lease holder passes or heals; the others wait warm.
+Vault). A permanent failure (an invalid object, an immutable field: ``retryable`` False) is
+not retried: the loop waits for a new revision, or the next full resync. With several
+replicas, only the Lease holder passes or heals; the others wait warm.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from promote.cluster.lease import LeaderElector, LeaseSettings
 from promote.errors import PromoteError
 from promote.reconcile import metrics as metrics_mod
 from promote.reconcile.agent import Agent, PassReport
+from promote.reconcile.status import Stage
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +38,13 @@ class LoopSettings:
     leader_election: bool = True
     listen: str | None = None  # "127.0.0.1:9090" serves /status, /healthz, /metrics
     lease: LeaseSettings = field(default_factory=LeaseSettings)
+
+
+def _transient(report: PassReport) -> bool:
+    """Whether a failed pass is retried with backoff: a retryable fault (Git, API server,
+    Vault unreachable), or any fetch failure (there is no revision yet to wait for)."""
+    error = report.error
+    return error is not None and (error.retryable or error.stage is Stage.FETCH)
 
 
 def backoff_delays(minimum: float, maximum: float) -> list[float]:
@@ -60,6 +70,7 @@ class AgentLoop:
         self.stop_event = threading.Event()
         self.last_report: PassReport | None = None
         self.passes = 0
+        self.polls = 0  # looks for a new revision between passes
         self._server: ThreadingHTTPServer | None = None
 
     @property
@@ -104,7 +115,7 @@ class AgentLoop:
                     report = self.agent.run_pass()
                     self.last_report = report
                     self.passes += 1
-                    if report.error:
+                    if report.error and _transient(report):
                         failures += 1
                         delay = delays[min(failures - 1, len(delays) - 1)]
                         log.warning(
@@ -115,6 +126,16 @@ class AgentLoop:
                         )
                         self.stop_event.wait(delay)
                         continue
+                    if report.error:
+                        # An error in the input (an invalid object, an immutable field): the
+                        # same revision would fail the same way, so no backoff; the status and
+                        # one Event say what to fix, and the next revision is applied at once.
+                        log.warning(
+                            "%s: %s failed at %s; waiting for a new revision",
+                            self.agent.settings.env,
+                            report.error.stage,
+                            (report.revision or "?")[:12],
+                        )
                     failures = 0
                     last_revision = report.revision
                     next_full = time.monotonic() + self.interval_s
@@ -128,6 +149,7 @@ class AgentLoop:
                 self._server.shutdown()
 
     def _peek_revision(self) -> str | None:
+        self.polls += 1
         try:
             return self.agent.source.fetch()
         except PromoteError as exc:  # the next pass reports it with its stage

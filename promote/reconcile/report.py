@@ -115,6 +115,9 @@ def live_differences(report: PassReport) -> list[dict[str, Any]]:
             {
                 "object": what,
                 "paths": report.out_of_sync.get(key, []),
+                # An immutable field changed: only deleting and creating the object applies it.
+                "replace": key in report.replace,
+                "reason": report.replace.get(key, ""),
                 "diff": diff.unified(before, after, fromfile=f"live/{what}", tofile=f"git/{what}"),
             }
         )

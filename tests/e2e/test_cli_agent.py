@@ -35,7 +35,7 @@ def test_sync_diff_and_status_through_the_cli(
     assert diff.code == 4, diff.stderr
     assert len(diff.json()["differences"]) == 6
     dry = run_cli("sync", "dev", "--dry-run", *kc, cwd=repo.work, env=env)
-    assert dry.code == 0, dry.stderr
+    assert dry.code == 4, dry.stderr  # differences, as `promote diff` says them
     assert f"would apply Deployment {namespace}/web-app" in dry.stdout
     assert cluster.get(deployments, namespace, "web-app") is None
 
