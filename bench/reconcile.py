@@ -7,6 +7,8 @@ kube-apiserver + etcd. Measured in the same run:
   no-op pass        agent pass with nothing to do       vs  kubectl diff --server-side
   drift revert      p50 / p99 over 50 injected replica changes (watch-driven self-heal)
   peak RSS          of this process (the agent runs in it)
+  verification      the agent's trust chain: a cold walk of 1,000 commits (merges and
+                    signatures checked) and one new approved merge (bench/verification_cost.py)
 
 kubectl gets the same rendered, decrypted objects on stdin (never a plaintext file).
 Run: python bench/reconcile.py [--apps 250]
@@ -34,6 +36,9 @@ from promote.cluster import client
 from promote.local import controlplane
 from promote.reconcile import factory
 from promote.reconcile import loop as loop_mod
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import verification_cost  # a sibling script in bench/, not a package
 
 
 def git(cwd: Path, *args: str) -> None:
@@ -139,7 +144,13 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--apps", type=int, default=250)
     parser.add_argument("--drifts", type=int, default=50)
+    parser.add_argument("--verify-commits", type=int, default=1000)
+    parser.add_argument("--verify-only", action="store_true", help="only the verification cost")
     args = parser.parse_args()
+    # The trust chain's cost (issue 13): no cluster needed, reported first.
+    verification_cost.report(verification_cost.measure(args.verify_commits))
+    if args.verify_only:
+        return
     ident = pyrage.x25519.Identity.generate()
     with (
         tempfile.TemporaryDirectory(prefix="promote-bench-") as tmp_s,

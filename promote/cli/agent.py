@@ -20,7 +20,7 @@ from promote.cli.output import (
     progress,
 )
 from promote.cluster import client
-from promote.errors import ExitCode
+from promote.errors import ExitCode, PolicyBlocked
 from promote.reconcile import factory
 from promote.reconcile import loop as loop_mod
 from promote.reconcile import report as report_mod
@@ -38,6 +38,11 @@ KubeconfigOpt = typer.Option(None, "--kubeconfig", help="Kubeconfig file (defaul
 ContextOpt = typer.Option(None, "--context", help="Kubeconfig context (default: env file).")
 RepoUrlOpt = typer.Option(None, "--repo", help="Git URL to deploy from (default: the remote).")
 BranchOpt = typer.Option(None, "--branch", help="Branch to deploy (default: mainBranch).")
+TrustFromOpt = typer.Option(
+    None,
+    "--trust-from",
+    help="Pinned revision trust starts at (kept in the cluster after the first pass).",
+)
 
 
 def _build(
@@ -48,6 +53,7 @@ def _build(
     kubeconfig: str | None,
     context: str | None,
     allow_mass_prune: bool = False,
+    trust_from: str | None = None,
 ) -> Agent:
     ov = factory.Overrides(
         repo_url=repo_url,
@@ -55,8 +61,19 @@ def _build(
         kubeconfig=kubeconfig,
         context=context,
         allow_mass_prune=allow_mass_prune,
+        trust_from=trust_from,
     )
     return factory.build_agent(project, env, ov)
+
+
+def _refuse_unverified(report: Any) -> None:
+    """`sync` and `diff` stop where the agent would: an unverified head is not compared."""
+    if report.verdict is not None and not report.verdict.verified:
+        raise PolicyBlocked(
+            report.verdict.summary(),
+            hint="Revert the commit, merge the change through an approved PR, or have release "
+            "managers accept it with `promote trust ENV REV`.",
+        )
 
 
 def agent(
@@ -70,13 +87,16 @@ def agent(
     once: bool = typer.Option(False, "--once", help="One pass, then exit."),
     allow_mass_prune: bool = typer.Option(False, "--allow-mass-prune"),
     no_leader_election: bool = typer.Option(False, "--no-leader-election"),
+    trust_from: str | None = TrustFromOpt,
     repo_dir: Path = common.RepoOpt,
     output: Format = OutputOpt,
 ) -> None:
-    """Reconcile ENV continuously: render, decrypt in memory, apply, prune, self-heal drift."""
+    """Reconcile ENV continuously: verify, render, decrypt in memory, apply, prune, self-heal."""
     with handled(output):
         project = common.load(repo_dir)
-        the_agent = _build(project, env, repo_url, branch, kubeconfig, context, allow_mass_prune)
+        the_agent = _build(
+            project, env, repo_url, branch, kubeconfig, context, allow_mass_prune, trust_from
+        )
         if once:
             report = the_agent.run_pass()
             the_agent.cache.stop()
@@ -154,16 +174,20 @@ def sync(
     kubeconfig: str | None = KubeconfigOpt,
     context: str | None = ContextOpt,
     allow_mass_prune: bool = typer.Option(False, "--allow-mass-prune"),
+    trust_from: str | None = TrustFromOpt,
     repo_dir: Path = common.RepoOpt,
     output: Format = OutputOpt,
 ) -> None:
     """Run one reconcile pass for ENV (with --dry-run: print what it would apply and prune)."""
     with handled(output):
         project = common.load(repo_dir)
-        the_agent = _build(project, env, repo_url, branch, kubeconfig, context, allow_mass_prune)
+        the_agent = _build(
+            project, env, repo_url, branch, kubeconfig, context, allow_mass_prune, trust_from
+        )
         with progress(f"Syncing {env}...", output):
             report = the_agent.run_pass(dry_run=dry_run)
         the_agent.cache.stop()
+        _refuse_unverified(report)
         changes = bool(report.out_of_sync or report.pruned)
         if dry_run and output != Format.json and not report.error:
             console.print(f"[bold]{env}[/] dry run @ {(report.revision or '?')[:12]}:")
@@ -189,18 +213,20 @@ def diff(
     branch: str | None = BranchOpt,
     kubeconfig: str | None = KubeconfigOpt,
     context: str | None = ContextOpt,
+    trust_from: str | None = TrustFromOpt,
     repo_dir: Path = common.RepoOpt,
     output: Format = OutputOpt,
 ) -> None:
     """Desired (Git) vs live (cluster), Secret values redacted; exit 4 when they differ."""
     with handled(output):
         project = common.load(repo_dir)
-        the_agent = _build(project, env, repo_url, branch, kubeconfig, context)
+        the_agent = _build(project, env, repo_url, branch, kubeconfig, context, False, trust_from)
         with progress(f"Comparing {env}...", output):
             report = the_agent.run_pass(dry_run=True)
         the_agent.cache.stop()
         if report.error:
             raise report.error.cause
+        _refuse_unverified(report)
         entries = report_mod.live_differences(report)
     code = ExitCode.DIFFERENCES if entries else ExitCode.OK
     if output == Format.json:

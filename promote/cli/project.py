@@ -44,6 +44,10 @@ def init(
     for rel in written:
         console.print(f"  {rel}")
     console.print("Next: `promote keys init <env>` for each environment, then `promote validate`.")
+    console.print(
+        "Then commit and push, and pin that first commit as where trust starts: start each "
+        "agent with `promote agent --env ENV --trust-from $(git rev-parse HEAD)`."
+    )
 
 
 def _env_row(env: config.Environment) -> dict[str, object]:

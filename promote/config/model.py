@@ -79,6 +79,9 @@ class ApprovalsConfig:
     required: int = field(default=0, metadata={"ge": 0})
     approvers: list[str] = field(default_factory=list)
     allow_self_approval: bool = False
+    # Commits the agent accepts without a PR: signed by one of these keys (a public key file
+    # under keys/, or a 40-hex fingerprint of a key in a file under keys/). Empty: none.
+    trusted_signers: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -251,6 +254,7 @@ def _check_semantics(
             raise ConfigError(
                 f"{display}: approvals.approvers lists a name twice; list each approver once."
             )
+        _check_signers(env, nodes[name], display)
     for name in envs:
         seen = [name]
         cur = envs[name].upstream
@@ -268,6 +272,32 @@ def _check_semantics(
             raise ConfigError(
                 f"{PROJECT_FILE}: policy.allowLatest: {env_name!r} names no environment; "
                 f"use one of {', '.join(sorted(envs))}."
+            )
+
+
+KEYS_DIR = "keys/"
+_FINGERPRINT = re.compile(r"^(0x)?[0-9A-Fa-f]{40}$")
+
+
+def _check_signers(env: Environment, node: yaml.Node | None, display: str) -> None:
+    """``approvals.trustedSigners``: each a public key file under keys/ or a fingerprint."""
+    root = env.file.parent.parent
+    for i, entry in enumerate(env.config.approvals.trusted_signers):
+        if _FINGERPRINT.match(entry):
+            continue
+        line = schema.line_of(node, ["approvals", "trustedSigners", i])
+        where = f"{display}:{line}" if line else display
+        path = Path(entry)
+        if path.is_absolute() or ".." in path.parts or not entry.startswith(KEYS_DIR):
+            raise ConfigError(
+                f"{where}: approvals.trustedSigners: {entry!r} is neither a 40-hex fingerprint "
+                f"nor a key file under {KEYS_DIR}; write e.g. keys/ci/ci.asc or the signing "
+                "key's fingerprint."
+            )
+        if not (root / path).is_file():
+            raise ConfigError(
+                f"{where}: approvals.trustedSigners: {entry} does not exist; add the signer's "
+                "public key there (`gpg --armor --export ID`) or remove the entry."
             )
 
 

@@ -322,7 +322,11 @@ class LocalForge:
         main = self._repo.resolve(remote_main)
         if self._repo.is_ancestor(head_sha, main):
             return main, "already-in-main"
-        if self._repo.is_ancestor(main, head_sha):
+        # Fast-forward only a head whose first parent is main: main then moves by one
+        # first-parent step, the approved head itself. A longer branch is merged with a merge
+        # commit, so the agents see one step per PR, never a PR's inner commits as steps of
+        # their own (which no approval names) (DESIGN §4, "The agent verifies").
+        if self._repo.commit_info(head_sha).parents[:1] == (main,):
             new, method = head_sha, "fast-forward"
         else:
             new = self._merge_commit(number, main, head_sha, message, resolve)

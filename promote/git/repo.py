@@ -24,13 +24,9 @@ import socket
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from promote.errors import GitError, NotFound, PushRejected
 from promote.git import archive, gitpython, process, trees, values
-
-if TYPE_CHECKING:
-    pass
 
 log = logging.getLogger(__name__)
 
@@ -142,6 +138,8 @@ class Repo:
             args.append("--prune")
         if depth:
             args.append(f"--depth={depth}")
+        elif (self._git_dir / "shallow").exists():
+            args.append("--unshallow")  # a cache fetched shallowly before: complete its history
         self._proc.text(*args, remote, *refspecs, what=f"git fetch {remote}", retries=4)
 
     def ls_remote(self, remote: str, *patterns: str) -> dict[str, str]:
@@ -228,6 +226,10 @@ class Repo:
     def is_ancestor(self, ancestor: str, descendant: str) -> bool:
         args = ("merge-base", "--is-ancestor", ancestor, descendant)
         return self._proc.run(*args, what="git merge-base", ok=(0, 1))[0] == 0
+
+    def run_text(self, *args: str, what: str) -> str:
+        """A read-only git command's output (``log``, ``ls-tree``: the history walks)."""
+        return self._proc.text(*args, what=what)
 
     def commit_info(self, rev: str) -> CommitInfo:
         found = self.log(rev, max_count=1, walk=False)

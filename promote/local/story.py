@@ -203,12 +203,13 @@ class Story:
         w = self.w
         for env in ENVS:
             extra = {"VAULT_TOKEN": w.vault_tokens[env]} if env in w.vault_tokens else {}
-            proc = w.start_agent(env, extra_env=extra)
+            proc = w.start_agent(env, extra_env=extra, trust_from=self.main)
             keys = f"SOPS_AGE_KEY_FILE={w.private.name}/{env}.agekey" + (
                 " VAULT_TOKEN=<prod's token>" if extra else ""
             )
             w.narrator.command(
-                f"{keys} promote agent --env {env} --kubeconfig cluster/kubeconfig "
+                f"{keys} promote agent --env {env} --trust-from {self.main[:12]} "
+                "--kubeconfig cluster/kubeconfig "
                 f"--listen 127.0.0.1:{w.ports[env]} &",
                 f"(pid {proc.pid}, log {proc.log})",
             )

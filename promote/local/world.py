@@ -172,8 +172,11 @@ class World:
 
     # --- agents ----------------------------------------------------------------------------
 
-    def start_agent(self, env: str, *, extra_env: Mapping[str, str]) -> processes.Proc:
-        """``promote agent --env ENV`` with its own key (and nothing else) in its environment."""
+    def start_agent(
+        self, env: str, *, extra_env: Mapping[str, str], trust_from: str
+    ) -> processes.Proc:
+        """``promote agent --env ENV --trust-from SHA`` with its own key (and nothing else) in
+        its environment; trust starts at ``trust_from`` (the demo's first commit)."""
         port = processes.free_port()
         environ = {
             **self.child_env,
@@ -184,7 +187,7 @@ class World:
         }
         argv = [sys.executable, "-m", "promote", "agent", "--env", env,
                 "--kubeconfig", str(self.kubeconfig), "--listen", f"127.0.0.1:{port}",
-                "-C", str(self.clone)]  # fmt: skip
+                "--trust-from", trust_from, "-C", str(self.clone)]  # fmt: skip
         proc = self.procs.spawn(
             f"agent-{env}", argv, env=environ, log_path=self.dir / "logs" / f"agent-{env}.log"
         )

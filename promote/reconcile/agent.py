@@ -17,7 +17,6 @@ import logging
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,43 +25,20 @@ from promote.cluster import apply, client, drift, health
 from promote.cluster.cache import LiveCache
 from promote.errors import ClusterError
 from promote.kustomize import render
-from promote.reconcile import pruning
+from promote.reconcile import passes, pruning
 from promote.reconcile import status as status_mod
-from promote.reconcile.desired import DesiredState, SecretResolver, StageFailed, stage
+from promote.reconcile.desired import DesiredState, ResolverFor, SecretResolver, StageFailed, stage
 from promote.reconcile.metrics import Metrics
 from promote.reconcile.source import GitSource
 from promote.reconcile.status import Stage, SyncState
+from promote.reconcile.trust import TrustGate
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True, slots=True)
-class AgentSettings:
-    env: str
-    namespace: str  # default namespace of the environment's objects; status lives here too
-    # None: the environment's own setting (``sync.selfHeal``/``sync.prune``) at the revision
-    # being deployed; True/False: a command-line override.
-    self_heal: bool | None = None
-    prune: bool | None = None
-    allow_mass_prune: bool = False
-    workers: int = 8  # parallel applies; the API server is the bottleneck past this
-
-
-@dataclass(slots=True)
-class PassReport:
-    revision: str | None = None
-    applied: list[str] = field(default_factory=list)
-    out_of_sync: dict[str, list[str]] = field(default_factory=dict)  # object -> field paths
-    pruned: list[str] = field(default_factory=list)
-    prune_blocked: str | None = None
-    health: str = "Unknown"
-    health_details: dict[str, str] = field(default_factory=dict)
-    error: StageFailed | None = None
-    duration_s: float = 0.0
-    objects: int = 0
-    diffs: list[tuple[str, dict[str, Any] | None, dict[str, Any]]] = field(default_factory=list)
-    produced: dict[str, dict[str, Any]] = field(default_factory=dict)  # key -> object as applied
-    replace: dict[str, str] = field(default_factory=dict)  # key -> why only replacing applies it
+# The agent's settings and a pass's report live in ``reconcile/passes.py``; named here too.
+AgentSettings = passes.AgentSettings
+PassReport = passes.PassReport
 
 
 def _digest(obj: dict[str, Any]) -> str:
@@ -82,6 +58,8 @@ class Agent:
         resolver: SecretResolver | None = None,
         metrics: Metrics | None = None,
         work_dir: Path | None = None,
+        trust: TrustGate | None = None,
+        resolver_for: ResolverFor | None = None,
     ) -> None:
         self.settings = settings
         self.source = source
@@ -99,7 +77,9 @@ class Agent:
             kustomize=kustomize,
             resolver=resolver,
             work_dir=work_dir,
+            resolver_for=resolver_for,
         )
+        self.trust = trust  # None: the environment requires no approvals, nothing to verify
         self.cache = LiveCache(
             cluster, label_selector=apply.selector(settings.env), on_event=self._on_event
         )
@@ -126,8 +106,8 @@ class Agent:
         started = time.monotonic()
         report = PassReport()
         try:
-            revision = self.desired_state.fetch()
-            report.revision = revision
+            report.head = report.revision = self.desired_state.fetch()
+            revision = self._verified(report)
             built = self.desired_state.build(revision)
             if built.images != self.status.images:
                 self.status.healthy_since = None  # a soak starts over with new images
@@ -165,6 +145,20 @@ class Agent:
         if not dry_run:
             self._publish(report)
         return report
+
+    def _verified(self, report: PassReport) -> str:
+        """The revision this pass may deploy: the head once verified, else V (DESIGN §4)."""
+        assert report.head is not None
+        if self.trust is None:
+            return report.head
+        decision = stage(
+            Stage.VERIFY, self.trust.decide_in, self.cluster, report.head, self.settings.namespace
+        )
+        self.metrics.verify_duration.labels(self.settings.env).observe(
+            self.trust.verifier.cost.seconds
+        )
+        report.verdict, report.revision = decision.verdict, decision.deploy
+        return decision.deploy
 
     def _ensure_watches(self, desired: Sequence[dict[str, Any]]) -> None:
         namespaces: dict[tuple[str, str], set[str]] = {}
@@ -351,6 +345,7 @@ class Agent:
         st, env = self.status, self.settings.env
         self._restore_status()
         with self._lock:
+            self._publish_trust(report)
             if report.revision:
                 st.revision = report.revision
             st.objects = report.objects or st.objects
@@ -368,6 +363,8 @@ class Agent:
                 self._last_failure = failure
             else:
                 st.sync = SyncState.OUT_OF_SYNC if report.out_of_sync else SyncState.SYNCED
+                if st.unverified:
+                    st.sync = SyncState.UNVERIFIED
                 st.out_of_sync = sorted(client.describe_key(k) for k in report.out_of_sync)
                 st.health, st.health_details = report.health, report.health_details
                 st.last_error = None
@@ -385,25 +382,19 @@ class Agent:
             self.metrics.out_of_sync.labels(env).set(len(report.out_of_sync))
             self.write_status()
 
+    def _publish_trust(self, report: PassReport) -> None:
+        if self.trust is not None and report.verdict is not None and report.head:
+            deployed = report.revision or report.head
+            self.trust.publish(
+                self.status, report.verdict, head=report.head, deployed=deployed,
+                cluster=self.cluster, metrics=self.metrics, namespace=self.settings.namespace,
+            )  # fmt: skip
+
     def _failed_event(self, error: StageFailed) -> None:
-        """A Warning Event on the status ConfigMap, so `kubectl get events` shows the failure."""
         if error.stage is Stage.FETCH and error.retryable:
             return  # the API may be fine but Git is not; the status carries it
-        status_mod.emit_event(
-            self.cluster,
-            regarding={
-                "apiVersion": "v1",
-                "kind": "ConfigMap",
-                "metadata": {
-                    "name": status_mod.configmap_name(self.settings.env),
-                    "namespace": self.settings.namespace,
-                },
-            },
-            reason="SyncFailed",
-            message=f"sync of {self.settings.env} failed at {error.stage}: {error.cause}",
-            event_type="Warning",
-            namespace=self.settings.namespace,
-        )
+        message = f"sync of {self.settings.env} failed at {error.stage}: {error.cause}"
+        status_mod.failed_event(self.cluster, self.settings.env, self.settings.namespace, message)
 
     def write_status(self) -> None:
         try:

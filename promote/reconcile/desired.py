@@ -31,6 +31,11 @@ class SecretResolver(Protocol):
     def resolve(self, objects: list[dict[str, Any]], *, env: str) -> list[dict[str, Any]]: ...
 
 
+ResolverFor = Callable[[config.Project, config.Environment], SecretResolver]
+"""Builds the resolver for the environment as a (verified) revision defines it: its Vault
+address and settings come from the revision deployed, never from a local checkout."""
+
+
 class StageFailed(PromoteError):
     """A pass failed at ``stage``; ``cause`` is the sanitised error."""
 
@@ -86,12 +91,16 @@ class DesiredState:
         kustomize: render.Kustomize,
         resolver: SecretResolver | None,
         work_dir: Path | None = None,
+        resolver_for: ResolverFor | None = None,
     ) -> None:
         self.env = env
         self.namespace = namespace
         self.source = source
         self.kustomize = kustomize
-        self.resolver = resolver
+        self.resolver = resolver  # given: used for every revision (tests, `promote sync`)
+        self._resolver_for = resolver_for
+        self._resolvers: dict[config.SecretsConfig, SecretResolver] = {}
+        self._secrets_of: dict[str, config.SecretsConfig] = {}  # revision -> its setting
         self._work_dir = work_dir
         # (revision, objects, the environment's sync settings at that revision)
         self._rendered: tuple[str, list[dict[str, Any]], config.SyncConfig] | None = None
@@ -104,12 +113,15 @@ class DesiredState:
             self._rendered = (revision, *self._render(revision))
         _, objects, sync = self._rendered  # same revision, same objects: kustomize runs once
         images = running_images(objects)
-        if any(validation.is_sops_object(o) for o in objects) and self.resolver is None:
+        resolver = self.resolver
+        if resolver is None and revision in self._secrets_of:
+            resolver = self._resolvers.get(self._secrets_of[revision])
+        if any(validation.is_sops_object(o) for o in objects) and resolver is None:
             raise StageFailed(
                 Stage.DECRYPT, PromoteError("SOPS-encrypted Secrets but no secret resolver.")
             )
-        if self.resolver is not None and any(o.get("kind") == "Secret" for o in objects):
-            objects = stage(Stage.DECRYPT, self.resolver.resolve, objects, env=self.env)
+        if resolver is not None and any(o.get("kind") == "Secret" for o in objects):
+            objects = stage(Stage.DECRYPT, resolver.resolve, objects, env=self.env)
         prepared = [drift.secret_to_data(drift.apply_ignores(o, sync.ignore)) for o in objects]
         return Desired(
             revision,
@@ -117,6 +129,17 @@ class DesiredState:
             images,
             sync,
         )
+
+    def _keep_resolver(
+        self, revision: str, project: config.Project, environment: config.Environment
+    ) -> None:
+        """The resolver for this revision's secrets settings (one per distinct setting)."""
+        wanted = environment.config.secrets
+        if len(self._secrets_of) > 64:
+            self._secrets_of.clear()  # revisions deployed long ago
+        self._secrets_of[revision] = wanted
+        if self._resolver_for is not None and wanted not in self._resolvers:
+            self._resolvers[wanted] = stage(Stage.DECRYPT, self._resolver_for, project, environment)
 
     def _render(self, revision: str) -> tuple[list[dict[str, Any]], config.SyncConfig]:
         """Export the tree at ``revision``, render the environment's overlay, validate it.
@@ -134,6 +157,7 @@ class DesiredState:
             findings = validate.check_rendered(
                 project, environment, objects, namespace=self.namespace
             )
+            self._keep_resolver(revision, project, environment)
         if findings:
             shown = "; ".join(str(f) for f in findings[:5])
             more = f" (+{len(findings) - 5} more)" if len(findings) > 5 else ""

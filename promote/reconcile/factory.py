@@ -14,9 +14,10 @@ from promote import config
 from promote.cluster import client
 from promote.kustomize import render
 from promote.reconcile import source as source_mod
+from promote.reconcile import trust
 from promote.reconcile.agent import Agent, AgentSettings
 from promote.reconcile.desired import SecretResolver
-from promote.secrets import resolve
+from promote.secrets import files, resolve
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +29,7 @@ class Overrides:
     self_heal: bool | None = None
     prune: bool | None = None
     allow_mass_prune: bool = False
+    trust_from: str | None = None  # --trust-from: the pinned revision verification starts at
 
 
 def cache_root() -> Path:
@@ -51,9 +53,19 @@ def connect_env(env: config.Environment, ov: Overrides) -> client.Cluster:
     return client.Cluster(api)
 
 
-def default_resolver(project: config.Project, env: config.Environment) -> SecretResolver:
-    """SOPS + Vault resolution with key material from this process's environment."""
-    return resolve.resolver_for_agent(project, env)
+def resolver_at_revision(project: config.Project, env: config.Environment) -> SecretResolver:
+    """The resolver for ``env`` as the deployed (verified) revision ``project`` defines it: its
+    Vault address and auth come from that revision, so a token never goes to an address an
+    unverified commit introduced (issue 13, item 9). The file names for messages are read now:
+    the exported tree is gone when an error is reported."""
+    names = files.sources(project, env)
+    return resolve.Resolver.for_environment(env, sources=lambda: names)
+
+
+def verifies(env: config.Environment, ov: Overrides) -> bool:
+    """Whether the agent verifies (DESIGN §4): the environment requires approvals, or a pin
+    was given. Unverified heads are then never deployed."""
+    return env.config.approvals.required > 0 or ov.trust_from is not None
 
 
 def build_agent(
@@ -66,13 +78,18 @@ def build_agent(
 ) -> Agent:
     env = project.env(env_name)
     url = ov.repo_url or source_mod.default_url(project.root, project.config.remote)
+    verifying = verifies(env, ov)
     src = source_mod.GitSource(
-        url, branch=ov.branch or project.config.main_branch, cache_root=cache_root()
+        url,
+        branch=ov.branch or project.config.main_branch,
+        cache_root=cache_root(),
+        history=verifying,
     )
-    # Sync settings (selfHeal, prune, ignore) are read by the agent from each revision it
-    # deploys; the flags here only override them. The cluster (kubeconfig, context, namespace)
-    # and secret access still come from the local checkout: they steer credentials, and
-    # reading them from Git must wait until the agent verifies what it reads (trust chain).
+    # Sync settings (selfHeal, prune, ignore) and secret access (Vault address, auth) are read
+    # from each revision the agent deploys, which is verified first when the environment
+    # requires approvals. The cluster connection (kubeconfig, context) and namespace come from
+    # the operator (flags, the checkout the agent runs in): the agent needs them to read its
+    # last verified revision from the cluster before it can trust anything in Git.
     settings = AgentSettings(
         env=env.name,
         namespace=env.config.cluster.namespace,
@@ -80,10 +97,15 @@ def build_agent(
         prune=ov.prune,
         allow_mass_prune=ov.allow_mass_prune,
     )
+    gate = None
+    if verifying:
+        gate = trust.TrustGate(src.repo, trust.TrustSettings(pin=ov.trust_from), env=env.name)
     return Agent(
         settings=settings,
         source=src,
         cluster=cluster or connect_env(env, ov),
         kustomize=render.Kustomize(),
-        resolver=resolver if resolver is not None else default_resolver(project, env),
+        resolver=resolver,
+        resolver_for=resolver_at_revision,
+        trust=gate,
     )

@@ -137,7 +137,9 @@ class AgentLoop:
                             (report.revision or "?")[:12],
                         )
                     failures = 0
-                    last_revision = report.revision
+                    last_revision = report.head or report.revision
+                    if report.verdict is not None and not report.verdict.verified:
+                        last_revision = None  # look again each poll: a trust record may come
                     next_full = time.monotonic() + self.interval_s
                     self.agent.healing_enabled = True
                 self.stop_event.wait(min(self.settings.poll_s, self.settings.lease.renew_s))

@@ -49,6 +49,26 @@ class Metrics:
             ["env"],
             registry=self.registry,
         )
+        self.unverified = Gauge(
+            "promote_unverified_revision",
+            "1 while main's head is not verified for this environment (the last verified "
+            "revision stays deployed).",
+            ["env"],
+            registry=self.registry,
+        )
+        self.unverified_total = Counter(
+            "promote_unverified_heads_total",
+            "Heads of main refused by verification.",
+            ["env"],
+            registry=self.registry,
+        )
+        self.verify_duration = Histogram(
+            "promote_verification_duration_seconds",
+            "Time to verify a new head (walk, signatures, merges).",
+            ["env"],
+            registry=self.registry,
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5, 30),
+        )
         self.out_of_sync = Gauge(
             "promote_out_of_sync_objects", "Objects that differ.", ["env"], registry=self.registry
         )

@@ -1,11 +1,13 @@
-"""Where an agent's desired state comes from: one branch of a Git remote, fetched shallowly.
+"""Where an agent's desired state comes from: one branch of a Git remote.
 
 A bare cache repository per remote (``mirror.open_mirror``, under ``$PROMOTE_AGENT_CACHE``),
-``git fetch --depth 1`` of the branch, and an export of the tree at a revision into a folder
-for kustomize, all through ``promote.git`` (the one Git adapter). Overlays hold only ciphertext, so
-exporting them to disk is safe; decryption happens later, in memory. A remote that cannot be
-reached is retryable (GitUnavailable); a branch that does not exist is an error the status and
-a Warning Event name (the loop still retries both, with backoff).
+``git fetch --depth 1`` of the branch (or, for an environment that verifies, its whole
+history with the PR and trust records: ``refs/promote/prs/*``, ``refs/promote/trust/*``), and
+an export of the tree at a revision into a folder for kustomize, all through ``promote.git``
+(the one Git adapter). Overlays hold only ciphertext, so exporting them to disk is safe; decryption
+happens later, in memory. A remote that cannot be reached is retryable (GitUnavailable); a
+branch that does not exist is an error the status and a Warning Event name (the loop still
+retries both, with backoff).
 """
 
 from __future__ import annotations
@@ -17,11 +19,22 @@ from promote.errors import GitError
 from promote.git import mirror
 from promote.git import repo as git_repo
 
+RECORD_PREFIXES = ("refs/promote/prs/", "refs/promote/trust/")
+
 
 class GitSource:
-    def __init__(self, url: str, *, branch: str, cache_root: Path, timeout_s: float = 60) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        branch: str,
+        cache_root: Path,
+        timeout_s: float = 60,
+        history: bool = False,
+    ) -> None:
         self.url = url
         self.branch = branch
+        self.history = history  # fetch all of it and the records (verification needs them)
         self._cache_root = cache_root
         self._timeout_s = timeout_s
         self._repo: git_repo.Repo | None = None
@@ -33,9 +46,12 @@ class GitSource:
         return self._repo
 
     def fetch(self) -> str:
-        """Fetch the branch (shallow) and return its commit SHA."""
+        """Fetch the branch (shallow unless ``history``) and return its commit SHA."""
         ref = f"refs/remotes/source/{self.branch}"
-        self.repo.fetch(self.url, [f"+refs/heads/{self.branch}:{ref}"], depth=1)
+        specs = [f"+refs/heads/{self.branch}:{ref}"]
+        if self.history:
+            specs += [f"+{p}*:{p}*" for p in RECORD_PREFIXES]
+        self.repo.fetch(self.url, specs, depth=None if self.history else 1, prune=self.history)
         return self.repo.resolve(ref)
 
     def export(self, revision: str, dest: Path) -> Path:

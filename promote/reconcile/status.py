@@ -30,6 +30,7 @@ class SyncState(enum.StrEnum):
     SYNCED = "Synced"
     OUT_OF_SYNC = "OutOfSync"
     FAILED = "Failed"
+    UNVERIFIED = "Unverified"  # the head is not verified: the last verified revision stays
     UNKNOWN = "Unknown"
 
 
@@ -37,6 +38,7 @@ class Stage(enum.StrEnum):
     """The stage of a pass (DESIGN.md §5), named in status and errors when it fails."""
 
     FETCH = "fetch"
+    VERIFY = "verify"
     RENDER = "render"
     VALIDATE = "validate"
     DECRYPT = "decrypt"
@@ -73,6 +75,11 @@ class EnvStatus:
     leader: str | None = None
     images: dict[str, str] = field(default_factory=dict)  # image name -> ref, from rendering
     healthy_since: str | None = None  # first time these images were Synced + Healthy
+    # Trust chain (reconcile/trust.py): {"pin", "verified", "history"}; kept here, in the
+    # cluster, because a Git pusher cannot change it. ``unverified``: the refused head, the
+    # first offending commit, its files and why (None while the head is verified).
+    trust: dict[str, Any] | None = None
+    unverified: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -110,6 +117,27 @@ def read(cluster: client.Cluster, *, env: str, namespace: str) -> EnvStatus | No
     if cm is None:
         return None
     return EnvStatus.from_dict(json.loads((cm.get("data") or {}).get("status.json", "{}")))
+
+
+def failed_event(cluster: client.Cluster, env: str, namespace: str, message: str) -> None:
+    """A Warning ``SyncFailed`` Event on the status ConfigMap (``kubectl get events``)."""
+    emit_event(
+        cluster,
+        regarding=status_object(env, namespace),
+        reason="SyncFailed",
+        message=message,
+        event_type="Warning",
+        namespace=namespace,
+    )
+
+
+def status_object(env: str, namespace: str) -> dict[str, Any]:
+    """The status ConfigMap as an Event's ``regarding`` object."""
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": configmap_name(env), "namespace": namespace},
+    }
 
 
 def emit_event(

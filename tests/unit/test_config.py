@@ -250,3 +250,29 @@ def test_models_are_frozen_values() -> None:
     assert config.SyncConfig().ignore == [] and config.SyncConfig().ignore is not rule.paths
     with pytest.raises(AttributeError):
         rule.kind = "StatefulSet"  # type: ignore[misc]
+
+
+def test_trusted_signers_name_file_line_and_fix(repo: Path) -> None:
+    text = (repo / "environments/prod.yaml").read_text()
+    signers = "  trustedSigners:\n    - keys/ci/ci.asc\n    - /etc/passwd\n"
+    _write(
+        repo,
+        "environments/prod.yaml",
+        text.replace("  allowSelfApproval: false\n", "  allowSelfApproval: false\n" + signers),
+    )
+    (repo / "keys/ci").mkdir()
+    (repo / "keys/ci/ci.asc").write_text("-----BEGIN PGP PUBLIC KEY BLOCK-----\n")
+    message = _error(repo)
+    assert message.startswith("environments/prod.yaml:13: approvals.trustedSigners: '/etc/passwd'")
+    assert "40-hex fingerprint" in message
+    fpr = "AB" * 20
+    _write(
+        repo,
+        "environments/prod.yaml",
+        text.replace(
+            "  allowSelfApproval: false\n",
+            f"  allowSelfApproval: false\n  trustedSigners: [keys/ci/ci.asc, {fpr}]\n",
+        ),
+    )
+    prod = config.load_project(repo).env("prod").config.approvals
+    assert prod.trusted_signers == ["keys/ci/ci.asc", fpr] and prod.required == 2

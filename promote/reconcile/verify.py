@@ -1,0 +1,278 @@
+"""The agent's verification: walk main from the last verified revision V to the head R and
+judge every first-parent step that changes the environment's inputs (DESIGN.md §4, §5.1).
+
+Reads only the agent's mirror: one ``git log`` for the steps and their changed paths, each
+step's FIRST PARENT for the policy and keys it is judged by (a configuration snapshot, loaded
+only when a step changed configuration), PR and trust records for the evidence
+(``reconcile/proofs.py``). The rules are ``promotion/verification.py``'s. Verdicts are kept per
+(V, R, records), so a pass with nothing new costs a lookup.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from promote import config
+from promote.errors import PromoteError
+from promote.git import history
+from promote.git import repo as git_repo
+from promote.kustomize import folder, imagetag
+from promote.kustomize.overlay import KUSTOMIZATION_NAMES
+from promote.promotion import scope, verification
+from promote.reconcile import proofs
+
+log = logging.getLogger(__name__)
+
+KEYS_ROOT = "keys/"
+_MATCH_LIMIT = 50  # verified revisions compared when looking for a revert
+
+
+@dataclass(slots=True)
+class Cost:
+    """What the last verification did (``bench/reconcile.py`` reports it)."""
+
+    seconds: float = 0.0
+    steps: int = 0
+    merges: int = 0
+    signatures: int = 0
+    snapshots: int = 0
+    cached: bool = False
+
+
+def _changes_configuration(repo: git_repo.Repo, step: history.StepInfo) -> bool:
+    """Whether a layout or a policy may differ after ``step`` (else its parent's is reused).
+
+    A kustomization whose only change is in ``images:`` (every promotion, every set-image)
+    names the same files as before: the layout stays, no snapshot is loaded."""
+    if step.added_or_removed:
+        return True
+    for path in step.changed:
+        if path == config.PROJECT_FILE or path.startswith(f"{config.ENV_DIR}/"):
+            return True
+        if path.rsplit("/", 1)[-1] in KUSTOMIZATION_NAMES and not _images_only(
+            repo, path, step.parents[0], step.sha
+        ):
+            return True
+    return False
+
+
+def _images_only(repo: git_repo.Repo, path: str, before: str, after: str) -> bool:
+    texts = [
+        (repo.read_file(rev, path) or b"").decode("utf-8", "replace") for rev in (before, after)
+    ]
+    splits = [imagetag.split(text, path) for text in texts]
+    return None not in splits and len({s.text for s in splits if s is not None}) == 1
+
+
+class Verifier:
+    """Verifies revisions of one environment against one mirror; kept for the agent's life."""
+
+    def __init__(self, repo: git_repo.Repo, *, env: str, work_dir: Path | None = None) -> None:
+        self.env = env
+        self._repo = repo
+        self._work_dir = work_dir
+        self.evidence = proofs.Evidence(repo)
+        self._snaps: dict[str, proofs.Snapshot | str] = {}
+        self._blobs: dict[str, dict[str, str]] = {}
+        self._verdicts: dict[tuple[str, str, str], verification.Verdict] = {}
+        self.cost = Cost()
+
+    def close(self) -> None:
+        self.evidence.close()
+
+    def check(self, *, anchor: str, verified: Sequence[str], revision: str) -> verification.Verdict:
+        """The verdict on ``revision`` from ``anchor`` (V, or the pin), knowing ``verified``."""
+        started = time.monotonic()
+        key = (anchor, revision, self._records_digest())
+        found = self._verdicts.get(key)
+        if found is not None:
+            self.cost = Cost(time.monotonic() - started, cached=True)
+            return found
+        signatures = self.evidence.signatures_checked
+        self.cost = Cost()
+        verdict = self._check(anchor, list(dict.fromkeys([anchor, *verified])), revision)
+        self.cost.seconds = time.monotonic() - started
+        self.cost.signatures = self.evidence.signatures_checked - signatures
+        self._verdicts[key] = verdict
+        log.info("%s (%.3fs, %d steps)", verdict.summary(), self.cost.seconds, self.cost.steps)
+        return verdict
+
+    def _check(self, anchor: str, known: list[str], revision: str) -> verification.Verdict:
+        if revision == anchor:
+            return verification.Verdict(self.env, revision, anchor, True, None, via="unchanged")
+        if not self._repo.is_ancestor(anchor, revision):
+            return _refused(self.env, revision, anchor, f"{anchor[:12]} is not an ancestor")
+        self.evidence.reload_records()
+        steps = history.first_parent_steps(self._repo, anchor, revision)
+        if not steps or steps[0].parents[:1] != (anchor,):
+            return _refused(self.env, revision, anchor, f"{anchor[:12]} is not on main's line")
+        chain = verification.start(self.env, anchor)
+        before = self.snapshot(anchor)
+        for step in steps:
+            changes = _changes_configuration(self._repo, step)
+            after = self.snapshot(step.sha) if changes else self._snaps.setdefault(step.sha, before)
+            chain = self._advance(chain, step, before, after, known)
+            if chain.trusted:
+                known.append(step.sha)
+            before = after
+        self.cost.steps = len(steps)
+        self.cost.merges = sum(len(s.parents) > 1 for s in steps)
+        verdict = verification.conclude(chain, revision, anchor)
+        if not verdict.verified and self._trusted_by_record(revision, known):
+            return verification.Verdict(
+                self.env, revision, anchor, True, None, chain.proofs, via="trust record"
+            )
+        return verdict
+
+    def _advance(
+        self,
+        chain: verification.Chain,
+        step: history.StepInfo,
+        before: proofs.Snapshot | str,
+        after: proofs.Snapshot | str,
+        known: list[str],
+    ) -> verification.Chain:
+        if isinstance(before, str) or isinstance(after, str):
+            touched = tuple(sorted(step.changed))  # a side that does not load: all of it counts
+        else:
+            layout = before.layout.merged(after.layout)
+            touched = verification.touched_inputs(self.env, step.changed, layout)
+        proof, refusal = None, ""
+        if touched and chain.trusted:
+            proof, refusal = self._prove(step, before)
+        judged = verification.Step(step.sha, step.parents[0], touched, proof, refusal)
+        return verification.advance(
+            chain, judged, matches_verified=lambda: self._matches(step.sha, known)
+        )
+
+    # --- proving one step -------------------------------------------------------------------
+
+    def _prove(self, step: history.StepInfo, snap: proofs.Snapshot | str) -> tuple[str | None, str]:
+        parent = step.parents[0]
+        if isinstance(snap, str):
+            return None, f"the configuration at its parent {parent[:12]} does not load: {snap}"
+        policy = snap.policies.get(self.env)
+        if policy is not None and policy.required == 0:
+            return f"{self.env} required no approvals at {parent[:12]}", ""
+        if len(step.parents) == 1:
+            proof, refusal = self._head_approved(step.sha, parent, snap)
+        elif len(step.parents) == 2:
+            proof, refusal = self._head_approved(step.parents[1], parent, snap)
+            if proof is not None and not proofs.merge_is_plain(
+                self._repo, self.evidence, step.tree, step.parents, snap
+            ):
+                proof, refusal = None, "the merge's tree is not the plain merge of its parents"
+        else:
+            proof, refusal = None, "an octopus merge"
+        if proof is None and policy is not None and policy.trusted_signers:
+            signed = self._trusted_signer(step.sha, parent, policy.trusted_signers)
+            proof = signed or proof
+        return proof, refusal
+
+    def _head_approved(
+        self, head: str, parent: str, snap: proofs.Snapshot
+    ) -> tuple[str | None, str]:
+        """The one switch point to ``review.head_verdict`` (the approvals side)."""
+        return proofs.head_approved(
+            self.evidence, env=self.env, parent=parent, snap=snap, head=head
+        )
+
+    def _trusted_signer(self, sha: str, parent: str, signers: Sequence[str]) -> str | None:
+        signed = self._repo.signed_payload(sha)
+        if signed is None:
+            return None
+        signature, data = signed
+        for entry in signers:
+            if entry.startswith(KEYS_ROOT):
+                files = [entry]
+            else:
+                files = [p for p in self._blobs_at(parent) if p.startswith(KEYS_ROOT)]
+            for path in files:
+                key = self.evidence.key_file(parent, path)
+                if key is None:
+                    continue
+                result = self.evidence.verify(key, data, signature.decode("ascii", "replace"))
+                wanted = entry.upper().removeprefix("0X")
+                if result.valid and (entry.startswith(KEYS_ROOT) or result.fingerprint == wanted):
+                    return f"signed by trusted signer {entry} ({result.fingerprint[-16:]})"
+        return None
+
+    # --- recovering: a revert, a rollback, or a `promote trust` record ------------------------
+
+    def _matches(self, sha: str, known: list[str]) -> bool:
+        if self._trusted_by_record(sha, known):
+            return True
+        snap = self.snapshot(sha)
+        if isinstance(snap, str):
+            return False
+        mine = self._blobs_at(sha)
+        for other in reversed(known[-_MATCH_LIMIT:]):
+            theirs = self.snapshot(other)
+            layout = snap.layout if isinstance(theirs, str) else snap.layout.merged(theirs.layout)
+            if scope.inputs_equal(self.env, layout, mine, self._blobs_at(other)):
+                return True
+        return False
+
+    def _trusted_by_record(self, revision: str, known: Sequence[str]) -> bool:
+        signed = self.evidence.trust_signatures(self.env, revision)
+        for base in {s.base for s in signed if s.base in known}:
+            snap = self.snapshot(base)
+            policy = None if isinstance(snap, str) else snap.policies.get(self.env)
+            if policy is None:
+                continue
+            checked = []
+            for doc in signed:
+                key = self.evidence.key_file(base, f"{proofs.APPROVERS_DIR}/{doc.approver}.asc")
+                ok = key is not None and (
+                    self.evidence.verify(key, doc.payload.encode(), doc.signature).valid
+                )
+                checked.append((doc, ok))
+            counted = verification.trust_counted(
+                policy, checked, env=self.env, revision=revision, bases=[base]
+            )
+            if len(counted) >= max(policy.required, 1):
+                return True
+        return False
+
+    # --- reading commits --------------------------------------------------------------------
+
+    def snapshot(self, rev: str) -> proofs.Snapshot | str:
+        """The configuration at ``rev`` (layout, policies), or why it does not load."""
+        if rev not in self._snaps:
+            self.cost.snapshots += 1
+            self._snaps[rev] = self._load(rev)
+        return self._snaps[rev]
+
+    def _load(self, rev: str) -> proofs.Snapshot | str:
+        with tempfile.TemporaryDirectory(prefix="promote-verify-", dir=self._work_dir) as tmp:
+            try:
+                project = config.load_project(self._repo.export_tree(rev, Path(tmp) / "t"))
+                layout = folder.layout(project)
+                files = {
+                    n: project.relpath(folder.kustomization_path(e.overlay_dir))
+                    for n, e in project.environments.items()
+                }
+            except PromoteError as exc:
+                return str(exc)
+        policies = {n: e.config.approvals for n, e in project.environments.items()}
+        return proofs.Snapshot(layout, policies, files)
+
+    def _blobs_at(self, rev: str) -> dict[str, str]:
+        if rev not in self._blobs:
+            self._blobs[rev] = history.tree_blobs(self._repo, rev)
+        return self._blobs[rev]
+
+    def _records_digest(self) -> str:
+        refs = self._repo.refs("refs/promote/")
+        return hashlib.sha256(repr(sorted(refs.items())).encode()).hexdigest()
+
+
+def _refused(env: str, revision: str, base: str, why: str) -> verification.Verdict:
+    offence = verification.Offence(revision, (), f"{why} of {revision[:12]} on main")
+    return verification.Verdict(env, revision, base, False, offence)
