@@ -25,7 +25,7 @@ def test_soak_gate_blocks_until_dev_ran_the_images_healthy_long_enough(
     repo.edit(
         "environments/dev.yaml", "  context: promote-local\n", f"  kubeconfig: {kubeconfig}\n"
     )
-    repo.edit("environments/staging.yaml", "sync:\n", "gates:\n  soak: 3s\nsync:\n")
+    repo.edit("environments/staging.yaml", "sync:\n", "gates:\n  soak: 15s\nsync:\n")
     repo.commit_all("gate")
     args = ("to", "staging", "--dry-run", "-o", "json")
 
@@ -47,6 +47,12 @@ def test_soak_gate_blocks_until_dev_ran_the_images_healthy_long_enough(
     assert agent.status.images == {"web-app": "v2.4.0", "api": "v1.8.0"}
     res = run_cli(*args, cwd=repo.work)
     assert res.code == 3 and "to go" in res.stdout, res.stdout
-    time.sleep(3.5)
+    # The soak (15 s, long enough that a slow machine still sees "to go" above) passes once
+    # the time has gone by: wait on that, not on a fixed sleep.
+    deadline = time.monotonic() + 60
     ok = run_cli(*args, cwd=repo.work)
+    while ok.code != 0 and time.monotonic() < deadline:
+        assert ok.code == 3 and "to go" in ok.stdout, ok.stdout + ok.stderr
+        time.sleep(1)
+        ok = run_cli(*args, cwd=repo.work)
     assert ok.code == 0, ok.stdout + ok.stderr
