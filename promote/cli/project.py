@@ -133,7 +133,8 @@ def validate_cmd(
                     ],
                 }
                 for e in report.envs
-            ]
+            ],
+            "keys": list(report.people),
         }
         if not report.ok:
             if output == Format.json:

@@ -26,7 +26,15 @@ TitleOpt = typer.Option(None, "--title", help="PR title (default: generated from
 AuthorOpt = typer.Option(
     None,
     "--author",
-    help="PR author name for self-approval checks (default $PROMOTE_USER, else git user.name).",
+    help="A label for the PR record only; it never says who opened the PR (the signature "
+    "does, see --as). Gitea/GitHub: the token's user opens it.",
+)
+AsOpt = typer.Option(
+    None,
+    "--as",
+    envvar="PROMOTE_USER",
+    help="Whose registered key (keys/developers/NAME.asc or keys/release-managers/NAME.asc) "
+    "signs the PR; default: the one registered key whose secret half GNUPGHOME holds.",
 )
 DryRunOpt = typer.Option(False, "--dry-run", help="Print the plan; change nothing.")
 
@@ -74,6 +82,7 @@ def _finish(
     s: engine.Session,
     title: str | None,
     author: str | None,
+    opener: str | None = None,
 ) -> tuple[forge_base.PullRequest | None, bool]:
     """The common tail of to/rollback/set-image --pr: stop when empty or blocked, else open the
     PR; returns it and whether it already existed (an open PR proposing the same images)."""
@@ -94,7 +103,7 @@ def _finish(
     existing = propose.open_duplicate(s, p)
     if existing is not None:
         return existing, True
-    return propose.open_pull_request(s, p, title=title, author=author), False
+    return propose.open_pull_request(s, p, title=title, author=author, opener=opener), False
 
 
 def _print_existing(pr: forge_base.PullRequest) -> None:
@@ -148,6 +157,7 @@ def to(
     dry_run: bool = DryRunOpt,
     title: str | None = TitleOpt,
     author: str | None = AuthorOpt,
+    as_name: str | None = AsOpt,
     status_file: Path | None = typer.Option(
         None,
         "--status-file",
@@ -170,7 +180,14 @@ def to(
                 emit_json({"plan": plan.to_dict(p)}, exit_code=ExitCode.BLOCKED)
                 raise typer.Exit(ExitCode.BLOCKED)
             pr, existing = _finish(
-                p, output, dry_run=dry_run, open_pr=True, s=s, title=title, author=author
+                p,
+                output,
+                dry_run=dry_run,
+                open_pr=True,
+                s=s,
+                title=title,
+                author=author,
+                opener=as_name,
             )
         _report(p, pr, output, dry_run, existing)
 
@@ -182,6 +199,7 @@ def rollback(
     dry_run: bool = DryRunOpt,
     title: str | None = TitleOpt,
     author: str | None = AuthorOpt,
+    as_name: str | None = AsOpt,
     repo_dir: Path = common.RepoOpt,
     output: Format = OutputOpt,
 ) -> None:
@@ -191,7 +209,14 @@ def rollback(
             rev = history.rollback_revision(s, env, to=to_rev, steps=steps)
             p = propose.plan_rollback(s, env, rev)
             pr, existing = _finish(
-                p, output, dry_run=dry_run, open_pr=True, s=s, title=title, author=author
+                p,
+                output,
+                dry_run=dry_run,
+                open_pr=True,
+                s=s,
+                title=title,
+                author=author,
+                opener=as_name,
             )
         _report(p, pr, output, dry_run, existing)
 
@@ -202,6 +227,7 @@ def set_image(
     as_pr: bool = typer.Option(False, "--pr", help="Open a PR instead of pushing to main."),
     title: str | None = TitleOpt,
     author: str | None = AuthorOpt,
+    as_name: str | None = AsOpt,
     repo_dir: Path = common.RepoOpt,
     output: Format = OutputOpt,
 ) -> None:
@@ -212,7 +238,14 @@ def set_image(
         if as_pr:
             p = propose.plan_set_image(s, env, images)
             pr, existing = _finish(
-                p, output, dry_run=False, open_pr=True, s=s, title=title, author=author
+                p,
+                output,
+                dry_run=False,
+                open_pr=True,
+                s=s,
+                title=title,
+                author=author,
+                opener=as_name,
             )
         else:
             if policy.required:

@@ -19,7 +19,7 @@ from promote.cli.output import (
 )
 from promote.errors import UsageError
 from promote.forge import base as forge_base
-from promote.promotion import approvals, engine, review
+from promote.promotion import approvals, change, engine, review
 
 ICON = {"valid": "[green]valid[/]", "forge": "[green]forge[/]"}
 
@@ -82,6 +82,12 @@ def checked_to_dict(c: approvals.CheckedApproval) -> dict[str, Any]:
 def verdict_to_dict(v: approvals.Verdict) -> dict[str, Any]:
     return {
         "mergeable": v.ok,
+        "scope": list(v.scope),
+        "environments": [
+            {"env": e.env, "required": e.required, "counted": list(e.counted), "ok": e.ok}
+            for e in v.envs
+        ],
+        "excluded": [{"person": n, "reason": r} for n, r in v.excluded],
         "required": v.required,
         "counted": list(v.counted),
         "missing": v.missing,
@@ -89,6 +95,68 @@ def verdict_to_dict(v: approvals.Verdict) -> dict[str, Any]:
         "refused": [{"approver": n, "reason": r} for n, r in v.refused],
         "summary": v.summary(),
     }
+
+
+def head_to_dict(seen: change.Inspection) -> dict[str, Any]:
+    """What the head actually changes (``show``/``approve -o json``): never a secret value."""
+    return {
+        "base": seen.base_sha,
+        "head": seen.head_sha,
+        "scope": list(seen.scope.envs),
+        "scopeReasons": dict(seen.scope.reasons),
+        "changedFiles": list(seen.changed),
+        "beyondPlan": list(seen.beyond_plan),
+        "differsFromPlan": seen.differs_from_plan,
+        "opener": seen.opener,
+        "openerProblem": seen.opener_problem,
+        "commits": [
+            {
+                "sha": c.sha,
+                "subject": c.subject,
+                "own": c.own,
+                "signer": c.signer,
+                "detail": c.detail,
+            }
+            for c in seen.commits
+        ],
+        "rendered": [
+            {
+                "env": d.env,
+                "error": d.error,
+                "diff": [
+                    {"object": o.ref, "action": str(o.action), "text": o.text} for o in d.diffs
+                ],
+            }
+            for d in seen.diffs
+        ],
+    }
+
+
+def print_head(seen: change.Inspection) -> None:
+    """The head's actual change, before anyone approves it: in red where it is not the plan."""
+    if seen.differs_from_plan:
+        console.print(
+            "[bold red]The head differs from the plan:[/] it changes "
+            f"{len(seen.beyond_plan)} file(s) the plan does not explain:"
+        )
+        for path in seen.beyond_plan:
+            console.print(f"  [red]{path}[/]", highlight=False)
+    scope = seen.scope.describe()
+    console.print(f"affects: {scope}", markup=False, highlight=False)
+    console.print(f"opened by: {seen.opener or f'unknown ({seen.opener_problem})'}", markup=False)
+    for c in seen.commits:
+        how = "promote's own" if c.own else f"signed by {c.signer}" if c.signer else "UNVERIFIED"
+        colour = "green" if c.own or c.signer else "red"
+        line = f"  commit {c.sha[:12]} [{colour}]{how}[/]"
+        console.print(line, highlight=False, end="")
+        console.print(f": {c.subject}{f' ({c.detail})' if c.detail else ''}", markup=False)
+    for d in seen.diffs:
+        if d.error:
+            console.print(f"[red]{d.env}: cannot render the head[/]: {d.error}", highlight=False)
+            continue
+        console.print(f"rendered changes in {d.env}: {len(d.diffs)} object(s) (Secrets redacted)")
+        for o in d.diffs:
+            console.print(o.text, markup=False, end="", highlight=False)
 
 
 def prs(
@@ -140,20 +208,17 @@ def show(
         with progress("Verifying approvals...", output), engine.session(repo_dir) as s:
             found = s.forge.get(number)
             checked = review.check_approvals(s, s.forge.approvals(number))
-            verdict = approvals.evaluate(
-                s.project.env(found.env).config.approvals,
-                pr=number,
-                env=found.env,
-                author=found.author,
-                head_sha=found.head_sha,
-                approvals=checked,
-            )
+            seen, verdict = None, None
+            if found.state is forge_base.PRState.OPEN:
+                seen = review.inspect_pr(s, found, rendered=True)
+                verdict = review.evaluate(s, found, seen)
     if output == Format.json:
         emit_json(
             {
                 "pullRequest": pr_to_dict(found, body=True),
+                "head": head_to_dict(seen) if seen else None,
                 "approvals": [checked_to_dict(c) for c in checked],
-                "policy": verdict_to_dict(verdict),
+                "policy": verdict_to_dict(verdict) if verdict else None,
             }
         )
         return
@@ -168,6 +233,8 @@ def show(
             f"({found.merge.method}, {found.merge.sha[:12]})"
         )
     console.print(found.body, markup=False)
+    if seen is not None:
+        print_head(seen)
     for c in checked:
         status = ICON.get(str(c.signature), f"[red]{c.signature}[/]")
         console.print(
@@ -176,7 +243,7 @@ def show(
         )
     for note in found.comments:
         console.print(f"  comment by {note.author}: {note.text}", markup=False)
-    if found.state is forge_base.PRState.OPEN:
+    if verdict is not None:
         mark = "[green]mergeable[/]" if verdict.ok else "[yellow]not mergeable[/]"
         console.print(f"{mark}: {verdict.summary()}")
         for problem in verdict.problems():
@@ -201,15 +268,20 @@ def approve(
     with handled(output):
         number = review.parse_pr(pr)
         with progress("Signing approval...", output), engine.session(repo_dir) as s:
-            found, approval = review.approve(s, number, approver=as_name, comment=note)
+            seen = review.inspect_pr(s, review.open_pr(s, number, "approve"), rendered=True)
+            if output != Format.json:
+                print_head(seen)
+            found, approval = review.approve(s, number, approver=as_name, comment=note, seen=seen)
     if output == Format.json:
         emit_json(
             {
                 "pr": number,
                 "approver": approval.approver,
                 "env": approval.env,
+                "scope": list(approval.scope),
                 "head": approval.head_sha,
                 "at": approval.at.isoformat(),
+                "change": head_to_dict(seen),
             }
         )
         return

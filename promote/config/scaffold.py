@@ -72,7 +72,15 @@ repository; only the public recipient lands here. `promote keys sync` regenerate
 
 _RM_README = """# keys/release-managers: public PGP keys of the people who may approve promotions
 
-One `<name>.asc` per release manager; `<name>` is what `approvals.approvers` lists.
+One `<name>.asc` per release manager; `<name>` is what `approvals.approvers` lists. Exactly one
+public key per file, and no key (or subkey) in two files: `promote validate` refuses both.
+"""
+
+_DEV_README = """# keys/developers: public PGP keys of the people who open promotions
+
+One `<name>.asc` per developer (`gpg --armor --export you@example.com`), exactly one public
+key. `promote to` signs the PR it opens with it: that signature, not a flag, says who opened
+it, and nobody who opened a PR or wrote a commit of it counts as its approver.
 """
 
 
@@ -93,6 +101,7 @@ def plan_files(envs: list[str]) -> dict[str, str]:
         files[f"overlays/{env}/kustomization.yaml"] = _overlay(env)
         files[f"keys/{env}/README.md"] = _KEYS_README.format(env=env)
     files["keys/release-managers/README.md"] = _RM_README
+    files["keys/developers/README.md"] = _DEV_README
     files[".gitignore"] = "# never commit private keys or decrypted files\n*.agekey\n*.dec.yaml\n"
     return files
 

@@ -3,8 +3,9 @@
 A forge keeps pull requests: the local forge (``forge/local.py``) in the Git remote itself,
 Gitea and GitHub on their servers. The engine receives a :class:`Forge` as an argument and
 never knows which one it has. This module holds only the protocol, frozen values and the
-signed approval document (:func:`approval_payload`: it binds the PR number, the environment,
-the head SHA, the approver and the time, so a signature cannot be replayed elsewhere); no
+signed documents (:func:`approval_payload`: it binds the PR number, the environments the
+change affects, the head SHA, the approver and the time, so a signature cannot be replayed
+elsewhere; :func:`opened_payload`, the opener's over the PR it opened); no
 forge imports another, and policy (who may approve, what counts) lives in
 ``promotion/approvals.py``, not here: a forge stores and returns approvals, it does not judge.
 """
@@ -56,6 +57,18 @@ class Approval:
     comment: str = ""
     payload: str | None = None
     signature: str | None = None
+    scope: tuple[str, ...] = ()  # the environments the approver was shown (signed), sorted
+
+
+@dataclass(frozen=True, slots=True)
+class Opened:
+    """The opener's signature over the PR they opened (:func:`opened_payload`; local forge).
+
+    Who opened a PR is the registered person whose key verifies it, never the record's
+    ``author`` field (anyone with push access can edit that)."""
+
+    payload: str
+    signature: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +97,8 @@ class PullRequestDraft:
     author_identity: str = ""  # "Name <email>" from git config
     source_revision: str | None = None
     images: tuple[str, ...] = ()  # "name=version" after the change
+    # The local forge calls it with the number it claims: the opener's signature over the PR.
+    sign: Callable[[int], Opened] | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +123,7 @@ class PullRequest:
     merge: MergeResult | None = None
     closed_at: datetime | None = None
     closed_by: str | None = None
+    opened: Opened | None = None  # the opener's signature (local forge)
 
 
 Resolver = Callable[[str, Sequence[str]], Mapping[str, bytes] | None]
@@ -157,10 +173,29 @@ PAYLOAD_TYPE = "promote.approval/v1"
 _EPOCH = datetime.fromtimestamp(0, UTC)
 
 
+OPENED_TYPE = "promote.opened/v1"
+
+
+def _canonical(doc: Mapping[str, Any]) -> str:
+    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+
+
 def approval_payload(
-    *, pr: int, env: str, head_sha: str, approver: str, at: datetime, comment: str = ""
+    *,
+    pr: int,
+    env: str,
+    head_sha: str,
+    approver: str,
+    at: datetime,
+    comment: str = "",
+    scope: Sequence[str] = (),
 ) -> str:
-    """The canonical JSON text an approver signs (keys sorted, no spaces)."""
+    """The canonical JSON text an approver signs (keys sorted, no spaces).
+
+    ``scope`` is the environments the change affects as the approver was shown them; an
+    approval counts only for a PR whose computed scope it covers. (Documents signed before
+    scopes existed carry none: they cover ``env`` alone.)
+    """
     doc = {
         "type": PAYLOAD_TYPE,
         "pr": pr,
@@ -170,7 +205,47 @@ def approval_payload(
         "at": at.astimezone(UTC).isoformat(timespec="seconds"),
         "comment": comment,
     }
-    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    if scope:
+        doc["scope"] = sorted(set(scope))
+    return _canonical(doc)
+
+
+def opened_payload(
+    *,
+    pr: int,
+    env: str,
+    scope: Sequence[str],
+    head_sha: str,
+    base_sha: str,
+    opener: str,
+    at: datetime,
+) -> str:
+    """The canonical JSON text the opener of a PR signs."""
+    return _canonical(
+        {
+            "type": OPENED_TYPE,
+            "pr": pr,
+            "env": env,
+            "scope": sorted(set(scope)),
+            "head": head_sha,
+            "base": base_sha,
+            "opener": opener,
+            "at": at.astimezone(UTC).isoformat(timespec="seconds"),
+        }
+    )
+
+
+def parse_opened(payload: str) -> dict[str, Any] | None:
+    """The fields of an opened document, or None when it is not one."""
+    try:
+        doc = json.loads(payload)
+    except ValueError:
+        return None
+    if not isinstance(doc, dict) or doc.get("type") != OPENED_TYPE:
+        return None
+    if not isinstance(doc.get("pr"), int) or not isinstance(doc.get("opener"), str):
+        return None
+    return doc
 
 
 def approval_from_record(record: Mapping[str, Any]) -> Approval:
@@ -196,6 +271,7 @@ def approval_from_record(record: Mapping[str, Any]) -> Approval:
             comment=str(doc.get("comment", "")),
             payload=payload,
             signature=sig,
+            scope=tuple(str(e) for e in doc.get("scope") or (str(doc["env"]),)),
         )
     except (ValueError, KeyError, TypeError):
         return Approval(

@@ -195,7 +195,8 @@ class LocalForge:
                     )
             numbers = [int(r.rsplit("/", 1)[1]) for r in taken if r.rsplit("/", 1)[1].isdigit()]
             number = max(numbers, default=0) + 1
-            record = records.new_record(draft, number, created_at=_now())
+            opened = draft.sign(number) if draft.sign is not None else None
+            record = records.new_record(draft, number, created_at=_now(), opened=opened)
             commit = self._record_commit(record, draft.body, None, f"open PR #{number}")
             ref = f"{PR_PREFIX}{number}"
             branch = git_repo.RefUpdate(branch_ref, draft.head_sha, git_repo.MUST_NOT_EXIST)

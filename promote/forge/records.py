@@ -24,8 +24,15 @@ BODY = "body.md"
 Record = dict[str, Any]
 
 
-def new_record(draft: base.PullRequestDraft, number: int, *, created_at: datetime) -> Record:
-    """The first version of PR ``number``'s record: open, no approvals, no comments."""
+def new_record(
+    draft: base.PullRequestDraft,
+    number: int,
+    *,
+    created_at: datetime,
+    opened: base.Opened | None = None,
+) -> Record:
+    """The first version of PR ``number``'s record: open, no approvals, no comments;
+    ``opened`` is the opener's signature over it."""
     return {
         "version": 1,
         "number": number,
@@ -46,6 +53,9 @@ def new_record(draft: base.PullRequestDraft, number: int, *, created_at: datetim
         "comments": [],
         "merged": None,
         "closed": None,
+        "opened": None
+        if opened is None
+        else {"payload": opened.payload, "signature": opened.signature},
     }
 
 
@@ -53,6 +63,7 @@ def to_pull_request(record: Record, body: str, *, head_sha: str, url: str) -> ba
     """The record as a PullRequest; ``head_sha`` is the branch's live head (it may have moved)."""
     merged = record.get("merged")
     closed = record.get("closed") or {}
+    opened = record.get("opened") or {}
     return base.PullRequest(
         number=int(record["number"]),
         title=record["title"],
@@ -77,6 +88,9 @@ def to_pull_request(record: Record, body: str, *, head_sha: str, url: str) -> ba
         merge=merge_from(merged) if merged else None,
         closed_at=_ts(closed.get("at")),
         closed_by=closed.get("by"),
+        opened=base.Opened(str(opened.get("payload", "")), str(opened.get("signature", "")))
+        if opened
+        else None,
     )
 
 

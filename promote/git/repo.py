@@ -39,8 +39,6 @@ FILE_MODE = values.FILE_MODE
 EXECUTABLE_MODE = values.EXECUTABLE_MODE
 SYMLINK_MODE = values.SYMLINK_MODE
 
-_ENV = {"GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"}
-_TIMED_OUT = "Timeout: the command"  # GitPython's stderr when kill_after_timeout fired
 _LOG_FORMAT = "%H%x00%P%x00%T%x00%an%x00%ae%x00%at%x00%cn%x00%ce%x00%ct%x00%B%x1e"
 
 
@@ -230,6 +228,18 @@ class Repo:
     def run_text(self, *args: str, what: str) -> str:
         """A read-only git command's output (``log``, ``ls-tree``: the history walks)."""
         return self._proc.text(*args, what=what)
+
+    def merge_base(self, a: str, b: str) -> str | None:
+        """The best common ancestor of ``a`` and ``b`` (None when they share no history)."""
+        status, out, _ = self._proc.run("merge-base", a, b, what="git merge-base", ok=(0, 1))
+        return (values.text(out).strip() or None) if status == 0 else None
+
+    def changed_paths(self, old: str, new: str) -> list[str]:
+        """Paths whose content or mode differs between commits ``old`` and ``new`` (a rename is
+        its two paths): what a change touches, for its scope."""
+        args = ("diff", "--name-only", "-z", "--no-renames", "--no-ext-diff", old, new)
+        out = self._proc.run(*args, what=f"git diff {old[:12]} {new[:12]}")[1]
+        return [values.text(p) for p in out.split(b"\x00") if p]
 
     def commit_info(self, rev: str) -> CommitInfo:
         found = self.log(rev, max_count=1, walk=False)

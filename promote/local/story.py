@@ -136,6 +136,9 @@ class Story:
         seed.set_vault_address(w.clone, list(ENVS), self.bao.address)
         for name in ("rm1", "rm2"):
             (w.clone / "keys" / "release-managers" / f"{name}.asc").write_text(self.public[name])
+        developers = w.clone / "keys" / "developers"
+        developers.mkdir(parents=True, exist_ok=True)
+        (developers / "dev1.asc").write_text(self.public["dev1"])  # dev1 signs the PRs it opens
         project = config.load_project(w.clone)
         if tuple(project.pipeline()) != ENVS:
             raise DemoError(f"the example's pipeline is {project.pipeline()}, not {list(ENVS)}.")
@@ -145,8 +148,9 @@ class Story:
                 raise DemoError(f"environments/{env}.yaml: cluster.namespace is not set.")
             w.namespaces[env] = namespace
         return (
-            f"bare remote {w.remote}, clone {w.clone}; keys/release-managers/rm1.asc and rm2.asc "
-            f"added; secrets.vault of every environment -> {self.bao.address}"
+            f"bare remote {w.remote}, clone {w.clone}; keys/release-managers/rm1.asc, rm2.asc and "
+            f"keys/developers/dev1.asc added; secrets.vault of every environment -> "
+            f"{self.bao.address}"
         )
 
     def age_keys(self) -> str:

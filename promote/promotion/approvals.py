@@ -1,10 +1,14 @@
 """Approval policy: which approvals count, and whether a pull request may merge (pure).
 
-Inputs are data: the target environment's ``approvals`` settings, the PR's author and current
-head SHA, and approvals whose signatures someone else already checked (:class:`CheckedApproval`:
-the engine verifies GnuPG signatures on the local forge; a server forge vouches for its
-reviews). Output is a :class:`Verdict` that says what counts, what does not and why, and what is
-missing. No I/O here, so the Gitea and GitHub forges reuse it unchanged.
+Inputs are data: the ``approvals`` settings of EVERY environment the change affects (its scope,
+computed from what the head changes: ``scope.py``), the PR's current head SHA, the people who
+may not approve it (who opened it, who wrote or signed a commit of it: ``excluded``), problems
+found before judging (unverified commits, broken key files: ``refused``), and approvals whose
+signatures someone else already checked (:class:`CheckedApproval`: the engine verifies GnuPG
+signatures on the local forge; a server forge vouches for its reviews). Output is a
+:class:`Verdict`: what counts for each affected environment, what does not and why, and what is
+missing. A PR may merge only when every affected environment's policy holds, so the strictest
+decides; a change that affects no environment needs nothing. No I/O here.
 
 The exact document an approver signs is :func:`promote.forge.base.approval_payload`.
 """
@@ -13,19 +17,17 @@ from __future__ import annotations
 
 import enum
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 from promote.config import ApprovalsConfig
 from promote.forge.base import Approval
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-_EPOCH = datetime.fromtimestamp(0, UTC)
 
 
 def valid_name(name: str) -> bool:
-    """Approver names are file names in keys/release-managers/: no paths, no spaces."""
+    """Person names are file names in keys/release-managers/ or keys/developers/."""
     return bool(_NAME.match(name))
 
 
@@ -35,10 +37,12 @@ class SignatureStatus(enum.StrEnum):
     BAD = "bad"  # does not verify: the record was forged or corrupted
     WRONG_KEY = "wrong-key"  # verifies, but with a key that is not the approver's
     NO_KEY = "no-key"  # the approver has no public key in keys/release-managers/
+    BAD_KEY = "bad-key"  # the approver's key file is refused (shared, several keys, private)
     UNSIGNED = "unsigned"  # a local-forge record without a signature
 
 
 TAMPERED = (SignatureStatus.BAD, SignatureStatus.WRONG_KEY, SignatureStatus.UNSIGNED)
+UNUSABLE_KEY = (SignatureStatus.NO_KEY, SignatureStatus.BAD_KEY)
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,43 +53,101 @@ class CheckedApproval:
 
 
 @dataclass(frozen=True, slots=True)
-class Verdict:
-    pr: int
+class EnvVerdict:
+    """One affected environment's policy applied to the PR's approvals."""
+
     env: str
     required: int
     approvers: tuple[str, ...]
     allow_self: bool
-    author: str
     counted: tuple[str, ...]
     not_counted: tuple[tuple[str, str], ...]  # (approver, reason)
-    refused: tuple[tuple[str, str], ...]  # tampered records: block the merge outright
 
     @property
     def ok(self) -> bool:
-        return len(self.counted) >= self.required and not self.refused
+        return len(self.counted) >= self.required
 
     @property
     def missing(self) -> int:
         return max(0, self.required - len(self.counted))
 
-    def candidates(self) -> list[str]:
-        """Listed approvers who could still provide a counted approval."""
-        return [
-            a
-            for a in self.approvers
-            if a not in self.counted and (self.allow_self or a != self.author)
-        ]
+    def rule(self) -> str:
+        who = ", ".join(self.approvers) or "nobody"
+        return f"{self.required} approval(s) from {who}" if self.required else "no approvals"
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    pr: int
+    scope: tuple[str, ...]  # the environments the change affects, pipeline order
+    envs: tuple[EnvVerdict, ...]  # one per environment of the scope
+    refused: tuple[tuple[str, str], ...] = ()  # (who or what, why): blocks the merge outright
+    excluded: tuple[tuple[str, str], ...] = ()  # (person, why they may not approve)
+    declared_env: str = ""  # what the PR record says (shown, never trusted)
+
+    @property
+    def ok(self) -> bool:
+        return all(e.ok for e in self.envs) and not self.refused
+
+    @property
+    def strictest(self) -> EnvVerdict | None:
+        """The affected environment needing the most approvals (ties: later in the pipeline)."""
+        best: EnvVerdict | None = None
+        for e in self.envs:
+            if best is None or e.required >= best.required:
+                best = e
+        return best
+
+    @property
+    def env(self) -> str:
+        found = self.strictest
+        return found.env if found else self.declared_env
+
+    @property
+    def required(self) -> int:
+        return max((e.required for e in self.envs), default=0)
+
+    @property
+    def counted(self) -> tuple[str, ...]:
+        """Approvers counted under at least one affected environment's policy."""
+        return tuple(dict.fromkeys(n for e in self.envs for n in e.counted))
+
+    @property
+    def not_counted(self) -> tuple[tuple[str, str], ...]:
+        return tuple(dict.fromkeys(item for e in self.envs for item in e.not_counted))
+
+    @property
+    def missing(self) -> int:
+        return max((e.missing for e in self.envs), default=0)
+
+    def candidates(self, env: EnvVerdict) -> list[str]:
+        """Listed approvers of ``env`` who could still provide a counted approval."""
+        barred = {n for n, _ in self.excluded} if not env.allow_self else set()
+        return [a for a in env.approvers if a not in env.counted and a not in barred]
 
     def summary(self) -> str:
-        who = ", ".join(self.approvers) or "nobody"
-        rule = f"{self.required} approval(s) from {who}" if self.required else "no approvals"
-        has = ", ".join(self.counted) or "none"
-        text = f"PR #{self.pr} into {self.env} needs {rule}; counted: {len(self.counted)} ({has})."
-        if self.missing:
-            text += f" Missing: {self.missing} more from {' or '.join(self.candidates()) or '-'}."
+        if not self.envs:
+            return f"PR #{self.pr} changes no environment; no approvals needed."
+        parts = []
+        for e in self.envs:
+            if e.required == 0 and len(self.envs) > 1:
+                continue
+            has = ", ".join(e.counted) or "none"
+            text = f"{e.env} needs {e.rule()}; counted: {len(e.counted)} ({has})."
+            if e.missing:
+                who = " or ".join(self.candidates(e)) or "-"
+                text += f" Missing: {e.missing} more from {who}."
+            parts.append(text)
+        if len(self.envs) == 1:
+            head = f"PR #{self.pr} into "
+        else:
+            head = f"PR #{self.pr} changes {', '.join(self.scope)}: "
+        text = head + (" ".join(parts) or "no approvals needed.")
+        if self.declared_env and self.scope and self.declared_env not in self.scope:
+            text += f" (Its record says {self.declared_env}; what it changes decides.)"
         if self.refused:
             names = ", ".join(name for name, _ in self.refused)
-            text += f" Refused: the approval record(s) of {names} failed verification."
+            text += f" Refused: {names} failed verification."
         return text
 
     def problems(self) -> list[str]:
@@ -95,53 +157,114 @@ class Verdict:
 
 
 def evaluate(
-    policy: ApprovalsConfig,
+    policies: Mapping[str, ApprovalsConfig],
     *,
     pr: int,
-    env: str,
-    author: str,
     head_sha: str,
     approvals: Sequence[CheckedApproval],
+    excluded: Mapping[str, str] | None = None,
+    refused: Sequence[tuple[str, str]] = (),
+    declared_env: str = "",
 ) -> Verdict:
-    """Apply ``policy`` to the checked approvals of PR ``pr`` (into ``env``, head ``head_sha``)."""
-    counted: list[str] = []
-    not_counted: list[tuple[str, str]] = []
-    refused: list[tuple[str, str]] = []
+    """Apply the policy of every affected environment (``policies``, pipeline order: the
+    scope) to the checked approvals of PR ``pr`` at head ``head_sha``.
+
+    ``excluded`` maps a person to why they may not approve (opened the PR, wrote or signed a
+    commit of it); they count only where ``allowSelfApproval`` is set. ``refused`` are problems
+    found before (an unverified commit, a broken key file): they block the merge.
+    """
+    scope = tuple(policies)
+    barred = dict(excluded or {})
+    blocked = list(refused)
+    usable: list[CheckedApproval] = []
     for checked in sorted(approvals, key=lambda c: c.approval.at):
         a, status = checked.approval, checked.signature
-        name = a.approver
         if status in TAMPERED:
-            refused.append((name, _tamper_reason(status, checked.detail)))
-        elif a.pr != pr or a.env != env:
-            refused.append(
-                (name, f"the signed approval is for PR #{a.pr} into {a.env!r}, not this PR")
-            )
-        elif name not in policy.approvers:
-            approvers = ", ".join(policy.approvers) or "none"
-            not_counted.append((name, f"not a listed approver of {env} (approvers: {approvers})"))
-        elif status is SignatureStatus.NO_KEY:
-            not_counted.append((name, checked.detail or "no public key to verify the signature"))
-        elif name == author and not policy.allow_self_approval:
-            not_counted.append((name, f"is the PR's author and {env} disallows self-approval"))
-        elif a.head_sha != head_sha:
-            not_counted.append(
-                (name, f"stale: approved {a.head_sha[:12]} but the PR head is now {head_sha[:12]}")
-            )
-        elif name in counted:
-            not_counted.append((name, "already counted (one approval per approver)"))
+            blocked.append((a.approver, _tamper_reason(status, checked.detail)))
+        elif a.pr != pr:
+            blocked.append((a.approver, f"the signed approval is for PR #{a.pr}, not this PR"))
         else:
-            counted.append(name)
+            usable.append(checked)
+    envs = tuple(
+        _evaluate_env(env, policy, usable, head_sha=head_sha, scope=scope, excluded=barred)
+        for env, policy in policies.items()
+    )
     return Verdict(
         pr=pr,
+        scope=scope,
+        envs=envs,
+        refused=tuple(blocked),
+        excluded=tuple(barred.items()),
+        declared_env=declared_env,
+    )
+
+
+def _evaluate_env(
+    env: str,
+    policy: ApprovalsConfig,
+    approvals: Sequence[CheckedApproval],
+    *,
+    head_sha: str,
+    scope: tuple[str, ...],
+    excluded: Mapping[str, str],
+) -> EnvVerdict:
+    counted: list[str] = []
+    not_counted: list[tuple[str, str]] = []
+    for checked in approvals:
+        name = checked.approval.approver
+        reason = _why_not(env, policy, checked, head_sha=head_sha, scope=scope, excluded=excluded)
+        if reason is None and name in counted:
+            reason = "already counted (one approval per approver)"
+        if reason is None:
+            counted.append(name)
+        else:
+            not_counted.append((name, reason))
+    return EnvVerdict(
         env=env,
         required=policy.required,
         approvers=tuple(policy.approvers),
         allow_self=policy.allow_self_approval,
-        author=author,
         counted=tuple(counted),
         not_counted=tuple(not_counted),
-        refused=tuple(refused),
     )
+
+
+def _why_not(
+    env: str,
+    policy: ApprovalsConfig,
+    checked: CheckedApproval,
+    *,
+    head_sha: str,
+    scope: tuple[str, ...],
+    excluded: Mapping[str, str],
+) -> str | None:
+    """Why ``checked`` does not count for ``env`` (None: it counts)."""
+    a, status = checked.approval, checked.signature
+    if a.approver not in policy.approvers:
+        approvers = ", ".join(policy.approvers) or "none"
+        return f"not a listed approver of {env} (approvers: {approvers})"
+    if status in UNUSABLE_KEY:
+        return checked.detail or "no public key to verify the signature"
+    if a.approver in excluded and not policy.allow_self_approval:
+        return f"{excluded[a.approver]}, and {env} disallows self-approval"
+    if a.head_sha != head_sha:
+        return f"stale: approved {a.head_sha[:12]} but the PR head is now {head_sha[:12]}"
+    uncovered = [e for e in scope if e not in a.scope]
+    if status is not SignatureStatus.FORGE and uncovered:
+        signed = ", ".join(a.scope) or "nothing"
+        return (
+            f"signed for {signed}, but the change affects {', '.join(scope)} "
+            f"({', '.join(uncovered)} not approved); approve again"
+        )
+    return None
+
+
+def exclusions(opener: str | None, writers: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Who may not approve: the opener, then each commit writer (first reason kept)."""
+    out = {opener: "opened the PR"} if opener else {}
+    for name, why in (writers or {}).items():
+        out.setdefault(name, why)
+    return out
 
 
 def _tamper_reason(status: SignatureStatus, detail: str) -> str:

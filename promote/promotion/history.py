@@ -16,7 +16,7 @@ from typing import Any
 from promote.errors import UsageError
 from promote.forge import base as forge_base
 from promote.kustomize import overlay
-from promote.promotion import approvals, engine, plan, review
+from promote.promotion import approvals, engine, people, plan, review
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,14 +43,12 @@ def history(
 ) -> list[Entry]:
     """Entries newest first; approvals checked now against the keys on main (unless
     ``verify`` is false: a rollback only needs the revisions)."""
-    with review.KeyRings(
-        s.root / review.KEYS_DIR, where=f"{review.KEYS_DIR}/ on {s.main}"
-    ) as rings:
+    with review.registry(s) as rings:
         return _history(s, env_name, limit=limit, rings=rings if verify else None)
 
 
 def _history(
-    s: engine.Session, env_name: str, *, limit: int | None, rings: review.KeyRings | None
+    s: engine.Session, env_name: str, *, limit: int | None, rings: people.Registry | None
 ) -> list[Entry]:
     env = s.project.env(env_name)
     path = s.overlay_file(env)

@@ -18,9 +18,11 @@ from datetime import UTC, datetime
 from promote import config
 from promote.errors import ConfigError, PushRejected, UsageError
 from promote.forge import base as forge_base
+from promote.forge import factory as forge_factory
 from promote.git import repo as git_repo
 from promote.kustomize import folder, overlay
-from promote.promotion import diff, engine, plan
+from promote.promotion import diff, engine, people, plan
+from promote.secrets import gpg
 from promote.secrets.authoring import parity
 
 MAX_PUSH_ATTEMPTS = 60
@@ -202,10 +204,24 @@ def open_duplicate(s: engine.Session, p: plan.Plan) -> forge_base.PullRequest | 
 
 
 def open_pull_request(
-    s: engine.Session, p: plan.Plan, *, title: str | None = None, author: str | None = None
+    s: engine.Session,
+    p: plan.Plan,
+    *,
+    title: str | None = None,
+    author: str | None = None,
+    opener: str | None = None,
+    signer: gpg.Signer | None = None,
 ) -> forge_base.PullRequest:
-    """Branch ``promote/<env>/<id>`` from main, commit the edit, push, open the PR."""
+    """Branch ``promote/<env>/<id>`` from main, commit the edit, push, open the PR.
+
+    On the local forge the PR is signed with the opener's registered key (``opener``, i.e.
+    ``--as``, else the one registered person whose secret key ``signer``'s keyring holds):
+    that signature, not ``author``, says who opened it.
+    """
     title = title or plan.default_title(p)
+    sign, name = None, None
+    if forge_factory.server_forge(s.forge) is None:
+        sign, name = _opened_signer(s, p, opener=opener, signer=signer or gpg.Signer())
     commit = _commit_plan(s, p, p.revision, title)
     if commit is None:
         raise UsageError(f"{p.target}: nothing to change; the overlay already has these images.")
@@ -225,12 +241,51 @@ def open_pull_request(
             branch=branch,
             base=s.main,
             head_sha=commit,
-            author=s.user(author),
+            author=name or s.user(author),
             author_identity=str(s.repo.identity()),
             source_revision=p.source_revision,
             images=tuple(c.trailer for c in p.changes),
+            sign=sign(commit) if sign else None,
         )
     )
+
+
+def _opened_signer(
+    s: engine.Session, p: plan.Plan, *, opener: str | None, signer: gpg.Signer
+) -> tuple[Callable[[str], Callable[[int], forge_base.Opened]] | None, str | None]:
+    """(a maker of the opened signature for a head commit, the opener's name), or (None,
+    None) when the user holds no registered key and the target needs no approvals."""
+    with people.Registry(s.root, where=s.main) as reg:
+        name = people.choose_signer(reg, signer.secret_fingerprints(), name=opener)
+        person = reg.sound(name) if name else None
+    if person is None:
+        if p.approvals.required:
+            raise ConfigError(
+                f"{p.target} requires approvals, and a PR into it is signed by whoever opens "
+                "it; your GnuPG keyring (GNUPGHOME) holds no registered key. Register your "
+                "public key as keys/developers/NAME.asc on main (`gpg --armor --export ID`), "
+                "or pass --as NAME."
+            )
+        return None, None
+    scope = [p.target]
+
+    def for_head(head: str) -> Callable[[int], forge_base.Opened]:
+        def sign(number: int) -> forge_base.Opened:
+            payload = forge_base.opened_payload(
+                pr=number,
+                env=p.target,
+                scope=scope,
+                head_sha=head,
+                base_sha=p.revision,
+                opener=person.name,
+                at=datetime.now(UTC),
+            )
+            sig = signer.sign(payload.encode(), fingerprints=person.primaries, who=person.name)
+            return forge_base.Opened(payload, sig)
+
+        return sign
+
+    return for_head, person.name
 
 
 def push_images(

@@ -1,8 +1,11 @@
 """Reviewing pull requests: approve (signed on the local forge, a review on a server forge),
 check approvals against main's policy, and merge when it holds.
 
-Approver keys are read from main's tree, never from the PR. What counts is decided by the pure
-``approvals`` module; this module gathers the inputs and calls the forge. It never plans.
+Policy and keys are read from main's tree (or, for the agent, a step's first parent), never
+from the PR. What a PR changes is read from its head (``change.inspect``: scope, commits,
+opener), never from its record or branch name; :func:`head_verdict` is the one judgement the
+merge and the reconcile agent share. What counts is decided by the pure ``approvals`` module;
+this module gathers the inputs and calls the forge. It never plans.
 """
 
 from __future__ import annotations
@@ -12,11 +15,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from promote.errors import ConfigError, ForgeError, GpgError, PolicyBlocked, UsageError
+from promote import config
+from promote.errors import ConfigError, ForgeError, PolicyBlocked, UsageError
 from promote.forge import base as forge_base
 from promote.forge import factory as forge_factory
+from promote.git import repo as git_repo
 from promote.kustomize import overlay
-from promote.promotion import approvals, engine
+from promote.promotion import approvals, change, engine, people, provenance
 from promote.secrets import gpg
 
 if TYPE_CHECKING:
@@ -27,7 +32,7 @@ KEYS_DIR = "keys/release-managers"
 Status = approvals.SignatureStatus
 
 
-def _open_pr(s: engine.Session, number: int, verb: str) -> forge_base.PullRequest:
+def open_pr(s: engine.Session, number: int, verb: str) -> forge_base.PullRequest:
     pr = s.forge.get(number)
     if pr.state is forge_base.PRState.MERGED and pr.merge:
         raise ForgeError(
@@ -39,22 +44,25 @@ def _open_pr(s: engine.Session, number: int, verb: str) -> forge_base.PullReques
     return pr
 
 
-def approver_key(s: engine.Session, name: str) -> str:
-    """The approver's public key as it is on main (a PR cannot bring its own key)."""
-    path = s.root / KEYS_DIR / f"{name}.asc"
-    if not approvals.valid_name(name) or not path.is_file():
+def registry(s: engine.Session) -> people.Registry:
+    """The registered people on main (a PR cannot bring its own key)."""
+    return people.Registry(s.root, where=s.main)
+
+
+def approver_person(reg: people.Registry, name: str, *, main: str) -> people.Person:
+    """``name``'s sound registration on main, else a ConfigError naming the file(s)."""
+    found = reg.sound(name)
+    if found is not None:
+        return found
+    if name not in reg.problems:
         raise ConfigError(
-            f"{KEYS_DIR}/{name}.asc does not exist on {s.main}; add the approver's public key "
+            f"{KEYS_DIR}/{name}.asc does not exist on {main}; add the approver's public key "
             f"there (`gpg --armor --export ID > {KEYS_DIR}/{name}.asc`) and merge it first."
         )
-    text = path.read_text(encoding="utf-8")
-    if gpg.holds_private_key(text):
-        raise ConfigError(
-            f"{KEYS_DIR}/{name}.asc on {s.main} holds a PGP PRIVATE key block; refusing to use "
-            f"it. Replace it with the public key only (`gpg --armor --export ID`), and rotate "
-            "that key: anyone with the repository has its private half."
-        )
-    return text
+    raise ConfigError(
+        f"refusing to use {name}'s key on {main}: {reg.why_unusable(name)}.",
+        hint='One key per person, one person per key: see README "Key rotation".',
+    )
 
 
 def approve(
@@ -65,44 +73,72 @@ def approve(
     comment: str = "",
     signer: gpg.Signer | None = None,
     now: datetime | None = None,
+    seen: change.Inspection | None = None,
 ) -> tuple[forge_base.PullRequest, forge_base.Approval]:
-    """Record ``approver``'s signed approval of the PR's current head.
+    """Record ``approver``'s signed approval of the PR's current head and computed scope
+    (``seen``: the head's inspection, when the caller already showed it).
 
-    On a server forge the approval is a review by the token's user (``approver``, when given,
+    ``approver`` only chooses the signing key: the signature decides who approved. On a
+    server forge the approval is a review by the token's user (``approver``, when given,
     must be that user); nothing is signed: the forge authenticated the reviewer.
     """
     server = forge_factory.server_forge(s.forge)
     if server is not None:
         return _approve_on_server(s, server, number, approver=approver, comment=comment, now=now)
     if not approver:
-        raise UsageError("say who approves: --as NAME (a name in approvals.approvers).")
-    pr = _open_pr(s, number, "approve")
-    policy = s.project.env(pr.env).config.approvals
-    if approver not in policy.approvers:
-        raise UsageError(
-            f"--as {approver}: not an approver of {pr.env} (approvers: "
-            f"{', '.join(policy.approvers) or 'none'}; see environments/{pr.env}.yaml)."
-        )
-    if approver == pr.author and not policy.allow_self_approval:
-        raise PolicyBlocked(
-            f"PR #{number} was opened by {approver}, and {pr.env} does not allow self-approval "
-            "(approvals.allowSelfApproval: false); ask another approver."
-        )
-    key = approver_key(s, approver)
-    fingerprints = gpg.key_fingerprints(key)
-    if not fingerprints:
-        raise ConfigError(f"{KEYS_DIR}/{approver}.asc holds no PGP public key; re-export it.")
+        raise UsageError("say whose key signs: --as NAME (a name in approvals.approvers).")
+    pr = open_pr(s, number, "approve")
+    with registry(s) as reg:
+        person = approver_person(reg, approver, main=s.main)
+        found = seen
+        if found is None or found.head_sha != pr.head_sha:
+            found = change.inspect(
+                s.repo, s.project, reg, pr, head_sha=pr.head_sha, base_sha=base_of(s, pr)
+            )
+    envs = found.scope.envs or (pr.env,)
+    _check_approver(s, pr, approver, envs, approvals.exclusions(found.opener, found.writers()))
     at = (now or datetime.now(UTC)).replace(microsecond=0)
     payload = forge_base.approval_payload(
-        pr=number, env=pr.env, head_sha=pr.head_sha, approver=approver, at=at, comment=comment
+        pr=number,
+        env=pr.env,
+        head_sha=pr.head_sha,
+        approver=approver,
+        at=at,
+        comment=comment,
+        scope=envs,
     )
     signature = (signer or gpg.Signer()).sign(
-        payload.encode(), fingerprints=fingerprints, who=approver
+        payload.encode(), fingerprints=person.primaries, who=approver
     )
     approval = forge_base.Approval(
-        approver, number, pr.env, pr.head_sha, at, comment, payload, signature
+        approver, number, pr.env, pr.head_sha, at, comment, payload, signature, tuple(sorted(envs))
     )
     return pr, s.forge.approve(number, approval)
+
+
+def _check_approver(
+    s: engine.Session,
+    pr: forge_base.PullRequest,
+    approver: str,
+    envs: Sequence[str],
+    excluded: Mapping[str, str],
+) -> None:
+    """Refuse an approval that could never count: not listed, or not independent."""
+    policies = {e: s.project.env(e).config.approvals for e in envs}
+    listed = [e for e, p in policies.items() if approver in p.approvers]
+    if not listed:
+        who = sorted({a for p in policies.values() for a in p.approvers})
+        raise UsageError(
+            f"--as {approver}: not an approver of {', '.join(envs)} (approvers: "
+            f"{', '.join(who) or 'none'}; see environments/{envs[-1]}.yaml)."
+        )
+    barred = [e for e in listed if not policies[e].allow_self_approval]
+    if approver in excluded and barred:
+        raise PolicyBlocked(
+            f"PR #{pr.number}: {approver} {excluded[approver]}, and {', '.join(barred)} does "
+            "not allow self-approval (approvals.allowSelfApproval: false); ask another "
+            "approver."
+        )
 
 
 def _approve_on_server(
@@ -121,7 +157,7 @@ def _approve_on_server(
             f"${s.project.config.forge.token_env} belongs to {me}. Drop --as (and "
             "$PROMOTE_USER), or run with the approver's own token."
         )
-    pr = _open_pr(s, number, "approve")
+    pr = open_pr(s, number, "approve")
     policy = s.project.env(pr.env).config.approvals
     if me == pr.author and not policy.allow_self_approval:
         raise PolicyBlocked(
@@ -144,59 +180,130 @@ def check_approvals(
     s: engine.Session,
     found: Sequence[forge_base.Approval],
     *,
-    rings: KeyRings | None = None,
+    rings: people.Registry | None = None,
 ) -> list[approvals.CheckedApproval]:
     """Verify each approval's signature now, against its approver's key on main.
 
     A server forge's reviews carry no signature: the forge authenticated each reviewer.
-    ``rings`` keeps the approvers' throw-away keyrings for several calls (``history``);
-    without it they are made for this call and removed after it.
+    ``rings`` keeps main's registry (and its keyring) for several calls (``history``).
     """
     if forge_factory.server_forge(s.forge) is not None:
         return [approvals.CheckedApproval(a, Status.FORGE) for a in found]
     if rings is not None:
-        return _verify_signatures(found, rings)
-    with key_rings(s) as own:
-        return _verify_signatures(found, own)
+        return verify_signatures(found, rings)
+    with registry(s) as own:
+        return verify_signatures(found, own)
 
 
-def key_rings(s: engine.Session) -> KeyRings:
-    """The approvers' keyrings from ``keys/release-managers/`` on main."""
-    return KeyRings(s.root / KEYS_DIR, where=f"{KEYS_DIR}/ on {s.main}")
+def verify_signatures(
+    found: Sequence[forge_base.Approval], reg: people.Registry
+) -> list[approvals.CheckedApproval]:
+    """Each approval's signature checked against its approver's registered key (and nothing
+    else). A server forge's review (no payload, no signature) is vouched for by the forge."""
+    out = []
+    for a in found:
+        if a.payload is None and a.signature is None:
+            out.append(approvals.CheckedApproval(a, Status.FORGE))
+        elif not a.signature or not a.payload:
+            out.append(approvals.CheckedApproval(a, Status.UNSIGNED))
+        else:
+            status, detail = reg.check_approval(a.approver, a.payload, a.signature)
+            out.append(approvals.CheckedApproval(a, status, detail))
+    return out
 
 
-class KeyRings:
-    """One throw-away keyring per approver (``keys_dir/NAME.asc`` only), made when first
-    needed; a context manager that removes them."""
-
-    def __init__(self, keys_dir: Path, *, where: str) -> None:
-        self._dir, self._where = keys_dir, where
-        self._rings: dict[str, gpg.KeyRing | str] = {}  # a ring, or why there is none
-
-    def get(self, approver: str) -> gpg.KeyRing | str:
-        if approver not in self._rings:
-            self._rings[approver] = _key_ring(self._dir, approver, self._where)
-        return self._rings[approver]
-
-    def __enter__(self) -> KeyRings:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for ring in self._rings.values():
-            if not isinstance(ring, str):
-                ring.close()
-        self._rings.clear()
+def base_of(s: engine.Session, pr: forge_base.PullRequest) -> str:
+    """Where the PR's change starts: the merge base of main and its head."""
+    if s.repo.try_resolve(pr.head_sha) is None:  # a server forge's branch, not fetched yet
+        s.repo.fetch(s.remote, [f"+refs/heads/{pr.branch}:refs/remotes/{s.remote}/{pr.branch}"])
+    return s.repo.merge_base(s.sha, pr.head_sha) or s.sha
 
 
-def evaluate(s: engine.Session, pr: forge_base.PullRequest) -> approvals.Verdict:
-    checked = check_approvals(s, s.forge.approvals(pr.number))
+def head_verdict(
+    repo: git_repo.Repo,
+    policy_root: Path,
+    pr: forge_base.PullRequest,
+    found: Sequence[forge_base.Approval],
+    *,
+    head_sha: str,
+    base_sha: str,
+    server: bool = False,
+    where: str = "main",
+) -> approvals.Verdict:
+    """Whether ``head_sha`` of ``pr`` is approved under the policy and keys of the tree at
+    ``policy_root`` (an exported trusted tree: main, or an agent step's first parent).
+
+    The scope is what ``base_sha..head_sha`` changes; every affected environment's policy must
+    hold; the opener (the registered key verifying the PR's opened signature) and whoever
+    signed a commit of it may not approve unless ``allowSelfApproval``; a commit that is
+    neither promote's own nor signed by a registered key refuses the merge. ``server``: the
+    approvals are a forge's reviews and the PR's author is the forge's user.
+    """
+    project = config.load_project(policy_root)
+    with people.Registry(policy_root, where=where) as reg:
+        seen = change.inspect(repo, project, reg, pr, head_sha=head_sha, base_sha=base_sha)
+        checked = verify_signatures(found, reg)
+    return judge(project, pr, seen, checked, head_sha=head_sha, server=server)
+
+
+def judge(
+    project: config.Project,
+    pr: forge_base.PullRequest,
+    seen: change.Inspection,
+    checked: Sequence[approvals.CheckedApproval],
+    *,
+    head_sha: str,
+    server: bool = False,
+) -> approvals.Verdict:
+    """The policy of every environment ``seen.scope`` affects, applied to ``checked``."""
+    policies = {e: project.env(e).config.approvals for e in seen.scope.envs}
+    needs = any(p.required for p in policies.values())
+    refused: list[tuple[str, str]] = []
+    opener = seen.opener
+    if server:
+        opener = pr.author  # the forge's user opened it (the forge authenticated them)
+    else:
+        refused += seen.unverified()
+        if opener is None and needs:
+            refused.append(("opener", f"{seen.opener_problem}; open it again with `promote to`"))
     return approvals.evaluate(
-        s.project.env(pr.env).config.approvals,
+        policies,
         pr=pr.number,
-        env=pr.env,
-        author=pr.author,
-        head_sha=pr.head_sha,
+        head_sha=head_sha,
         approvals=checked,
+        excluded=approvals.exclusions(opener, seen.writers()),
+        refused=refused,
+        declared_env=pr.env,
+    )
+
+
+def inspect_pr(
+    s: engine.Session, pr: forge_base.PullRequest, *, rendered: bool = False
+) -> change.Inspection:
+    """What ``pr``'s head changes relative to main (``rendered``: with each affected
+    environment's rendered diff, Secret values redacted)."""
+    with registry(s) as reg:
+        return change.inspect(
+            s.repo,
+            s.project,
+            reg,
+            pr,
+            head_sha=pr.head_sha,
+            base_sha=base_of(s, pr),
+            render_with=s.kustomizer() if rendered else None,
+        )
+
+
+def evaluate(
+    s: engine.Session, pr: forge_base.PullRequest, seen: change.Inspection | None = None
+) -> approvals.Verdict:
+    """``pr``'s verdict under main's policy and keys (``seen``: its inspection, if made)."""
+    server = forge_factory.server_forge(s.forge) is not None
+    found = s.forge.approvals(pr.number)
+    if seen is None:
+        seen = inspect_pr(s, pr)
+    return judge(
+        s.project, pr, seen, check_approvals(s, found), head_sha=pr.head_sha, server=server
     )
 
 
@@ -212,7 +319,7 @@ def _reapply(s: engine.Session, pr: forge_base.PullRequest) -> forge_base.Resolv
         wanted = []
         for item in pr.images:
             name, _, version = item.partition("=")
-            tag, digest = _split_version(version)
+            tag, digest = provenance.split_version(version)
             mine = current.get(name)
             wanted.append(overlay.Image(name, mine.new_name if mine else None, tag, digest))
         return {path: overlay.set_images(text, wanted, path).encode("utf-8")}
@@ -220,25 +327,19 @@ def _reapply(s: engine.Session, pr: forge_base.PullRequest) -> forge_base.Resolv
     return resolve
 
 
-def _split_version(version: str) -> tuple[str | None, str | None]:
-    if "@" in version:
-        tag, digest = version.split("@", 1)
-        return tag or None, digest
-    if ":" in version:  # a digest alone (sha256:...); tags cannot contain ':'
-        return None, version
-    return version, None
-
-
 def merge(
     s: engine.Session, number: int, *, by: str | None = None
 ) -> tuple[forge_base.PullRequest, forge_base.MergeResult, approvals.Verdict]:
     """Merge when the target's policy holds (exit 3 with what is missing otherwise)."""
-    pr = _open_pr(s, number, "merge")
+    pr = open_pr(s, number, "merge")
     verdict = evaluate(s, pr)
     server = forge_factory.server_forge(s.forge)
     if not verdict.ok:
         if verdict.refused:
-            hint = f"Close PR #{number} and promote again; find out who wrote its record."
+            hint = (
+                f"`promote show {number}` shows what failed verification: close the PR and "
+                "promote again, or have each extra commit signed by a registered key."
+            )
         elif server is not None:
             hint = (
                 f"Each approver runs `promote approve {number}` with their own token in "
@@ -250,6 +351,7 @@ def merge(
     merger = server.whoami() if server is not None else s.user(by)
     message = (
         f"Merge PR #{number}: {pr.title}\n\nPromote-PR: {number}\nPromote-Env: {pr.env}\n"
+        f"Promote-Scope: {','.join(verdict.scope) or '-'}\n"
         f"Promote-Approved-By: {', '.join(verdict.counted) or '-'}\nPromote-Merged-By: {merger}\n"
     )
     result = s.forge.merge(
@@ -268,42 +370,3 @@ def parse_pr(text: str) -> int:
     if not value.isdigit() or int(value) < 1:
         raise UsageError(f"{text!r} is not a PR number; write e.g. 7 or #7.")
     return int(value)
-
-
-def _verify_signatures(
-    found: Sequence[forge_base.Approval], rings: KeyRings
-) -> list[approvals.CheckedApproval]:
-    """Check each approval's signature against its approver's key file (and nothing else).
-
-    A server forge's review (no payload, no signature) is vouched for by the forge.
-    """
-    out = []
-    for a in found:
-        if a.payload is None and a.signature is None:
-            out.append(approvals.CheckedApproval(a, Status.FORGE))
-            continue
-        if not a.signature or not a.payload:
-            out.append(approvals.CheckedApproval(a, Status.UNSIGNED))
-            continue
-        ring = rings.get(a.approver)
-        if isinstance(ring, str):
-            out.append(approvals.CheckedApproval(a, Status.NO_KEY, ring))
-            continue
-        result = ring.verify(a.payload.encode(), a.signature)
-        if result.valid:
-            out.append(approvals.CheckedApproval(a, Status.VALID, result.fingerprint))
-        elif result.other_key:
-            out.append(approvals.CheckedApproval(a, Status.WRONG_KEY, result.detail))
-        else:
-            out.append(approvals.CheckedApproval(a, Status.BAD, result.detail))
-    return out
-
-
-def _key_ring(keys_dir: Path, approver: str, where: str) -> gpg.KeyRing | str:
-    path = keys_dir / f"{approver}.asc"
-    if not approvals.valid_name(approver) or not path.is_file():
-        return f"no {approver}.asc in {where} to verify it"
-    try:
-        return gpg.KeyRing(path.read_text(encoding="utf-8"))
-    except GpgError as exc:
-        return f"{approver}.asc in {where}: {exc}"

@@ -16,6 +16,7 @@ from promote import config
 from promote.cluster import validation
 from promote.errors import PromoteError
 from promote.kustomize import render
+from promote.promotion import people
 from promote.secrets.authoring import checks as secret_checks
 
 Objects = list[dict[str, Any]]
@@ -38,13 +39,14 @@ class EnvReport:
 @dataclass(frozen=True, slots=True)
 class Report:
     envs: tuple[EnvReport, ...] = field(default_factory=tuple)
+    people: tuple[str, ...] = ()  # broken key files in keys/release-managers/, keys/developers/
 
     @property
     def ok(self) -> bool:
-        return all(e.ok for e in self.envs)
+        return all(e.ok for e in self.envs) and not self.people
 
     def problems(self) -> list[str]:
-        out = []
+        out = list(self.people)
         for e in self.envs:
             if e.error:
                 out.append(f"{e.env}: {e.error}")
@@ -95,4 +97,6 @@ def validate_project(
     for name in names:
         project.env(name)  # unknown names are a usage error before any work
     kz = kustomize or render.Kustomize()
-    return Report(tuple(validate_env(project, project.env(n), kz) for n in names))
+    with people.Registry(project.root, where="this checkout") as registered:
+        broken = tuple(registered.all_problems())
+    return Report(tuple(validate_env(project, project.env(n), kz) for n in names), broken)

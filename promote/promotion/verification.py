@@ -151,10 +151,16 @@ def head_verdict(
     checked: Sequence[approvals.CheckedApproval],
 ) -> approvals.Verdict:
     """``env``'s policy applied to a PR head's checked approvals: only approvals signed for
-    this PR *and this environment* count (a staging approval never counts for prod)."""
-    mine = [c for c in checked if c.approval.pr == pr and c.approval.env == env]
+    this PR with a scope covering this environment count (a staging approval never counts
+    for prod); the PR's opener never counts unless ``allowSelfApproval``."""
+    mine = [c for c in checked if c.approval.pr == pr and env in c.approval.scope]
     return approvals.evaluate(
-        policy, pr=pr, env=env, author=author, head_sha=head_sha, approvals=mine
+        {env: policy},
+        pr=pr,
+        head_sha=head_sha,
+        approvals=mine,
+        excluded=approvals.exclusions(author or None),
+        declared_env=env,
     )
 
 

@@ -67,6 +67,10 @@ class Signer:
         self._home = gnupghome if gnupghome is not None else os.environ.get("GNUPGHOME")
         self._gpg = _gpg(self._home)
 
+    def secret_fingerprints(self) -> frozenset[str]:
+        """Primary fingerprints of the secret keys this keyring holds."""
+        return frozenset(str(k["fingerprint"]).upper() for k in self._gpg.list_keys(secret=True))
+
     def sign(self, payload: bytes, *, fingerprints: Sequence[str], who: str) -> str:
         """An ASCII-armoured detached signature of ``payload`` by the first of ``fingerprints``
         (the keys of ``who``'s public key file) whose secret key this keyring holds."""
@@ -159,6 +163,30 @@ def holds_private_key(text: str) -> bool:
 
 def holds_public_key(text: str) -> bool:
     return "PUBLIC KEY BLOCK" in _armor_kinds(text)
+
+
+@dataclass(frozen=True, slots=True)
+class KeyFileFacts:
+    """What one armoured key file holds, read without importing it anywhere."""
+
+    primaries: tuple[str, ...]  # primary-key fingerprints (upper case), in file order
+    fingerprints: frozenset[str]  # every fingerprint: primary keys and subkeys
+    private: bool  # an armoured PRIVATE/SECRET key block is in the text
+
+
+def scan_key_file(text: str) -> KeyFileFacts:
+    """The keys in an armoured text (``gpg --show-keys``); a private block is never imported."""
+    if holds_private_key(text):
+        return KeyFileFacts((), frozenset(), True)
+    home = tempfile.mkdtemp(prefix="promote-gpg-")
+    try:
+        keys = _gpg(home, autostart=False).scan_keys_mem(text) if text.strip() else []
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+    primaries = tuple(str(k["fingerprint"]).upper() for k in keys if k.get("type") == "pub")
+    subkeys = {str(sub[2]).upper() for k in keys for sub in k.get("subkeys") or () if sub[2]}
+    secret = any(k.get("type") == "sec" for k in keys)
+    return KeyFileFacts(primaries, frozenset(primaries) | frozenset(subkeys), secret)
 
 
 FINGERPRINT = re.compile(r"^(0x)?[0-9A-Fa-f]{40}$")

@@ -23,7 +23,7 @@ pytestmark = pytest.mark.e2e
 @pytest.fixture
 def ops(tmp_path: Path, gpg_keys: Keys) -> GitOps:  # noqa: F811
     ops = example_gitops(tmp_path, gpg_keys)
-    ops.env = {"GNUPGHOME": str(gpg_keys.home), "PROMOTE_USER": "alice"}
+    ops.env = {"GNUPGHOME": str(gpg_keys.home), "PROMOTE_USER": "dev1"}
     return ops
 
 

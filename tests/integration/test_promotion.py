@@ -21,6 +21,7 @@ from tests.integration.test_promotion_helpers import (  # noqa: F401  (gpg_keys 
     example_gitops,
     git,
     gpg_keys,
+    push_to_branch,
     write_secret,
 )
 
@@ -30,14 +31,18 @@ STAGING_KZ = "overlays/staging/kustomization.yaml"
 
 @pytest.fixture
 def ops(tmp_path: Path, gpg_keys: Keys) -> GitOps:  # noqa: F811
-    return example_gitops(tmp_path, gpg_keys)
+    ops = example_gitops(tmp_path, gpg_keys)
+    ops.keys = gpg_keys
+    return ops
 
 
-def promote(ops: GitOps, env: str, *, author: str = "alice", **kw: object) -> PullRequest:
+def promote(ops: GitOps, env: str, *, opener: str = "dev1", **kw: object) -> PullRequest:
+    """Open a promotion signed with ``opener``'s registered key."""
     with engine.session(ops.clone) as s:
         p = propose.plan_promotion(s, env, **kw)  # type: ignore[arg-type]
         assert not p.empty and not p.blocked, p.problems()
-        return propose.open_pull_request(s, p, author=author)
+        signer = gpg.Signer(gnupghome=str(ops.keys.home)) if ops.keys else None
+        return propose.open_pull_request(s, p, opener=opener, signer=signer)
 
 
 def approve(ops: GitOps, keys: Keys, number: int, name: str) -> None:
@@ -117,7 +122,7 @@ def test_promotion_commit_edits_only_image_values_and_leaves_the_clone_alone(
                     "Promote-Images: web-app=v2.4.0"):  # fmt: skip
         assert trailer in message
     assert ops.git("status", "--porcelain") == "" and ops.git("rev-parse", "HEAD") == before_head
-    assert "promote/staging/" in pr.branch and pr.author == "alice"
+    assert "promote/staging/" in pr.branch and pr.author == "dev1"
     assert "| web-app | web-app | v2.3.2 | v2.4.0 |" in pr.body
 
 
@@ -179,24 +184,25 @@ def test_soak_gate_blocks_until_the_source_ran_long_enough(ops: GitOps) -> None:
 
 
 def test_self_approval_refused_and_not_counted(ops: GitOps, gpg_keys: Keys) -> None:  # noqa: F811
-    pr = promote(ops, "staging", author="rm1")
+    pr = promote(ops, "staging", opener="rm1")
     with pytest.raises(errors.PolicyBlocked, match="does not allow self-approval"):
         approve(ops, gpg_keys, pr.number, "rm1")
     inject(ops, gpg_keys, pr.number, "rm1")
     with pytest.raises(errors.PolicyBlocked) as blocked:
         merge(ops, pr.number)
-    assert "rm1: not counted: is the PR's author" in "\n".join(blocked.value.problems)
+    assert "rm1: not counted: opened the PR, and staging disallows" in "\n".join(
+        blocked.value.problems
+    )
 
 
-def test_merge_blocked_when_approval_is_stale(ops: GitOps, gpg_keys: Keys, tmp_path: Path) -> None:  # noqa: F811
+def test_merge_blocked_when_approval_is_stale(ops: GitOps, gpg_keys: Keys) -> None:  # noqa: F811
     pr = promote(ops, "staging")
     approve(ops, gpg_keys, pr.number, "rm1")
-    other = tmp_path / "other"
-    git("clone", "-q", "-b", pr.branch, str(ops.remote), str(other), cwd=tmp_path)
-    (other / "NOTES.md").write_text("one more commit\n")
-    git("add", "-A", cwd=other)
-    git("-c", "user.name=bob", "-c", "user.email=b@x", "commit", "-q", "-m", "x", cwd=other)
-    git("push", "-q", "origin", f"HEAD:{pr.branch}", cwd=other)
+
+    def note(root: Path) -> None:
+        (root / "overlays/staging/NOTES.md").write_text("one more commit\n")
+
+    push_to_branch(ops, pr.branch, note, sign_as="rm3")
     with pytest.raises(errors.PolicyBlocked) as blocked:
         merge(ops, pr.number)
     assert "rm1: not counted: stale: approved" in "\n".join(blocked.value.problems)
@@ -284,7 +290,7 @@ def test_approver_key_file_holding_a_private_key_is_refused(
         assert gpg.holds_private_key(private)
         (ops.clone / f"keys/release-managers/{name}.asc").write_text(private)
     ops.commit_and_push("oops: private keys")
-    with pytest.raises(errors.ConfigError, match=r"rm2\.asc on main holds a PGP PRIVATE key"):
+    with pytest.raises(errors.ConfigError, match=r"rm2\.asc holds a PGP PRIVATE key"):
         approve(ops, gpg_keys, pr.number, "rm2")
     with pytest.raises(errors.PolicyBlocked) as blocked:
         merge(ops, pr.number)
@@ -349,7 +355,9 @@ def test_history_after_promotions_and_a_rollback(ops: GitOps, gpg_keys: Keys) ->
         assert rev == entries[0].parent
         p = propose.plan_rollback(s, "staging", rev)
         assert [(c.old_version, c.new_version) for c in p.changes] == [("v4.0.0", "v3.0.0")]
-        pr = propose.open_pull_request(s, p, author="alice")
+        pr = propose.open_pull_request(
+            s, p, opener="dev1", signer=gpg.Signer(gnupghome=str(gpg_keys.home))
+        )
     assert pr.kind is PRKind.ROLLBACK
     approve(ops, gpg_keys, pr.number, "rm2")
     merge(ops, pr.number)

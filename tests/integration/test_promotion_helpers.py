@@ -6,10 +6,11 @@ other promotion test modules import from it.
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,7 +18,8 @@ import pytest
 
 from tests.helpers import copy_example
 
-KEY_NAMES = ("rm1", "rm2", "rm3", "mallory")
+KEY_NAMES = ("rm1", "rm2", "rm3", "dev1", "mallory")
+DEVELOPERS = ("dev1",)  # registered in keys/developers/ (the others in keys/release-managers/)
 CANARY = "CANARY-5eb1d7-do-not-print"
 ENC = "ENC[AES256_GCM,data:{data},iv:aXY=,tag:dGFn,type:str]"
 
@@ -76,6 +78,7 @@ class GitOps:
     remote: Path  # the bare repository: the only "server"
     clone: Path  # the user's working clone
     env: dict[str, str] = field(default_factory=dict)  # for run_cli
+    keys: Keys | None = None  # the people's GnuPG keys, when the test registered them
 
     def git(self, *args: str) -> str:
         return git(*args, cwd=self.clone)
@@ -107,9 +110,13 @@ def publish(work: Path, tmp: Path, *, name: str = "gitops") -> GitOps:
     return GitOps(remote, clone)
 
 
-def install_keys(work: Path, keys: Keys, names: tuple[str, ...] = ("rm1", "rm2", "rm3")) -> None:
+def install_keys(
+    work: Path, keys: Keys, names: tuple[str, ...] = ("rm1", "rm2", "rm3", "dev1")
+) -> None:
     for name in names:
-        (work / "keys/release-managers" / f"{name}.asc").write_text(keys.public[name])
+        folder = work / ("keys/developers" if name in DEVELOPERS else "keys/release-managers")
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"{name}.asc").write_text(keys.public[name])
 
 
 def example_gitops(tmp: Path, keys: Keys | None = None) -> GitOps:
@@ -180,3 +187,46 @@ def many_apps(dest: Path, n: int, *, staging_required: int = 0, prod_required: i
             )
         )
     return dest
+
+
+def push_to_branch(
+    ops: GitOps,
+    branch: str,
+    edit: Callable[[Path], None],
+    *,
+    message: str = "an extra commit",
+    sign_as: str | None = None,
+) -> str:
+    """Commit ``edit`` (applied to a fresh clone of ``branch``) on top of the branch and push it,
+    as someone with push access would: with plain git, signed by ``sign_as``'s key if given."""
+    work = Path(tempfile.mkdtemp(prefix="promote-push-"))
+    try:
+        git("clone", "-q", "-b", branch, str(ops.remote), str(work / "c"), cwd=work)
+        clone = work / "c"
+        edit(clone)
+        git("add", "-A", cwd=clone)
+        args = ["-c", "user.name=someone", "-c", "user.email=someone@example.com"]
+        if sign_as:
+            assert ops.keys is not None
+            fpr = ops.keys.fingerprints[sign_as]
+            args += ["-c", f"user.signingkey={fpr}", "-c", "gpg.format=openpgp"]
+        proc = subprocess.run(
+            ["git", *args, "commit", "-q", *(["-S"] if sign_as else []), "-m", message],
+            cwd=clone, capture_output=True, text=True, check=False, timeout=60,
+            env={**os.environ, **({"GNUPGHOME": str(ops.keys.home)} if ops.keys else {})},
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        git("push", "-q", "origin", f"HEAD:{branch}", cwd=clone)
+        return git("rev-parse", "HEAD", cwd=clone)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def replace_in(rel: str, old: str, new: str) -> Callable[[Path], None]:
+    def edit(root: Path) -> None:
+        path = root / rel
+        text = path.read_text()
+        assert old in text, f"{old!r} not in {rel}"
+        path.write_text(text.replace(old, new))
+
+    return edit

@@ -19,17 +19,27 @@ T0 = datetime(2026, 1, 1, tzinfo=UTC)
 PROD = ApprovalsConfig(required=2, approvers=["rm1", "rm2", "rm3"], allow_self_approval=False)
 
 
+STAGING = ApprovalsConfig(required=1, approvers=["rm1", "rm2"], allow_self_approval=False)
+DEV = ApprovalsConfig()
+
+
 def ok(name: str, *, head: str = HEAD, pr: int = 7, env: str = "prod", minute: int = 0,
-       status: SignatureStatus = SignatureStatus.VALID) -> CheckedApproval:  # fmt: skip
+       status: SignatureStatus = SignatureStatus.VALID,
+       scope: tuple[str, ...] | None = None) -> CheckedApproval:  # fmt: skip
+    at = T0 + timedelta(minutes=minute)
+    signed = scope if scope is not None else (env,)
     return CheckedApproval(
-        Approval(name, pr, env, head, T0 + timedelta(minutes=minute), payload="{}", signature="s"),
-        status,
+        Approval(name, pr, env, head, at, payload="{}", signature="s", scope=signed), status
     )
 
 
 def verdict(*checked: CheckedApproval, policy: ApprovalsConfig = PROD, author: str = "alice"):  # type: ignore[no-untyped-def]
     return approvals.evaluate(
-        policy, pr=7, env="prod", author=author, head_sha=HEAD, approvals=list(checked)
+        {"prod": policy},
+        pr=7,
+        head_sha=HEAD,
+        approvals=list(checked),
+        excluded=approvals.exclusions(author),
     )
 
 
@@ -56,7 +66,7 @@ def test_no_approvals_needed_when_required_is_zero() -> None:
 def test_self_approval_not_counted_unless_allowed() -> None:
     v = verdict(ok("rm1"), ok("rm2"), author="rm1")
     assert v.counted == ("rm2",) and not v.ok
-    assert ("rm1", "is the PR's author and prod disallows self-approval") in v.not_counted
+    assert ("rm1", "opened the PR, and prod disallows self-approval") in v.not_counted
     allowed = ApprovalsConfig(required=2, approvers=["rm1", "rm2"], allow_self_approval=True)
     assert verdict(ok("rm1"), ok("rm2"), author="rm1", policy=allowed).ok
 
@@ -87,8 +97,12 @@ def test_tampered_record_refuses_the_merge_even_with_enough_approvals(
 
 def test_signature_replayed_from_another_pr_is_refused() -> None:
     v = verdict(ok("rm1", pr=3), ok("rm2", env="staging"))
-    assert [n for n, _ in v.refused] == ["rm1", "rm2"]
-    assert "for PR #3 into 'prod'" in v.refused[0][1]
+    assert [n for n, _ in v.refused] == ["rm1"]
+    assert "for PR #3, not this PR" in v.refused[0][1]
+    assert v.not_counted == (
+        ("rm2", "signed for staging, but the change affects prod (prod not approved); "
+                "approve again"),
+    )  # fmt: skip
 
 
 def test_missing_key_is_not_counted_with_the_reason() -> None:
@@ -142,3 +156,66 @@ def test_corrupted_payload_yields_an_unbound_approval() -> None:
 )
 def test_approver_names_are_plain_file_names(name: str, valid: bool) -> None:
     assert approvals.valid_name(name) is valid
+
+
+def scoped(
+    *checked: CheckedApproval, excluded: dict[str, str] | None = None, **policies: ApprovalsConfig
+):  # type: ignore[no-untyped-def]
+    return approvals.evaluate(
+        policies, pr=7, head_sha=HEAD, approvals=list(checked), excluded=excluded,
+        declared_env="dev",
+    )  # fmt: skip
+
+
+def test_every_affected_environment_policy_must_hold() -> None:
+    both = ("dev", "prod")
+    v = scoped(ok("rm1", scope=both), dev=DEV, prod=PROD)
+    assert not v.ok and v.env == "prod" and v.required == 2 and v.missing == 1
+    assert v.summary() == (
+        "PR #7 changes dev, prod: prod needs 2 approval(s) from rm1, rm2, rm3; counted: 1 "
+        "(rm1). Missing: 1 more from rm2 or rm3."
+    )
+    assert scoped(ok("rm1", scope=both), ok("rm2", scope=both), dev=DEV, prod=PROD).ok
+
+
+def test_a_staging_approval_never_counts_for_prod() -> None:
+    v = scoped(ok("rm1", scope=("staging",)), ok("rm2", scope=("staging",)),
+               staging=STAGING, prod=PROD)  # fmt: skip
+    assert v.counted == () and not v.ok
+    assert "signed for staging, but the change affects staging, prod" in v.problems()[0]
+
+
+def test_a_change_touching_nothing_needs_nothing() -> None:
+    v = scoped()
+    assert v.ok and v.scope == () and "changes no environment" in v.summary()
+
+
+def test_a_writer_of_a_commit_does_not_count_unless_self_approval_is_allowed() -> None:
+    wrote = {"rm1": "signed commit abc of the PR"}
+    v = scoped(ok("rm1", env="staging"), ok("rm2", env="staging"), excluded=wrote,
+               staging=STAGING)  # fmt: skip
+    assert v.counted == ("rm2",)
+    assert ("rm1", "signed commit abc of the PR, and staging disallows self-approval") in (
+        v.not_counted
+    )
+    assert v.candidates(v.envs[0]) == []
+    lax = ApprovalsConfig(required=1, approvers=["rm1"], allow_self_approval=True)
+    assert scoped(ok("rm1", env="staging"), excluded=wrote, staging=lax).ok
+
+
+def test_refused_problems_block_even_with_enough_approvals() -> None:
+    v = approvals.evaluate(
+        {"prod": PROD}, pr=7, head_sha=HEAD, approvals=[ok("rm1"), ok("rm2")],
+        refused=[("commit abcdef", "not signed")],
+    )  # fmt: skip
+    assert v.counted == ("rm1", "rm2") and not v.ok
+    assert v.problems()[0] == "commit abcdef: REFUSED: not signed"
+
+
+def test_payload_signs_the_sorted_scope() -> None:
+    text = forge_base.approval_payload(
+        pr=7, env="dev", head_sha=HEAD, approver="rm1", at=T0, scope=["prod", "dev"]
+    )
+    assert json.loads(text)["scope"] == ["dev", "prod"]
+    a = forge_base.approval_from_record({"payload": text, "signature": "sig"})
+    assert a.scope == ("dev", "prod")

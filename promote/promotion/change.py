@@ -1,0 +1,230 @@
+"""What a pull request's head actually changes, judged from a trusted tree (DESIGN.md §4).
+
+Reviewers and the merge look at the head, not at what the PR says about itself: its scope (the
+environments whose inputs the files changed since the merge base touch, under the layouts of
+the trusted tree and of the head: ``scope.affected``), each commit's provenance (promote's own,
+reproduced from its trailers; or signed by a registered key; or neither), who opened it (the
+registered key that verifies its opened signature), the files it changes beyond its plan, and
+on request the rendered diff of every affected environment, Secret values redacted.
+
+Policy, keys and the environments' overlay folders come from ``policy_root`` (main, or the
+first parent of an agent's step), never from the head. This module gathers; ``approvals``
+judges.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from promote import config
+from promote.errors import PromoteError
+from promote.forge import base as forge_base
+from promote.git import archive
+from promote.git import repo as git_repo
+from promote.kustomize import folder, render
+from promote.promotion import diff, people, provenance, scope
+
+
+@dataclass(frozen=True, slots=True)
+class CommitCheck:
+    sha: str
+    subject: str
+    own: bool  # promote's own: its change is exactly what its plan trailers reproduce
+    signer: str | None  # the registered person whose key signed it
+    detail: str  # why it is not own, or the signature's status
+
+
+@dataclass(frozen=True, slots=True)
+class EnvDiff:
+    env: str
+    diffs: tuple[diff.ObjectDiff, ...] = ()
+    error: str | None = None  # the render failed (named, never the file's content)
+
+
+@dataclass(frozen=True, slots=True)
+class Inspection:
+    base_sha: str
+    head_sha: str
+    changed: tuple[str, ...]
+    scope: scope.Scope
+    commits: tuple[CommitCheck, ...]
+    beyond_plan: tuple[str, ...]  # files whose head differs from base + the PR's plan
+    opener: str | None  # who opened the PR (their registered key verifies its signature)
+    opener_problem: str | None  # why the opener is unknown
+    diffs: tuple[EnvDiff, ...] = field(default=())
+
+    @property
+    def differs_from_plan(self) -> bool:
+        return bool(self.beyond_plan)
+
+    def writers(self) -> dict[str, str]:
+        """Registered people who signed a commit of the PR -> why they may not approve."""
+        out: dict[str, str] = {}
+        for c in self.commits:
+            if c.signer:
+                out.setdefault(c.signer, f"signed commit {c.sha[:12]} of the PR")
+        return out
+
+    def unverified(self) -> list[tuple[str, str]]:
+        return [
+            (f"commit {c.sha[:12]}", f"{c.subject!r}: {c.detail}")
+            for c in self.commits
+            if not c.own and not c.signer
+        ]
+
+
+def inspect(
+    repo: git_repo.Repo,
+    project: config.Project,
+    registry: people.Registry,
+    pr: forge_base.PullRequest,
+    *,
+    head_sha: str,
+    base_sha: str,
+    render_with: render.Kustomize | None = None,
+) -> Inspection:
+    """Inspect ``base_sha..head_sha`` of ``pr`` under ``project`` (the trusted tree) and its
+    ``registry``; ``render_with`` also renders each affected environment before and after."""
+    changed = tuple(repo.changed_paths(base_sha, head_sha))
+    tmp = archive.scratch_dir("promote-head-")
+    try:
+        head_root = repo.export_tree(head_sha, tmp / "head")
+        layout = folder.layout(project).merged(_layout_in(project, head_root))
+        found = scope.affected(changed, layout)
+        diffs: tuple[EnvDiff, ...] = ()
+        if render_with is not None:
+            base_root = repo.export_tree(base_sha, tmp / "base")
+            diffs = tuple(
+                _env_diff(project, e, base_root, head_root, render_with) for e in found.envs
+            )
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    opener, problem = _opener(registry, pr)
+    return Inspection(
+        base_sha=base_sha,
+        head_sha=head_sha,
+        changed=changed,
+        scope=found,
+        commits=tuple(_check_commits(repo, project, registry, base_sha, head_sha)),
+        beyond_plan=tuple(_beyond_plan(repo, project, pr, changed, base_sha, head_sha)),
+        opener=opener,
+        opener_problem=problem,
+        diffs=diffs,
+    )
+
+
+def _rel(project: config.Project, env: str) -> str:
+    return project.env(env).overlay_dir.relative_to(project.root).as_posix()
+
+
+def _layout_in(project: config.Project, root: Path) -> scope.Layout:
+    """The trusted environments' overlay folders, as the tree at ``root`` builds them."""
+    envs = tuple(project.pipeline())
+    return scope.Layout(envs, {e: folder.input_paths(root, root / _rel(project, e)) for e in envs})
+
+
+def _overlay_files(project: config.Project) -> dict[str, str]:
+    """Each environment's kustomization file (repository-relative) in the trusted tree."""
+    out = {}
+    for e in project.pipeline():
+        try:
+            out[e] = project.relpath(folder.kustomization_path(project.env(e).overlay_dir))
+        except PromoteError:
+            continue
+    return out
+
+
+def _check_commits(
+    repo: git_repo.Repo,
+    project: config.Project,
+    registry: people.Registry,
+    base_sha: str,
+    head_sha: str,
+) -> list[CommitCheck]:
+    files = _overlay_files(project)
+    out = []
+    for info in repo.log(f"{base_sha}..{head_sha}"):
+        parent = info.parents[0] if len(info.parents) == 1 else None
+        env = info.trailers.get(provenance.TRAILER_ENV, "")
+        path = files.get(env)
+        reason = "it is a merge commit" if parent is None else None
+        if reason is None and parent is not None:
+            reason = provenance.own_commit_reason(
+                info.trailers,
+                repo.changed_paths(parent, info.sha),
+                overlay_file=path,
+                parent_text=_text(repo, parent, path),
+                commit_text=_text(repo, info.sha, path),
+            )
+        signer, signature = _signer(repo, registry, info.sha)
+        detail = "" if reason is None else signature if signer else f"{reason}, {signature}"
+        out.append(CommitCheck(info.sha, info.subject, reason is None, signer, detail))
+    return out
+
+
+def _signer(repo: git_repo.Repo, registry: people.Registry, sha: str) -> tuple[str | None, str]:
+    signed = repo.signed_payload(sha)
+    if signed is None:
+        return None, "and it is not signed"
+    signature, payload = signed
+    who = registry.who_signed(payload, signature.decode("utf-8", "replace"))
+    if who.person is None:
+        return None, f"and its signature is not by a registered key ({who.detail})"
+    return who.person, f"signed by {who.person}"
+
+
+def _text(repo: git_repo.Repo, rev: str, path: str | None) -> str | None:
+    raw = repo.read_file(rev, path) if path else None
+    return raw.decode("utf-8", "replace") if raw is not None else None
+
+
+def _beyond_plan(
+    repo: git_repo.Repo,
+    project: config.Project,
+    pr: forge_base.PullRequest,
+    changed: tuple[str, ...],
+    base_sha: str,
+    head_sha: str,
+) -> list[str]:
+    """Files the head changes that the PR's plan (its env's images) does not explain."""
+    path = _overlay_files(project).get(pr.env)
+    out = [p for p in changed if p != path]
+    if path in changed:
+        planned = provenance.apply_images(_text(repo, base_sha, path) or "", pr.images, path)
+        if planned is None or planned != _text(repo, head_sha, path):
+            out.insert(0, path)
+    return out
+
+
+def _opener(registry: people.Registry, pr: forge_base.PullRequest) -> tuple[str | None, str | None]:
+    """Who opened ``pr``: the registered person whose key verifies its opened signature."""
+    if pr.opened is None or not pr.opened.signature:
+        return None, f"PR #{pr.number} carries no opened signature"
+    doc = forge_base.parse_opened(pr.opened.payload)
+    if doc is None or doc["pr"] != pr.number:
+        return None, f"PR #{pr.number}'s opened signature is not over this PR"
+    signed = registry.who_signed(pr.opened.payload.encode(), pr.opened.signature)
+    if signed.person is None:
+        return None, f"PR #{pr.number}'s opened signature is not by a registered key"
+    if signed.person != doc["opener"]:
+        return None, (
+            f"PR #{pr.number}'s opened signature names {doc['opener']} but is signed by "
+            f"{signed.person}"
+        )
+    return signed.person, None
+
+
+def _env_diff(
+    project: config.Project, env: str, base: Path, head: Path, kustomize: render.Kustomize
+) -> EnvDiff:
+    rel = _rel(project, env)
+    ns = project.env(env).config.cluster.namespace
+    try:
+        before = kustomize.build(base / rel) if (base / rel).is_dir() else []
+        after = kustomize.build(head / rel) if (head / rel).is_dir() else []
+    except PromoteError as exc:
+        text = str(exc).replace(str(head), "<head>").replace(str(base), "<base>")
+        return EnvDiff(env, error=text)
+    return EnvDiff(env, tuple(diff.diff_objects(before, after, default_namespace=ns)))
