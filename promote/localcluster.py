@@ -232,8 +232,10 @@ class LocalCluster:
             f"--service-account-issuer={server}",
             "--service-cluster-ip-range=10.0.0.0/24",
             "--authorization-mode=RBAC",
-            # ServiceAccount admission waits for a token controller we do not run.
-            "--disable-admission-plugins=ServiceAccount",
+            # ServiceAccount admission waits for a token controller the API-only cluster does
+            # not run. TaintNodesByCondition would taint each new Node not-ready until the
+            # node-lifecycle controller, which we do not run either (localnodes), lifts it.
+            "--disable-admission-plugins=ServiceAccount,TaintNodesByCondition",
             "--allow-privileged=true",
             "--profiling=false",
         ]

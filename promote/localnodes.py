@@ -74,10 +74,10 @@ def component_argvs(
     and one identity keeps the certificates ``localpki`` writes to a minimum.
     """
     cm_port, sched_port = ports
+    # No --authentication/authorization-kubeconfig: their health ports then serve only the
+    # always-allowed /healthz, /readyz and /livez, which is all we ask of them.
     auth = [
         f"--kubeconfig={kubeconfig}",
-        f"--authentication-kubeconfig={kubeconfig}",
-        f"--authorization-kubeconfig={kubeconfig}",
         "--bind-address=127.0.0.1",
         "--leader-elect=false",  # one of each; an election only delays start-up
         "--profiling=false",
