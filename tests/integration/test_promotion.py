@@ -31,8 +31,20 @@ def ops(tmp_path: Path, gpg_keys: Keys) -> GitOps:  # noqa: F811
     return example_gitops(tmp_path, gpg_keys)
 
 
+def soaked(s: engine.Session) -> plan.StatusReader:
+    """A source agent reporting what its overlay sets, Synced and Healthy for a day: passes
+    the example's soak gate (prod's), which these tests are not about."""
+
+    def read(env: str) -> plan.EnvStatus:
+        images = {i.name: i.version for i in s.read_overlay(s.project.env(env))[1]}
+        return plan.EnvStatus(env, True, True, images, datetime.now(UTC) - timedelta(days=1))
+
+    return read
+
+
 def promote(ops: GitOps, env: str, *, author: str = "alice", **kw: object) -> PullRequest:
     with engine.session(ops.clone) as s:
+        kw.setdefault("status_reader", soaked(s))
         p = propose.plan_promotion(s, env, **kw)  # type: ignore[arg-type]
         assert not p.empty and not p.blocked, p.problems()
         return propose.open_pull_request(s, p, author=author)
