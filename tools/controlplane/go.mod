@@ -1,4 +1,5 @@
-// Builds the two servers promote's integration tests run for real: kube-apiserver and etcd.
+// Builds the local cluster promote runs for real: kube-apiserver, etcd, kube-controller-manager
+// and kube-scheduler (kwok comes from tools/kwok: it pins a newer client-go).
 // k8s.io/kubernetes is not meant to be imported: its go.mod points every k8s.io/* staging
 // module at ./staging, so each one is replaced here by its published twin of the same release.
 // Bump all of these together (and K8S_VERSION in tools/ensure-controlplane and

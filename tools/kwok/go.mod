@@ -1,7 +1,7 @@
 // Builds kwok, the fake-kubelet controller promote's local cluster runs so Pods on fake Nodes
 // are reported Running and Ready. kwok is built from its own module (it pins a newer client-go
 // than tools/controlplane), as a `tool` so no wrapper code is needed.
-// Bump with KWOK_VERSION in tools/ensure-kwok.
+// Bump with KWOK_VERSION in tools/ensure-kwok and promote/localnodes.py.
 module promote.local/tools/kwok
 
 go 1.26.0
