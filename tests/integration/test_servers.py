@@ -249,3 +249,18 @@ def _running(pid: int) -> bool:
     except OSError:
         return False
     return stat.rsplit(")", 1)[-1].split()[0] != "Z"  # a zombie waits for init, it is gone
+
+
+def test_cluster_up_with_no_nodes_runs_only_the_api(tmp_path: Path) -> None:
+    directory = tmp_path / "cluster"
+    try:
+        up = run_cli("cluster", "up", "--dir", str(directory), "--nodes", "0", "-o", "json")
+        assert up.code == 0, up.stderr
+        doc = up.json()
+        assert set(doc["pids"]) == {"etcd", "kube-apiserver"} and doc["nodes"] == []
+        shown = run_cli("cluster", "status", "--dir", str(directory))
+        assert "no nodes: API only" in shown.stdout, shown.stdout
+    finally:
+        down = run_cli("cluster", "down", "--dir", str(directory))
+    assert down.code == 0, down.stderr
+    assert not any(_running(pid) for pid in doc["pids"].values())
