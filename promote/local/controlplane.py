@@ -1,15 +1,19 @@
-"""A local Kubernetes control plane: real etcd and kube-apiserver on 127.0.0.1.
+"""A local Kubernetes cluster: real etcd and kube-apiserver on 127.0.0.1, and with ``nodes``
+also kube-controller-manager, kube-scheduler and kwok playing the kubelet of fake Nodes.
 
-Owns: finding the two binaries (built by ``tools/ensure-controlplane``), the data directory,
-starting both servers on free ports with the certificates and kubeconfig ``local.pki`` writes
-(context ``promote-local``), waiting for ``/readyz``, and stopping them. Test fixtures use
+Owns: finding the binaries (built by ``tools/ensure-controlplane`` and ``tools/ensure-kwok``),
+the data directory, starting the servers on free ports with the certificates and kubeconfig
+``localpki`` writes (context ``promote-local``), waiting for ``/readyz`` (and, with nodes, for
+the controllers and Ready Nodes: ``localnodes``), and stopping them. Test fixtures use
 :class:`LocalCluster` (a context manager whose servers die with this process); ``promote
 cluster up/down`` use :func:`up`, which leaves them running detached and records them in
 ``<dir>/state.json``, and :func:`down`, which stops them by PID.
 
-Must not: build binaries, or talk to the API beyond ``/readyz`` (``cluster/`` does that). There
-is no controller-manager, scheduler or kubelet: Pods are stored, never run, and a deleted
-namespace stays Terminating.
+Must not: build binaries, or talk to the API beyond ``/readyz`` and Nodes (``cluster/`` does
+that). With ``nodes=0`` (API only, for tests that need no rollout and for benchmarks) there is
+no controller-manager, scheduler or kubelet: Pods are stored, never run, and a deleted namespace
+stays Terminating. With nodes, Deployments roll out and Pods are reported Running and Ready by
+kwok, but no container runs: see ``stages/stages.yaml`` for what is simulated.
 """
 
 from __future__ import annotations
@@ -30,11 +34,12 @@ import subprocess
 import tempfile
 import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from promote import errors
+from promote.local import nodes
 from promote.local import pki as localpki
 
 log = logging.getLogger(__name__)
@@ -45,7 +50,7 @@ CONTEXT = "promote-local"
 STATE_FILE = "state.json"
 _BUILD_HINT = (
     "Build them once with tools/ensure-controlplane (needs Go and the module proxy; a cold "
-    "build takes several minutes), or point PROMOTE_CONTROLPLANE_DIR at a directory holding both."
+    "build takes several minutes), or point PROMOTE_CONTROLPLANE_DIR at a directory holding them."
 )
 _LOG_TAIL_LINES = 20
 
@@ -70,48 +75,63 @@ class ClusterState:
     apiserver_pid: int
     etcd_port: int
     apiserver_port: int
+    nodes: int = 0  # kwok Nodes; 0 is the API-only cluster
+    components: dict[str, int] = field(default_factory=dict)  # controllers and kwok: name -> pid
+
+    def pids(self) -> dict[str, int]:
+        """Every process of the cluster, in start order."""
+        return {"etcd": self.etcd_pid, "kube-apiserver": self.apiserver_pid, **self.components}
 
 
-def find_binaries() -> Path:
-    """The directory holding ``kube-apiserver`` and ``etcd``; the same order as the script."""
+def find_binaries(*, controllers: bool = False) -> Path:
+    """The directory holding ``kube-apiserver`` and ``etcd`` (with ``controllers``, also
+    kube-controller-manager and kube-scheduler); the same order as the script."""
+    names = ("kube-apiserver", "etcd", *(nodes.CONTROLLER_BINARIES if controllers else ()))
     explicit = os.environ.get("PROMOTE_CONTROLPLANE_DIR")
     if explicit:
-        if _has_binaries(Path(explicit)):
+        if _has_binaries(Path(explicit), names):
             return Path(explicit)
         raise errors.ClusterError(
-            f"PROMOTE_CONTROLPLANE_DIR={explicit} does not hold executable kube-apiserver and "
-            "etcd.",
+            f"PROMOTE_CONTROLPLANE_DIR={explicit} does not hold executable {', '.join(names)}.",
             hint=_BUILD_HINT,
         )
     assets = os.environ.get("KUBEBUILDER_ASSETS")
-    if assets and _has_binaries(Path(assets)):
+    if assets and _has_binaries(Path(assets), names):
         return Path(assets)
     cache = os.environ.get("PROMOTE_CACHE") or str(Path.home() / ".cache" / "promote")
     built = Path(cache) / "controlplane" / K8S_VERSION
-    if _has_binaries(built):
+    if _has_binaries(built, names):
         return built
     raise errors.ClusterError(
-        f"kube-apiserver and etcd {K8S_VERSION} are not built: {built} is missing or incomplete.",
+        f"{', '.join(names)} {K8S_VERSION} are not built: {built} is missing or incomplete.",
         hint=_BUILD_HINT,
     )
 
 
-def _has_binaries(directory: Path) -> bool:
-    return all(os.access(directory / name, os.X_OK) for name in ("kube-apiserver", "etcd"))
+def _has_binaries(directory: Path, names: tuple[str, ...]) -> bool:
+    return all(os.access(directory / name, os.X_OK) for name in names)
 
 
 class LocalCluster:
-    """etcd + kube-apiserver for the life of this process, or of the ``with`` block."""
+    """The cluster for the life of this process, or of the ``with`` block.
+
+    ``nodes`` > 0 also runs kube-controller-manager, kube-scheduler and kwok with that many
+    fake Nodes, so workloads roll out; 0 is etcd + kube-apiserver only.
+    """
 
     def __init__(
         self,
         *,
         data_dir: Path | None = None,
         binaries: Path | None = None,
+        nodes: int = 0,
+        kwok_dir: Path | None = None,
         ready_timeout_s: float = 60.0,  # warm start is ~5 s; 2 busy cores can take much longer
     ) -> None:
         self._given_dir = data_dir
         self._binaries = binaries
+        self._nodes = nodes
+        self._kwok_dir = kwok_dir
         self._ready_timeout_s = ready_timeout_s
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
         self._ports: dict[str, int] = {}
@@ -133,7 +153,8 @@ class LocalCluster:
         """
         if self._info is not None:
             return self._info
-        binaries = self._binaries or find_binaries()
+        binaries = self._binaries or find_binaries(controllers=self._nodes > 0)
+        kwok_dir = (self._kwok_dir or nodes.find_kwok()) if self._nodes else None
         if self._given_dir is None:
             self._data_dir = Path(tempfile.mkdtemp(prefix="promote-cluster-")).resolve()
         else:
@@ -144,6 +165,8 @@ class LocalCluster:
             _track(self)
         try:
             self._info = self._launch(binaries, self._data_dir, detach=detach)
+            if kwok_dir is not None:
+                self._start_nodes(binaries, kwok_dir, self._info, detach=detach)
         except BaseException:
             self.stop()
             raise
@@ -157,14 +180,16 @@ class LocalCluster:
             apiserver_pid=self._procs["kube-apiserver"].pid,
             etcd_port=self._ports["etcd"],
             apiserver_port=self._ports["kube-apiserver"],
+            nodes=self._nodes,
+            components={n: self._procs[n].pid for n in nodes.COMPONENTS if n in self._procs},
         )
 
     def stop(self) -> None:
-        """Stop both servers (process groups) and remove a data directory we created."""
-        for name in ("kube-apiserver", "etcd"):  # apiserver first: it holds etcd connections
-            proc = self._procs.pop(name, None)
-            if proc is not None:
-                _terminate(proc.pid, proc)
+        """Stop every process (process groups) and remove a data directory we created."""
+        # Reverse start order: clients before the apiserver, the apiserver before etcd.
+        for name in reversed(list(self._procs)):
+            proc = self._procs.pop(name)
+            _terminate(proc.pid, proc)
         _untrack(self)
         if self._given_dir is None and self._data_dir is not None:
             shutil.rmtree(self._data_dir, ignore_errors=True)
@@ -209,8 +234,10 @@ class LocalCluster:
             f"--service-account-issuer={server}",
             "--service-cluster-ip-range=10.0.0.0/24",
             "--authorization-mode=RBAC",
-            # ServiceAccount admission waits for a token controller we do not run.
-            "--disable-admission-plugins=ServiceAccount",
+            # ServiceAccount admission waits for a token controller the API-only cluster does
+            # not run. TaintNodesByCondition would taint each new Node not-ready until the
+            # node-lifecycle controller, which we do not run either (localnodes), lifts it.
+            "--disable-admission-plugins=ServiceAccount,TaintNodesByCondition",
             "--allow-privileged=true",
             "--profiling=false",
         ]
@@ -221,6 +248,36 @@ class LocalCluster:
         kubeconfig = data_dir / "kubeconfig"
         localpki.write_kubeconfig(kubeconfig, server, pki, context=CONTEXT)
         return ClusterInfo(kubeconfig=kubeconfig, server=server, context=CONTEXT, data_dir=data_dir)
+
+    def _start_nodes(
+        self, binaries: Path, kwok_dir: Path, info: ClusterInfo, *, detach: bool
+    ) -> None:
+        """Controllers, scheduler and kwok; the fake Nodes; wait until they all serve."""
+        logs, pki = info.data_dir / "logs", info.data_dir / "pki"
+        started = time.monotonic()
+        cm_port, sched_port = _free_ports(2)
+        argvs = nodes.component_argvs(
+            binaries, kwok_dir, pki=pki, kubeconfig=info.kubeconfig, ports=(cm_port, sched_port)
+        )
+        for name, argv in argvs.items():
+            self._procs[name] = _spawn(argv, logs / f"{name}.log", detach=detach)
+        api = nodes.Api(self._ports["kube-apiserver"], pki)
+        nodes.create_nodes(api, self._nodes)
+        missing = nodes.wait_ready(
+            api,
+            nodes=self._nodes,
+            ports=(cm_port, sched_port),
+            deadline=started + self._ready_timeout_s,
+            check=lambda: self._check_alive(logs),
+        )
+        if missing:
+            raise _startup_error(f"not ready within {self._ready_timeout_s:g}s ({missing})", logs)
+        log.info("controllers and %d nodes ready in %.1fs", self._nodes, time.monotonic() - started)
+
+    def _check_alive(self, logs: Path) -> None:
+        for name, proc in self._procs.items():
+            if proc.poll() is not None:
+                raise _startup_error(f"{name} exited with status {proc.returncode}", logs)
 
     def restart_apiserver(self, *, down_s: float = 0.0) -> None:
         """Stop kube-apiserver and start it again on the same port; etcd keeps the data.
@@ -238,9 +295,7 @@ class LocalCluster:
         started = time.monotonic()
         last = "no answer yet"
         while time.monotonic() - started < self._ready_timeout_s:
-            for name, proc in self._procs.items():
-                if proc.poll() is not None:
-                    raise _startup_error(f"{name} exited with status {proc.returncode}", logs)
+            self._check_alive(logs)
             conn = http.client.HTTPSConnection("127.0.0.1", port, context=context, timeout=2)
             try:
                 conn.request("GET", "/readyz")
@@ -260,8 +315,9 @@ class LocalCluster:
         )
 
 
-def up(directory: Path, *, ready_timeout_s: float = 60.0) -> ClusterState:
-    """Start a detached control plane in ``directory``, or return the one already running."""
+def up(directory: Path, *, nodes: int = 0, ready_timeout_s: float = 60.0) -> ClusterState:
+    """Start a detached cluster in ``directory`` with ``nodes`` kwok Nodes (0: API only), or
+    return the one already running there (whatever its nodes)."""
     directory = directory.expanduser().resolve()
     existing = read_state(directory)
     if existing is not None:
@@ -273,7 +329,7 @@ def up(directory: Path, *, ready_timeout_s: float = 60.0) -> ClusterState:
             f"{directory} is not empty and holds no {STATE_FILE}; refusing to use it.",
             hint="Pick another --dir, or empty it.",
         )
-    cluster = LocalCluster(data_dir=directory, ready_timeout_s=ready_timeout_s)
+    cluster = LocalCluster(data_dir=directory, nodes=nodes, ready_timeout_s=ready_timeout_s)
     try:
         cluster.start(detach=True)
         state = cluster.state()
@@ -293,7 +349,7 @@ def down(directory: Path) -> ClusterState | None:
     state = read_state(directory)
     if state is None:
         return None
-    for pid in (state.apiserver_pid, state.etcd_pid):
+    for pid in reversed(state.pids().values()):  # kwok and the controllers first, etcd last
         if _owned(pid, directory):
             _terminate(pid, None)
     shutil.rmtree(directory, ignore_errors=True)
@@ -318,7 +374,7 @@ def read_state(directory: Path) -> ClusterState | None:
 
 def is_running(state: ClusterState) -> bool:
     directory = state.info.data_dir
-    return _owned(state.etcd_pid, directory) and _owned(state.apiserver_pid, directory)
+    return all(_owned(pid, directory) for pid in state.pids().values())
 
 
 # --- processes -------------------------------------------------------------------------------
@@ -420,8 +476,10 @@ def _free_ports(count: int) -> list[int]:
 
 def _startup_error(what: str, logs: Path) -> errors.ClusterError:
     parts = [f"The local control plane did not start: {what}."]
-    for name in ("etcd", "kube-apiserver"):
+    for name in ("etcd", "kube-apiserver", *nodes.COMPONENTS):
         path = logs / f"{name}.log"
+        if name in nodes.COMPONENTS and not path.exists():
+            continue
         try:
             tail = path.read_text(errors="replace").splitlines()[-_LOG_TAIL_LINES:]
         except OSError:

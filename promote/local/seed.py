@@ -104,6 +104,41 @@ def set_vault_address(clone: Path, envs: list[str], address: str) -> None:
         )
 
 
+#: The demo's soak gates (staging's, and prod's shortened from the example's 10m).
+DEMO_SOAK_S = 5
+#: dev's Deployments give up this soon, so a broken build reads Degraded within the demo.
+DEMO_PROGRESS_DEADLINE_S = 10
+_DEADLINE_PATCH = f"""- target:
+    kind: Deployment
+  patch: |-
+    - op: add
+      path: /spec/progressDeadlineSeconds
+      value: {DEMO_PROGRESS_DEADLINE_S}
+"""
+
+
+def shorten_for_demo(clone: Path) -> None:
+    """Short gates and deadlines, so the demo takes minutes: a soak gate of DEMO_SOAK_S on
+    staging and prod, and a progress deadline of DEMO_PROGRESS_DEADLINE_S on dev."""
+    soak = f"gates:\n  soak: {DEMO_SOAK_S}s  # the demo's; real soaks are minutes or hours\n"
+    staging = clone / "environments" / "staging.yaml"
+    if "\ngates:" in f"\n{staging.read_text(encoding='utf-8')}":
+        raise DemoError(f"{staging}: already has a gates: section; the demo adds its own.")
+    staging.write_text(staging.read_text(encoding="utf-8").rstrip("\n") + "\n" + soak)
+    prod = clone / "environments" / "prod.yaml"
+    lines = prod.read_text(encoding="utf-8").splitlines(keepends=True)
+    at = next((i for i, line in enumerate(lines) if line.startswith("  soak:")), None)
+    if at is None:
+        raise DemoError(f"{prod}: the example should have a gates.soak to shorten.")
+    lines[at] = soak.splitlines(keepends=True)[1]
+    prod.write_text("".join(lines), encoding="utf-8")
+    dev = clone / "overlays" / "dev" / "kustomization.yaml"
+    text = dev.read_text(encoding="utf-8")
+    if not text.rstrip("\n").splitlines()[-1].startswith(("  ", "- ")) or "\npatches:" not in text:
+        raise DemoError(f"{dev}: the demo expects patches: to be its last section.")
+    dev.write_text(text.rstrip("\n") + "\n" + _DEADLINE_PATCH, encoding="utf-8")
+
+
 def main_sha(remote: Path) -> str:
     return git("rev-parse", "refs/heads/main", cwd=remote)
 

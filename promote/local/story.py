@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 from promote import config
 from promote.kustomize import render
-from promote.local import controlplane, seed, world
+from promote.local import controlplane, nodes, rollout, seed, world
 from promote.local.seed import DemoError
 from promote.local.world import ENVS, World, wait_until
 from promote.secrets import sops
@@ -39,8 +39,8 @@ class Story:
 
     def steps(self) -> list[tuple[str, str, Callable[[], str]]]:
         return [
-            ("prerequisites", "Check the tools: kube-apiserver + etcd, OpenBao, gpg, kustomize, "
-             "sops", self.prerequisites),
+            ("prerequisites", "Check the tools: the local cluster's binaries, OpenBao, gpg, "
+             "kustomize, sops", self.prerequisites),
             ("openbao", "Start OpenBao (the Vault API) and store prod's payments API token",
              self.openbao),
             ("people", "Fresh GnuPG keys for rm1, rm2 (release managers) and dev1 (developer)",
@@ -52,19 +52,21 @@ class Story:
             ("secrets", "A random database password per environment, prod's API token as a "
              "vault: reference", self.encrypt_secrets),
             ("publish", "Validate the repository and push main", self.publish),
-            ("cluster", "Start a local control plane with a namespace per environment",
+            ("cluster", "Start a local cluster (3 kwok nodes) with a namespace per environment",
              self.cluster),
             ("agents", "Start three agents (dev, staging, prod), each holding only its own key",
              self.agents),
             ("ci-publish", f"CI publishes {APP}:{TAG} to dev", self.ci_publish),
-            ("dev-sync", "The dev agent deploys it", lambda: self.synced("dev")),
+            ("dev-sync", "The dev agent deploys it; it rolls out Healthy",
+             lambda: self.synced("dev")),
             ("promote-staging", "dev1 promotes dev -> staging: a pull request",
              lambda: self.open_pr("staging")),
             ("approve-staging", "rm1 approves it (a GnuPG signature on the PR's head)",
              lambda: self.approve("staging", "rm1")),
             ("merge-staging", "rm1 merges: staging needs one approval",
              lambda: self.merge("staging", "rm1")),
-            ("staging-sync", "The staging agent deploys it", lambda: self.synced("staging")),
+            ("staging-sync", "The staging agent deploys it; it rolls out Healthy",
+             lambda: self.synced("staging")),
             ("promote-prod", "dev1 promotes staging -> prod", lambda: self.open_pr("prod")),
             ("approve-prod-rm1", "rm1 approves the prod PR", lambda: self.approve("prod", "rm1")),
             ("merge-prod-refused", "rm1 tries to merge with one approval: prod needs two, refused",
@@ -72,10 +74,17 @@ class Story:
             ("approve-prod-rm2", "rm2 approves too", lambda: self.approve("prod", "rm2")),
             ("merge-prod", "rm2 merges with two signed approvals",
              lambda: self.merge("prod", "rm2")),
-            ("prod-sync", "The prod agent deploys it", lambda: self.synced("prod")),
+            ("prod-sync", "The prod agent deploys it; it rolls out Healthy",
+             lambda: self.synced("prod")),
             ("drift", f"Someone scales prod's {APP} by hand; the prod agent reverts it",
              self.drift),
             ("status", "The release matrix: promote status", self.status),
+            ("bad-version", f"CI publishes {APP}:{rollout.BAD_TAG} from a broken build "
+             "to dev: Progressing, then Degraded at its deadline", self.bad_version),
+            ("gate-refuses", "dev1 tries to promote it: staging's soak gate refuses",
+             self.gate_refuses),
+            ("dev-recovers", "CI reverts the broken build; dev is Healthy again",
+             self.recover),
             ("history", "What reached prod, and who approved it: promote history prod",
              self.history),
         ]  # fmt: skip
@@ -83,20 +92,22 @@ class Story:
     # --- the world -------------------------------------------------------------------------
 
     def prerequisites(self) -> str:
-        binaries = controlplane.find_binaries()  # its error says how to build them
+        binaries = controlplane.find_binaries(controllers=True)  # the error says how to build
+        kwok = nodes.find_kwok()
         for tool in ("git", "gpg", "gpgconf"):
             if shutil.which(tool) is None:
                 raise DemoError(f"`{tool}` is not on PATH; install Git and GnuPG.")
         kustomize = render.find_kustomize()
         env = self.w.child_env
         env["PROMOTE_CONTROLPLANE_DIR"] = str(binaries)  # children use their own cache dir
+        env["PROMOTE_KWOK_DIR"] = str(kwok)
         if kustomize[-1] == "build":
             env["PROMOTE_KUSTOMIZE"] = kustomize[0]
         sops_binary = sops.find_sops()
         seed.bao_binary()
         seed.example_root()
         return (
-            f"kube-apiserver + etcd {controlplane.K8S_VERSION} ({binaries}); "
+            f"Kubernetes {controlplane.K8S_VERSION} ({binaries}), kwok ({kwok}); "
             f"kustomize: {' '.join(kustomize)}; sops: {sops_binary}"
         )
 
@@ -134,6 +145,7 @@ class Story:
         assert self.bao is not None
         seed.seed_repository(w.remote, w.clone)
         seed.set_vault_address(w.clone, list(ENVS), self.bao.address)
+        seed.shorten_for_demo(w.clone)
         for name in ("rm1", "rm2"):
             (w.clone / "keys" / "release-managers" / f"{name}.asc").write_text(self.public[name])
         developers = w.clone / "keys" / "developers"
@@ -150,7 +162,8 @@ class Story:
         return (
             f"bare remote {w.remote}, clone {w.clone}; keys/release-managers/rm1.asc, rm2.asc and "
             f"keys/developers/dev1.asc added; secrets.vault of every environment -> "
-            f"{self.bao.address}"
+            f"{self.bao.address}; soak gates {seed.DEMO_SOAK_S}s on staging and prod, "
+            f"dev's progress deadline {seed.DEMO_PROGRESS_DEADLINE_S}s"
         )
 
     def age_keys(self) -> str:
@@ -195,13 +208,17 @@ class Story:
         state = controlplane.read_state(w.cluster_dir)
         if state is None or not controlplane.is_running(state):
             raise DemoError(f"`promote cluster up` left no running cluster in {w.cluster_dir}")
-        w.cluster_pids = {"etcd": state.etcd_pid, "kube-apiserver": state.apiserver_pid}
+        w.cluster_pids = state.pids()
+        w.child_env["KUBECONFIG"] = str(w.kubeconfig)  # soak gates read the agents' status
         for namespace in w.namespaces.values():
             w.kube().request("POST", "/api/v1/namespaces",
                              body={"apiVersion": "v1", "kind": "Namespace",
                                    "metadata": {"name": namespace}})  # fmt: skip
         names = ", ".join(w.namespaces.values())
-        return f"Kubernetes {state.version} at {state.info.server}; namespaces {names}"
+        return (
+            f"Kubernetes {state.version} at {state.info.server}, {state.nodes} kwok nodes; "
+            f"namespaces {names}"
+        )
 
     def agents(self) -> str:
         w = self.w
@@ -244,10 +261,10 @@ class Story:
     def synced(self, env: str) -> str:
         w = self.w
         took = w.wait_synced((env,), self.main)
-        doc = w.agent_status(env) or {}
+        doc = rollout.wait_health(w, env, "Healthy", revision=self.main)
         w.narrator.say(
             f"{env} agent /status: revision {self.main[:12]}, {doc.get('sync')}, "
-            f"health {doc.get('health')} (no nodes here, so Pods never run)"
+            f"health {doc.get('health')} (kwok reports the Pods Running and Ready)"
         )
         image = w.image(env, APP)
         if not image.endswith(f":{TAG}"):
@@ -258,6 +275,10 @@ class Story:
         return f"Synced at {self.main[:12]} after {took:.1f}s; Deployment image {image}"
 
     def open_pr(self, env: str) -> str:
+        source = {"staging": "dev", "prod": "staging"}[env]
+        waited = rollout.wait_soaked(self.w, source)
+        self.w.narrator.say(f"{env}'s soak gate: {source} Healthy {seed.DEMO_SOAK_S}s+ "
+                            f"(waited {waited:.1f}s)")  # fmt: skip
         before = seed.pr_numbers(self.w.remote)
         self.w.promote("to", env, actor="dev1")
         new = seed.pr_numbers(self.w.remote) - before
@@ -341,7 +362,20 @@ class Story:
         if self.show_views:
             w.promote("status", *kube, actor="dev1")
         health = ", ".join(f"{e} {cells[e]['health']}" for e in ENVS)
-        return f"{APP} {TAG} Synced in dev, staging and prod (health: {health})"
+        if any(cells[e]["health"] != "Healthy" for e in ENVS):
+            raise DemoError(f"promote status: not every environment is Healthy: {health}")
+        return f"{APP} {TAG} Synced and Healthy in dev, staging and prod"
+
+    def bad_version(self) -> str:
+        self.main, detail = rollout.bad_version(self.w, self.main)
+        return detail
+
+    def gate_refuses(self) -> str:
+        return rollout.gate_refuses(self.w)
+
+    def recover(self) -> str:
+        self.main, detail = rollout.recover(self.w, self.main)
+        return detail
 
     def history(self) -> str:
         w = self.w

@@ -425,7 +425,26 @@ class Agent:
                     exc,
                 )
                 self._heal_queue[key] = None
+        self.refresh_health()
         return fixed
+
+    def refresh_health(self) -> bool:
+        """Judge health again from the watch cache, between passes: a rollout that finishes
+        or passes its deadline changes only an object's status, and the soak gate counts from
+        the moment it turns Healthy. True when the published health changed."""
+        with self._lock:
+            st = self.status
+            if st.sync != SyncState.SYNCED or not self._desired:
+                return False
+            report = PassReport()
+            self._assess(list(self._desired.values()), report)
+            if (report.health, report.health_details) == (st.health, st.health_details):
+                return False
+            st.health, st.health_details = report.health, report.health_details
+            healthy = st.health == str(health.Health.HEALTHY)
+            st.healthy_since = (st.healthy_since or status_mod.now_iso()) if healthy else None
+            self.write_status()
+            return True
 
     def _heal_one(self, key: str) -> int:
         with self._lock:

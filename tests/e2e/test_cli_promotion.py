@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -65,7 +66,13 @@ def test_the_pipeline_from_ci_push_to_prod_rollback(ops: GitOps) -> None:
     assert merged["merge"]["method"] == "fast-forward" and merged["merge"]["approvals"] == ["rm1"]
     assert "already up to date" in cli(ops, "to", "staging").stdout
 
-    prod = cli(ops, "to", "prod", "-o", "json").json()["pullRequest"]["number"]
+    # prod's soak gate (10m in the example): staging's agent status, as a file here.
+    status = ops.clone.parent / "status.json"
+    staging = {"synced": True, "healthy": True, "since": "2020-01-01T00:00:00+00:00",
+               "images": {"web-app": "v3.0.0", "api": "v1.8.0"}}  # fmt: skip
+    status.write_text(json.dumps({"staging": staging}))
+    to_prod = cli(ops, "to", "prod", "--status-file", str(status), "-o", "json")
+    prod = to_prod.json()["pullRequest"]["number"]
     for name in ("rm1", "rm2"):
         cli(ops, "approve", f"#{prod}", "--as", name)
     cli(ops, "merge", str(prod))

@@ -1,6 +1,7 @@
 """`promote demo` as `make demo` runs it: every step's outcome read from its JSON summary.
 
-The demo starts real servers (kube-apiserver + etcd, OpenBao) and three agents; these tests
+The demo starts real servers (kube-apiserver + etcd, controllers, scheduler and kwok nodes,
+OpenBao) and three agents; these tests
 check that each step did what the narration says and that nothing is left running or on disk.
 """
 
@@ -21,9 +22,13 @@ STORY = [
     "prerequisites", "openbao", "people", "repository", "age-keys", "secrets", "publish",
     "cluster", "agents", "ci-publish", "dev-sync", "promote-staging", "approve-staging",
     "merge-staging", "staging-sync", "promote-prod", "approve-prod-rm1", "merge-prod-refused",
-    "approve-prod-rm2", "merge-prod", "prod-sync", "drift", "status", "history", "teardown",
+    "approve-prod-rm2", "merge-prod", "prod-sync", "drift", "status", "bad-version",
+    "gate-refuses", "dev-recovers", "history", "teardown",
 ]  # fmt: skip
-SERVERS = {"agent-dev", "agent-staging", "agent-prod", "openbao", "etcd", "kube-apiserver"}
+SERVERS = {
+    "agent-dev", "agent-staging", "agent-prod", "openbao", "etcd", "kube-apiserver",
+    "kube-controller-manager", "kube-scheduler", "kwok",
+}  # fmt: skip
 DEMO_TIMEOUT_S = 540  # the demo takes 1-2 minutes on 2 busy cores; its own waits are bounded
 
 
@@ -71,7 +76,13 @@ def test_demo_tells_the_whole_story_and_leaves_nothing_running(tmp_path: Path) -
     assert refused.startswith("exit 3, main unchanged") and "rm2" in refused
     assert "merged" in steps["merge-prod"]
     assert steps["drift"].startswith("replicas 10 -> 3 in") and "DriftReverted" in steps["drift"]
-    assert "web-app v2.4.1 Synced in dev, staging and prod" in steps["status"]
+    assert "web-app v2.4.1 Synced and Healthy in dev, staging and prod" in steps["status"]
+    # A broken build: Degraded at its progress deadline, refused by staging's soak gate.
+    assert 'Deployment "web-app" exceeded its progress deadline' in steps["bad-version"]
+    assert steps["gate-refuses"] == (
+        "exit 3, no PR opened: gate soak 5s: blocked: dev is synced, not healthy"
+    )
+    assert steps["dev-recovers"].endswith("web-app:v2.4.1, Healthy")
     assert "approved by rm1 and rm2 (verified)" in steps["history"]
     assert "AGE-SECRET-KEY" not in res.stdout + res.stderr
 

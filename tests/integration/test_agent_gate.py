@@ -56,3 +56,42 @@ def test_soak_gate_blocks_until_dev_ran_the_images_healthy_long_enough(
         time.sleep(1)
         ok = run_cli(*args, cwd=repo.work)
     assert ok.code == 0, ok.stdout + ok.stderr
+
+
+def test_soak_gate_counts_from_when_a_real_rollout_turns_healthy(
+    tmp_path: Path, rollout_namespace: str, rollout_cluster: Any
+) -> None:
+    """With controllers and kwok Nodes: no faked status, and no second pass either. The
+    agent re-judges health from watch events, so healthy_since is when the rollout finished."""
+    repo = make_repo(tmp_path, namespace_map={"dev": rollout_namespace})
+    kubeconfig = str(rollout_cluster.kubeconfig)
+    repo.edit(
+        "environments/dev.yaml", "  context: promote-local\n", f"  kubeconfig: {kubeconfig}\n"
+    )
+    repo.edit("environments/staging.yaml", "sync:\n", "gates:\n  soak: 5s\nsync:\n")
+    repo.commit_all("gate")
+    args = ("to", "staging", "--dry-run", "-o", "json")
+    cluster = client.Cluster(client.connect(kubeconfig=kubeconfig))
+    agent = factory.build_agent(
+        config.load_project(repo.work), "dev", factory.Overrides(), cluster=cluster
+    )
+    try:
+        assert agent.run_pass().health == "Progressing"  # just applied: nothing rolled out yet
+        assert agent.status.healthy_since is None
+        agent.healing_enabled = True  # as the loop does after a pass; events drive the rest
+        deadline = time.monotonic() + 60
+        while agent.status.health != "Healthy" and time.monotonic() < deadline:
+            if agent.wait_for_heal_work(0.5):
+                agent.heal_pending()
+        assert agent.status.health == "Healthy", agent.status.health_details
+        assert agent.status.healthy_since is not None
+
+        res = run_cli(*args, cwd=repo.work)
+        assert res.code == 3 and "to go" in res.stdout, res.stdout
+        while time.monotonic() < deadline:
+            res = run_cli(*args, cwd=repo.work)
+            if res.code == 0:
+                break
+        assert res.code == 0, res.stdout + res.stderr
+    finally:
+        agent.cache.stop()

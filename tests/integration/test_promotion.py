@@ -36,9 +36,21 @@ def ops(tmp_path: Path, gpg_keys: Keys) -> GitOps:  # noqa: F811
     return ops
 
 
+def soaked(s: engine.Session) -> plan.StatusReader:
+    """A source agent reporting what its overlay sets, Synced and Healthy for a day: passes
+    the example's soak gate (prod's), which these tests are not about."""
+
+    def read(env: str) -> plan.EnvStatus:
+        images = {i.name: i.version for i in s.read_overlay(s.project.env(env))[1]}
+        return plan.EnvStatus(env, True, True, images, datetime.now(UTC) - timedelta(days=1))
+
+    return read
+
+
 def promote(ops: GitOps, env: str, *, opener: str = "dev1", **kw: object) -> PullRequest:
     """Open a promotion signed with ``opener``'s registered key."""
     with engine.session(ops.clone) as s:
+        kw.setdefault("status_reader", soaked(s))
         p = propose.plan_promotion(s, env, **kw)  # type: ignore[arg-type]
         assert not p.empty and not p.blocked, p.problems()
         signer = gpg.Signer(gnupghome=str(ops.keys.home)) if ops.keys else None

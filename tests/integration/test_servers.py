@@ -204,7 +204,7 @@ def test_cluster_up_gives_a_kubeconfig_kubectl_can_use_then_down(tmp_path: Path)
         pytest.fail("kubectl is not installed; this test checks the kubeconfig with it")
     directory = tmp_path / "cluster"
     try:
-        up = run_cli("cluster", "up", "--dir", str(directory))
+        up = run_cli("cluster", "up", "--dir", str(directory), "--nodes", "2")
         assert up.code == 0, up.stderr
         lines = [line for line in up.stdout.splitlines() if line.startswith("kubeconfig: ")]
         kubeconfig = lines[0].removeprefix("kubeconfig: ")
@@ -222,7 +222,20 @@ def test_cluster_up_gives_a_kubeconfig_kubectl_can_use_then_down(tmp_path: Path)
 
         status = run_cli("cluster", "status", "--dir", str(directory), "-o", "json")
         assert status.json()["running"] is True
+        assert status.json()["nodes"] == [
+            {"name": "kwok-node-0", "ready": True},
+            {"name": "kwok-node-1", "ready": True},
+        ]
         pids = status.json()["pids"]
+        assert set(pids) == {
+            "etcd",
+            "kube-apiserver",
+            "kube-controller-manager",
+            "kube-scheduler",
+            "kwok",
+        }
+        shown = run_cli("cluster", "status", "--dir", str(directory))
+        assert "node kwok-node-1: Ready" in shown.stdout, shown.stdout
     finally:
         down = run_cli("cluster", "down", "--dir", str(directory))
     assert down.code == 0, down.stderr
@@ -236,3 +249,18 @@ def _running(pid: int) -> bool:
     except OSError:
         return False
     return stat.rsplit(")", 1)[-1].split()[0] != "Z"  # a zombie waits for init, it is gone
+
+
+def test_cluster_up_with_no_nodes_runs_only_the_api(tmp_path: Path) -> None:
+    directory = tmp_path / "cluster"
+    try:
+        up = run_cli("cluster", "up", "--dir", str(directory), "--nodes", "0", "-o", "json")
+        assert up.code == 0, up.stderr
+        doc = up.json()
+        assert set(doc["pids"]) == {"etcd", "kube-apiserver"} and doc["nodes"] == []
+        shown = run_cli("cluster", "status", "--dir", str(directory))
+        assert "no nodes: API only" in shown.stdout, shown.stdout
+    finally:
+        down = run_cli("cluster", "down", "--dir", str(directory))
+    assert down.code == 0, down.stderr
+    assert not any(_running(pid) for pid in doc["pids"].values())
