@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import enum
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import typer
 
-from promote.cli import common
+from promote import config
+from promote.cli import changes, common
 from promote.cli.output import Format, OutputOpt, console, emit_json, handled, progress
 from promote.errors import UsageError
+from promote.forge.base import PRKind
+from promote.promotion import governance
 from promote.secrets.authoring import keys, rekey
 
 
@@ -41,19 +45,60 @@ def _files(report: rekey.RekeyReport) -> list[dict[str, object]]:
 
 
 def _finish(
-    report: rekey.RekeyReport, what: str, output: Format, payload: dict[str, object]
+    report: rekey.RekeyReport,
+    what: str,
+    output: Format,
+    payload: dict[str, object],
+    done: governance.Outcome[rekey.RekeyReport] | None = None,
 ) -> None:
     body = {**payload, "sopsConfig": report.config_file, "files": _files(report)}
     if report.blocked:
         raise rekey.blocked_error(report, what)
     if output == Format.json:
-        emit_json(body)
+        emit_json({**body, **(changes.change_json(done) if done else {})})
         return
     for f in report.files:
         if f.action != "current":
             console.print(f"  {f.action}: {f.file}", markup=False)
     state = "updated" if report.config_changed else "unchanged"
     console.print(f"{report.config_file} {state}; {len(report.files)} encrypted file(s) checked.")
+    if done is not None:
+        changes.print_change(done)
+
+
+def _run(
+    repo_dir: Path,
+    what: str,
+    env: str | None,
+    pr: bool | None,
+    step: Callable[[config.Project, dict[str, str]], rekey.RekeyReport],
+    title: str,
+) -> governance.Outcome[rekey.RekeyReport]:
+    """A keys change: governance (keys/ and .sops.yaml belong to every environment), so a PR
+    by default wherever any environment requires approvals."""
+
+    def make(p: config.Project, environ: dict[str, str]) -> rekey.RekeyReport:
+        report = step(p, environ)
+        if report.blocked:  # nothing half-done is committed or proposed
+            raise rekey.blocked_error(report, what)
+        return report
+
+    project = common.load(repo_dir)
+    decision = governance.decide(project, governance.keys_paths(env))
+    return governance.run(
+        project,
+        repo_dir,
+        decision,
+        pr=pr,
+        environ=os.environ,
+        kind=PRKind.KEYS,
+        make=make,
+        title=lambda r: title,
+        summary=lambda r: (
+            f"{title}. `.sops.yaml` regenerated; {len(r.files)} encrypted "
+            "file(s) checked and re-wrapped where their recipients changed."
+        ),
+    )
 
 
 def init(
@@ -116,40 +161,54 @@ def add(
     recipient: str = typer.Argument(
         ..., help="age1..., a PGP fingerprint or .asc file, or a Vault transit key URI."
     ),
+    pr: bool | None = changes.PrOpt,
     repo_dir: Path = common.RepoOpt,
     output: Format = OutputOpt,
 ) -> None:
     """Add a recipient to ENV and re-wrap ENV's files so it can decrypt them (exit 3: no key)."""
-    with handled(output):
-        project = common.load(repo_dir)
-        label = keys.add_recipient(project, env, recipient, environ=os.environ)
-        with progress("Re-wrapping encrypted files...", output):
-            report = rekey.sync(project, environ=os.environ, envs=[env])
-        _finish(report, "keys add", output, {"environment": env, "added": label})
+    label: list[str] = []
+
+    def step(p: config.Project, environ: dict[str, str]) -> rekey.RekeyReport:
+        label.append(keys.add_recipient(p, env, recipient, environ=environ))
+        return rekey.sync(p, environ=environ, envs=[env])
+
+    with handled(output), progress("Re-wrapping encrypted files...", output):
+        done = _run(repo_dir, "keys add", env, pr, step, f"Add a recipient to {env}")
+        _finish(done.result, "keys add", output, {"environment": env, "added": label[0]}, done)
 
 
 def remove(
     env: str = typer.Argument(..., help="Environment name."),
     recipient: str = typer.Argument(..., help="The recipient to remove, as it was added."),
+    pr: bool | None = changes.PrOpt,
     repo_dir: Path = common.RepoOpt,
     output: Format = OutputOpt,
 ) -> None:
     """Remove a recipient from ENV, re-wrap ENV's files and rotate their data keys."""
-    with handled(output):
-        project = common.load(repo_dir)
-        label = keys.remove_recipient(project, env, recipient, environ=os.environ)
-        with progress("Re-wrapping and rotating encrypted files...", output):
-            report = rekey.sync(project, environ=os.environ, envs=[env], rotate={env})
-        _finish(report, "keys remove", output, {"environment": env, "removed": label})
+    label: list[str] = []
+
+    def step(p: config.Project, environ: dict[str, str]) -> rekey.RekeyReport:
+        label.append(keys.remove_recipient(p, env, recipient, environ=environ))
+        return rekey.sync(p, environ=environ, envs=[env], rotate={env})
+
+    with handled(output), progress("Re-wrapping and rotating encrypted files...", output):
+        done = _run(repo_dir, "keys remove", env, pr, step, f"Remove a recipient from {env}")
+        _finish(done.result, "keys remove", output, {"environment": env, "removed": label[0]}, done)
 
 
-def sync(repo_dir: Path = common.RepoOpt, output: Format = OutputOpt) -> None:
+def sync(
+    pr: bool | None = changes.PrOpt,
+    repo_dir: Path = common.RepoOpt,
+    output: Format = OutputOpt,
+) -> None:
     """Regenerate .sops.yaml from keys/ and re-wrap every file whose recipients changed."""
-    with handled(output):
-        project = common.load(repo_dir)
-        with progress("Re-wrapping encrypted files...", output):
-            report = rekey.sync(project, environ=os.environ)
-        _finish(report, "keys sync", output, {})
+
+    def step(p: config.Project, environ: dict[str, str]) -> rekey.RekeyReport:
+        return rekey.sync(p, environ=environ)
+
+    with handled(output), progress("Re-wrapping encrypted files...", output):
+        done = _run(repo_dir, "keys sync", None, pr, step, "Regenerate .sops.yaml from keys/")
+        _finish(done.result, "keys sync", output, {}, done)
 
 
 def list_keys(

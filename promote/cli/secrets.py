@@ -8,7 +8,8 @@ from pathlib import Path
 
 import typer
 
-from promote.cli import common
+from promote import config
+from promote.cli import changes, common
 from promote.cli.output import (
     Format,
     OutputOpt,
@@ -19,6 +20,8 @@ from promote.cli.output import (
     progress,
 )
 from promote.errors import PolicyBlocked
+from promote.forge.base import PRKind
+from promote.promotion import governance
 from promote.secrets.authoring import rekey, store
 
 
@@ -44,6 +47,7 @@ def set_cmd(
         "(visible in your shell history and process list).",
         show_default=False,
     ),
+    pr: bool | None = changes.PrOpt,
     repo_dir: Path = common.RepoOpt,
     output: Format = OutputOpt,
 ) -> None:
@@ -53,8 +57,25 @@ def set_cmd(
         assignments = store.parse_assignments(
             pairs, read_stdin=lambda: sys.stdin.buffer.read(), read_file=Path.read_bytes
         )
+        decision = governance.decide(project, governance.secret_paths(project, env, name))
         with progress("Encrypting...", output):
-            result = store.set_secret(project, env, name, assignments, environ=os.environ)
+            done = governance.run(
+                project,
+                repo_dir,
+                decision,
+                pr=pr,
+                environ=os.environ,
+                kind=PRKind.SECRETS,
+                make=lambda p, environ: store.set_secret(
+                    p, env, name, assignments, environ=environ
+                ),
+                title=lambda r: f"Set {', '.join(r.changed)} of Secret {r.name} in {r.env}",
+                summary=lambda r: (
+                    f"{'Creates' if r.created else 'Updates'} `{r.file}`: sets "
+                    f"{', '.join(r.changed)} (keys now: {', '.join(r.keys)})."
+                ),
+            )
+    result = done.result
     if output == Format.json:
         emit_json(
             {
@@ -65,6 +86,7 @@ def set_cmd(
                 "keys": list(result.keys),
                 "changed": list(result.changed),
                 "resourceAdded": result.resource_added,
+                **changes.change_json(done),
             }
         )
         return
@@ -76,6 +98,7 @@ def set_cmd(
     )
     if result.resource_added:
         console.print(f"  added secrets/{result.name}.sops.yaml to the overlay's resources")
+    changes.print_change(done)
 
 
 def list_cmd(
@@ -118,23 +141,42 @@ def list_cmd(
 
 def rotate(
     env: str = typer.Argument(..., help="Environment name."),
+    pr: bool | None = changes.PrOpt,
     repo_dir: Path = common.RepoOpt,
     output: Format = OutputOpt,
 ) -> None:
     """A new data key for every encrypted file of ENV (exit 3 for files no key here opens)."""
+
+    def make(p: config.Project, environ: dict[str, str]) -> rekey.RekeyReport:
+        report = rekey.rotate_env(p, env, environ=environ)
+        if report.blocked:  # before anything is committed or proposed
+            raise rekey.blocked_error(report, "secrets rotate")
+        return report
+
     with handled(output):
         project = common.load(repo_dir)
+        decision = governance.decide(project, governance.env_secret_paths(project, env))
         with progress("Rotating data keys...", output):
-            report = rekey.rotate_env(project, env, environ=os.environ)
-        if report.blocked:
-            raise rekey.blocked_error(report, "secrets rotate")
+            done = governance.run(
+                project,
+                repo_dir,
+                decision,
+                pr=pr,
+                environ=os.environ,
+                kind=PRKind.SECRETS,
+                make=make,
+                title=lambda r: f"Rotate the data keys of {env}'s Secrets",
+                summary=lambda r: f"A new data key for {len(r.files)} encrypted file(s) of {env}.",
+            )
+    report = done.result
     files = [{"file": f.file, "action": f.action} for f in report.files]
     if output == Format.json:
-        emit_json({"environment": env, "files": files})
+        emit_json({"environment": env, "files": files, **changes.change_json(done)})
         return
     for f in report.files:
         console.print(f"  {f.action}: {f.file}", markup=False)
     console.print(f"{env}: {len(report.files)} file(s) have a new data key.")
+    changes.print_change(done)
 
 
 def check(

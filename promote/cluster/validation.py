@@ -13,6 +13,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from promote.kustomize import reference
+
 ENC_VALUE = re.compile(r"^ENC\[[A-Z0-9_]+,data:.*\]$", re.DOTALL)
 VAULT_REF = re.compile(
     r"^vault:(?P<mount>[^/#@\s]+)/(?P<path>[^#@\s]+)#(?P<key>[^@\s]+)(@(?P<version>\d+))?$"
@@ -119,6 +121,11 @@ def image_tag(image: str) -> tuple[str | None, str | None]:
 def check_image(
     image: str, env: str, ref: str, field: str, allow_latest: bool
 ) -> Iterator[Finding]:
+    try:
+        reference.parse(image)
+    except reference.InvalidReference as exc:  # issue 13, finding 7
+        yield Finding(env, ref, field, f"{exc.message}; fix the manifest or the overlay's images:")
+        return
     tag, digest = image_tag(image)
     if allow_latest or digest:
         return

@@ -31,6 +31,8 @@ class PRKind(enum.StrEnum):
     PROMOTION = "promotion"  # images from an upstream environment
     ROLLBACK = "rollback"  # images from an earlier state of the same environment
     SET_IMAGE = "set-image"  # images named on the command line (CI)
+    SECRETS = "secrets"  # `secrets set|rotate`: an environment's encrypted Secrets
+    KEYS = "keys"  # `keys add|remove|sync`: recipients and .sops.yaml (governance)
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,14 +2,15 @@
 
 A promotion PR is an ordinary pull request from ``promote/<env>/<id>`` into main, labelled
 ``promote`` and ``env:<env>``, whose body is the plan followed by one HTML comment holding
-promote's metadata (kind, source, images, the requesting author) as JSON. Reviews in state
-APPROVED are the approvals, each bound to the commit it reviewed (``commit_id``).
+promote's metadata (kind, source, images, the requesting author: shown, never trusted) as
+JSON. Reviews in state APPROVED are the approvals, each bound to the commit it reviewed
+(``commit_id``).
 
 Trust: the environment comes from the branch name (a PR's head branch cannot be changed), not
-from the editable body; the PR author is the requesting author from the metadata, else the
-user who opened the PR. Both forges refuse a review approving one's own PR, so the opener can
-never approve it either. Gitea and GitHub name their JSON fields alike for everything used
-here; ``merged``/``merged_by`` are missing from GitHub's list endpoint.
+from the editable body; the PR author is the forge user who opened the PR, never a name in the
+body (anyone with write access edits it). Both forges refuse a review approving one's own PR,
+and promote's policy does not count one either. Gitea and GitHub name their JSON fields alike
+for everything used here; ``merged``/``merged_by`` are missing from GitHub's list endpoint.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from promote.errors import ConfigError
+from promote.errors import ConfigError, ForgeError
 from promote.forge.base import Approval, Comment, MergeResult, PRKind, PRState, PullRequest
 
 log = logging.getLogger(__name__)
@@ -169,14 +170,30 @@ def _kind(meta: dict[str, Any]) -> PRKind:
 
 
 def _author(data: dict[str, Any], meta: dict[str, Any]) -> tuple[str, str]:
-    """(author, identity): the requesting author from the metadata, else the PR's opener;
-    the identity says who opened the PR when that was someone else."""
+    """(author, identity): the author is the forge user who opened the PR (``user.login``).
+
+    Never the metadata: anyone with write access can edit the body, so a name there could
+    lift the self-approval rule (issue 13, finding 8). A different name in the body is shown
+    in the identity, marked as the body's claim, and decides nothing.
+    """
     opener = str((data.get("user") or {}).get("login") or "")
-    author = str(meta.get("author") or opener)
     identity = str(meta.get("authorIdentity") or "")
-    if opener and opener != author:
-        identity = f"{identity} (opened by {opener})".strip()
-    return author, identity
+    claimed = str(meta.get("author") or "")
+    if claimed and claimed != opener:
+        identity = f"{identity} (the PR body names {claimed}; not used)".strip()
+    return opener, identity
+
+
+def check_merged_head(pr: PullRequest, merge: MergeResult, approved: str, *, forge: str) -> None:
+    """A PR found merged while promote was merging it (someone merged it on the forge) is
+    promote's merge only if the head merged is the approved one (issue 13, finding 8)."""
+    if merge.head_sha != approved:
+        raise ForgeError(
+            f"PR #{pr.number} was merged on {forge} ({merge.sha[:12]}) with head "
+            f"{merge.head_sha[:12] or '(unknown)'}, not the approved head {approved[:12]}: "
+            "nobody approved that merge through promote; see `promote history`, revert it or "
+            "approve its change in a new promotion."
+        )
 
 
 def _state(

@@ -191,9 +191,8 @@ class ServerForge:
         self, *, env: str | None = None, state: PRState | None = None
     ) -> builtins.list[PullRequest]:
         wanted = {None: "all", PRState.OPEN: "open"}.get(state, "closed")
-        resp_items = self._paginate_pulls(wanted)
         out = []
-        for item in resp_items:
+        for item in self._paginate_pulls(wanted):
             pr = self._to_pr(item)
             if pr is None or (env is not None and pr.env != env):
                 continue
@@ -356,6 +355,7 @@ class ServerForge:
                 raise self._missing(number)
             current = self.get(number)
             if current.state is PRState.MERGED and current.merge is not None:
+                payload.check_merged_head(current, current.merge, head_sha, forge=self.name)
                 return current.merge
             _require_open(current, "merge")
             if current.head_sha != head_sha:

@@ -9,12 +9,13 @@ it does not render (``render.py``) and does not touch secrets' contents.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import yaml
 
 from promote.errors import ConfigError
+from promote.kustomize import reference
 
 KUSTOMIZATION_NAMES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
 _FastLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -55,6 +56,41 @@ class Image:
 
     def fields(self) -> dict[str, str | None]:
         return {"newName": self.new_name, "newTag": self.new_tag, "digest": self.digest}
+
+    def problems(self) -> list[tuple[str, str]]:
+        """``(field, why)`` for every value outside the OCI reference grammar."""
+        return entry_problems({"name": self.name, **self.fields()})
+
+
+_CHECKS = {
+    "name": reference.name_problem,
+    "newName": reference.name_problem,
+    "newTag": reference.tag_problem,
+    "digest": reference.digest_problem,
+}
+
+
+def entry_problems(entry: Mapping[str, str | None]) -> list[tuple[str, str]]:
+    """``(field, why)`` for each value of one ``images:`` entry that is not an image name, tag
+    or digest as its field needs (None is an absent field)."""
+    found = []
+    for key, check in _CHECKS.items():
+        value = entry.get(key)
+        problem = check(value) if value is not None else None
+        if problem is not None:
+            found.append((key, problem))
+    return found
+
+
+def check_image(image: Image, display: str) -> None:
+    """Refuse (:class:`ConfigError`) an image whose values are not valid references."""
+    problems = image.problems()
+    if problems:
+        what = "; ".join(f"{key}: {why}" for key, why in problems)
+        raise ConfigError(
+            f"{display}: images entry {image.name!r}: {what}. promote writes only valid "
+            "image references; fix the value where it came from."
+        )
 
 
 def parse_images(text: str, display: str = "kustomization.yaml") -> list[Image]:
@@ -183,6 +219,7 @@ def set_images(text: str, images: Iterable[Image], display: str = "kustomization
     edits = _Edits(text)
     added = []
     for image in {i.name: i for i in images}.values():
+        check_image(image, display)  # issue 13, finding 7: never write a value that is not one
         item = entries.get(image.name)
         if item is None:
             added.append(image)

@@ -177,11 +177,12 @@ class Story:
         w = self.w
         for env in ENVS:
             w.passwords[env] = secrets.token_urlsafe(24)
-            w.promote("secrets", "set", env, "db", "password=-", actor="dev1",
+            # --no-pr: the seed is committed before trust starts (the pinned first commit).
+            w.promote("secrets", "set", env, "db", "password=-", "--no-pr", actor="dev1",
                       stdin=w.passwords[env].encode())  # fmt: skip
         ref = f"vault:secret/{VAULT_PATH}#{VAULT_KEY}"
-        w.promote("secrets", "set", "prod", "payments-api", f"{VAULT_KEY}=-", actor="dev1",
-                  stdin=ref.encode())  # fmt: skip
+        w.promote("secrets", "set", "prod", "payments-api", f"{VAULT_KEY}=-", "--no-pr",
+                  actor="dev1", stdin=ref.encode())  # fmt: skip
         if self.show_views:
             w.promote("secrets", "list", "prod", actor="dev1")
         return (

@@ -22,7 +22,7 @@ import yaml
 from promote import config
 from promote.errors import UsageError
 from promote.forge.base import PRKind
-from promote.kustomize import overlay
+from promote.kustomize import overlay, reference
 from promote.promotion.diff import ObjectDiff
 from promote.secrets.authoring.parity import ParityResult
 
@@ -182,7 +182,11 @@ def apply_changes(text: str, changes: Iterable[ImageChange], display: str) -> st
 
 
 def parse_image_arg(arg: str) -> tuple[str, str | None, str | None]:
-    """``NAME=TAG``, ``NAME@DIGEST`` or ``NAME=TAG@DIGEST`` -> (name, tag, digest)."""
+    """``NAME=TAG``, ``NAME@DIGEST`` or ``NAME=TAG@DIGEST`` -> (name, tag, digest).
+
+    Each part must follow the OCI reference grammar (:mod:`reference`): anything else is a
+    usage error naming the argument, before any Git work (issue 13, finding 7).
+    """
     name, tag, digest = arg, None, None
     if "@" in name:
         name, digest = name.split("@", 1)
@@ -193,6 +197,13 @@ def parse_image_arg(arg: str) -> tuple[str, str | None, str | None]:
             f"{arg!r}: write NAME=TAG, NAME@sha256:DIGEST or NAME=TAG@sha256:DIGEST, where "
             "NAME is an `images:` entry of the overlay."
         )
+    problem = (
+        reference.name_problem(name)
+        or (reference.tag_problem(tag) if tag else None)
+        or (reference.digest_problem(digest) if digest else None)
+    )
+    if problem is not None:
+        raise UsageError(f"{arg!r}: {problem}; nothing was changed.")
     return name, tag or None, digest
 
 

@@ -101,6 +101,8 @@ def plan_promotion(
     src = s.project.env(src_name)
     if src.name == env.name:
         raise UsageError(f"--from {src_name}: cannot promote {target} into itself.")
+    for image in s.read_overlay(src)[1]:  # a value pushed with plain git never travels on
+        overlay.check_image(image, s.overlay_file(src))
     wanted = plan.promotion_targets(
         s.read_overlay(src)[1],
         s.read_overlay(env)[1],
@@ -141,6 +143,8 @@ def plan_rollback(s: engine.Session, target: str, revision: str) -> plan.Plan:
     then = overlay.parse_images(raw.decode("utf-8"), f"{path}@{revision[:12]}")
     names = {i.name for i in s.read_overlay(env)[1]}
     wanted = [i for i in then if i.name in names]
+    for image in wanted:
+        overlay.check_image(image, f"{path}@{revision[:12]}")
     return _plan_images(s, env, wanted, kind=forge_base.PRKind.ROLLBACK, source_revision=revision)
 
 

@@ -312,7 +312,7 @@ def _reapply(s: engine.Session, pr: forge_base.PullRequest) -> forge_base.Resolv
     path = s.overlay_file(s.project.env(pr.env))
 
     def resolve(main_sha: str, conflicts: Sequence[str]) -> Mapping[str, bytes] | None:
-        if list(conflicts) != [path]:
+        if list(conflicts) != [path] or not pr.images:  # secrets and keys PRs: no re-apply
             return None
         text = (s.repo.read_file(main_sha, path) or b"").decode("utf-8")
         current = {i.name: i for i in overlay.parse_images(text, path)}

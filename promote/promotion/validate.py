@@ -15,13 +15,33 @@ from typing import Any
 from promote import config
 from promote.cluster import validation
 from promote.errors import PromoteError
-from promote.kustomize import render
+from promote.kustomize import folder, overlay, render
 from promote.promotion import people
 from promote.secrets.authoring import checks as secret_checks
 
 Objects = list[dict[str, Any]]
 ExtraCheck = Callable[[config.Project, config.Environment, Objects], list[validation.Finding]]
-EXTRA_CHECKS: list[ExtraCheck] = [secret_checks.check_environment]
+
+
+def check_overlay_images(
+    project: config.Project, env: config.Environment, objects: Objects
+) -> list[validation.Finding]:
+    """Every ``images:`` value of the overlay follows the OCI reference grammar (issue 13,
+    finding 7): a "tag" holding a newline and a YAML key must not reach a cluster."""
+    try:
+        path = folder.kustomization_path(env.overlay_dir)
+        display = project.relpath(path)
+        entries = overlay.image_entries(path.read_text(encoding="utf-8"), display)
+    except (OSError, PromoteError):
+        return []  # the render reports an unreadable kustomization, naming it
+    return [
+        validation.Finding(env.name, f"images entry {e.get('name')!r}", key, why, display)
+        for e in entries
+        for key, why in overlay.entry_problems(e)
+    ]
+
+
+EXTRA_CHECKS: list[ExtraCheck] = [secret_checks.check_environment, check_overlay_images]
 
 
 @dataclass(frozen=True, slots=True)

@@ -70,6 +70,7 @@ class GitHub:
     requests: list[httpx.Request] = field(default_factory=list)
     queued: list[httpx.Response] = field(default_factory=list)  # sent before the next answer
     required_reviews: int = 0  # branch protection on main
+    before_merge: Callable[[], None] | None = None  # runs once, before the next PUT .../merge
     down: bool = False
     ids: Iterator[int] = field(default_factory=lambda: itertools.count(1000))
 
@@ -222,6 +223,7 @@ class GitHub:
 
     def _update(self, user: str, body: dict[str, Any], q: Any, n: str) -> httpx.Response:
         pr = self.pulls[int(n)]
+        pr.update({k: body[k] for k in ("title", "body") if k in body})  # anyone with write
         if body.get("state") == "closed" and pr["state"] == "open":
             pr.update(state="closed", closed_at=_now(), head_sha=self.sha(pr["branch"]))
         return self._pull(int(n))
@@ -272,6 +274,9 @@ class GitHub:
         return httpx.Response(200, json=item)
 
     def _merge(self, user: str, body: dict[str, Any], q: Any, n: str) -> httpx.Response:
+        if self.before_merge is not None:
+            hook, self.before_merge = self.before_merge, None
+            hook()
         pr = self.pulls[int(n)]
         if pr["merged_at"]:
             return _err(405, "Pull Request is not mergeable")
@@ -434,26 +439,102 @@ def test_promotion_is_a_github_pull_request_approved_by_reviews(site: Site, tmp_
     assert "already merged" in site.cli("rm1", "approve", n, code=1).stderr
 
 
-def test_a_developers_own_review_does_not_count_when_a_bot_opens_the_pr(site: Site) -> None:
-    number, branch = _opened(site, "ci-bot", "--author", "rm1")
-    head = site.github.sha(branch)
-    with httpx.Client(
-        base_url=API, headers={"Authorization": f"Bearer {TOKEN_OF['rm1']}", **github_forge.HEADERS}
-    ) as c:
-        r = c.post(
-            f"/repos/{REPO}/pulls/{number}/reviews",
-            json={"event": "APPROVE", "body": "mine", "commit_id": head},
-        )
-        assert r.status_code == 200, r.text
-    assert "opened by rm1" in site.cli("rm1", "approve", str(number), code=3).stderr
-    site.cli("rm2", "approve", str(number))
-    blocked = site.cli("ci-bot", "merge", str(number), code=3)
-    assert "counted: 1 (rm2)" in blocked.stderr
-    assert "rm1: not counted: is the PR's author and staging disallows self-approval" in (
-        blocked.stderr
-    )
+def _as(user: str) -> httpx.Client:
+    """A user's own API client, as they would use it outside promote."""
+    headers = {"Authorization": f"Bearer {TOKEN_OF[user]}", **github_forge.HEADERS}
+    return httpx.Client(base_url=API, headers=headers)
+
+
+def _rename_author_in_body(site: Site, user: str, number: int, new: str) -> None:
+    """Anyone with write access can edit a PR's body, promote's metadata comment included."""
+    body = site.github.pulls[number]["body"]
+    edited = re.sub(r'"author":"[^"]*"', f'"author":"{new}"', body)
+    assert edited != body
+    with _as(user) as c:
+        assert c.patch(f"/repos/{REPO}/pulls/{number}", json={"body": edited}).status_code == 200
+
+
+def test_the_author_is_who_opened_the_pr_never_what_its_body_says(site: Site) -> None:
+    """Issue 13, finding 8: the self-approval rule took the author from the editable body."""
+    number, _ = _opened(site, "rm2")
+    _rename_author_in_body(site, "rm2", number, "dev1")
+    shown = json.loads(site.cli("rm1", "show", str(number), "-o", "json").stdout)
+    assert shown["pullRequest"]["author"] == "rm2"
+    own = site.cli("rm2", "approve", str(number), code=3)
+    assert f"PR #{number} was opened by rm2" in own.stderr and "self-approval" in own.stderr
+    assert site.github.reviews.get(number) is None
     wrong_as = site.cli("rm2", "approve", str(number), "--as", "rm1", code=2)
     assert "the token's user approves" in wrong_as.stderr and "belongs to rm2" in wrong_as.stderr
+    site.cli("rm2", "close", str(number))
+
+    # A bot opens a promotion naming someone in its body: the forge says the bot opened it.
+    bot, branch = _opened(site, "ci-bot", "--author", "rm1")
+    assert (
+        json.loads(site.cli("rm1", "show", str(bot), "-o", "json").stdout)["pullRequest"]["author"]
+        == "ci-bot"
+    )
+    _rename_author_in_body(site, "rm1", bot, "rm2")
+    site.cli("rm1", "approve", str(bot))
+    site.cli("rm2", "approve", str(bot))
+    merged = json.loads(site.cli("ci-bot", "merge", str(bot), "-o", "json").stdout)["merge"]
+    assert merged["approvals"] == ["rm1", "rm2"] and merged["head"] == site.github.sha(branch)
+
+
+def test_merge_fails_when_the_forge_merged_another_head_than_the_approved_one(
+    site: Site, tmp_path: Path
+) -> None:
+    """Issue 13, finding 8: "already merged" counted as success whatever head was merged."""
+    number, branch = _opened(site, "dev1")
+    site.cli("rm1", "approve", str(number))
+    site.cli("rm2", "approve", str(number))
+    approved = site.github.sha(branch)
+    assert approved is not None
+    other: list[str] = []
+
+    def someone_merges_another_head() -> None:  # between promote's check and its merge
+        other.append(_push_to_branch(site, branch, tmp_path))
+        with _as("dev1") as c:
+            r = c.put(
+                f"/repos/{REPO}/pulls/{number}/merge",
+                json={
+                    "merge_method": "merge",
+                    "sha": other[0],
+                    "commit_title": "t",
+                    "commit_message": "by hand",
+                },
+            )
+            assert r.status_code == 200, r.text
+
+    site.github.before_merge = someone_merges_another_head
+    res = site.cli("dev1", "merge", str(number), code=1)
+    assert other and other[0] != approved
+    assert f"PR #{number}" in res.stderr and "merged on GitHub" in res.stderr
+    assert approved[:12] in res.stderr and other[0][:12] in res.stderr
+    assert "not the approved head" in res.stderr
+
+
+def test_merge_that_already_happened_with_the_approved_head_succeeds(site: Site) -> None:
+    number, branch = _opened(site, "dev1")
+    site.cli("rm1", "approve", str(number))
+    site.cli("rm2", "approve", str(number))
+    approved = site.github.sha(branch)
+
+    def someone_merges_the_same_head() -> None:
+        with _as("rm1") as c:
+            r = c.put(
+                f"/repos/{REPO}/pulls/{number}/merge",
+                json={
+                    "merge_method": "merge",
+                    "sha": approved,
+                    "commit_title": "t",
+                    "commit_message": "by hand",
+                },
+            )
+            assert r.status_code == 200, r.text
+
+    site.github.before_merge = someone_merges_the_same_head
+    merged = json.loads(site.cli("dev1", "merge", str(number), "-o", "json").stdout)["merge"]
+    assert merged["head"] == approved and merged["sha"] == site.github.sha("main")
 
 
 def test_a_later_change_request_withdraws_an_approval(site: Site) -> None:

@@ -112,3 +112,14 @@ def test_config_error_exit_1_with_file_and_field(tmp_path: Path) -> None:
     res = run_cli("envs", cwd=repo)
     assert res.code == 1
     assert "environments/prod.yaml:3" in res.stderr and "sync.intervall" in res.stderr
+
+
+def test_validate_flags_images_entries_that_are_not_image_references(tmp_path: Path) -> None:
+    repo = copy_example(tmp_path / "r")
+    kz = repo / "overlays/staging/kustomization.yaml"
+    kz.write_text(kz.read_text().replace("newTag: v2.3.2", 'newTag: "v1;touch x"'))
+    res = run_cli("validate", "--env", "staging", cwd=repo)
+    assert res.code == 3, res.stdout + res.stderr
+    assert "overlays/staging/kustomization.yaml" in res.stderr and "web-app" in res.stderr
+    assert "newTag: 'v1;touch x' is not a valid image tag" in res.stderr
+    assert run_cli("validate", "--env", "dev", cwd=repo).code == 0

@@ -117,6 +117,56 @@ def test_bad_input_changes_nothing(
     assert git("ls-remote", str(ops.remote), cwd=ops.clone) == before
 
 
+@pytest.mark.parametrize(
+    ("arg", "problem"),
+    [
+        ("web-app=v1\n  newName: evil.example/x", "is not a valid image tag"),
+        ("web-app=v1;touch x", "is not a valid image tag"),
+        ("web-app=$(touch x)", "is not a valid image tag"),
+        ("web-app@sha256:abc", "is not a valid digest"),
+        ("web-app=v1@sha256:" + "A" * 64, "is not a valid digest"),
+        ("web-app=" + "v" * 129, "is not a valid image tag"),
+        ("web-app=.v1", "is not a valid image tag"),
+    ],
+)
+def test_set_image_refuses_what_is_not_an_image_reference_and_pushes_nothing(
+    ops: GitOps, arg: str, problem: str
+) -> None:
+    """Finding 7 of issue 13: a tag that is not a tag used to be pushed to main."""
+    before = git("ls-remote", str(ops.remote), cwd=ops.clone)
+    for extra in ((), ("--pr",)):
+        res = cli(ops, "set-image", "dev", arg, *extra, code=2)
+        assert repr(arg) in res.stderr and problem in res.stderr, res.stderr
+        assert "\n  newName: evil" not in res.stderr  # escaped, never written out raw
+    assert git("ls-remote", str(ops.remote), cwd=ops.clone) == before
+    assert "x" not in {p.name for p in ops.clone.iterdir()}
+
+
+def test_rollback_refuses_a_revision_whose_overlay_is_not_an_image_reference(ops: GitOps) -> None:
+    kz = ops.clone / "overlays/prod/kustomization.yaml"
+    good = kz.read_text()
+    kz.write_text(good.replace("newTag: v2.3.1", 'newTag: "v1;touch x"'))
+    bad = ops.commit_and_push("a tag that is not a tag, pushed with plain git")
+    kz.write_text(good)
+    ops.commit_and_push("fixed by hand")
+    before = git("ls-remote", str(ops.remote), cwd=ops.clone)
+    res = cli(ops, "rollback", "prod", "--to", bad, code=1)
+    assert "overlays/prod/kustomization.yaml@" in res.stderr and "newTag" in res.stderr
+    assert "'v1;touch x' is not a valid image tag" in res.stderr
+    assert git("ls-remote", str(ops.remote), cwd=ops.clone) == before
+
+
+def test_promotion_refuses_a_source_overlay_holding_an_invalid_reference(ops: GitOps) -> None:
+    kz = ops.clone / "overlays/dev/kustomization.yaml"
+    kz.write_text(kz.read_text().replace("newTag: v2.4.0", 'newTag: "$(touch x)"'))
+    ops.commit_and_push("pushed with plain git")
+    before = git("ls-remote", str(ops.remote), cwd=ops.clone)
+    res = cli(ops, "to", "staging", code=1)
+    assert "overlays/dev/kustomization.yaml" in res.stderr and "web-app" in res.stderr
+    assert "'$(touch x)' is not a valid image tag" in res.stderr
+    assert git("ls-remote", str(ops.remote), cwd=ops.clone) == before
+
+
 def test_secret_parity_gap_exits_3_listing_the_keys_and_opens_no_pr(ops: GitOps) -> None:
     write_secret(ops.clone, "dev", "db", {"password": CANARY, "user": "u", "token": CANARY})
     ops.commit_and_push("dev needs a token")

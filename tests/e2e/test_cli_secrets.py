@@ -73,10 +73,10 @@ def test_keys_and_secrets_flow(secrets_repo: Path, secrets_home: Path, tmp_path:
     gap = run_cli("secrets", "check", "dev", "prod", "-o", "json", cwd=repo, env=env)
     assert gap.code == 3
     assert "Secret 'db' is missing" in [e["message"] for e in gap.json()["errors"]]
-    ok(run_cli("secrets", "set", "prod", "db", "password=-", cwd=repo, input="p"))
+    ok(run_cli("secrets", "set", "prod", "db", "password=-", "--no-pr", cwd=repo, input="p"))
     gap = run_cli("secrets", "check", "dev", "prod", cwd=repo)
     assert gap.code == 3 and "Secret 'db' has no key 'user'" in gap.stderr
-    ok(run_cli("secrets", "set", "prod", "db", "user=-", cwd=repo, input="u"))
+    ok(run_cli("secrets", "set", "prod", "db", "user=-", "--no-pr", cwd=repo, input="u"))
     ok(run_cli("secrets", "check", "dev", "prod", cwd=repo))
 
     before = (repo / "overlays/dev/secrets/db.sops.yaml").read_text()
@@ -109,17 +109,17 @@ def test_keys_sync_without_a_private_key_lists_files_and_exits_3(
     identity = secrets_home / ".config/promote/keys/repo/dev.agekey"
     shutil.move(identity, secrets_home / "elsewhere.agekey")
     newcomer = str(x25519.Identity.generate().to_public())
-    res = run_cli("keys", "add", "dev", newcomer, cwd=repo)
+    res = run_cli("keys", "add", "dev", newcomer, "--no-pr", cwd=repo)
     assert res.code == 3, res.stderr
     assert "overlays/dev/secrets/db.sops.yaml: left unchanged" in res.stderr
     assert dev_recipient in res.stderr
     assert newcomer in (repo / ".sops.yaml").read_text()
-    js = run_cli("keys", "sync", "-o", "json", cwd=repo)
+    js = run_cli("keys", "sync", "--no-pr", "-o", "json", cwd=repo)
     assert js.code == 3 and js.json()["status"] == "error"
     assert any("needs the private key" in e["message"] for e in js.json()["errors"])
     # With the key back, the same sync succeeds.
     shutil.move(secrets_home / "elsewhere.agekey", identity)
-    done = ok(run_cli("keys", "sync", "-o", "json", cwd=repo)).json()
+    done = ok(run_cli("keys", "sync", "--no-pr", "-o", "json", cwd=repo)).json()
     assert done["files"][0]["action"] == "updated"
 
 
@@ -144,7 +144,11 @@ def test_keys_init_pgp_records_the_public_key(
     ).json()
     assert res["recipient"] == f"PGP {fpr}" and res["identityFile"] is None
     assert "BEGIN PGP PUBLIC KEY BLOCK" in (secrets_repo / f"keys/staging/{fpr}.asc").read_text()
-    ok(run_cli("secrets", "set", "staging", "db", "password=-", cwd=secrets_repo, input="pw"))
+    ok(
+        run_cli(
+            "secrets", "set", "staging", "db", "password=-", "--no-pr", cwd=secrets_repo, input="pw"
+        )
+    )
     listing = ok(run_cli("secrets", "list", "staging", "-o", "json", cwd=secrets_repo)).json()
     assert listing["secrets"][0]["keys"] == ["password"]
     ok(run_cli("validate", "--env", "staging", cwd=secrets_repo))
@@ -207,9 +211,9 @@ def test_canary_never_leaves_memory(
     cli("keys", "init", "dev")
     cli("keys", "init", "prod")
     cli("secrets", "set", "dev", "db", "password=-", "user=admin", input=canary)
-    cli("secrets", "set", "prod", "db", "password=-", "user=app", input=canary)
+    cli("secrets", "set", "prod", "db", "password=-", "user=app", "--no-pr", input=canary)
     cli("secrets", "set", "dev", "db", "user=-", input="app")  # decrypt + re-encrypt in memory
-    cli("secrets", "set", "prod", "api", "token=-", input=canary)
+    cli("secrets", "set", "prod", "api", "token=-", "--no-pr", input=canary)
     cli("validate")
     cli("validate", "-o", "json")
     for env in ("dev", "prod"):
@@ -218,11 +222,11 @@ def test_canary_never_leaves_memory(
     cli("secrets", "check", "dev", "prod", "-o", "json")
     cli("secrets", "check", "prod", "dev", code=3)
     cli("secrets", "rotate", "dev")
-    cli("secrets", "rotate", "prod", "-o", "json")
+    cli("secrets", "rotate", "prod", "--no-pr", "-o", "json")
     extra = str(x25519.Identity.generate().to_public())
-    cli("keys", "add", "dev", extra)
-    cli("keys", "remove", "dev", extra, "-o", "json")
-    cli("keys", "sync")
+    cli("keys", "add", "dev", extra, "--no-pr")
+    cli("keys", "remove", "dev", extra, "--no-pr", "-o", "json")
+    cli("keys", "sync", "--no-pr")
     cli("keys", "list")
 
     # Resolution, as the agent does it, with DEBUG logging; and its error path.

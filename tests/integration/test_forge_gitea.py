@@ -8,6 +8,7 @@ whoever acts; no token may ever appear in any output.
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from collections.abc import Iterator
@@ -185,28 +186,88 @@ def test_promotion_is_a_gitea_pull_request_approved_by_reviews(site: Site) -> No
     assert "already merged" in again.stderr
 
 
-def test_a_developers_own_review_does_not_count_when_a_bot_opens_the_pr(site: Site) -> None:
-    # CI (the admin's token) opens the promotion on behalf of rm1, who may then review it on
-    # Gitea: the forge allows it, promote's policy does not count it.
-    number, _ = _opened(site, "promote-admin", "--author", "rm1")
-    head = site.pr(number)["head"]["sha"]
-    with site.gitea.api("rm1") as c:
-        r = c.post(
-            f"/repos/{site.repo}/pulls/{number}/reviews",
-            json={"event": "APPROVED", "body": "mine", "commit_id": head},
-        )
-        assert r.status_code == 200, r.text
-    refused = site.cli("rm1", "approve", str(number), code=3)
-    assert "opened by rm1" in refused.stderr
-    site.cli("rm2", "approve", str(number))
-    blocked = site.cli("promote-admin", "merge", str(number), code=3)
-    assert "counted: 1 (rm2)" in blocked.stderr
-    assert "rm1: not counted: is the PR's author and staging disallows self-approval" in (
-        blocked.stderr
+def _rename_author_in_body(site: Site, user: str, number: int, new: str) -> None:
+    """Anyone with write access can edit a PR's body, promote's metadata comment included."""
+    body = site.pr(number)["body"]
+    edited = re.sub(r'"author":"[^"]*"', f'"author":"{new}"', body)
+    assert edited != body
+    with site.gitea.api(user) as c:
+        r = c.patch(f"/repos/{site.repo}/pulls/{number}", json={"body": edited})
+        assert r.status_code == 201, r.text
+    assert site.pr(number)["body"] == edited
+
+
+def test_the_author_is_who_opened_the_pr_never_what_its_body_says(site: Site) -> None:
+    """Issue 13, finding 8: the self-approval rule took the author from the editable body."""
+    number, _ = _opened(site, "rm2")
+    _rename_author_in_body(site, "rm2", number, "dev1")
+    assert site.cli("rm1", "show", str(number), "-o", "json").json()["pullRequest"]["author"] == (
+        "rm2"
     )
-    site.cli("rm2", "comment", str(number), "waiting for a second approver")
+    own = site.cli("rm2", "approve", str(number), code=3)
+    assert f"PR #{number} was opened by rm2" in own.stderr and "self-approval" in own.stderr
     wrong_as = site.cli("rm2", "approve", str(number), "--as", "rm1", code=2)
     assert "the token's user approves" in wrong_as.stderr and "belongs to rm2" in wrong_as.stderr
+    site.cli("rm2", "close", str(number))
+
+    # CI (the admin's token) opens a promotion naming rm1 in its body: the forge says who
+    # opened it, and a name in the body neither binds nor frees anyone.
+    bot, _ = _opened(site, "promote-admin", "--author", "rm1")
+    shown = site.cli("rm1", "show", str(bot), "-o", "json").json()["pullRequest"]
+    assert shown["author"] == "promote-admin"
+    _rename_author_in_body(site, "rm1", bot, "rm2")
+    site.cli("rm1", "approve", str(bot))
+    site.cli("rm2", "comment", str(bot), "looks right")
+    site.cli("rm2", "approve", str(bot))
+    merged = site.cli("promote-admin", "merge", str(bot), "-o", "json").json()["merge"]
+    assert merged["approvals"] == ["rm1", "rm2"] and merged["head"] == site.pr(bot)["head"]["sha"]
+
+
+def _forge(site: Site, user: str, monkeypatch: pytest.MonkeyPatch) -> gitea_forge.GiteaForge:
+    monkeypatch.setenv("GITEA_TOKEN", site.token(user))
+    cfg = ForgeConfig(type="gitea", url=site.gitea.url, repo=site.repo, token_env="GITEA_TOKEN")
+    return gitea_forge.GiteaForge.from_config(cfg, main_branch="main")
+
+
+def _merge_on_gitea(site: Site, user: str, number: int, head: str) -> None:
+    with site.gitea.api(user) as c:
+        r = c.post(
+            f"/repos/{site.repo}/pulls/{number}/merge",
+            json={"Do": "merge", "head_commit_id": head, "MergeMessageField": "by hand"},
+        )
+        assert r.status_code == 200, r.text
+
+
+@pytest.mark.parametrize("same_head", [False, True])
+def test_already_merged_counts_only_when_the_approved_head_was_merged(
+    site: Site, monkeypatch: pytest.MonkeyPatch, same_head: bool
+) -> None:
+    """Issue 13, finding 8: "already merged" counted as success whatever head was merged.
+
+    promote checked the policy at ``approved``; before its merge request reaches Gitea,
+    someone merges the PR on Gitea (after pushing another commit, or not).
+    """
+    number, branch = _opened(site, "dev1")
+    site.cli("rm1", "approve", str(number))
+    site.cli("rm2", "approve", str(number))
+    approved = site.pr(number)["head"]["sha"]
+    merged_head = approved if same_head else site.push_to_branch(branch)
+    _merge_on_gitea(site, "rm1", number, merged_head)
+    forge = _forge(site, "dev1", monkeypatch)
+    try:
+        if same_head:
+            result = forge.merge(
+                number, head_sha=approved, by="dev1", approvals=("rm1", "rm2"), message="m"
+            )
+            assert result.head_sha == approved and result.sha == site.pr(number)["merge_commit_sha"]
+            return
+        with pytest.raises(errors.ForgeError) as info:
+            forge.merge(number, head_sha=approved, by="dev1", approvals=("rm1", "rm2"), message="m")
+    finally:
+        forge.disconnect()
+    message = str(info.value)
+    assert f"PR #{number} was merged on Gitea" in message and "not the approved head" in message
+    assert approved[:12] in message and merged_head[:12] in message
 
 
 def test_forge_refusal_is_reported_in_its_own_words(site: Site) -> None:

@@ -7,6 +7,7 @@ import pytest
 from promote.errors import ConfigError
 from promote.kustomize import folder, overlay
 
+DIGEST = "sha256:" + "a" * 64
 BEFORE = """\
 apiVersion: kustomize.config.k8s.io/v1beta1
 kind: Kustomization
@@ -20,7 +21,7 @@ images:
     newTag: "v2.3.1"  # pinned
   - name: api
     newTag: 'v1.7.5'
-    digest: sha256:aaaa
+    digest: sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa
 patches: []
 """
 
@@ -34,15 +35,17 @@ def test_set_tag_changes_only_that_value_keeping_quotes_and_comment() -> None:
 def test_single_quotes_kept_and_digest_removed_when_source_has_none() -> None:
     after = overlay.set_image(BEFORE, overlay.Image("api", None, "v1.8.0"))
     expected = BEFORE.replace(
-        "    newTag: 'v1.7.5'\n    digest: sha256:aaaa\n", "    newTag: 'v1.8.0'\n"
+        f"    newTag: 'v1.7.5'\n    digest: {DIGEST}\n",
+        "    newTag: 'v1.8.0'\n",
     )
     assert after == expected
 
 
 def test_missing_field_is_inserted_with_the_entry_indentation() -> None:
-    after = overlay.set_image(BEFORE, overlay.Image("api", "reg/api", "v1.7.5", "sha256:aaaa"))
+    after = overlay.set_image(BEFORE, overlay.Image("api", "reg/api", "v1.7.5", DIGEST))
     assert after == BEFORE.replace(
-        "    digest: sha256:aaaa\n", "    digest: sha256:aaaa\n    newName: reg/api\n"
+        f"    digest: {DIGEST}\n",
+        f"    digest: {DIGEST}\n    newName: reg/api\n",
     )
 
 
@@ -78,7 +81,7 @@ def test_parse_images_and_apps(tmp_path) -> None:  # type: ignore[no-untyped-def
     images = folder.read_images(tmp_path)
     assert [(i.name, i.new_tag, i.digest) for i in images] == [
         ("web-app", "v2.3.1", None),
-        ("api", "v1.7.5", "sha256:aaaa"),
+        ("api", "v1.7.5", DIGEST),
     ]
     assert folder.list_apps(tmp_path) == ["api", "web-app"]
 
@@ -185,3 +188,23 @@ def test_set_image_fills_empty_places(text: str, after: str) -> None:
 def test_set_image_refuses_layouts_it_cannot_edit_in_place(text: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         overlay.set_image(text, overlay.Image("a", None, None))
+
+
+@pytest.mark.parametrize(
+    ("image", "field"),
+    [
+        (overlay.Image("web-app", None, "v1\n  newName: evil.example/x"), "newTag"),
+        (overlay.Image("web-app", None, "v1;touch x"), "newTag"),
+        (overlay.Image("web-app", "evil.example/x y", "v1"), "newName"),
+        (overlay.Image("web-app", None, "v1", "sha256:abc"), "digest"),
+        (overlay.Image("Worker", None, "v1"), "name"),
+    ],
+)
+def test_writer_refuses_a_value_that_is_not_an_image_reference(
+    image: overlay.Image, field: str
+) -> None:
+    with pytest.raises(ConfigError) as info:
+        overlay.set_image(BEFORE, image, "overlays/dev/kustomization.yaml")
+    message = str(info.value)
+    assert message.startswith(f"overlays/dev/kustomization.yaml: images entry {image.name!r}: ")
+    assert f"{field}: " in message and "\n" not in message

@@ -38,6 +38,8 @@ patches: []
 """
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 
+SHA = "sha256:" + "0123456789abcdef" * 4
+
 
 def _wanted(apps: tuple[str, ...] = ()) -> list[Image]:
     return plan.promotion_targets(
@@ -88,8 +90,12 @@ def test_apply_changes_edits_only_the_image_values_byte_exact() -> None:
     ("arg", "expected"),
     [
         ("web=v1", ("web", "v1", None)),
-        ("web@sha256:abc", ("web", None, "sha256:abc")),
-        ("web=v1@sha256:abc", ("web", "v1", "sha256:abc")),
+        (f"web@{SHA}", ("web", None, SHA)),
+        (f"web=v1@{SHA}", ("web", "v1", SHA)),
+        (
+            "registry.example.com/acme/web-app=v2.4.1-rc.1_b",
+            ("registry.example.com/acme/web-app", "v2.4.1-rc.1_b", None),
+        ),
     ],
 )
 def test_parse_image_arg(arg: str, expected: tuple[str, str | None, str | None]) -> None:
@@ -100,6 +106,23 @@ def test_parse_image_arg(arg: str, expected: tuple[str, str | None, str | None])
 def test_parse_image_arg_rejects_bad_input(arg: str) -> None:
     with pytest.raises(UsageError, match="NAME=TAG"):
         plan.parse_image_arg(arg)
+
+
+@pytest.mark.parametrize(
+    ("arg", "problem"),
+    [
+        ("web-app=v1\n  newName: evil.example/x", "is not a valid image tag"),
+        ("web-app=v1;touch x", "is not a valid image tag"),
+        ("web-app=$(touch x)", "is not a valid image tag"),
+        ("web-app@sha256:abc", "is not a valid digest"),
+        ("Web-App=v1", "must be lowercase"),
+    ],
+)
+def test_parse_image_arg_refuses_what_is_not_an_image_reference(arg: str, problem: str) -> None:
+    with pytest.raises(UsageError) as info:
+        plan.parse_image_arg(arg)
+    assert info.value.exit_code == 2
+    assert str(info.value).startswith(repr(arg)) and problem in str(info.value)
 
 
 def _soak(status: plan.EnvStatus | None) -> plan.GateResult | None:
@@ -211,7 +234,7 @@ images:
     newTag: "v1"  # quoted
   - name: b
     newTag: v1
-    digest: sha256:aaaa
+    digest: sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa
   # between
   - name: c
     newName: reg/c
@@ -227,7 +250,7 @@ def test_many_changes_edit_exactly_like_one_at_a_time() -> None:
     new = [
         Image("a", "reg/a", "v2"),
         Image("b", None, "v2"),  # digest removed
-        Image("c", "reg/c", "v2", "sha256:cccc"),  # digest added
+        Image("c", "reg/c", "v2", "sha256:" + "c" * 64),  # digest added
         Image("d", None, "v2"),
         Image("e", None, "v1"),  # appended
     ]

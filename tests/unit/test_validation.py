@@ -82,9 +82,24 @@ def test_untagged_or_latest_images(image: str, problem: str) -> None:
     assert _check([_deploy(image)], allow_latest=True) == []
 
 
-@pytest.mark.parametrize("image", ["web:v1", "reg:5000/web:v1", "web@sha256:abc"])
+@pytest.mark.parametrize("image", ["web:v1", "reg:5000/web:v1", "web@sha256:" + "ab" * 32])
 def test_pinned_images_pass(image: str) -> None:
     assert _check([_deploy(image)]) == []
+
+
+@pytest.mark.parametrize(
+    "image",
+    [
+        "registry.example.com/acme/web-app:v1 newName: evil.example/x",  # issue 13, finding 7
+        "web:v1;touch x",
+        "web@sha256:abc",
+        "Web:v1",
+    ],
+)
+def test_images_that_are_not_references_are_findings_even_with_allow_latest(image: str) -> None:
+    for allow_latest in (False, True):
+        found = _check([_deploy(image)], allow_latest=allow_latest)
+        assert len(found) == 1 and repr(image) in found[0] and "is not a valid" in found[0]
 
 
 def test_missing_kind_or_name() -> None:
