@@ -6,10 +6,12 @@ managers; mallory is registered nowhere). Each test failed on the code before is
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
 
+from promote.kustomize import overlay
 from tests.helpers import Result, run_cli
 from tests.integration.test_promotion_helpers import (  # noqa: F401  (gpg_keys is a fixture)
     CANARY,
@@ -30,7 +32,13 @@ STAGING_KZ = "overlays/staging/kustomization.yaml"
 def ops(tmp_path: Path, gpg_keys: Keys) -> GitOps:  # noqa: F811
     ops = example_gitops(tmp_path, gpg_keys)
     ops.keys = gpg_keys
-    ops.env = {"GNUPGHOME": str(gpg_keys.home), "PROMOTE_USER": "dev1"}
+    status = tmp_path / "status.json"
+    status.write_text("{}")  # no agent status yet; soaked_staging() writes staging's
+    ops.env = {
+        "GNUPGHOME": str(gpg_keys.home),
+        "PROMOTE_USER": "dev1",
+        "PROMOTE_STATUS_FILE": str(status),
+    }
     return ops
 
 
@@ -43,7 +51,25 @@ def cli(ops: GitOps, *args: str, code: int | None = 0, user: str | None = None) 
     return res
 
 
+def soaked_staging(ops: GitOps) -> None:
+    """prod's soak gate (10m in the example): staging's agent reports what main's staging
+    overlay sets, healthy for long (a status file): these tests are about approvals."""
+    subprocess.run(["git", "-C", str(ops.clone), "fetch", "-q", "origin"], check=True)
+    text = subprocess.run(
+        ["git", "-C", str(ops.clone), "show", f"origin/main:{STAGING_KZ}"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    images = {i.name: i.version for i in overlay.parse_images(text, STAGING_KZ)}
+    since = "2020-01-01T00:00:00+00:00"
+    staging = {"synced": True, "healthy": True, "since": since, "images": images}
+    Path(ops.env["PROMOTE_STATUS_FILE"]).write_text(json.dumps({"staging": staging}))
+
+
 def open_pr(ops: GitOps, *args: str, user: str | None = None) -> tuple[int, str]:
+    if args[:2] == ("to", "prod"):
+        soaked_staging(ops)
     found = cli(ops, *args, "-o", "json", user=user).json()["pullRequest"]
     return int(found["number"]), str(found["branch"])
 
