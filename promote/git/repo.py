@@ -229,6 +229,18 @@ class Repo:
         args = ("merge-base", "--is-ancestor", ancestor, descendant)
         return self._proc.run(*args, what="git merge-base", ok=(0, 1))[0] == 0
 
+    def merge_base(self, a: str, b: str) -> str | None:
+        """The best common ancestor of ``a`` and ``b`` (None when they share no history)."""
+        status, out, _ = self._proc.run("merge-base", a, b, what="git merge-base", ok=(0, 1))
+        return (values.text(out).strip() or None) if status == 0 else None
+
+    def changed_paths(self, old: str, new: str) -> list[str]:
+        """Paths whose content or mode differs between commits ``old`` and ``new`` (a rename is
+        its two paths): what a change touches, for its scope."""
+        args = ("diff", "--name-only", "-z", "--no-renames", "--no-ext-diff", old, new)
+        out = self._proc.run(*args, what=f"git diff {old[:12]} {new[:12]}")[1]
+        return [values.text(p) for p in out.split(b"\x00") if p]
+
     def commit_info(self, rev: str) -> CommitInfo:
         found = self.log(rev, max_count=1, walk=False)
         if not found:
