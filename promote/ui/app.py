@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import urllib.parse
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -135,8 +136,8 @@ def _login(ui: UI) -> list[Route]:
 
     async def submit(request: Request) -> Response:
         token = ui.settings.token or ""
-        data = await request.form()
-        given = str(data.get("token") or "")
+        body = await request.body()  # a urlencoded form: one field (no multipart parser)
+        given = urllib.parse.parse_qs(body[:4096].decode("utf-8", "replace")).get("token", [""])[0]
         if not token or not security.token_matches(given, token):
             return ui.page(request, "login.html", 401, title="Sign in", failed=True)
         out = RedirectResponse("/", status_code=303)
