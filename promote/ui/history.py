@@ -49,17 +49,17 @@ def _entries(s: engine.Session, env: str) -> list[history_mod.Entry]:
 
 
 def routes(ui: UI) -> list[Route]:
-    def entries(request: Request) -> tuple[str, list[history_mod.Entry], list[str]]:
+    def entries(request: Request) -> tuple[str, list[history_mod.Entry], engine.Session]:
         with ui.hub.use() as snap:
             env = env_of(request, snap.session)
             found = snap.memo(("history", env), lambda: _entries(snap.session, env))
-            return env, found, snap.session.project.pipeline()
+            return env, found, snap.session
 
     def page(request: Request) -> Response:
-        env, found, pipeline = entries(request)
+        env, found, s = entries(request)
         return ui.page(
             request, "history.html", title=f"History of {env}", env=env, entries=found,
-            pipeline=pipeline,
+            pipeline=s.project.pipeline(), required=s.project.env(env).config.approvals.required,
         )  # fmt: skip
 
     def api(request: Request) -> Response:
