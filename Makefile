@@ -15,7 +15,8 @@ $(VENV)/.installed: pyproject.toml
 	$(VENV)/bin/pip install -q -e '.[test]'
 	touch $@
 
-# Build (once, cached under $(PROMOTE_CACHE)) the real servers and tools the tests use.
+# Build (once, cached under $(PROMOTE_CACHE)) the real servers and tools the tests use; install
+# Debian's Chromium (apt) for the dashboard's browser tests.
 tools: venv
 	@for s in tools/ensure-*; do \
 	  [ -x "$$s" ] || continue; echo "== $$s" >&2; \

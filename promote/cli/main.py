@@ -24,6 +24,7 @@ _COMMAND_MODULES = [
     "secrets",
     "agent",
     "demo",
+    "ui",
 ]
 
 app = typer.Typer(
@@ -71,6 +72,7 @@ COMMAND_OWNERS = {
     "prs": "prs", "show": "prs", "approve": "prs", "merge": "prs", "close": "prs",
     "comment": "prs",
     "demo": "demo",
+    "ui": "ui",
 }  # fmt: skip
 
 

@@ -157,6 +157,7 @@ def _keep(w: World, outcome: Outcome) -> None:
         f"SOPS_AGE_KEY_FILE={q(w.private / 'prod.agekey')} "
         f'VAULT_TOKEN="$(cat {q(token_file)})" promote diff prod -C {clone} --kubeconfig {kube}',
         f"promote history prod -C {clone}",
+        f"promote ui -C {clone} --kubeconfig {kube}   # the dashboard: http://127.0.0.1:8080/",
         *(f"curl -s http://127.0.0.1:{port}/status   # the {env} agent"
           for env, port in w.ports.items()),
         f"promote demo --stop --dir {q(w.dir)}",

@@ -24,6 +24,7 @@ from promote.secrets import redact
 
 Obj = dict[str, Any]
 _Dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+OLD_VALUE = "<redacted old value>"  # a changed Secret value, on the old side of a diff
 _SERVER_METADATA = (
     "managedFields",
     "resourceVersion",
@@ -140,10 +141,23 @@ def diff_objects(
 
 def _one(prev: Obj | None, cur: Obj | None, action: Action, ref: str, context: int) -> ObjectDiff:
     shown_prev, shown_cur = redact.redact_pair(prev, cur)
+    _label_old_values(shown_prev)
     text = unified(
         shown_prev, shown_cur, fromfile=f"{ref} (before)", tofile=f"{ref} (after)", context=context
     )
     return ObjectDiff(ref=ref, action=action, text=text)
+
+
+def _label_old_values(before: Obj | None) -> None:
+    """A changed Secret value reads ``<changed>`` on both sides of ``redact_pair``: equal
+    lines, so a diff where only a value changed would be empty. The old side is relabelled
+    so the line shows (the values themselves are never shown)."""
+    for section in redact.SECRET_SECTIONS:
+        values = (before or {}).get(section)
+        if isinstance(values, dict):
+            for key, value in values.items():
+                if value == redact.CHANGED:
+                    values[key] = OLD_VALUE
 
 
 def unified(

@@ -37,12 +37,17 @@ def git_images(
         url, branch=project.config.main_branch, cache_root=factory.cache_root()
     )
     revision = src.fetch()
-    out: ImagesByEnv = {}
     with tempfile.TemporaryDirectory(prefix="promote-status-") as tmp:
         at_rev = config.load_project(src.export(revision, Path(tmp) / "tree"))
-        for name, env in at_rev.environments.items():
-            out[name] = {img.app: img.version for img in folder.read_images(env.overlay_dir)}
-    return out, revision, at_rev
+        return images_in(at_rev), revision, at_rev
+
+
+def images_in(project: config.Project) -> ImagesByEnv:
+    """Each environment's image versions in ``project``'s files (a checkout or an export)."""
+    return {
+        name: {img.app: img.version for img in folder.read_images(env.overlay_dir)}
+        for name, env in project.environments.items()
+    }
 
 
 def read_statuses(project: config.Project, ov: factory.Overrides) -> dict[str, dict[str, Any]]:

@@ -1,0 +1,95 @@
+"""The release matrix page: apps down, environments across (``promote status`` as a page).
+
+Versions come from main's overlays (``reconcile.report.images_in``), sync and health from
+the agents' status (:class:`promote.ui.agents.StatusBoard`), and the matrix itself from
+``reconcile.report.release_matrix``, the function ``promote status`` prints. The page only
+adds links: an open PR that would change a cell, and each environment's history.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from promote.forge import base as forge_base
+from promote.kustomize import overlay
+from promote.reconcile import report
+
+if TYPE_CHECKING:
+    from promote.ui.app import UI
+    from promote.ui.hub import Snapshot
+
+
+def _main_view(snap: Snapshot) -> dict[str, Any]:
+    """What main says (kept with the snapshot): images, pipeline, open PRs by cell."""
+    s = snap.session
+    images = report.images_in(s.project)
+    open_prs: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for pr in s.forge.list(state=forge_base.PRState.OPEN):
+        for item in pr.images:
+            name, _, version = item.partition("=")
+            app = overlay.Image(name).app
+            open_prs.setdefault((pr.env, app), []).append({"number": pr.number, "to": version})
+    return {
+        "revision": s.sha,
+        "project": s.project,
+        "pipeline": s.project.pipeline(),
+        "upstream": {e: s.project.env(e).upstream for e in s.project.pipeline()},
+        "images": images,
+        "open_prs": open_prs,
+    }
+
+
+def view(ui: UI) -> dict[str, Any]:
+    with ui.hub.use() as snap:
+        main = snap.memo("matrix", lambda: _main_view(snap))
+    statuses = ui.board.read()
+    rows = report.release_matrix(main["project"], main["images"], statuses)
+    for row in rows:
+        for env, cell in row["environments"].items():
+            cell["prs"] = main["open_prs"].get((env, row["app"]), [])
+            status = (statuses.get(env) or {}).get("status") or {}
+            correction = status.get("last_correction") or {}
+            cell["corrected"] = _names_app(str(correction.get("object", "")), row["app"])
+    return {
+        "revision": main["revision"],
+        "pipeline": main["pipeline"],
+        "upstream": main["upstream"],
+        "rows": rows,
+        "statuses": statuses,
+    }
+
+
+def _names_app(obj: str, app: str) -> bool:
+    """Whether a drift correction's object ("Deployment production/web-app") is ``app``'s."""
+    return obj.rsplit("/", 1)[-1] == app
+
+
+def routes(ui: UI) -> list[Route]:
+    def page(request: Request) -> Response:
+        return ui.page(
+            request, "matrix.html", title="Release matrix", poll_s=ui.settings.poll_s, **view(ui)
+        )
+
+    def table(request: Request) -> Response:
+        return ui.page(request, "_matrix_table.html", poll_s=ui.settings.poll_s, **view(ui))
+
+    def api(request: Request) -> Response:
+        v = view(ui)
+        return JSONResponse(
+            {
+                "revision": v["revision"],
+                "pipeline": v["pipeline"],
+                "apps": v["rows"],
+                "environments": v["statuses"],
+            }
+        )
+
+    return [
+        Route("/", page, methods=["GET"]),
+        Route("/matrix/table", table, methods=["GET"]),
+        Route("/api/matrix", api, methods=["GET"]),
+    ]
