@@ -19,7 +19,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,10 @@ import pytest
 
 from tests.gitops import GitOpsRepo, make_deployments_available, make_repo
 from tests.helpers import run_cli
-from tests.integration.test_promotion_helpers import gpg_keys  # noqa: F401  (a fixture)
+from tests.integration.test_promotion_helpers import (  # noqa: F401  (gpg_keys: a fixture)
+    gpg_keys,
+    install_keys,
+)
 
 CANARY = "CANARY-ui-3f9a2c71-never-on-a-page"
 ENVS = ("dev", "staging", "prod")
@@ -43,6 +46,7 @@ class World:
     age_keys: dict[str, Path]
     cluster: Any  # promote.cluster.client.Cluster
     prs: dict[str, int] = field(default_factory=dict)
+    pin: str = ""  # the seeded commit the agents' verification starts at (--trust-from)
 
 
 def wait_for(check: Any, what: str, deadline_s: float = DEADLINE_S) -> Any:
@@ -64,7 +68,7 @@ def _secrets(repo: GitOpsRepo, tmp: Path) -> dict[str, Path]:
         res = run_cli("keys", "init", name, "--out", str(keys[name]), cwd=repo.work, env=env)
         assert res.code == 0, res.stderr
         res = run_cli(
-            "secrets", "set", name, "db", "password=-", "user=app",
+            "secrets", "set", name, "db", "password=-", "user=app", "--no-pr",
             cwd=repo.work, env=env, input=CANARY,
         )  # fmt: skip
         assert res.code == 0, res.stderr
@@ -81,18 +85,30 @@ def _story(w: World, keys: Any) -> None:
     with engine.session(w.repo.work) as s:
         p = propose.plan_promotion(s, "staging")
         assert not p.blocked, p.problems()
-        w.prs["staging"] = propose.open_pull_request(s, p, author="alice").number
+        w.prs["staging"] = propose.open_pull_request(s, p, opener="dev1", signer=signer).number
     with engine.session(w.repo.work) as s:
         review.approve(s, w.prs["staging"], approver="rm1", signer=signer)
     with engine.session(w.repo.work) as s:
         review.merge(s, w.prs["staging"], by="alice")
     with engine.session(w.repo.work) as s:
-        p = propose.plan_promotion(s, "prod")
+        p = propose.plan_promotion(s, "prod", status_reader=_soaked(s))
         assert not p.blocked, p.problems()
-        w.prs["prod"] = propose.open_pull_request(s, p, author="alice").number
+        w.prs["prod"] = propose.open_pull_request(s, p, opener="dev1", signer=signer).number
     with engine.session(w.repo.work) as s:
         review.approve(s, w.prs["prod"], approver="rm1", signer=signer)
         _unlisted_approval(s, w.prs["prod"], keys, signer)
+
+
+def _soaked(s: Any) -> Any:
+    """staging's agent reports what its overlay sets, healthy for a day: prod's soak gate
+    (10m in the example) passes; this world is about the dashboard, not soaking."""
+    from promote.promotion import plan
+
+    def read(env: str) -> plan.EnvStatus:
+        images = {i.name: i.version for i in s.read_overlay(s.project.env(env))[1]}
+        return plan.EnvStatus(env, True, True, images, datetime.now(UTC) - timedelta(days=1))
+
+    return read
 
 
 def _unlisted_approval(s: Any, number: int, keys: Any, signer: Any) -> None:
@@ -121,7 +137,7 @@ def _agent(w: World, env: str) -> Any:
         environ={"SOPS_AGE_KEY_FILE": str(w.age_keys[env])},
         sources=lambda: files.sources(project, e),
     )
-    ov = factory.Overrides(kubeconfig=str(w.kubeconfig))
+    ov = factory.Overrides(kubeconfig=str(w.kubeconfig), trust_from=w.pin)
     return factory.build_agent(project, env, ov, cluster=w.cluster, resolver=resolver)
 
 
@@ -166,11 +182,10 @@ def build(tmp: Path, control_plane: Any, keys: Any) -> World:
     for ns in namespaces.values():
         cluster.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
     repo = make_repo(tmp, namespace_map=namespaces)
-    for name in ("rm1", "rm2"):
-        (repo.work / "keys/release-managers" / f"{name}.asc").write_text(keys.public[name])
+    install_keys(repo.work, keys, ("rm1", "rm2", "dev1"))  # dev1 opens the PRs, signed
     age_keys = _secrets(repo, tmp)
-    repo.commit_all("release managers' keys and the db Secret in every environment")
-    w = World(repo, control_plane.kubeconfig, namespaces, age_keys, cluster)
+    pin = repo.commit_all("release managers' keys and the db Secret in every environment")
+    w = World(repo, control_plane.kubeconfig, namespaces, age_keys, cluster, pin=pin)
     _story(w, keys)
     _run_agents(w)
     return w

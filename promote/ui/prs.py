@@ -80,6 +80,8 @@ def _detail(s: engine.Session, number: int) -> dict[str, Any]:
         "images": images,
         "rows": _approval_rows(checked, verdict),
         "verdict": verdict,
+        # Who could still approve, over every environment the PR affects (its scope).
+        "candidates": list(dict.fromkeys(n for e in verdict.envs for n in verdict.candidates(e))),
         "server": server.name if server is not None else None,
         "main": s.sha,
     }
