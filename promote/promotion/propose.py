@@ -20,7 +20,7 @@ from promote.errors import ConfigError, PushRejected, UsageError
 from promote.forge import base as forge_base
 from promote.git import repo as git_repo
 from promote.kustomize import folder, overlay
-from promote.promotion import diff, engine, plan
+from promote.promotion import diff, engine, plan, policies
 from promote.secrets.authoring import parity
 
 MAX_PUSH_ATTEMPTS = 60
@@ -58,7 +58,8 @@ def _plan_images(
     if not render_diff:
         return base
     s.kustomizer()  # find the binary once, before the threads need it
-    with ThreadPoolExecutor(max_workers=2) as pool:
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        checker_f = pool.submit(policies.prepare, s.root)  # CEL start-up beside kustomize
         target_f = pool.submit(s.render_variants, env.overlay_dir, [text, after_text])
         source_f = (
             pool.submit(s.render_variants, source.overlay_dir, [s.read_overlay(source)[0]])
@@ -67,6 +68,7 @@ def _plan_images(
         )
         before, after = target_f.result()
         source_objs = source_f.result()[0] if source_f else None
+        checker = checker_f.result()
     ns = env.config.cluster.namespace
     result = None
     if source is not None and source_objs is not None:
@@ -76,6 +78,8 @@ def _plan_images(
         diff=tuple(diff.diff_objects(before, after, default_namespace=ns)),
         parity=result,
         gates=tuple(gates(changes) if gates else ()),
+        policy=tuple(checker.check(env.name, after, namespace=ns, before=before)),
+        policy_bindings=checker.bindings,
     )
 
 
