@@ -160,10 +160,10 @@ def _activation(
         "dryRun": False,
     }
     return {
-        "object": cel.to_cel(obj) if obj is not None else None,
-        "oldObject": cel.to_cel(old) if old is not None else None,
-        "request": cel.to_cel(request),
-        "namespaceObject": cel.to_cel(ns_obj) if ns_obj is not None else None,
+        "object": obj,
+        "oldObject": old,
+        "request": request,
+        "namespaceObject": ns_obj,
         "_namespaceKnown": ns_obj is not None or not req.namespace,
     }
 
@@ -244,8 +244,8 @@ def _run_binding(
             ]
     out = []
     for param in params:
-        act = {**activation, "params": cel.to_cel(param) if param is not None else None}
-        out += _run_param(ctx.engine, policy, act, note)
+        act = {k: v for k, v in activation.items() if not k.startswith("_")}
+        out += _run_param(ctx.engine, policy, {**act, "params": param}, note)
     return out
 
 
@@ -259,13 +259,11 @@ def _expressions(policy: model.Policy) -> list[str]:
 def _run_param(
     engine: cel.Engine, policy: model.Policy, act: dict[str, Any], note: _Note
 ) -> list[Finding]:
-    act["variables"] = cel.lazy_map(
-        {name: engine.compile(expr) for name, expr in policy.variables}, engine, act
-    )
+    context = engine.context({**act, "variables": _variables(engine, policy, act)})
     errors, skipped = [], False
     for name, expr in policy.match_conditions:
         try:
-            value = cel.is_true(engine.run(engine.compile(expr), act))
+            value = cel.is_true(engine.run(engine.compile(expr), context))
             if value is None:
                 raise cel.EvalError("matchCondition must evaluate to a bool")
             skipped = skipped or not value
@@ -278,7 +276,7 @@ def _run_param(
     out = []
     for v in policy.validations:
         try:
-            passed = cel.is_true(engine.run(engine.compile(v.expression), act))
+            passed = cel.is_true(engine.run(engine.compile(v.expression), context))
             if passed is None:
                 raise cel.EvalError("validation expression must evaluate to a bool")
         except cel.EvalError as exc:
@@ -287,15 +285,29 @@ def _run_param(
                 out.append(note.make(Outcome.VIOLATED, msg))
             continue
         if not passed:
-            out.append(note.make(Outcome.VIOLATED, _message(engine, v, act)))
+            out.append(note.make(Outcome.VIOLATED, _message(engine, v, context)))
     return out
 
 
-def _message(engine: cel.Engine, v: model.Validation, act: Mapping[str, Any]) -> str:
+def _variables(engine: cel.Engine, policy: model.Policy, act: dict[str, Any]) -> dict[str, Any]:
+    """``variables``, each evaluated in order with the earlier ones in scope. A failing one is
+    left out, so an expression reading it fails too (the API server evaluates them lazily:
+    the same verdict, though the error names a missing key, not the variable's error)."""
+    values: dict[str, Any] = {}
+    for name, expr in policy.variables:
+        context = engine.context({**act, "variables": values})
+        try:
+            values[name] = engine.run(engine.compile(expr), context)
+        except cel.EvalError:
+            continue
+    return values
+
+
+def _message(engine: cel.Engine, v: model.Validation, context: Any) -> str:
     """The API server's choice: messageExpression, else message, else the expression."""
     if v.message_expression:
         try:
-            text = cel.as_text(engine.run(engine.compile(v.message_expression), act))
+            text = cel.as_text(engine.run(engine.compile(v.message_expression), context))
         except cel.EvalError:
             text = None
         if text and text.strip() and "\n" not in text:

@@ -72,7 +72,7 @@ def test_kubernetes_cel_library(expression: str, expected: object) -> None:
     engine = cel.Engine()
     program = engine.compile(expression)
     assert not program.unsupported
-    assert engine.run(program, {}) == expected
+    assert engine.run(program, engine.context({})) == expected
 
 
 @pytest.mark.parametrize(
@@ -85,6 +85,7 @@ def test_kubernetes_cel_library(expression: str, expected: object) -> None:
         ),
         ("request.userInfo.username == 'admin'", "userInfo"),
         ("object.?spec.orValue(1) == 1", "cannot parse"),
+        ("sets.contains([1], [1])", "sets.*"),
     ],
 )
 def test_what_cannot_run_offline_is_named(expression: str, why: str) -> None:
@@ -97,4 +98,4 @@ def test_what_cannot_run_offline_is_named(expression: str, why: str) -> None:
 def test_quantity_errors_are_cel_errors(expression: str) -> None:
     engine = cel.Engine()
     with pytest.raises(cel.EvalError):
-        engine.run(engine.compile(expression), {})
+        engine.run(engine.compile(expression), engine.context({}))
