@@ -26,7 +26,7 @@ import pytest
 from promote import errors
 from promote.local import controlplane, processes, seed
 
-pytest_plugins = ["tests.gitea_fixture"]
+pytest_plugins = ["tests.gitea_fixture", "tests.registry_fixture"]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ENSURE_CONTROLPLANE = REPO_ROOT / "tools" / "ensure-controlplane"

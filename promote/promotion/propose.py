@@ -20,7 +20,7 @@ from promote.errors import ConfigError, PushRejected, UsageError
 from promote.forge import base as forge_base
 from promote.git import repo as git_repo
 from promote.kustomize import folder, overlay
-from promote.promotion import diff, engine, plan, policies
+from promote.promotion import diff, engine, plan, policies, supply
 from promote.secrets.authoring import parity
 
 MAX_PUSH_ATTEMPTS = 60
@@ -111,6 +111,8 @@ def plan_promotion(
         apps=apps,
     )
     soak = env.config.gates.soak
+    if env.config.gates.pin_digests:  # what the source ran is what the target gets
+        wanted = supply.pin_digests(wanted, s.read_overlay(env)[1])
 
     def gates(changes: Sequence[plan.ImageChange]) -> list[plan.GateResult]:
         gate = plan.check_soak(
@@ -120,7 +122,10 @@ def plan_promotion(
             source=src.name,
             now=now or datetime.now(UTC),
         )
-        return [gate] if gate else []
+        signed = env.config.gates.signed_images
+        return ([gate] if gate else []) + (
+            supply.verify_signatures(s.root, changes) if signed else []
+        )
 
     return _plan_images(
         s,
