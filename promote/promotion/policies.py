@@ -87,13 +87,13 @@ def check_head(s: engine.Session, head_sha: str) -> list[Finding]:
     tmp = archive.scratch_dir("promote-head-")
     try:
         head_root = s.repo.export_tree(head_sha, tmp / "tree")
+        checkers = [prepare(s.root), prepare(head_root)]
+        if not any(c.policies for c in checkers):
+            return []  # no policies on either side: nothing to render for
         head = config.load_project(head_root)
         changed = changed_paths(s.root, head_root)
         layout = folder.layout(head).merged(folder.layout(s.project))
         affected = scope.affected(changed, layout)
-        checkers = [prepare(s.root), prepare(head_root)]
-        if not any(c.policies for c in checkers):
-            return []
         kustomize = s.kustomizer()
         out: dict[str, Finding] = {}
         for name in affected.envs:
