@@ -39,8 +39,10 @@ def registry(name: str) -> str:
 def is_loopback(host: str) -> bool:
     """Registries on this machine may speak plain HTTP (Docker's default, and crane's and
     cosign's ``--insecure`` flags are passed for them only)."""
-    name = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
-    name = name.strip("[]")
+    if host.startswith("[") and "]" in host:  # [::1]:5000
+        name = host[1 : host.index("]")]
+    else:
+        name = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
     if name == "localhost":
         return True
     try:
