@@ -12,6 +12,10 @@ from promote.errors import RegistryError
 VERSIONS = {"crane": "v0.22.1", "cosign": "v3.1.3"}  # keep in step with tools/ensure-*
 
 
+def cache_root() -> Path:
+    return Path(os.environ.get("PROMOTE_CACHE") or Path.home() / ".cache/promote")
+
+
 def find(tool: str) -> Path:
     explicit = os.environ.get(f"PROMOTE_{tool.upper()}")
     if explicit:
@@ -19,8 +23,7 @@ def find(tool: str) -> Path:
     on_path = shutil.which(tool)
     if on_path:
         return Path(on_path)
-    cache = Path(os.environ.get("PROMOTE_CACHE") or Path.home() / ".cache/promote")
-    cached = cache / tool / VERSIONS[tool] / tool
+    cached = cache_root() / tool / VERSIONS[tool] / tool
     if cached.is_file():
         return cached
     raise RegistryError(

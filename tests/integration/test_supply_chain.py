@@ -101,7 +101,11 @@ def test_only_an_image_signed_by_a_repository_key_passes(
     tmp_path: Path,
     gpg_keys: Keys,  # noqa: F811
     oci_registry: Registry,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.setenv("PROMOTE_CACHE", str(tmp_path / "cache"))  # verified-signature cache
+    monkeypatch.setenv("PROMOTE_COSIGN", str(oci_registry.cosign))
+    monkeypatch.setenv("PROMOTE_CRANE", str(oci_registry.crane))
     gates = {"staging": {"pinDigests": True, "signedImages": True}}
     ops = supply_gitops(tmp_path, gpg_keys, oci_registry, gates)
     release_key, release_pub = oci_registry.keypair("release")
@@ -127,7 +131,10 @@ def test_only_an_image_signed_by_a_repository_key_passes(
     assert wrong[0].startswith(f"blocked: image {ref} has no valid cosign signature")
     assert "no signatures found" not in wrong[0]
 
+    verified = tmp_path / "cache/cosign-verified"
+    assert not verified.exists()  # failures are never remembered
     oci_registry.sign(ref, release_key)
     assert _signature_gates(ops) == [
         "passed: cosign signature verified with keys/image-signers/release.pub"
     ]
+    assert len([p for p in verified.rglob("*") if p.is_file()]) == 1  # by digest and key
