@@ -6,6 +6,10 @@ the best and the median of ``--repeat`` runs: the command as a user runs it (a n
 the same work in process (no interpreter start-up or imports), and where the time goes. Target
 (issue 5): under 1.5 s each, judged on the median. Everything runs in a temporary folder: a
 bare remote, a clone, a throw-away GNUPGHOME with one release manager's key.
+
+Policies (issue 17): each run also promotes with and without three policies in policies/
+(BENCH_POLICIES, on all 200 objects), back to back, and reports the median difference
+(target: under 0.3 s), beside the policy step alone in process.
 """
 
 from __future__ import annotations
@@ -29,6 +33,64 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repositor
 from tests.integration.test_promotion_helpers import many_apps
 
 TARGET_S = 1.5
+POLICY_TARGET_S = 0.3  # issue 17: what policy checks may add to `promote to`
+
+# A few policies in the style teams write (issue 17): each applies to all 100 apps.
+BENCH_POLICIES = """\
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicy
+metadata: {name: registry}
+spec:
+  matchConstraints:
+    resourceRules: [{apiGroups: [apps], apiVersions: [v1], resources: [deployments],
+                     operations: [CREATE, UPDATE]}]
+  validations:
+  - expression: "object.spec.template.spec.containers.all(c,
+      c.image.matches('^registry[.]example[.]com/') && c.image.find(':v[0-9]+') != '')"
+    message: images come from registry.example.com with a version tag
+  - expression: "object.spec.template.spec.containers.all(c, !has(c.resources) ||
+      !has(c.resources.limits) || !('memory' in c.resources.limits) ||
+      quantity(c.resources.limits.memory).isLessThan(quantity('4Gi')))"
+    message: memory limits stay below 4Gi
+---
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicyBinding
+metadata: {name: registry}
+spec: {policyName: registry, validationActions: [Deny]}
+---
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicy
+metadata: {name: labelled}
+spec:
+  matchConstraints:
+    resourceRules: [{apiGroups: [apps], apiVersions: [v1], resources: [deployments],
+                     operations: [CREATE, UPDATE]}]
+  validations:
+  - expression: "has(object.spec.template.metadata.labels) &&
+      'app' in object.spec.template.metadata.labels"
+    message: pods carry an app label
+---
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicyBinding
+metadata: {name: labelled}
+spec: {policyName: labelled, validationActions: [Deny]}
+---
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicy
+metadata: {name: ports}
+spec:
+  matchConstraints:
+    resourceRules: [{apiGroups: [""], apiVersions: [v1], resources: [services],
+                     operations: [CREATE, UPDATE]}]
+  validations:
+  - expression: "object.spec.ports.all(p, p.port < 10000)"
+    message: service ports stay below 10000
+---
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicyBinding
+metadata: {name: ports}
+spec: {policyName: ports, validationActions: [Deny]}
+"""
 
 
 def sh(*args: str, cwd: Path, env: dict[str, str] | None = None) -> str:
@@ -59,8 +121,19 @@ class Bench:
         self.gnupg = root / "gnupg"
         self.gnupg.mkdir(mode=0o700)
         gpg_base = ["gpg", "--homedir", str(self.gnupg), "--batch"]
-        sh(*gpg_base, "--pinentry-mode", "loopback", "--passphrase", "", "--quick-gen-key",
-           "rm1 <rm1@example.com>", "ed25519", "sign", "never", cwd=root)  # fmt: skip
+        sh(
+            *gpg_base,
+            "--pinentry-mode",
+            "loopback",
+            "--passphrase",
+            "",
+            "--quick-gen-key",
+            "rm1 <rm1@example.com>",
+            "ed25519",
+            "sign",
+            "never",
+            cwd=root,
+        )
         key = sh(*gpg_base, "--armor", "--export", "rm1@example.com", cwd=root)
         work = root / "work"
         build_repo(work, apps, key + "\n")
@@ -97,8 +170,14 @@ class Bench:
 
     def reset(self) -> None:
         """Forget PRs, branches and renders so the next promotion starts cold."""
-        refs = sh("git", "for-each-ref", "--format=%(refname)", "refs/promote/",
-                  "refs/heads/promote/", cwd=self.remote).split()  # fmt: skip
+        refs = sh(
+            "git",
+            "for-each-ref",
+            "--format=%(refname)",
+            "refs/promote/",
+            "refs/heads/promote/",
+            cwd=self.remote,
+        ).split()
         for ref in refs:
             sh("git", "update-ref", "-d", ref, cwd=self.remote)
         shutil.rmtree(self.clone / ".git/promote", ignore_errors=True)
@@ -117,6 +196,38 @@ class Bench:
         return timed(lambda: sh("git", "push", "-q", "origin", f"{commit}:{ref}", cwd=self.clone))[
             0
         ]
+
+    def set_policies(self, on: bool) -> None:
+        """Put BENCH_POLICIES on main (a commit), or take that commit back off."""
+        if on:
+            (self.clone / "policies").mkdir(exist_ok=True)
+            (self.clone / "policies/bench.yaml").write_text(BENCH_POLICIES)
+            sh("git", "add", "-A", cwd=self.clone)
+            sh("git", "commit", "-qm", "policies", cwd=self.clone)
+        else:
+            sh("git", "reset", "-q", "--hard", "HEAD~1", cwd=self.clone)
+        sh("git", "push", "-q", "-f", "origin", "HEAD:main", cwd=self.clone)
+
+    def policy_check(self) -> dict[str, float]:
+        """The policy step alone, in process: load and compile (beside the renders in a plan),
+        then evaluate on staging's after-render (on the plan's path)."""
+        from promote.promotion import policies
+
+        with engine.session(self.clone) as s:
+            env = s.project.env("staging")
+            text = s.read_overlay(env)[0]
+            before = after = s.render_variants(env.overlay_dir, [text])[0]
+            started = time.perf_counter()
+            checker = policies.prepare(s.root)
+            prep = time.perf_counter() - started
+            run, found = timed(
+                lambda: checker.check("staging", after, namespace="staging", before=before)
+            )
+        assert found == [], found
+        return {
+            "policies: load + compile (beside the renders)": prep,
+            "policies: evaluate 200 objects (on the plan's path)": run,
+        }
 
     def in_process(self) -> dict[str, float]:
         out: dict[str, float] = {}
@@ -154,8 +265,10 @@ def main() -> None:
         kz = render.Kustomize()
         for _ in range(args.repeat):
             add("git push (baseline, same commit)", b.git_push_baseline())
-            add("kustomize build staging (with its 100 images)", timed(
-                lambda: kz.build(b.clone / "overlays/staging"))[0])  # fmt: skip
+            add(
+                "kustomize build staging (with its 100 images)",
+                timed(lambda: kz.build(b.clone / "overlays/staging"))[0],
+            )
             add("kustomize build staging without images:", b.stripped_build(kz))
             add("promote --version (start-up only)", b.cli("--version"))
             b.reset()
@@ -171,13 +284,37 @@ def main() -> None:
                 add(name, value)
             sh("git", "push", "-q", "-f", "origin", "HEAD:main", cwd=b.clone)
             b.reset()
+            for kind in ("after a --dry-run", "cold"):  # each pair back to back: less noise
+                pair = []
+                for on in (False, True):
+                    if on:
+                        b.set_policies(True)
+                    b.reset()
+                    if kind != "cold":
+                        b.cli("to", "staging", "--dry-run")
+                    pair.append(b.cli("to", "staging"))
+                    if on:
+                        b.set_policies(False)
+                add(f"promote to staging ({kind}), 3 policies", pair[1])
+                add(f"policy checks add ({kind})", pair[1] - pair[0])
+            b.reset()
+            b.set_policies(True)
+            for name, value in b.policy_check().items():
+                add(name, value)
+            b.set_policies(False)
+            b.reset()
     finally:
-        subprocess.run(["gpgconf", "--homedir", str(root / "gnupg"), "--kill", "gpg-agent"],
-                       check=False, capture_output=True)  # fmt: skip
+        subprocess.run(
+            ["gpgconf", "--homedir", str(root / "gnupg"), "--kill", "gpg-agent"],
+            check=False,
+            capture_output=True,
+        )
         shutil.rmtree(root, ignore_errors=True)
     width = max(len(n) for n in rows)
-    print(f"promote promotion benchmark: {args.apps} apps, {args.repeat} runs, "
-          f"{os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}")  # fmt: skip
+    print(
+        f"promote promotion benchmark: {args.apps} apps, {args.repeat} runs, "
+        f"{os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}"
+    )
     print(f"{'step'.ljust(width)}     best   median  target {TARGET_S}s (on the median)")
     for name, values in rows.items():
         best, median = min(values), statistics.median(values)
@@ -185,6 +322,13 @@ def main() -> None:
         if name.startswith(("promote to", "promote merge")):
             mark = "ok" if median < TARGET_S else "OVER"
         print(f"{name.ljust(width)}  {best:7.3f}  {median:7.3f}  {mark}")
+    for kind in ("after a --dry-run", "cold"):
+        added = statistics.median(rows[f"policy checks add ({kind})"])
+        mark = "ok" if added < POLICY_TARGET_S else "OVER"
+        print(
+            f"policy checks add to `promote to` ({kind}): {added:+.3f} s, the median of "
+            f"paired runs (target {POLICY_TARGET_S} s): {mark}"
+        )
 
 
 if __name__ == "__main__":

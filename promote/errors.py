@@ -146,3 +146,9 @@ class NotFound(PromoteError):
     """Something the user named does not exist (a PR, an environment's overlay, a revision)."""
 
     code = "not-found"
+
+
+class RegistryError(PromoteError):
+    """An OCI registry or the supply-chain tools (crane, cosign) failed; names image and fix."""
+
+    code = "registry"

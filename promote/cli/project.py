@@ -127,6 +127,7 @@ def validate_cmd(
                     "objects": e.objects,
                     "ok": e.ok,
                     "error": e.error,
+                    "notices": list(e.notices),
                     "findings": [
                         {"object": f.object, "field": f.field, "message": f.message}
                         for f in e.findings
@@ -155,3 +156,5 @@ def validate_cmd(
         return
     for e in report.envs:
         console.print(f"[green]ok[/] {e.env}: {e.objects} objects rendered and checked")
+        for notice in e.notices:
+            console.print(f"  note: {notice}", markup=False)

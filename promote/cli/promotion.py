@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 
 from promote.cli import common, prs
 from promote.cli.output import (
@@ -65,6 +66,11 @@ def _print_plan(p: plan.Plan, *, full_diff: bool) -> None:
     for g in p.gates:
         colour = "green" if not g.blocks else "red"
         console.print(f"gate {g.name}: [{colour}]{g.status}[/]: {g.reason}")
+    for f in p.policy:
+        colour = "red" if f.blocks else "yellow"
+        console.print(f"[{colour}]policy[/] {escape(str(f))}", highlight=False)
+    if p.policy_bindings and not p.policy:
+        console.print(f"policies: [green]ok[/] ({p.policy_bindings} binding(s) checked)")
     a = p.approvals
     who = f"{a.required} of {', '.join(a.approvers)}" if a.required else "none required"
     console.print(f"approvals: {who}")

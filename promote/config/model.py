@@ -120,6 +120,12 @@ class SecretsConfig:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class GatesConfig:
     soak: timedelta | None = None
+    # Supply chain (issue 17), both off by default so images in no reachable registry work:
+    # pinDigests resolves each promoted tag to its digest (crane, at promotion time) and pins
+    # it (newTag + digest), so a tag moved later cannot change what this environment runs;
+    # signedImages blocks an image without a cosign signature by a key in keys/image-signers/.
+    pin_digests: bool = False
+    signed_images: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -23,6 +23,7 @@ from promote import config
 from promote.errors import UsageError
 from promote.forge.base import PRKind
 from promote.kustomize import overlay, reference
+from promote.policy.findings import Finding
 from promote.promotion.diff import ObjectDiff
 from promote.secrets.authoring.parity import ParityResult
 
@@ -111,6 +112,8 @@ class Plan:
     approvals: config.ApprovalsConfig = field(default_factory=config.ApprovalsConfig)
     apps: tuple[str, ...] = ()
     overlay_after: str = field(default="", repr=False)  # the edited file, when computed
+    policy: tuple[Finding, ...] = ()  # policies/ on the target's after-render
+    policy_bindings: int = 0  # how many bindings were checked (0: no policies)
 
     @property
     def empty(self) -> bool:
@@ -119,6 +122,7 @@ class Plan:
     def problems(self) -> list[str]:
         out = [f"{self.target}: {gap}" for gap in (self.parity.gaps if self.parity else ())]
         out += [f"gate {g.name}: {g.status}: {g.reason}" for g in self.gates if g.blocks]
+        out += [f"policy: {f}" for f in self.policy if f.blocks]
         return out
 
     @property
@@ -317,6 +321,12 @@ def to_markdown(plan: Plan) -> str:
         out += [f"- MISSING: {gap}" for gap in plan.parity.gaps]
     out += ["", "### Gates", ""]
     out += [f"- {g.name}: **{g.status}**: {g.reason}" for g in plan.gates] or ["None."]
+    out += ["", "### Policies", ""]
+    if not plan.policy_bindings:
+        out.append("No policies (`policies/` holds no ValidatingAdmissionPolicyBinding).")
+    elif not plan.policy:
+        out.append(f"OK: {plan.policy_bindings} binding(s) checked on {plan.target}; no findings.")
+    out += [f"- {'**BLOCKS**' if f.blocks else 'note'}: {f}" for f in plan.policy]
     out += ["", "### Approval policy", "", _policy_text(plan.approvals), ""]
     out += [f"### Rendered changes in {plan.target} (Secret values redacted)", ""]
     used = 0
@@ -361,6 +371,10 @@ def to_dict(plan: Plan) -> dict[str, Any]:
             "required": plan.approvals.required,
             "approvers": list(plan.approvals.approvers),
             "allowSelfApproval": plan.approvals.allow_self_approval,
+        },
+        "policy": {
+            "bindings": plan.policy_bindings,
+            "findings": [f.to_dict() for f in plan.policy],
         },
         "blocked": plan.blocked,
         "problems": plan.problems(),

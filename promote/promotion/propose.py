@@ -21,7 +21,7 @@ from promote.forge import base as forge_base
 from promote.forge import factory as forge_factory
 from promote.git import repo as git_repo
 from promote.kustomize import folder, overlay
-from promote.promotion import diff, engine, people, plan
+from promote.promotion import diff, engine, people, plan, policies, supply
 from promote.secrets import gpg
 from promote.secrets.authoring import parity
 
@@ -60,7 +60,8 @@ def _plan_images(
     if not render_diff:
         return base
     s.kustomizer()  # find the binary once, before the threads need it
-    with ThreadPoolExecutor(max_workers=2) as pool:
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        checker_f = pool.submit(policies.prepare, s.root)  # CEL start-up beside kustomize
         target_f = pool.submit(s.render_variants, env.overlay_dir, [text, after_text])
         source_f = (
             pool.submit(s.render_variants, source.overlay_dir, [s.read_overlay(source)[0]])
@@ -69,6 +70,7 @@ def _plan_images(
         )
         before, after = target_f.result()
         source_objs = source_f.result()[0] if source_f else None
+        checker = checker_f.result()
     ns = env.config.cluster.namespace
     result = None
     if source is not None and source_objs is not None:
@@ -78,6 +80,8 @@ def _plan_images(
         diff=tuple(diff.diff_objects(before, after, default_namespace=ns)),
         parity=result,
         gates=tuple(gates(changes) if gates else ()),
+        policy=tuple(checker.check(env.name, after, namespace=ns, before=before)),
+        policy_bindings=checker.bindings,
     )
 
 
@@ -111,6 +115,8 @@ def plan_promotion(
         apps=apps,
     )
     soak = env.config.gates.soak
+    if env.config.gates.pin_digests:  # what the source ran is what the target gets
+        wanted = supply.pin_digests(wanted, s.read_overlay(env)[1])
 
     def gates(changes: Sequence[plan.ImageChange]) -> list[plan.GateResult]:
         gate = plan.check_soak(
@@ -120,7 +126,10 @@ def plan_promotion(
             source=src.name,
             now=now or datetime.now(UTC),
         )
-        return [gate] if gate else []
+        signed = env.config.gates.signed_images
+        return ([gate] if gate else []) + (
+            supply.verify_signatures(s.root, changes) if signed else []
+        )
 
     return _plan_images(
         s,

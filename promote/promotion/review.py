@@ -21,7 +21,7 @@ from promote.forge import base as forge_base
 from promote.forge import factory as forge_factory
 from promote.git import repo as git_repo
 from promote.kustomize import overlay
-from promote.promotion import approvals, change, engine, people, provenance
+from promote.promotion import approvals, change, engine, people, policies, provenance
 from promote.secrets import gpg
 
 if TYPE_CHECKING:
@@ -348,6 +348,13 @@ def merge(
         else:
             hint = f"Approve with `promote approve {number} --as NAME`."
         raise PolicyBlocked(verdict.summary(), problems=verdict.problems(), hint=hint)
+    denied = [f for f in policies.check_head(s, pr.head_sha) if f.blocks]
+    if denied:  # policies/ re-checked on the head: what would merge, not what was planned
+        raise PolicyBlocked(
+            f"PR #{number}: {len(denied)} policy violation(s) on its head {pr.head_sha[:12]}.",
+            problems=[str(f) for f in denied],
+            hint="Fix the manifests (or the policy, through its own PR) and push again.",
+        )
     merger = server.whoami() if server is not None else s.user(by)
     message = (
         f"Merge PR #{number}: {pr.title}\n\nPromote-PR: {number}\nPromote-Env: {pr.env}\n"

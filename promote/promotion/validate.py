@@ -16,7 +16,7 @@ from promote import config
 from promote.cluster import validation
 from promote.errors import PromoteError
 from promote.kustomize import folder, overlay, render
-from promote.promotion import people
+from promote.promotion import people, policies
 from promote.secrets.authoring import checks as secret_checks
 
 Objects = list[dict[str, Any]]
@@ -50,6 +50,7 @@ class EnvReport:
     objects: int
     findings: tuple[validation.Finding, ...]
     error: str | None = None
+    notices: tuple[str, ...] = ()  # policy findings that do not deny (Warn, Audit)
 
     @property
     def ok(self) -> bool:
@@ -98,13 +99,25 @@ def check_rendered(
 
 
 def validate_env(
-    project: config.Project, env: config.Environment, kustomize: render.Kustomize
+    project: config.Project,
+    env: config.Environment,
+    kustomize: render.Kustomize,
+    *,
+    checker: policies.Checker | None = None,
 ) -> EnvReport:
     try:
         objects = kustomize.build(env.overlay_dir)
     except PromoteError as exc:
         return EnvReport(env.name, 0, (), error=str(exc))
-    return EnvReport(env.name, len(objects), tuple(check_rendered(project, env, objects)))
+    findings = check_rendered(project, env, objects)
+    notices: list[str] = []
+    ns = env.config.cluster.namespace
+    for f in checker.check(env.name, objects, namespace=ns) if checker else ():
+        if f.blocks:
+            findings.append(validation.Finding(env.name, f.object, f"policy {f.policy}", str(f)))
+        else:
+            notices.append(str(f))
+    return EnvReport(env.name, len(objects), tuple(findings), notices=tuple(notices))
 
 
 def validate_project(
@@ -117,6 +130,8 @@ def validate_project(
     for name in names:
         project.env(name)  # unknown names are a usage error before any work
     kz = kustomize or render.Kustomize()
+    checker = policies.prepare(project.root)  # policies/: every environment, as rendered
     with people.Registry(project.root, where="this checkout") as registered:
         broken = tuple(registered.all_problems())
-    return Report(tuple(validate_env(project, project.env(n), kz) for n in names), broken)
+    reports = tuple(validate_env(project, project.env(n), kz, checker=checker) for n in names)
+    return Report(reports, broken)
