@@ -122,7 +122,8 @@ def test_merge_rechecks_policies_on_the_head(ops: GitOps, gpg_keys: Keys) -> Non
     with engine.session(ops.clone) as s:  # no policy yet: the plan passes and the PR opens
         p = propose.plan_promotion(s, "staging")
         assert not p.blocked and p.policy_bindings == 0
-        pr = propose.open_pull_request(s, p, author="alice")
+        signer = gpg.Signer(gnupghome=str(gpg_keys.home))
+        pr = propose.open_pull_request(s, p, opener="dev1", signer=signer)
     add_policy(ops, SEMVER)  # the rule lands on main while the PR waits
     with engine.session(ops.clone) as s:
         review.approve(

@@ -61,7 +61,8 @@ def test_pinned_digest_survives_a_moved_tag(
     with engine.session(ops.clone) as s:
         p = propose.plan_promotion(s, "staging", apps=["web-app"])
         assert [c.new_version for c in p.changes] == [f"v3.0.0@{verified}"]
-        pr = propose.open_pull_request(s, p, author="alice")
+        signer = gpg.Signer(gnupghome=str(gpg_keys.home))
+        pr = propose.open_pull_request(s, p, opener="dev1", signer=signer)
     with engine.session(ops.clone) as s:
         review.approve(
             s, pr.number, approver="rm1", signer=gpg.Signer(gnupghome=str(gpg_keys.home))
