@@ -53,7 +53,10 @@ def _finish(
         if f.action != "current":
             console.print(f"  {f.action}: {f.file}", markup=False)
     state = "updated" if report.config_changed else "unchanged"
-    console.print(f"{report.config_file} {state}; {len(report.files)} encrypted file(s) checked.")
+    console.print(
+        f"{report.config_file} {state}; {len(report.files)} encrypted file(s) checked.",
+        markup=False,
+    )
 
 
 def init(

@@ -13,6 +13,7 @@ from promote.cli.output import (
     OutputOpt,
     console,
     emit_json,
+    esc,
     handled,
     new_table,
     progress,
@@ -40,9 +41,9 @@ def init(
     if output == Format.json:
         emit_json({"directory": str(directory.resolve()), "environments": names, "files": written})
         return
-    console.print(f"Created a promote repository in [bold]{directory.resolve()}[/]")
+    console.print(f"Created a promote repository in [bold]{esc(directory.resolve())}[/]")
     for rel in written:
-        console.print(f"  {rel}")
+        console.print(f"  {rel}", markup=False)
     console.print("Next: `promote keys init <env>` for each environment, then `promote validate`.")
 
 
@@ -78,7 +79,7 @@ def envs(repo_dir: Path = common.RepoOpt, output: Format = OutputOpt) -> None:
     if output == Format.json:
         emit_json({"pipeline": order, "environments": rows})
         return
-    console.print("Pipeline: " + " -> ".join(f"[bold]{n}[/]" for n in order))
+    console.print("Pipeline: " + " -> ".join(f"[bold]{esc(n)}[/]" for n in order))
     table = new_table(show_lines=False)
     for col in ("env", "upstream", "cluster / namespace", "approvals", "sync", "gates"):
         table.add_column(col)
@@ -95,7 +96,7 @@ def envs(repo_dir: Path = common.RepoOpt, output: Format = OutputOpt) -> None:
         )
         gates = r["gates"]
         assert isinstance(gates, dict)
-        table.add_row(
+        cells = (
             str(r["name"]),
             str(r["upstream"] or "-"),
             f"{cl['target']} / {cl['namespace']}",
@@ -103,6 +104,7 @@ def envs(repo_dir: Path = common.RepoOpt, output: Format = OutputOpt) -> None:
             sync,
             f"soak {gates['soak']}" if gates["soak"] else "-",
         )
+        table.add_row(*map(esc, cells))
     console.print(table)
 
 
@@ -149,4 +151,4 @@ def validate_cmd(
         emit_json(result)
         return
     for e in report.envs:
-        console.print(f"[green]ok[/] {e.env}: {e.objects} objects rendered and checked")
+        console.print(f"[green]ok[/] {esc(e.env)}: {e.objects} objects rendered and checked")
