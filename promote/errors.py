@@ -10,7 +10,8 @@ Exit codes (also in the README):
 ====  ===========================================================
 0     ok
 1     error (:class:`PromoteError` and every adapter error)
-2     usage: a flag, an argument, an environment name (:class:`UsageError`)
+2     usage: a flag, an argument, an environment name (:class:`UsageError`), a PR number
+      that names no PR (:class:`UnknownPullRequest`)
 3     blocked by policy: approvals, missing secret keys, gates, validation (:class:`PolicyBlocked`)
 4     differences found (``promote diff``; a result, not an error: :class:`ExitCode`)
 ====  ===========================================================
@@ -146,3 +147,9 @@ class NotFound(PromoteError):
     """Something the user named does not exist (a PR, an environment's overlay, a revision)."""
 
     code = "not-found"
+
+
+class UnknownPullRequest(NotFound):
+    """The PR number on the command line names no pull request: a usage error (exit 2)."""
+
+    exit_code = ExitCode.USAGE

@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 
 import httpx
 
-from promote.errors import ForgeError, NotFound, PromoteError
+from promote.errors import ForgeError, NotFound, PromoteError, UnknownPullRequest
 from promote.forge import http, payload
 from promote.forge.base import (
     Approval,
@@ -148,7 +148,7 @@ class ServerForge:
         )
         if probe.status_code == 404:
             return self._no_repo()
-        return NotFound(
+        return UnknownPullRequest(
             f"PR #{number} does not exist on {self.name} {self.repo}; `promote prs --state all` "
             "lists the promotions."
         )

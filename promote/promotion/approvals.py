@@ -36,6 +36,8 @@ class SignatureStatus(enum.StrEnum):
     WRONG_KEY = "wrong-key"  # verifies, but with a key that is not the approver's
     NO_KEY = "no-key"  # the approver has no public key in keys/release-managers/
     UNSIGNED = "unsigned"  # a local-forge record without a signature
+    KEY_EXPIRED = "key-expired"  # made by the approver's key, which has expired since
+    KEY_REVOKED = "key-revoked"  # made by the approver's key, which has been revoked
 
 
 TAMPERED = (SignatureStatus.BAD, SignatureStatus.WRONG_KEY, SignatureStatus.UNSIGNED)
@@ -119,6 +121,8 @@ def evaluate(
         elif name not in policy.approvers:
             approvers = ", ".join(policy.approvers) or "none"
             not_counted.append((name, f"not a listed approver of {env} (approvers: {approvers})"))
+        elif status in (SignatureStatus.KEY_EXPIRED, SignatureStatus.KEY_REVOKED):
+            not_counted.append((name, _key_state_reason(name, status, checked.detail)))
         elif status is SignatureStatus.NO_KEY:
             not_counted.append((name, checked.detail or "no public key to verify the signature"))
         elif name == author and not policy.allow_self_approval:
@@ -141,6 +145,15 @@ def evaluate(
         counted=tuple(counted),
         not_counted=tuple(not_counted),
         refused=tuple(refused),
+    )
+
+
+def _key_state_reason(name: str, status: SignatureStatus, detail: str) -> str:
+    state = "has expired" if status is SignatureStatus.KEY_EXPIRED else "was revoked"
+    return (
+        f"{name}'s key {state}{f' ({detail})' if detail else ''}; the signature is genuine but "
+        f"no longer counts: {name} registers a current key in keys/release-managers/{name}.asc "
+        "(through a PR) and approves again"
     )
 
 

@@ -292,6 +292,10 @@ def _verify_signatures(
         result = ring.verify(a.payload.encode(), a.signature)
         if result.valid:
             out.append(approvals.CheckedApproval(a, Status.VALID, result.fingerprint))
+        elif result.key_state is gpg.KeyState.EXPIRED:
+            out.append(approvals.CheckedApproval(a, Status.KEY_EXPIRED, result.fingerprint))
+        elif result.key_state is gpg.KeyState.REVOKED:
+            out.append(approvals.CheckedApproval(a, Status.KEY_REVOKED, result.fingerprint))
         elif result.other_key:
             out.append(approvals.CheckedApproval(a, Status.WRONG_KEY, result.detail))
         else:
