@@ -88,6 +88,14 @@ class GitUnavailable(GitError):
     retryable = True
 
 
+class RemoteBranchMissing(GitError):
+    """The remote has no such branch (an empty repository: nothing pushed yet)."""
+
+    def __init__(self, message: str, *, branch: str, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.branch = branch
+
+
 class PushRejected(GitError):
     """A push lost a race (non-fast-forward or a ref that moved); callers rebase and retry."""
 

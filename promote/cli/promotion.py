@@ -163,6 +163,7 @@ def to(
 ) -> None:
     """Promote images from the upstream environment into ENV through a pull request."""
     with handled(output):
+        common.check_envs(repo_dir, env, source)
         from_file = engine.status_from_file(status_file) if status_file else None
         with (
             progress(f"Planning the promotion into {env}...", output),
@@ -191,6 +192,7 @@ def rollback(
 ) -> None:
     """Open a PR restoring ENV's images to an earlier state (same approval policy)."""
     with handled(output):
+        common.check_envs(repo_dir, env)
         with progress(f"Planning the rollback of {env}...", output), engine.session(repo_dir) as s:
             rev = history.rollback_revision(s, env, to=to_rev, steps=steps)
             p = propose.plan_rollback(s, env, rev)
@@ -210,6 +212,8 @@ def set_image(
     output: Format = OutputOpt,
 ) -> None:
     """Set image versions in ENV's overlay (CI's entry point): push to main, or open a PR."""
+    with handled(output):
+        common.check_envs(repo_dir, env)
     with handled(output), progress(f"Updating {env}...", output), engine.session(repo_dir) as s:
         policy = s.project.env(env).config.approvals
         commit = None
@@ -259,6 +263,8 @@ def history_cmd(
     output: Format = OutputOpt,
 ) -> None:
     """What reached ENV, newest first, with approvals verified now (works offline)."""
+    with handled(output):
+        common.check_envs(repo_dir, env)
     with (
         handled(output),
         progress("Reading history...", output),

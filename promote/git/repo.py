@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from promote.errors import GitError, GitUnavailable, NotFound, PushRejected
+from promote.errors import GitError, GitUnavailable, NotFound, PushRejected, RemoteBranchMissing
 from promote.git import archive, objects
 
 log = logging.getLogger(__name__)
@@ -46,6 +46,7 @@ _UNREACHABLE = re.compile(
     r"repository .* not found|host key verification failed|network is unreachable",
     re.IGNORECASE,
 )
+_MISSING_REF = re.compile(r"couldn't find remote ref (\S+)")
 _RACE = re.compile(
     r"\[rejected\]|stale info|fetch first|non-fast-forward|cannot lock ref|failed to update ref|"
     r"atomic transaction failed|incorrect old value|unable to update local ref|"
@@ -255,7 +256,17 @@ class Repo:
             args.append("--prune")
         if depth:
             args.append(f"--depth={depth}")
-        self._git(*args, remote, *refspecs, what=f"git fetch {remote}", retries=4)
+        try:
+            self._git(*args, remote, *refspecs, what=f"git fetch {remote}", retries=4)
+        except GitError as exc:
+            missing = _MISSING_REF.search(exc.message)
+            if missing is None:
+                raise
+            branch = missing.group(1).removeprefix("refs/heads/")
+            raise RemoteBranchMissing(
+                f"{remote} has no branch {branch!r} yet (nothing has been pushed to it).",
+                branch=branch,
+            ) from exc
 
     def ls_remote(self, remote: str, *patterns: str) -> dict[str, str]:
         out = self._git("ls-remote", remote, *patterns, what=f"git ls-remote {remote}")

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from promote import config
-from promote.errors import ConfigError, GitError, GitUnavailable, RenderError
+from promote.errors import ConfigError, GitError, GitUnavailable, RemoteBranchMissing, RenderError
 from promote.forge import base as forge_base
 from promote.forge import factory as forge_factory
 from promote.git import archive
@@ -231,6 +231,13 @@ def session(repo_dir: Path, *, offline: bool = False) -> Iterator[Session]:
                         early.check_access()  # says why, when the forge knows (token, repo)
                     raise
                 log.warning("%s cannot be reached; using the last fetched %s", remote, main)
+            except RemoteBranchMissing as exc:
+                raise GitError(
+                    f"{remote} ({url}) has no branch {main!r} yet: promote works from the "
+                    f"remote's {main}, and nothing has been pushed there.",
+                    hint=f"Commit the repository and push it: `git add -A && git commit -m "
+                    f"'promote init' && git push -u {remote} {main}`.",
+                ) from exc
             except GitError:
                 if early is not None:
                     early.check_access()

@@ -134,3 +134,50 @@ def test_gpg_failures_print_no_library_warnings(ops: GitOps) -> None:
     res = run_cli("approve", number, "--as", "rm2", "-C", str(ops.clone), env=ops.env)
     assert res.code != 0 and "rm2" in res.stderr, res.stderr
     assert "WARNING" not in res.stderr and "gnupg:" not in res.stderr, res.stderr
+
+
+# --- item 11: a new user's first steps -------------------------------------------------------
+
+
+@pytest.fixture
+def fresh(tmp_path: Path) -> Path:
+    """What `promote init` leaves: files, `git init`, no commit, no remote."""
+    target = tmp_path / "gitops"
+    assert run_cli("init", str(target)).code == 0
+    return target
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("to", "nowhere"),
+        ("to", "staging", "--from", "nowhere"),
+        ("rollback", "nowhere"),
+        ("set-image", "nowhere", "web=v1"),
+        ("history", "nowhere"),
+    ],
+)
+def test_unknown_environment_is_named_before_git(fresh: Path, args: tuple[str, ...]) -> None:
+    res = run_cli(*args, "-C", str(fresh))
+    assert res.code == 2, res.stderr
+    assert "unknown environment 'nowhere'" in res.stderr and "dev, staging, prod" in res.stderr
+    assert "remote" not in res.stderr, res.stderr
+
+
+def test_first_steps_explain_an_empty_repository(fresh: Path, tmp_path: Path) -> None:
+    status = run_cli("status", "-C", str(fresh))
+    assert status.code == 1
+    assert "couldn't find remote ref" not in status.stderr
+    assert "no commit" in status.stderr and "git commit" in status.stderr, status.stderr
+    to = run_cli("to", "staging", "-C", str(fresh))
+    assert to.code == 1 and "git remote add origin" in to.stderr, to.stderr
+    # a remote that is still empty: say so and how to push
+    git_run = ["git", "-C", str(fresh)]
+    subprocess.run(["git", "init", "-q", "--bare", str(tmp_path / "r.git")], check=True)
+    subprocess.run([*git_run, "remote", "add", "origin", str(tmp_path / "r.git")], check=True)
+    for args in (("status",), ("to", "staging")):
+        res = run_cli(*args, "-C", str(fresh))
+        assert res.code == 1
+        assert "couldn't find remote ref" not in res.stderr, res.stderr
+        assert "has no branch 'main' yet" in res.stderr, res.stderr
+        assert "git push -u origin main" in res.stderr, res.stderr
