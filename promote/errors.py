@@ -23,7 +23,8 @@ They never contain a secret value.
 from __future__ import annotations
 
 import enum
-from typing import ClassVar
+import os
+from typing import ClassVar, Self
 
 
 class ExitCode(enum.IntEnum):
@@ -45,6 +46,16 @@ class PromoteError(Exception):
         super().__init__(message)
         self.message = message
         self.hint = hint
+
+    def relative_to(self, root: str | os.PathLike[str]) -> Self:
+        """Name files under ``root`` (an exported tree, a scratch folder) by their path in the
+        repository: ``overlays/dev``, never ``/dev/shm/promote-main-…/tree/overlays/dev``."""
+        for prefix in dict.fromkeys((os.fspath(root), os.path.realpath(root))):
+            for attr in ("message", "hint"):
+                text = getattr(self, attr)
+                if text:
+                    setattr(self, attr, text.replace(prefix + os.sep, "").replace(prefix, "."))
+        return self
 
     def __str__(self) -> str:
         if self.hint:

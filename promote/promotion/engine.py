@@ -28,7 +28,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from promote import config
-from promote.errors import ConfigError, GitError, GitUnavailable, RemoteBranchMissing, RenderError
+from promote.errors import (
+    ConfigError,
+    GitError,
+    GitUnavailable,
+    PromoteError,
+    RemoteBranchMissing,
+    RenderError,
+)
 from promote.forge import base as forge_base
 from promote.forge import factory as forge_factory
 from promote.git import archive
@@ -253,7 +260,11 @@ def session(repo_dir: Path, *, offline: bool = False) -> Iterator[Session]:
                 clients += [f for f in [forge_factory.server_forge(forge)] if f is not None]
             if fetched:
                 forge_factory.mark_fetched(forge)
-            yield Session(repo, remote, main, sha, root, project, forge, offline)
+            try:
+                yield Session(repo, remote, main, sha, root, project, forge, offline)
+            except PromoteError as exc:
+                exc.relative_to(root)  # the repository's paths, not the scratch copy's
+                raise
     finally:
         for client in clients:
             client.disconnect()

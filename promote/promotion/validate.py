@@ -81,7 +81,7 @@ def validate_env(
     try:
         objects = kustomize.build(env.overlay_dir)
     except PromoteError as exc:
-        return EnvReport(env.name, 0, (), error=str(exc))
+        return EnvReport(env.name, 0, (), error=str(exc.relative_to(project.root)))
     return EnvReport(env.name, len(objects), tuple(check_rendered(project, env, objects)))
 
 

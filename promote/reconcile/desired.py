@@ -124,12 +124,16 @@ class DesiredState:
         tree: what an agent does is decided by the revision it deploys, never by a checkout.
         """
         with tempfile.TemporaryDirectory(prefix="promote-agent-", dir=self._work_dir) as tmp:
-            tree = stage(Stage.FETCH, self.source.export, revision, Path(tmp) / "tree")
-            project = stage(Stage.RENDER, config.load_project, tree)
-            environment = stage(Stage.RENDER, project.env, self.env)
-            objects: list[dict[str, Any]] = stage(
-                Stage.RENDER, self.kustomize.build, environment.overlay_dir
-            )
+            tree = Path(tmp) / "tree"
+            try:
+                stage(Stage.FETCH, self.source.export, revision, tree)
+                project = stage(Stage.RENDER, config.load_project, tree)
+                environment = stage(Stage.RENDER, project.env, self.env)
+                objects: list[dict[str, Any]] = stage(
+                    Stage.RENDER, self.kustomize.build, environment.overlay_dir
+                )
+            except StageFailed as exc:  # name the repository's paths, not the scratch tree's
+                raise StageFailed(exc.stage, exc.cause.relative_to(tree)) from exc.__cause__
             findings = validate.check_rendered(
                 project, environment, objects, namespace=self.namespace
             )

@@ -181,3 +181,25 @@ def test_first_steps_explain_an_empty_repository(fresh: Path, tmp_path: Path) ->
         assert "couldn't find remote ref" not in res.stderr, res.stderr
         assert "has no branch 'main' yet" in res.stderr, res.stderr
         assert "git push -u origin main" in res.stderr, res.stderr
+
+
+# --- item 10(b): repository-relative paths in messages ---------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("edit", "expected"),
+    [
+        (("- ../base/api\n", "- ../base/api\n- missing.yaml\n"), "overlays/dev"),
+        (("images:\n", "images: 7\nx-images:\n"), "overlays/dev/kustomization.yaml"),
+    ],
+)
+def test_overlay_errors_name_repository_paths(
+    ops: GitOps, edit: tuple[str, str], expected: str
+) -> None:
+    kz = ops.clone / "overlays/dev/kustomization.yaml"
+    kz.write_text(kz.read_text().replace(*edit, 1))
+    ops.commit_and_push("break dev's overlay")
+    res = _cli(ops, "to", "staging", code=1)
+    assert expected in res.stderr, res.stderr
+    assert "/dev/shm" not in res.stderr and "promote-main-" not in res.stderr, res.stderr
+    assert str(ops.clone) not in res.stderr and "/tmp/" not in res.stderr, res.stderr
