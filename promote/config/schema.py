@@ -65,11 +65,11 @@ def format_duration(value: timedelta) -> str:
 
 def read_yaml(path: Path, display: str) -> tuple[Any, yaml.Node | None]:
     """The file's plain data and its PyYAML node tree (for line numbers), from one parse."""
+    text = read_text(path, display)
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"{display}: cannot read the file ({exc.strerror}).") from exc
-    loader = _Loader(text)
+        loader = _Loader(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{display}: not valid YAML ({exc}); fix the file.") from exc
     try:
         node = loader.get_single_node()
         if node is None:  # an empty file
@@ -81,8 +81,26 @@ def read_yaml(path: Path, display: str) -> tuple[Any, yaml.Node | None]:
         raise ConfigError(
             f"{display}:{line}: not valid YAML ({exc.problem}); fix the syntax at that line."
         ) from exc
+    except yaml.YAMLError as exc:  # ReaderError: a control character, not a syntax mark
+        raise ConfigError(f"{display}: not valid YAML ({exc}); remove that character.") from exc
     finally:
         loader.dispose()
+
+
+def read_text(path: Path, display: str) -> str:
+    """A configuration file's text: UTF-8, or a ConfigError naming the file and the byte."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{display}: cannot read the file ({exc.strerror}).") from exc
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise ConfigError(
+            f"{display}:{line}: not UTF-8 text (byte 0x{data[exc.start]:02x} at offset "
+            f"{exc.start}); save the file as UTF-8."
+        ) from exc
 
 
 def _refuse_duplicate_keys(node: yaml.Node, seen: set[int]) -> None:

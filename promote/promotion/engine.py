@@ -78,6 +78,7 @@ class Session:
         renders once, and the target's "after" render is the next promotion's source render.
         ``PROMOTE_RENDER_CACHE=off`` disables it (e.g. for unpinned remote bases).
         """
+        archive.check_links(self.root, [overlay_dir])  # a link left out of the export
         kustomize = self.kustomizer()
         if os.environ.get("PROMOTE_RENDER_CACHE", "").lower() in ("off", "0", "false"):
             return kustomize.build(overlay_dir)
@@ -111,6 +112,7 @@ class Session:
         are applied by :mod:`imagetag`, kustomize's own transformer ported to Python. Overlays
         that port cannot reproduce exactly are built by kustomize once per version.
         """
+        archive.check_links(self.root, [overlay_dir])
         display = self.project.relpath(folder.kustomization_path(overlay_dir))
         splits = [imagetag.split(text, display) for text in texts]
         stripped = {s.text for s in splits if s is not None}
@@ -128,7 +130,7 @@ class Session:
         The copy sits beside the original, so relative references (``../base/app``) resolve.
         """
         path = folder.kustomization_path(overlay_dir)
-        if path.read_text(encoding="utf-8") == text:
+        if folder.read_text(path) == text:
             return self.render_overlay(overlay_dir, tree=self.tree)
         digest = hashlib.sha256(text.encode()).hexdigest()
         copy = overlay_dir.parent / f".{overlay_dir.name}.{digest[:12]}."
@@ -167,7 +169,7 @@ class Session:
         """The kustomization text of ``env`` on main and its images (parsed once per session)."""
         if env.name not in self._parsed:
             path = folder.kustomization_path(env.overlay_dir)
-            text = path.read_text(encoding="utf-8")
+            text = folder.read_text(path, self.overlay_file(env))
             self._parsed[env.name] = (text, overlay.parse_images(text, self.overlay_file(env)))
         return self._parsed[env.name]
 

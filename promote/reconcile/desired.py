@@ -17,6 +17,7 @@ from typing import Any, Protocol, TypeVar
 from promote import config
 from promote.cluster import apply, drift, validation
 from promote.errors import PromoteError
+from promote.git import archive
 from promote.kustomize import render
 from promote.promotion import validate
 from promote.reconcile.source import GitSource
@@ -127,8 +128,9 @@ class DesiredState:
             tree = Path(tmp) / "tree"
             try:
                 stage(Stage.FETCH, self.source.export, revision, tree)
-                project = stage(Stage.RENDER, config.load_project, tree)
+                project = stage(Stage.RENDER, config.load_project, tree, only=self.env)
                 environment = stage(Stage.RENDER, project.env, self.env)
+                stage(Stage.RENDER, archive.check_links, tree, [environment.overlay_dir])
                 objects: list[dict[str, Any]] = stage(
                     Stage.RENDER, self.kustomize.build, environment.overlay_dir
                 )
