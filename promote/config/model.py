@@ -29,6 +29,7 @@ format_duration = schema.format_duration
 
 PROJECT_FILE = "promote.yaml"
 ENV_DIR = "environments"
+_COMMIT_SHA = re.compile(r"^[0-9a-f]{40}$")
 _ENV_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
 
@@ -56,11 +57,27 @@ class PolicyConfig:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class RemoteBaseConfig:
+    """A remote kustomize base an overlay may use: its repository URL, pinned to a commit."""
+
+    url: str
+    ref: str  # a full commit SHA (40 hex digits), so Git history says what was deployed
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RenderConfig:
+    """How overlays are rendered. By default nothing outside the repository is read."""
+
+    remote_bases: list[RemoteBaseConfig] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ProjectConfig:
     main_branch: str = "main"
     remote: str = "origin"
     forge: ForgeConfig = field(default_factory=ForgeConfig)
     policy: PolicyConfig = field(default_factory=PolicyConfig)
+    render: RenderConfig = field(default_factory=RenderConfig)
 
 
 # --- environments/<env>.yaml ----------------------------------------------------------------
@@ -281,6 +298,12 @@ def _check_semantics(
                 )
             seen.append(cur)
             cur = envs[cur].upstream
+    for i, base in enumerate(project_cfg.render.remote_bases):
+        if not _COMMIT_SHA.match(base.ref):
+            raise ConfigError(
+                f"{PROJECT_FILE}: render.remoteBases.{i}.ref: {base.ref!r} is not a commit SHA; "
+                "pin the remote base to a full 40-hex commit (a branch or tag can move)."
+            )
     for env_name in project_cfg.policy.allow_latest:
         if env_name not in names:
             raise ConfigError(

@@ -19,11 +19,15 @@ from typing import Any
 import yaml
 
 from promote.errors import RenderError
+from promote.kustomize import sandbox as sandbox_mod
 
 log = logging.getLogger(__name__)
 
 KUSTOMIZE_VERSION = "v5.7.1"  # tools/ensure-kustomize installs this when no kustomize exists
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+# Files (patches, generator inputs) only from under each kustomization's own folder; kustomize's
+# default, said explicitly so a user's kustomize configuration cannot loosen it.
+_RESTRICTOR = "--load-restrictor=LoadRestrictionsRootOnly"
 
 
 def cache_dir() -> Path:
@@ -58,8 +62,11 @@ class Kustomize:
         self._argv = argv or find_kustomize()
         self._timeout_s = timeout_s
 
-    def build_text(self, overlay_dir: Path) -> str:
-        argv = [*self._argv, str(overlay_dir)]
+    def build_text(self, overlay_dir: Path, *, sandbox: sandbox_mod.Sandbox | None = None) -> str:
+        """kustomize's output for ``overlay_dir``, after checking that it reads nothing outside
+        ``sandbox`` (by default the repository the overlay sits in, no remote bases)."""
+        (sandbox or sandbox_mod.Sandbox(sandbox_mod.guess_root(overlay_dir))).check(overlay_dir)
+        argv = [*self._argv, _RESTRICTOR, str(overlay_dir)]
         started = time.monotonic()
         try:
             proc = subprocess.run(
@@ -83,8 +90,10 @@ class Kustomize:
             )
         return proc.stdout
 
-    def build(self, overlay_dir: Path) -> list[dict[str, Any]]:
-        return parse_objects(self.build_text(overlay_dir), str(overlay_dir))
+    def build(
+        self, overlay_dir: Path, *, sandbox: sandbox_mod.Sandbox | None = None
+    ) -> list[dict[str, Any]]:
+        return parse_objects(self.build_text(overlay_dir, sandbox=sandbox), str(overlay_dir))
 
 
 def _go_env() -> dict[str, str]:

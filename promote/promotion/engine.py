@@ -41,6 +41,7 @@ from promote.forge import factory as forge_factory
 from promote.git import archive
 from promote.git import repo as git_repo
 from promote.kustomize import folder, imagetag, overlay, render
+from promote.kustomize import sandbox as sandbox_mod
 from promote.promotion import plan
 
 if TYPE_CHECKING:
@@ -81,7 +82,7 @@ class Session:
         archive.check_links(self.root, [overlay_dir])  # a link left out of the export
         kustomize = self.kustomizer()
         if os.environ.get("PROMOTE_RENDER_CACHE", "").lower() in ("off", "0", "false"):
-            return kustomize.build(overlay_dir)
+            return kustomize.build(overlay_dir, sandbox=self.sandbox)
         rel = (
             overlay_dir.relative_to(self.root)
             if overlay_dir.is_relative_to(self.root)
@@ -94,7 +95,7 @@ class Session:
             text = gzip.decompress(hit.read_bytes()).decode("utf-8")
             hit.touch()
         except (OSError, EOFError, gzip.BadGzipFile):
-            text = kustomize.build_text(overlay_dir)
+            text = kustomize.build_text(overlay_dir, sandbox=self.sandbox)
             with contextlib.suppress(OSError):
                 cache.mkdir(parents=True, exist_ok=True)
                 tmp = cache / f".{key}.{os.getpid()}.tmp"
@@ -154,6 +155,11 @@ class Session:
                 self._binary = f"{argv} {st.st_size} {st.st_mtime_ns}"
             self._kustomize = render.Kustomize(argv)
         return self._kustomize
+
+    @property
+    def sandbox(self) -> sandbox_mod.Sandbox:
+        """What main's overlays may read: main's files and promote.yaml's remote bases."""
+        return sandbox_mod.for_project(self.project)
 
     @property
     def tree(self) -> str:

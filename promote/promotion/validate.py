@@ -15,7 +15,7 @@ from typing import Any
 from promote import config
 from promote.cluster import validation
 from promote.errors import PromoteError
-from promote.kustomize import render
+from promote.kustomize import render, sandbox
 from promote.secrets.authoring import checks as secret_checks
 
 Objects = list[dict[str, Any]]
@@ -79,7 +79,7 @@ def validate_env(
     project: config.Project, env: config.Environment, kustomize: render.Kustomize
 ) -> EnvReport:
     try:
-        objects = kustomize.build(env.overlay_dir)
+        objects = kustomize.build(env.overlay_dir, sandbox=sandbox.for_project(project))
     except PromoteError as exc:
         return EnvReport(env.name, 0, (), error=str(exc.relative_to(project.root)))
     return EnvReport(env.name, len(objects), tuple(check_rendered(project, env, objects)))

@@ -18,7 +18,7 @@ from promote import config
 from promote.cluster import apply, drift, validation
 from promote.errors import PromoteError
 from promote.git import archive
-from promote.kustomize import render
+from promote.kustomize import render, sandbox
 from promote.promotion import validate
 from promote.reconcile.source import GitSource
 from promote.reconcile.status import Stage
@@ -132,7 +132,10 @@ class DesiredState:
                 environment = stage(Stage.RENDER, project.env, self.env)
                 stage(Stage.RENDER, archive.check_links, tree, [environment.overlay_dir])
                 objects: list[dict[str, Any]] = stage(
-                    Stage.RENDER, self.kustomize.build, environment.overlay_dir
+                    Stage.RENDER,
+                    self.kustomize.build,
+                    environment.overlay_dir,
+                    sandbox=sandbox.for_project(project),
                 )
             except StageFailed as exc:  # name the repository's paths, not the scratch tree's
                 raise StageFailed(exc.stage, exc.cause.relative_to(tree)) from exc.__cause__

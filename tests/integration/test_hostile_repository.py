@@ -7,7 +7,10 @@ must never stop another environment's agent.
 
 from __future__ import annotations
 
+import http.server
 import os
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,7 +19,7 @@ from promote.errors import ConfigError, PromoteError
 from promote.kustomize import render
 from promote.reconcile import desired, source
 from promote.reconcile.status import Stage
-from tests.gitops import GitOpsRepo, make_repo
+from tests.gitops import GitOpsRepo, git, make_repo
 from tests.helpers import run_cli
 
 pytestmark = pytest.mark.integration
@@ -88,3 +91,114 @@ def test_link_in_one_overlay_stops_only_its_environment(tmp_path: Path) -> None:
     for env in ("staging", "prod"):
         assert isinstance(built[env], desired.Desired), built[env]
     assert not isinstance(failed.cause, PromoteError) or "root:" not in str(failed)
+
+
+# --- item 7: rendering in a sandbox ----------------------------------------------------------
+
+
+@pytest.fixture
+def http_server() -> Iterator[tuple[str, list[str]]]:
+    """A web server on 127.0.0.1 serving a ConfigMap; the list records every request."""
+    requests: list[str] = []
+    body = b"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: planted\ndata:\n  a: b\n"
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            requests.append(self.path)
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", requests
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _add_resource(repo: GitOpsRepo, env: str, entry: str) -> None:
+    repo.edit(f"overlays/{env}/kustomization.yaml", "resources:\n", f"resources:\n- {entry}\n")
+
+
+def test_remote_resource_is_refused_and_never_fetched(
+    tmp_path: Path, http_server: tuple[str, list[str]]
+) -> None:
+    url, requests = http_server
+    repo = make_repo(tmp_path)
+    _add_resource(repo, "dev", f"{url}/base.yaml")
+    repo.commit_all("a remote resource")
+    res = run_cli("validate", cwd=repo.work)
+    assert res.code == 3, res.stderr
+    assert f"{url}/base.yaml" in res.stderr and "remote resource" in res.stderr, res.stderr
+    assert "render.remoteBases" in res.stderr
+    built = _build_all(repo, tmp_path)
+    assert isinstance(built["dev"], desired.StageFailed) and "remote" in str(built["dev"])
+    assert isinstance(built["staging"], desired.Desired)
+    assert requests == []
+
+
+def test_folder_outside_the_repository_is_refused(tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "kustomization.yaml").write_text("resources:\n- cm.yaml\n")
+    (outside / "cm.yaml").write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: planted\ndata:\n  a: b\n"
+    )
+    repo = make_repo(tmp_path)
+    _add_resource(repo, "dev", "../../../../../../../../../../.." + str(outside))
+    repo.commit_all("a folder outside the repository")
+    res = run_cli("validate", "--env", "dev", cwd=repo.work)
+    assert res.code == 3 and "is outside the repository" in res.stderr, res.stderr
+    assert "overlays/dev/kustomization.yaml: resources:" in res.stderr, res.stderr
+    # a link inside the repository that points outside it is the same escape
+    os.symlink(outside, repo.work / "overlays/base/outside")
+    repo.edit("overlays/dev/kustomization.yaml", "- ../../../", "- ../base/outside\n# ../../../")
+    res = run_cli("validate", "--env", "dev", cwd=repo.work)
+    assert res.code == 3 and "is outside the repository" in res.stderr, res.stderr
+
+
+def _pinned_base(tmp_path: Path) -> tuple[str, str]:
+    """A second Git repository holding a base (a ConfigMap); its file:// URL and commit."""
+    base = tmp_path / "remote-base"
+    (base / "cm").mkdir(parents=True)
+    (base / "cm/kustomization.yaml").write_text("resources:\n- cm.yaml\n")
+    (base / "cm/cm.yaml").write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: shared\ndata:\n  a: b\n"
+    )
+    git(base, "init", "-q", "-b", "main")
+    git(base, "add", "-A")
+    git(base, "-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-q", "-m", "b")
+    return f"file://{base}", git(base, "rev-parse", "HEAD")
+
+
+def test_remote_base_pinned_in_promote_yaml_is_allowed(tmp_path: Path) -> None:
+    url, sha = _pinned_base(tmp_path)
+    repo = make_repo(tmp_path)
+    _add_resource(repo, "dev", f"{url}//cm?ref={sha}")
+    repo.commit_all("a remote base, not yet allowed")
+    res = run_cli("validate", "--env", "dev", cwd=repo.work)
+    assert res.code == 3 and "remote resource" in res.stderr, res.stderr
+    project = repo.work / "promote.yaml"
+    project.write_text(
+        project.read_text() + f"render:\n  remoteBases:\n  - url: {url}\n    ref: main\n"
+    )
+    res = run_cli("validate", "--env", "dev", cwd=repo.work)
+    assert res.code == 1 and "is not a commit SHA" in res.stderr, res.stderr
+    project.write_text(project.read_text().replace("ref: main", f"ref: {sha}"))
+    res = run_cli("validate", "--env", "dev", "-o", "json", cwd=repo.work)
+    assert res.code == 0, res.stdout + res.stderr
+    repo.commit_all("allow the pinned base")
+    built = _desired(repo, "dev", tmp_path)
+    objects = built.build(built.fetch()).objects
+    assert any(o["metadata"]["name"] == "shared" for o in objects)
+    # the same repository at another commit is not what promote.yaml pinned
+    repo.edit("overlays/dev/kustomization.yaml", f"?ref={sha}", "?ref=" + "0" * 40)
+    res = run_cli("validate", "--env", "dev", cwd=repo.work)
+    assert res.code == 3 and "is not pinned to the commit" in res.stderr, res.stderr
