@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -17,6 +18,14 @@ ENC_VALUE = re.compile(r"^ENC\[[A-Z0-9_]+,data:.*\]$", re.DOTALL)
 VAULT_REF = re.compile(
     r"^vault:(?P<mount>[^/#@\s]+)/(?P<path>[^#@\s]+)#(?P<key>[^@\s]+)(@(?P<version>\d+))?$"
 )
+
+
+# What the API server accepts (issue 14: a 50 MB ConfigMap failed only at apply, as an
+# "SSLError"). etcd stores at most 1.5 MiB per object by default (--max-request-bytes); the
+# API server refuses ConfigMap and Secret data over 1 MiB and annotations over 256 KiB.
+MAX_OBJECT_BYTES = 1536 * 1024
+MAX_DATA_BYTES = 1024 * 1024
+MAX_ANNOTATION_BYTES = 256 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +92,47 @@ def check_secret(obj: dict[str, Any], env: str, ref: str) -> Iterator[Finding]:
                     f"{env} {(obj.get('metadata') or {}).get('name', 'NAME')} {key}=-` or use a "
                     "`vault:<mount>/<path>#<key>` reference (the value is not shown)",
                 )
+
+
+def _data_bytes(obj: dict[str, Any]) -> int:
+    """Bytes of a ConfigMap's or Secret's values as the API server counts them (decoded)."""
+    total = 0
+    for section in ("data", "binaryData", "stringData"):
+        values = obj.get(section)
+        for key, value in values.items() if isinstance(values, dict) else ():
+            text = str(value)
+            encoded = section == "binaryData" or (section == "data" and obj.get("kind") == "Secret")
+            total += len(str(key)) + (len(text) * 3 // 4 if encoded else len(text.encode()))
+    return total
+
+
+def check_size(obj: dict[str, Any], env: str, ref: str) -> Iterator[Finding]:
+    """Objects the API server would refuse for their size, refused here naming the object."""
+    if is_sops_object(obj):
+        return  # ciphertext and metadata: the decrypted object is smaller; sops bounds it
+    size = len(json.dumps(obj, separators=(",", ":"), default=str))
+    if size > MAX_OBJECT_BYTES:
+        yield Finding(
+            env, ref, "(whole object)",
+            f"is {size / 1048576:.1f} MiB; the API server stores at most 1.5 MiB per object. "
+            "Split it, or keep large data outside Kubernetes (an image, a volume)",
+        )  # fmt: skip
+    if obj.get("kind") in ("ConfigMap", "Secret"):
+        data = _data_bytes(obj)
+        if data > MAX_DATA_BYTES:
+            yield Finding(
+                env, ref, "data",
+                f"holds {data / 1048576:.1f} MiB; a {obj['kind']} holds at most 1 MiB. Split "
+                "it into several, or keep large data outside Kubernetes",
+            )  # fmt: skip
+    annotations = (obj.get("metadata") or {}).get("annotations")
+    if isinstance(annotations, dict):
+        total = sum(len(str(k)) + len(str(v)) for k, v in annotations.items())
+        if total > MAX_ANNOTATION_BYTES:
+            yield Finding(
+                env, ref, "metadata.annotations",
+                f"total {total // 1024} KiB; the API server allows at most 256 KiB",
+            )  # fmt: skip
 
 
 def _pod_specs(obj: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
@@ -182,6 +232,7 @@ def check_objects(
                 )
             )
         seen[key] = i
+        findings.extend(check_size(obj, env, ref))
         if kind == "Secret":
             findings.extend(check_secret(obj, env, ref))
         for field, image in container_images(obj):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import http.server
 import os
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -202,3 +203,63 @@ def test_remote_base_pinned_in_promote_yaml_is_allowed(tmp_path: Path) -> None:
     repo.edit("overlays/dev/kustomization.yaml", f"?ref={sha}", "?ref=" + "0" * 40)
     res = run_cli("validate", "--env", "dev", cwd=repo.work)
     assert res.code == 3 and "is not pinned to the commit" in res.stderr, res.stderr
+
+
+# --- item 8: bounded memory, time and size ---------------------------------------------------
+
+
+def _alias_bomb(levels: int = 9) -> str:
+    lines = ['a0: &a0 ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    for i in range(1, levels):
+        refs = ",".join(f"*a{i - 1}" for _ in range(9))
+        lines.append(f"a{i}: &a{i} [{refs}]")
+    return "\n".join(lines) + "\n"
+
+
+def test_alias_bomb_in_a_resource_is_stopped_by_the_memory_budget(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path)
+    bomb = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: bomb\n" + _alias_bomb()
+    (repo.work / "overlays/dev/bomb.yaml").write_text(bomb.replace("a0:", "data:\n  a0:", 1))
+    _add_resource(repo, "dev", "bomb.yaml")
+    started = time.monotonic()
+    res = run_cli(
+        "validate", "--env", "dev", cwd=repo.work, env={"PROMOTE_CHILD_MAX_RSS_MB": "300"}
+    )
+    took = time.monotonic() - started
+    assert res.code == 3, res.stdout + res.stderr
+    assert "kustomize build was stopped: it used more than 300 MiB" in res.stderr, res.stderr
+    assert took < 30, took
+
+
+@pytest.mark.parametrize("where", ["environments/dev.yaml", "overlays/dev/kustomization.yaml"])
+def test_alias_bomb_in_files_promote_reads_is_refused(tmp_path: Path, where: str) -> None:
+    repo = make_repo(tmp_path)
+    path = repo.work / where
+    path.write_text(path.read_text() + "x-bomb:\n" + "".join(
+        "  " + line + "\n" for line in _alias_bomb().splitlines()
+    ))  # fmt: skip
+    started = time.monotonic()
+    res = run_cli("validate", "--env", "dev", cwd=repo.work)
+    assert res.code in (1, 3), res.stdout + res.stderr
+    assert where in res.stderr and "alias bomb" in res.stderr, res.stderr
+    assert time.monotonic() - started < 20
+
+
+@pytest.mark.parametrize(("mib", "field"), [(1.2, "data"), (3, "(whole object)")])
+def test_objects_over_the_api_servers_size_limit_are_refused(
+    tmp_path: Path, mib: float, field: str
+) -> None:
+    repo = make_repo(tmp_path)
+    value = "x" * int(mib * 1024 * 1024)
+    (repo.work / "overlays/dev/big.yaml").write_text(
+        f"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: big\ndata:\n  blob: {value}\n"
+    )
+    _add_resource(repo, "dev", "big.yaml")
+    res = run_cli("validate", "--env", "dev", cwd=repo.work)
+    assert res.code == 3, res.stdout + res.stderr
+    assert f"ConfigMap dev/big: {field}:" in res.stderr, res.stderr
+    repo.commit_all("a big ConfigMap")
+    state = _desired(repo, "dev", tmp_path)
+    with pytest.raises(desired.StageFailed) as failed:
+        state.build(state.fetch())
+    assert failed.value.stage is Stage.VALIDATE and "ConfigMap dev/big" in str(failed.value)
