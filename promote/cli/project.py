@@ -125,6 +125,7 @@ def validate_cmd(
                     "objects": e.objects,
                     "ok": e.ok,
                     "error": e.error,
+                    "unchecked": list(e.unchecked),
                     "findings": [
                         {"object": f.object, "field": f.field, "message": f.message}
                         for f in e.findings
@@ -152,3 +153,9 @@ def validate_cmd(
         return
     for e in report.envs:
         console.print(f"[green]ok[/] {esc(e.env)}: {e.objects} objects rendered and checked")
+        if e.unchecked:
+            console.print(
+                f"   {e.env}: no schema for {', '.join(e.unchecked)} (not checked; add its "
+                "CustomResourceDefinition to the render to check it)",
+                markup=False,
+            )

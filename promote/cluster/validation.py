@@ -12,7 +12,7 @@ import json
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 ENC_VALUE = re.compile(r"^ENC\[[A-Z0-9_]+,data:.*\]$", re.DOTALL)
 VAULT_REF = re.compile(
@@ -39,6 +39,32 @@ class Finding:
     def __str__(self) -> str:
         where = f" (from {self.source})" if self.source else ""
         return f"{self.env}: {self.object}{where}: {self.field}: {self.message}"
+
+
+class SchemaSet(Protocol):
+    """Schemas by kind (``cluster/openapi.py`` loads them): problems of an object, or None
+    when its kind has no schema."""
+
+    def errors(self, obj: dict[str, Any]) -> list[tuple[str, str]] | None: ...
+
+
+def check_schemas(
+    objects: Iterable[dict[str, Any]], schemas: SchemaSet, *, env: str, namespace: str | None
+) -> tuple[list[Finding], list[str]]:
+    """Findings against the schemas, and the kinds that have none (unchecked, never failed:
+    a custom resource whose CRD is not in the render)."""
+    findings: list[Finding] = []
+    unchecked: set[str] = set()
+    for obj in objects:
+        if not obj.get("kind") or not obj.get("apiVersion"):
+            continue  # check_objects reports these
+        problems = schemas.errors(obj)
+        if problems is None:
+            unchecked.add(f"{obj['apiVersion']} {obj['kind']}")
+            continue
+        ref = object_ref(obj, namespace)
+        findings.extend(Finding(env, ref, path, message) for path, message in problems)
+    return findings, sorted(unchecked)
 
 
 def object_ref(obj: dict[str, Any], default_namespace: str | None = None) -> str:

@@ -34,7 +34,6 @@ from promote.errors import (
     GitUnavailable,
     PromoteError,
     RemoteBranchMissing,
-    RenderError,
 )
 from promote.forge import base as forge_base
 from promote.forge import factory as forge_factory
@@ -140,8 +139,12 @@ class Session:
         try:
             (copy / path.name).write_text(text, encoding="utf-8")
             return self.render_overlay(copy, tree=f"{self.tree}:{digest}")
-        except RenderError as exc:  # name the user's overlay, not the scratch copy
-            exc.message = exc.message.replace(str(copy), str(overlay_dir))
+        except PromoteError as exc:  # name the user's overlay, not the scratch copy
+            for attr in ("message", "hint"):
+                text = getattr(exc, attr)
+                if text:
+                    text = text.replace(str(copy), str(overlay_dir))
+                    setattr(exc, attr, text.replace(copy.name, overlay_dir.name))
             raise
         finally:
             shutil.rmtree(copy, ignore_errors=True)

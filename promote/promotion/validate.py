@@ -29,6 +29,7 @@ class EnvReport:
     objects: int
     findings: tuple[validation.Finding, ...]
     error: str | None = None
+    unchecked: tuple[str, ...] = ()  # kinds without a schema (custom resources): not failed
 
     @property
     def ok(self) -> bool:
@@ -64,14 +65,46 @@ def check_rendered(
     The one list both ``promote validate`` and the reconcile agent run (the agent passes the
     namespace it deploys to; the default is the environment file's).
     """
+    return check_all(project, env, objects, namespace=namespace)[0]
+
+
+def check_all(
+    project: config.Project,
+    env: config.Environment,
+    objects: Objects,
+    *,
+    namespace: str | None = None,
+) -> tuple[list[validation.Finding], list[str]]:
+    """:func:`check_rendered`'s findings and the kinds no schema checked (not failures)."""
+    from promote.cluster import openapi  # jsonschema: ~0.1 s, only for commands that render
+
+    ns = namespace or env.config.cluster.namespace
     findings = validation.check_objects(
         objects,
         env=env.name,
-        namespace=namespace or env.config.cluster.namespace,
+        namespace=ns,
         allow_latest=env.name in project.config.policy.allow_latest,
     )
+    schema_findings, unchecked = validation.check_schemas(
+        objects, openapi.for_objects(objects), env=env.name, namespace=ns
+    )
+    findings.extend(schema_findings)
     for check in EXTRA_CHECKS:
         findings.extend(check(project, env, objects))
+    return findings, unchecked
+
+
+def check_well_formed(env: config.Environment, objects: Objects) -> list[validation.Finding]:
+    """What ``promote to`` checks on the target's render after the change: the objects valid
+    against the Kubernetes schemas and within the API server's size limits."""
+    from promote.cluster import openapi
+
+    ns = env.config.cluster.namespace
+    findings, _ = validation.check_schemas(
+        objects, openapi.for_objects(objects), env=env.name, namespace=ns
+    )
+    for obj in objects:
+        findings.extend(validation.check_size(obj, env.name, validation.object_ref(obj, ns)))
     return findings
 
 
@@ -82,7 +115,8 @@ def validate_env(
         objects = kustomize.build(env.overlay_dir, sandbox=sandbox.for_project(project))
     except PromoteError as exc:
         return EnvReport(env.name, 0, (), error=str(exc.relative_to(project.root)))
-    return EnvReport(env.name, len(objects), tuple(check_rendered(project, env, objects)))
+    findings, unchecked = check_all(project, env, objects)
+    return EnvReport(env.name, len(objects), tuple(findings), unchecked=tuple(unchecked))
 
 
 def validate_project(
