@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -64,6 +64,18 @@ def env_from_branch(branch: str) -> str | None:
 
 def env_label(env: str) -> str:
     return f"env:{env}"
+
+
+# GitHub's schemas allow ``user: null`` on comments, reviews and pull requests (a deleted
+# account); GitHub shows such an author as "ghost" (issue 14: a null user crashed show/merge).
+GHOST = "ghost"
+
+
+def login_of(item: Mapping[str, Any], key: str = "user", *, missing: str = GHOST) -> str:
+    """The ``login`` of ``item[key]`` (a user object that may be null or lack its login)."""
+    user = item.get(key)
+    login = user.get("login") if isinstance(user, Mapping) else None
+    return str(login) if login else missing
 
 
 def parse_time(value: Any) -> datetime:
@@ -139,7 +151,7 @@ def pull_request(
         kind = PRKind(meta.get("kind", PRKind.PROMOTION))
     except ValueError:
         kind = PRKind.PROMOTION
-    opener = str((data.get("user") or {}).get("login") or "")
+    opener = login_of(data, missing="")
     author = str(meta.get("author") or opener)
     identity = str(meta.get("authorIdentity") or "")
     if opener and opener != author:
@@ -155,7 +167,7 @@ def pull_request(
             sha=sha,
             method="merge-commit",
             at=parse_time(merged_at),
-            by=str((data.get("merged_by") or {}).get("login") or merger),
+            by=login_of(data, "merged_by", missing=merger),
             head_sha=head_sha,
             approvals=counted,
         )

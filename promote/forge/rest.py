@@ -89,7 +89,7 @@ class ServerForge:
 
     def _review_from(self, item: dict[str, Any]) -> payload.Review:
         return payload.Review(
-            reviewer=str((item.get("user") or {}).get("login") or ""),
+            reviewer=payload.login_of(item),
             verdict=self._verdict(item),
             commit_id=str(item.get("commit_id") or ""),
             at=payload.parse_time(item.get("submitted_at")),
@@ -167,7 +167,7 @@ class ServerForge:
         data = self._pull_json(number)
         comments = [
             Comment(
-                str(c["user"]["login"]),
+                payload.login_of(c),
                 payload.parse_time(c.get("created_at")),
                 c.get("body") or "",
             )
