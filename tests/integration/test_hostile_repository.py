@@ -11,8 +11,10 @@ import http.server
 import os
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -22,6 +24,9 @@ from promote.reconcile import desired, source
 from promote.reconcile.status import Stage
 from tests.gitops import GitOpsRepo, git, make_repo
 from tests.helpers import run_cli
+
+if TYPE_CHECKING:
+    from tests.gitea_fixture import GiteaServer
 
 pytestmark = pytest.mark.integration
 
@@ -263,3 +268,35 @@ def test_objects_over_the_api_servers_size_limit_are_refused(
     with pytest.raises(desired.StageFailed) as failed:
         state.build(state.fetch())
     assert failed.value.stage is Stage.VALIDATE and "ConfigMap dev/big" in str(failed.value)
+
+
+def test_remote_base_on_a_gitea_server_pinned_to_a_commit(
+    tmp_path: Path, gitea: GiteaServer
+) -> None:
+    """The allowlist against a real Git server: kustomize fetches the pinned commit only."""
+    base = tmp_path / "base"
+    (base / "cm").mkdir(parents=True)
+    (base / "cm/kustomization.yaml").write_text("resources:\n- cm.yaml\n")
+    (base / "cm/cm.yaml").write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: shared\ndata:\n  a: b\n"
+    )
+    name = gitea.create_repo(f"bases-{uuid.uuid4().hex[:8]}")
+    sha = gitea.push_tree(base, repo=name)
+    url = f"{gitea.url}/{name}"
+    repo = make_repo(tmp_path)
+    _add_resource(repo, "dev", f"{url}//cm?ref={sha}")
+    res = run_cli("validate", "--env", "dev", cwd=repo.work)
+    assert res.code == 3 and "remote resource" in res.stderr, res.stderr
+    project = repo.work / "promote.yaml"
+    project.write_text(
+        project.read_text() + f"render:\n  remoteBases:\n  - url: {url}\n    ref: {sha}\n"
+    )
+    res = run_cli("validate", "--env", "dev", "-o", "json", cwd=repo.work)
+    assert res.code == 0, res.stdout + res.stderr
+    repo.commit_all("a remote base pinned to a commit")
+    state = _desired(repo, "dev", tmp_path)
+    assert any(o["metadata"]["name"] == "shared" for o in state.build(state.fetch()).objects)
+    # the branch instead of the commit: refused, although it names the same tree today
+    repo.edit("overlays/dev/kustomization.yaml", f"?ref={sha}", "?ref=main")
+    res = run_cli("validate", "--env", "dev", cwd=repo.work)
+    assert res.code == 3 and "is not pinned to the commit" in res.stderr, res.stderr
