@@ -60,9 +60,13 @@ class Sandbox:
     root: Path
     remote: tuple[RemoteBase, ...] = ()
 
-    def check(self, overlay_dir: Path) -> None:
-        """Walk the kustomization tree from ``overlay_dir``; RenderError on the first escape."""
-        root = Path(os.path.realpath(self.root))
+    def check(self, overlay_dir: Path) -> list[Path]:
+        """Walk the kustomization tree from ``overlay_dir``; RenderError on the first escape.
+
+        Returns the folders the overlay reads (its own and every base and component), under
+        ``root`` as given (not resolved), for callers that check what else they hold."""
+        given = Path(self.root)
+        root = Path(os.path.realpath(given))
         seen: set[Path] = set()
         todo = [Path(os.path.realpath(overlay_dir))]
         while todo:
@@ -90,6 +94,7 @@ class Sandbox:
                     )
                 if target.is_dir():
                     todo.append(target)
+        return sorted(given / folder.relative_to(root) for folder in seen)
 
     def _check_remote(self, display: str, field: str, entry: str) -> None:
         base, _, query = entry.partition("?")

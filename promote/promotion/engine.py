@@ -78,7 +78,8 @@ class Session:
         renders once, and the target's "after" render is the next promotion's source render.
         ``PROMOTE_RENDER_CACHE=off`` disables it (e.g. for unpinned remote bases).
         """
-        archive.check_links(self.root, [overlay_dir])  # a link left out of the export
+        # a link left out of the export, in a folder this overlay reads
+        archive.check_links(self.root, self.sandbox.check(overlay_dir))
         kustomize = self.kustomizer()
         if os.environ.get("PROMOTE_RENDER_CACHE", "").lower() in ("off", "0", "false"):
             return kustomize.build(overlay_dir, sandbox=self.sandbox)
@@ -112,7 +113,7 @@ class Session:
         are applied by :mod:`imagetag`, kustomize's own transformer ported to Python. Overlays
         that port cannot reproduce exactly are built by kustomize once per version.
         """
-        archive.check_links(self.root, [overlay_dir])
+        archive.check_links(self.root, self.sandbox.check(overlay_dir))
         display = self.project.relpath(folder.kustomization_path(overlay_dir))
         splits = [imagetag.split(text, display) for text in texts]
         stripped = {s.text for s in splits if s is not None}

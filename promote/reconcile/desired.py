@@ -130,12 +130,14 @@ class DesiredState:
                 stage(Stage.FETCH, self.source.export, revision, tree)
                 project = stage(Stage.RENDER, config.load_project, tree, only=self.env)
                 environment = stage(Stage.RENDER, project.env, self.env)
-                stage(Stage.RENDER, archive.check_links, tree, [environment.overlay_dir])
+                box = sandbox.for_project(project)
+                reads = stage(Stage.RENDER, box.check, environment.overlay_dir)
+                stage(Stage.RENDER, archive.check_links, tree, reads)
                 objects: list[dict[str, Any]] = stage(
                     Stage.RENDER,
                     self.kustomize.build,
                     environment.overlay_dir,
-                    sandbox=sandbox.for_project(project),
+                    sandbox=box,
                 )
             except StageFailed as exc:  # name the repository's paths, not the scratch tree's
                 raise StageFailed(exc.stage, exc.cause.relative_to(tree)) from exc.__cause__

@@ -300,3 +300,13 @@ def test_remote_base_on_a_gitea_server_pinned_to_a_commit(
     repo.edit("overlays/dev/kustomization.yaml", f"?ref={sha}", "?ref=main")
     res = run_cli("validate", "--env", "dev", cwd=repo.work)
     assert res.code == 3 and "is not pinned to the commit" in res.stderr, res.stderr
+
+
+def test_link_in_a_shared_base_stops_every_environment_that_reads_it(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path)
+    os.symlink("/etc/passwd", repo.work / "overlays/base/api/passwd.yaml")
+    repo.edit("overlays/base/api/kustomization.yaml", "resources:\n", "resources:\n- passwd.yaml\n")
+    repo.commit_all("a link out of the repository in a shared base")
+    for env, failed in _build_all(repo, tmp_path).items():
+        assert isinstance(failed, desired.StageFailed), (env, failed)
+        assert "overlays/base/api/passwd.yaml: a link promote will not follow" in str(failed)
