@@ -76,7 +76,7 @@ def agent(
 ) -> None:
     """Reconcile ENV continuously: render, decrypt in memory, apply, prune, self-heal drift."""
     with handled(output):
-        project = common.load(repo_dir)
+        project = common.load_for(repo_dir, env)
         the_agent = _build(project, env, repo_url, branch, kubeconfig, context, allow_mass_prune)
         if once:
             report = the_agent.run_pass()
@@ -154,7 +154,7 @@ def sync(
 ) -> None:
     """Run one reconcile pass for ENV (with --dry-run: print what it would apply and prune)."""
     with handled(output):
-        project = common.load(repo_dir)
+        project = common.load_for(repo_dir, env)
         the_agent = _build(project, env, repo_url, branch, kubeconfig, context, allow_mass_prune)
         with progress(f"Syncing {env}...", output):
             report = the_agent.run_pass(dry_run=dry_run)
@@ -186,7 +186,7 @@ def diff(
 ) -> None:
     """Desired (Git) vs live (cluster), Secret values redacted; exit 4 when they differ."""
     with handled(output):
-        project = common.load(repo_dir)
+        project = common.load_for(repo_dir, env)
         the_agent = _build(project, env, repo_url, branch, kubeconfig, context)
         with progress(f"Comparing {env}...", output):
             report = the_agent.run_pass(dry_run=True)

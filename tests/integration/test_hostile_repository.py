@@ -310,3 +310,16 @@ def test_link_in_a_shared_base_stops_every_environment_that_reads_it(tmp_path: P
     for env, failed in _build_all(repo, tmp_path).items():
         assert isinstance(failed, desired.StageFailed), (env, failed)
         assert "overlays/base/api/passwd.yaml: a link promote will not follow" in str(failed)
+
+
+def test_agent_commands_read_only_their_own_environment_file(tmp_path: Path) -> None:
+    """`promote sync staging` in a checkout whose dev file is garbage is not stopped by it
+    (it goes on to the cluster, which this test does not give it)."""
+    repo = make_repo(tmp_path)
+    (repo.work / "environments/dev.yaml").write_bytes(b"\xff\xfe garbage\n")
+    res = run_cli("sync", "staging", "--kubeconfig", str(tmp_path / "none"), cwd=repo.work)
+    assert "environments/dev.yaml" not in res.stderr, res.stderr
+    res = run_cli("sync", "nowhere", cwd=repo.work)
+    assert res.code == 2 and "unknown environment 'nowhere'" in res.stderr, res.stderr
+    res = run_cli("sync", "dev", cwd=repo.work)
+    assert res.code == 1 and "environments/dev.yaml:1: not UTF-8" in res.stderr, res.stderr
