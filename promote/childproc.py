@@ -21,10 +21,12 @@ from __future__ import annotations
 
 import contextlib
 import subprocess
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 DEFAULT_MAX_RSS_MB = 1024  # kustomize renders a 100-app overlay in < 100 MiB
 DEFAULT_POLL_S = 0.05
@@ -84,8 +86,9 @@ def run(
 ) -> subprocess.CompletedProcess[bytes]:
     """Run ``argv`` to completion within ``limits``; raise :class:`Exceeded` if it goes over.
 
-    Output is collected with ``communicate`` in short slices (it may be called again after its
-    timeout), checking memory and time between slices.
+    Threads feed stdin and drain stdout and stderr (a child blocked on a full pipe never
+    finishes), while this thread checks memory and time every ``poll_s``. (``communicate``
+    with a timeout cannot be resumed with input on Python 3.11: the rest is never written.)
     """
     started = time.monotonic()
     proc = subprocess.Popen(
@@ -96,22 +99,49 @@ def run(
         env=dict(env),
         cwd=cwd,
     )
+    out: dict[str, bytes] = {}
+    threads = [
+        threading.Thread(target=_drain, args=(proc.stdout, out, "out"), daemon=True),
+        threading.Thread(target=_drain, args=(proc.stderr, out, "err"), daemon=True),
+    ]
+    if input is not None:
+        threads.append(threading.Thread(target=_feed, args=(proc.stdin, input), daemon=True))
+    for thread in threads:
+        thread.start()
     peak = 0
-    pending = input
     try:
         while True:
+            left = limits.timeout_s - (time.monotonic() - started)
             try:
-                out, err = proc.communicate(pending, timeout=limits.poll_s)
-                return subprocess.CompletedProcess(list(argv), proc.returncode, out, err)
+                proc.wait(timeout=max(min(limits.poll_s, left), 0.001))
+                break
             except subprocess.TimeoutExpired:
-                pending = None  # communicate keeps feeding what it has not written yet
+                pass
             peak = max(peak, rss_mb(proc.pid))
             if peak > limits.max_rss_mb:
                 raise Exceeded("memory", limits, peak)
-            if time.monotonic() - started > limits.timeout_s:
+            if time.monotonic() - started >= limits.timeout_s:
                 raise Exceeded("time", limits, peak)
     finally:
         if proc.poll() is None:
             proc.kill()
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.communicate(timeout=5)
+            proc.wait()
+        for thread in threads:
+            thread.join(timeout=5)
+    return subprocess.CompletedProcess(
+        list(argv), proc.returncode, out.get("out", b""), out.get("err", b"")
+    )
+
+
+def _drain(pipe: IO[bytes] | None, out: dict[str, bytes], key: str) -> None:
+    if pipe is not None:
+        with pipe:
+            out[key] = pipe.read()
+
+
+def _feed(pipe: IO[bytes] | None, data: bytes) -> None:
+    if pipe is None:
+        return
+    # the child may exit without reading all of it
+    with contextlib.suppress(BrokenPipeError, OSError), pipe:
+        pipe.write(data)

@@ -17,11 +17,11 @@ import io
 import json
 import os
 import shutil
-import subprocess
 import tarfile
 import tempfile
 from pathlib import Path
 
+from promote import childproc
 from promote.errors import GitError
 
 
@@ -51,13 +51,15 @@ def extract(data: bytes, dest: Path) -> Path:
             if refused:
                 _record(dest).write_text(json.dumps(refused), encoding="utf-8")
             return dest
-    proc = subprocess.run(
-        [gnu_tar, "-x", "--no-same-owner", "-C", str(dest)],
-        input=data,
-        capture_output=True,
-        check=False,
-        timeout=120,
-    )
+    try:
+        proc = childproc.run(
+            [gnu_tar, "-x", "--no-same-owner", "-C", str(dest)],
+            input=data,
+            env=os.environ,
+            limits=childproc.Limits.from_env(os.environ, timeout_s=120),
+        )
+    except childproc.Exceeded as exc:
+        raise GitError(f"{dest}: unpacking the exported tree was stopped: tar {exc}.") from exc
     if proc.returncode != 0:
         detail = proc.stderr.decode("utf-8", "replace").strip()[:500]
         raise GitError(f"{dest}: cannot unpack the exported tree ({detail}).")

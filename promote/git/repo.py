@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from promote import childproc
 from promote.errors import GitError, GitUnavailable, NotFound, PushRejected, RemoteBranchMissing
 from promote.git import archive, objects
 
@@ -185,17 +186,19 @@ class Repo:
         """``git args`` in this repository; an exit status outside ``ok`` raises (translated)."""
         started = time.monotonic()
         env = {**os.environ, **_ENV, **self._extra}
+        limits = childproc.Limits.from_env(os.environ, timeout_s=self._timeout_s)
         try:
-            proc = subprocess.run(
-                ["git", *args],
-                cwd=self._path,
-                env=env,
-                input=input,
-                capture_output=True,
-                timeout=self._timeout_s,
+            proc = childproc.run(
+                ["git", *args], cwd=self._path, env=env, input=input, limits=limits
             )
-        except subprocess.TimeoutExpired as exc:
-            raise GitUnavailable(f"{what}: no answer within {self._timeout_s:.0f}s.") from exc
+        except childproc.Exceeded as exc:
+            if exc.what == "time":
+                raise GitUnavailable(f"{what}: no answer within {self._timeout_s:.0f}s.") from exc
+            raise GitError(
+                f"{what}: git was stopped: it {exc} (a repository far larger than a GitOps "
+                "repository should be?).",
+                hint="PROMOTE_CHILD_MAX_RSS_MB raises the memory budget.",
+            ) from exc
         except OSError as exc:
             raise GitError(f"{what}: cannot run git ({exc}).", hint="Is git installed?") from exc
         log.debug("git %s took %.3fs", args[0], time.monotonic() - started)

@@ -323,3 +323,26 @@ def test_agent_commands_read_only_their_own_environment_file(tmp_path: Path) -> 
     assert res.code == 2 and "unknown environment 'nowhere'" in res.stderr, res.stderr
     res = run_cli("sync", "dev", cwd=repo.work)
     assert res.code == 1 and "environments/dev.yaml:1: not UTF-8" in res.stderr, res.stderr
+
+
+def test_every_child_process_runs_within_a_time_and_a_memory_budget() -> None:
+    """childproc (kustomize, sops, git, tar): a child over its memory budget or its time is
+    killed, and says which."""
+    import sys
+
+    from promote import childproc
+
+    hog = "b = bytearray(400 << 20)\nfor i in range(0, len(b), 4096): b[i] = 1\n"
+    hog += "import select; select.select([], [], [])\n"  # then wait for ever
+    started = time.monotonic()
+    with pytest.raises(childproc.Exceeded, match="used more than 100 MiB") as over:
+        childproc.run(
+            [sys.executable, "-c", hog],
+            env=os.environ,
+            limits=childproc.Limits(timeout_s=60, max_rss_mb=100),
+        )
+    assert over.value.what == "memory" and time.monotonic() - started < 10
+    with pytest.raises(childproc.Exceeded, match="did not finish within 1s"):
+        childproc.run(["tail", "-f", "/dev/null"], env=os.environ, limits=childproc.Limits(1))
+    done = childproc.run(["cat"], input=b"x" * (1 << 20), env=os.environ, limits=childproc.Limits())
+    assert done.returncode == 0 and len(done.stdout) == 1 << 20
