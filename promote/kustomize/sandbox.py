@@ -39,7 +39,14 @@ _REMOTE = re.compile(
     r"^([a-z][a-z0-9+.-]*::|[a-z][a-z0-9+.-]*://|[\w.-]+@[\w.-]+:|[\w-]+(\.[\w-]+)+/)", re.I
 )
 # Fields whose entries are paths (a string, or a list of strings); a folder is a kustomization.
-_PATH_LISTS = ("resources", "bases", "components", "crds", "patchesStrategicMerge")
+_PATH_LISTS = (
+    "resources",
+    "bases",
+    "components",
+    "crds",
+    "configurations",
+    "patchesStrategicMerge",
+)
 _OBJECT_LISTS = ("patches", "patchesJson6902", "replacements")  # entries with a `path:`
 _GENERATOR_LISTS = ("configMapGenerator", "secretGenerator")  # files/envs/env
 _PLUGIN_LISTS = ("generators", "transformers", "validators")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import http.server
 import os
+import re
 import threading
 import time
 import uuid
@@ -346,3 +347,28 @@ def test_every_child_process_runs_within_a_time_and_a_memory_budget() -> None:
         childproc.run(["tail", "-f", "/dev/null"], env=os.environ, limits=childproc.Limits(1))
     done = childproc.run(["cat"], input=b"x" * (1 << 20), env=os.environ, limits=childproc.Limits())
     assert done.returncode == 0 and len(done.stdout) == 1 << 20
+
+
+@pytest.mark.parametrize(
+    ("field", "text"),
+    [
+        ("patches[0].path", "patches:\n- path: ../../../outside/p.yaml\n"),
+        ("configMapGenerator[0].files",
+         "configMapGenerator:\n- name: c\n  files:\n  - k=../../../outside/p.yaml\n"),
+        ("secretGenerator[0].envs",
+         "secretGenerator:\n- name: s\n  envs:\n  - ../../../outside/p.env\n"),
+        ("components", "components:\n- https://example.com/org/repo//c?ref=main\n"),
+        ("configurations", "configurations:\n- ../../../outside/p.yaml\n"),
+        ("openapi.path", "openapi:\n  path: ../../../outside/p.json\n"),
+    ],
+)  # fmt: skip
+def test_every_field_that_names_a_path_is_sandboxed(tmp_path: Path, field: str, text: str) -> None:
+    from promote.errors import RenderError
+    from promote.kustomize import sandbox
+
+    root = tmp_path / "repo"
+    (root / "overlays/dev").mkdir(parents=True)
+    (tmp_path / "outside").mkdir()
+    (root / "overlays/dev/kustomization.yaml").write_text(text)
+    with pytest.raises(RenderError, match=f"overlays/dev/kustomization.yaml: {re.escape(field)}"):
+        sandbox.Sandbox(root).check(root / "overlays/dev")
