@@ -10,7 +10,8 @@ Exit codes (also in the README):
 ====  ===========================================================
 0     ok
 1     error (:class:`PromoteError` and every adapter error)
-2     usage: a flag, an argument, an environment name (:class:`UsageError`)
+2     usage: a flag, an argument, an environment name (:class:`UsageError`), a PR number
+      that names no PR (:class:`UnknownPullRequest`)
 3     blocked by policy: approvals, missing secret keys, gates, validation (:class:`PolicyBlocked`)
 4     differences found (``promote diff``; a result, not an error: :class:`ExitCode`)
 ====  ===========================================================
@@ -22,7 +23,8 @@ They never contain a secret value.
 from __future__ import annotations
 
 import enum
-from typing import ClassVar
+import os
+from typing import ClassVar, Self
 
 
 class ExitCode(enum.IntEnum):
@@ -44,6 +46,16 @@ class PromoteError(Exception):
         super().__init__(message)
         self.message = message
         self.hint = hint
+
+    def relative_to(self, root: str | os.PathLike[str]) -> Self:
+        """Name files under ``root`` (an exported tree, a scratch folder) by their path in the
+        repository: ``overlays/dev``, never ``/dev/shm/promote-main-…/tree/overlays/dev``."""
+        for prefix in dict.fromkeys((os.fspath(root), os.path.realpath(root))):
+            for attr in ("message", "hint"):
+                text = getattr(self, attr)
+                if text:
+                    setattr(self, attr, text.replace(prefix + os.sep, "").replace(prefix, "."))
+        return self
 
     def __str__(self) -> str:
         if self.hint:
@@ -85,6 +97,14 @@ class GitUnavailable(GitError):
     """The remote cannot be reached; the loop retries."""
 
     retryable = True
+
+
+class RemoteBranchMissing(GitError):
+    """The remote has no such branch (an empty repository: nothing pushed yet)."""
+
+    def __init__(self, message: str, *, branch: str, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.branch = branch
 
 
 class PushRejected(GitError):
@@ -152,3 +172,9 @@ class RegistryError(PromoteError):
     """An OCI registry or the supply-chain tools (crane, cosign) failed; names image and fix."""
 
     code = "registry"
+
+
+class UnknownPullRequest(NotFound):
+    """The PR number on the command line names no pull request: a usage error (exit 2)."""
+
+    exit_code = ExitCode.USAGE

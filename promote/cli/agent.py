@@ -15,6 +15,7 @@ from promote.cli.output import (
     OutputOpt,
     console,
     emit_json,
+    esc,
     handled,
     new_table,
     progress,
@@ -93,7 +94,7 @@ def agent(
 ) -> None:
     """Reconcile ENV continuously: verify, render, decrypt in memory, apply, prune, self-heal."""
     with handled(output):
-        project = common.load(repo_dir)
+        project = common.load_for(repo_dir, env)
         the_agent = _build(
             project, env, repo_url, branch, kubeconfig, context, allow_mass_prune, trust_from
         )
@@ -114,9 +115,9 @@ def agent(
         )
         signal.signal(signal.SIGTERM, lambda *_: loop.stop())
         console.print(
-            f"promote agent for [bold]{env}[/]: "
+            f"promote agent for [bold]{esc(env)}[/]: "
             + (f"syncing every {interval_s:.0f}s" if interval_s else "syncing per sync.interval")
-            + (f", serving http://{listen}/status" if listen else "")
+            + (f", serving http://{esc(listen)}/status" if listen else "")
         )
         try:
             loop.run()
@@ -154,16 +155,16 @@ def _print_report(env: str, report: Any, output: Format, *, differences: bool = 
     if report.error:
         return  # handled() prints the error
     console.print(
-        f"[bold]{env}[/] @ {(report.revision or '?')[:12]}: {report.objects} objects, "
+        f"[bold]{esc(env)}[/] @ {(report.revision or '?')[:12]}: {report.objects} objects, "
         f"{len(report.applied)} applied, {len(report.pruned)} pruned, "
-        f"health {report.health} ({report.duration_s:.2f}s)"
+        f"health {esc(report.health)} ({report.duration_s:.2f}s)"
     )
     for k in report.applied:
-        console.print(f"  applied {client.describe_key(k)}")
+        console.print(f"  applied {client.describe_key(k)}", markup=False)
     for k in report.pruned:
-        console.print(f"  pruned  {client.describe_key(k)}")
+        console.print(f"  pruned  {client.describe_key(k)}", markup=False)
     if report.prune_blocked:
-        console.print(f"[yellow]prune blocked:[/] {report.prune_blocked}")
+        console.print(f"[yellow]prune blocked:[/] {esc(report.prune_blocked)}")
 
 
 def sync(
@@ -180,7 +181,7 @@ def sync(
 ) -> None:
     """Run one reconcile pass for ENV (with --dry-run: print what it would apply and prune)."""
     with handled(output):
-        project = common.load(repo_dir)
+        project = common.load_for(repo_dir, env)
         the_agent = _build(
             project, env, repo_url, branch, kubeconfig, context, allow_mass_prune, trust_from
         )
@@ -190,7 +191,7 @@ def sync(
         _refuse_unverified(report)
         changes = bool(report.out_of_sync or report.pruned)
         if dry_run and output != Format.json and not report.error:
-            console.print(f"[bold]{env}[/] dry run @ {(report.revision or '?')[:12]}:")
+            console.print(f"[bold]{esc(env)}[/] dry run @ {(report.revision or '?')[:12]}:")
             for k, paths in report.out_of_sync.items():
                 verb = "replace" if k in report.replace else "apply"
                 line = f"  would {verb} {client.describe_key(k)} ({', '.join(paths[:4])})"
@@ -219,7 +220,7 @@ def diff(
 ) -> None:
     """Desired (Git) vs live (cluster), Secret values redacted; exit 4 when they differ."""
     with handled(output):
-        project = common.load(repo_dir)
+        project = common.load_for(repo_dir, env)
         the_agent = _build(project, env, repo_url, branch, kubeconfig, context, False, trust_from)
         with progress(f"Comparing {env}...", output):
             report = the_agent.run_pass(dry_run=True)
@@ -241,7 +242,7 @@ def diff(
         )
     else:
         if not entries:
-            console.print(f"[green]{env} is in sync[/] with {(report.revision or '?')[:12]}")
+            console.print(f"[green]{esc(env)} is in sync[/] with {(report.revision or '?')[:12]}")
         for e in entries:
             if e["replace"]:
                 console.print(f"# {e['object']} needs replacement: {e['reason']}", markup=False)
@@ -284,14 +285,15 @@ def status(
         for name in at_main.pipeline():
             c = row["environments"][name]
             mark = " [yellow](behind)[/]" if c["behindUpstream"] else ""
-            cells.append(f"{c['tag'] or '-'}{mark}\n{c['sync']} · {c['health']}")
-        table.add_row(row["app"], *cells)
+            cells.append(f"{esc(c['tag'] or '-')}{mark}\n{esc(c['sync'])} · {esc(c['health'])}")
+        table.add_row(esc(row["app"]), *cells)
     console.print(table)
     for name, e in envs.items():
         if e["error"]:
-            console.print(f"[dim]{name}: status unavailable: {e['error']}[/]")
+            console.print(f"[dim]{esc(name)}: status unavailable: {esc(e['error'])}[/]")
         elif e["status"] and e["status"].get("last_error"):
             err = e["status"]["last_error"]
             console.print(
-                f"[red]{name}: failed at {err['stage']}:[/] {err['message']}", markup=True
+                f"[red]{esc(name)}: failed at {esc(err['stage'])}:[/] {esc(err['message'])}",
+                markup=True,
             )

@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 from rich.status import Status
 
-from promote.cli.output import Format, OutputOpt, console, emit_json, err_console, handled
+from promote.cli.output import Format, OutputOpt, console, emit_json, err_console, esc, handled
 from promote.errors import UsageError
 from promote.local import demo
 
@@ -29,7 +29,7 @@ class _Narrator:
         self._spinner: Status | None = None
 
     def begin(self, index: int, total: int, title: str) -> None:
-        self.out.print(f"\n[bold cyan]{index:>2}/{total}[/] [bold]{title}[/]", highlight=False)
+        self.out.print(f"\n[bold cyan]{index:>2}/{total}[/] [bold]{esc(title)}[/]", highlight=False)
         if self.out.is_terminal:
             self._spinner = self.out.status("working...")
             self._spinner.start()
@@ -38,7 +38,7 @@ class _Narrator:
         self.out.print(f"      {text}", markup=False, highlight=False)
 
     def command(self, display: str, output: str) -> None:
-        self.out.print(f"      [dim]$[/] {display}", highlight=False, markup=True, emoji=False)
+        self.out.print(f"      [dim]$[/] {esc(display)}", highlight=False, markup=True, emoji=False)
         for line in output.splitlines():
             self.out.print(f"        {line}", style="dim", markup=False, highlight=False)
 
@@ -105,7 +105,9 @@ def demo_cmd(
         emit_json(payload, exit_code=code)
         raise typer.Exit(code)
     if failed:
-        err_console.print(f"\n[bold red]error:[/] the demo failed at step {failed.name}: ", end="")
+        err_console.print(
+            f"\n[bold red]error:[/] the demo failed at step {esc(failed.name)}: ", end=""
+        )
         err_console.print(failed.detail, markup=False)
     else:
         passed = sum(1 for s in outcome.steps if s.name != "teardown")

@@ -61,7 +61,10 @@ def _finish(
         if f.action != "current":
             console.print(f"  {f.action}: {f.file}", markup=False)
     state = "updated" if report.config_changed else "unchanged"
-    console.print(f"{report.config_file} {state}; {len(report.files)} encrypted file(s) checked.")
+    console.print(
+        f"{report.config_file} {state}; {len(report.files)} encrypted file(s) checked.",
+        markup=False,
+    )
     if done is not None:
         changes.print_change(done)
 

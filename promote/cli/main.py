@@ -58,6 +58,9 @@ def _root(
     if os.environ.get("PROMOTE_LOG_LEVEL"):
         level = getattr(logging, os.environ["PROMOTE_LOG_LEVEL"].upper(), level)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    # python-gnupg logs every non-zero gpg exit at WARNING ("gpg returned a non-zero error
+    # code: 2"); our gpg adapter turns those into messages of its own, so only -vv shows them.
+    logging.getLogger("gnupg").setLevel(logging.ERROR if level > logging.DEBUG else level)
 
 
 # Which module defines each top-level command. Loading only the one being run keeps start-up

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from promote import errors
 
@@ -25,6 +26,12 @@ if TYPE_CHECKING:
 
 console = Console(highlight=False, soft_wrap=True)
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def esc(value: object) -> str:
+    """``value`` as text that rich prints as written: every dynamic part of a message printed
+    with markup goes through this (a Kubernetes error's ``[name="worker"]`` is not a style)."""
+    return escape(str(value))
 
 
 def new_table(**options: Any) -> Table:
@@ -74,11 +81,11 @@ def fail(exc: errors.PromoteError, fmt: Format) -> NoReturn:
         emit_json({"errors": errs}, exit_code=code)
     else:
         label = "blocked" if code == errors.ExitCode.BLOCKED else "error"
-        err_console.print(f"[bold red]{label}:[/] {exc.message}", markup=True, highlight=False)
+        err_console.print(f"[bold red]{label}:[/] {esc(exc.message)}", markup=True, highlight=False)
         for problem in getattr(exc, "problems", []) or []:
             err_console.print(f"  - {problem}", markup=False)
         if exc.hint:
-            err_console.print(f"[dim]hint:[/] {exc.hint}", markup=True)
+            err_console.print(f"[dim]hint:[/] {esc(exc.hint)}", markup=True)
     raise typer.Exit(code)
 
 

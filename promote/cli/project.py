@@ -13,6 +13,7 @@ from promote.cli.output import (
     OutputOpt,
     console,
     emit_json,
+    esc,
     handled,
     new_table,
     progress,
@@ -40,9 +41,9 @@ def init(
     if output == Format.json:
         emit_json({"directory": str(directory.resolve()), "environments": names, "files": written})
         return
-    console.print(f"Created a promote repository in [bold]{directory.resolve()}[/]")
+    console.print(f"Created a promote repository in [bold]{esc(directory.resolve())}[/]")
     for rel in written:
-        console.print(f"  {rel}")
+        console.print(f"  {rel}", markup=False)
     console.print("Next: `promote keys init <env>` for each environment, then `promote validate`.")
     console.print(
         "Then commit and push, and pin that first commit as where trust starts: start each "
@@ -82,7 +83,7 @@ def envs(repo_dir: Path = common.RepoOpt, output: Format = OutputOpt) -> None:
     if output == Format.json:
         emit_json({"pipeline": order, "environments": rows})
         return
-    console.print("Pipeline: " + " -> ".join(f"[bold]{n}[/]" for n in order))
+    console.print("Pipeline: " + " -> ".join(f"[bold]{esc(n)}[/]" for n in order))
     table = new_table(show_lines=False)
     for col in ("env", "upstream", "cluster / namespace", "approvals", "sync", "gates"):
         table.add_column(col)
@@ -99,7 +100,7 @@ def envs(repo_dir: Path = common.RepoOpt, output: Format = OutputOpt) -> None:
         )
         gates = r["gates"]
         assert isinstance(gates, dict)
-        table.add_row(
+        cells = (
             str(r["name"]),
             str(r["upstream"] or "-"),
             f"{cl['target']} / {cl['namespace']}",
@@ -107,6 +108,7 @@ def envs(repo_dir: Path = common.RepoOpt, output: Format = OutputOpt) -> None:
             sync,
             f"soak {gates['soak']}" if gates["soak"] else "-",
         )
+        table.add_row(*map(esc, cells))
     console.print(table)
 
 
@@ -128,6 +130,7 @@ def validate_cmd(
                     "ok": e.ok,
                     "error": e.error,
                     "notices": list(e.notices),
+                    "unchecked": list(e.unchecked),
                     "findings": [
                         {"object": f.object, "field": f.field, "message": f.message}
                         for f in e.findings
@@ -155,6 +158,12 @@ def validate_cmd(
         emit_json(result)
         return
     for e in report.envs:
-        console.print(f"[green]ok[/] {e.env}: {e.objects} objects rendered and checked")
+        console.print(f"[green]ok[/] {esc(e.env)}: {e.objects} objects rendered and checked")
         for notice in e.notices:
             console.print(f"  note: {notice}", markup=False)
+        if e.unchecked:
+            console.print(
+                f"   {e.env}: no schema for {', '.join(e.unchecked)} (not checked; add its "
+                "CustomResourceDefinition to the render to check it)",
+                markup=False,
+            )

@@ -13,6 +13,7 @@ from promote.cli.output import (
     OutputOpt,
     console,
     emit_json,
+    esc,
     handled,
     new_table,
     print_rows,
@@ -49,7 +50,7 @@ def register(app: typer.Typer) -> None:
 
 def _print_plan(p: plan.Plan, *, full_diff: bool) -> None:
     origin = f"{p.source} -> {p.target}" if p.source else p.target
-    console.print(f"[bold]{p.kind}[/] {origin} (main {p.revision[:12]})")
+    console.print(f"[bold]{esc(p.kind)}[/] {esc(origin)} (main {p.revision[:12]})")
     print_rows(
         ["app", "image", f"{p.target} now", "after"],
         [[c.app, c.name, c.old_version, c.new_version] for c in p.changes],
@@ -57,7 +58,8 @@ def _print_plan(p: plan.Plan, *, full_diff: bool) -> None:
     if p.parity is not None:
         if p.parity.ok:
             console.print(
-                f"secrets: [green]ok[/] ({p.target} has every Secret and key of {p.source})"
+                f"secrets: [green]ok[/] ({esc(p.target)} has every Secret and key of "
+                f"{esc(p.source)})"
             )
         else:
             console.print("secrets: [red]missing[/]")
@@ -65,7 +67,7 @@ def _print_plan(p: plan.Plan, *, full_diff: bool) -> None:
                 console.print(f"  - {gap}", markup=False)
     for g in p.gates:
         colour = "green" if not g.blocks else "red"
-        console.print(f"gate {g.name}: [{colour}]{g.status}[/]: {g.reason}")
+        console.print(f"gate {esc(g.name)}: [{colour}]{esc(g.status)}[/]: {esc(g.reason)}")
     for f in p.policy:
         colour = "red" if f.blocks else "yellow"
         console.print(f"[{colour}]policy[/] {escape(str(f))}", highlight=False)
@@ -73,7 +75,7 @@ def _print_plan(p: plan.Plan, *, full_diff: bool) -> None:
         console.print(f"policies: [green]ok[/] ({p.policy_bindings} binding(s) checked)")
     a = p.approvals
     who = f"{a.required} of {', '.join(a.approvers)}" if a.required else "none required"
-    console.print(f"approvals: {who}")
+    console.print(f"approvals: {who}", markup=False)
     console.print(f"rendered changes: {len(p.diff)} object(s) (Secret values redacted)")
     for d in p.diff if full_diff else ():
         console.print(d.text, markup=False, end="")
@@ -114,8 +116,9 @@ def _finish(
 
 def _print_existing(pr: forge_base.PullRequest) -> None:
     console.print(
-        f"PR [bold]#{pr.number}[/] (opened by {pr.author}, {pr.created_at:%Y-%m-%d %H:%M} UTC) "
-        f"already proposes exactly these images; no new PR.\n  {pr.url}\n"
+        f"PR [bold]#{pr.number}[/] (opened by {esc(pr.author)}, "
+        f"{pr.created_at:%Y-%m-%d %H:%M} UTC) "
+        f"already proposes exactly these images; no new PR.\n  {esc(pr.url)}\n"
         f"  next: approve and merge #{pr.number}, or `promote close {pr.number}` and run again"
     )
 
@@ -139,7 +142,7 @@ def _report(
         )
         return
     if p.empty:
-        console.print(f"{p.target} is already up to date; nothing to promote.")
+        console.print(f"{p.target} is already up to date; nothing to promote.", markup=False)
         return
     _print_plan(p, full_diff=dry)
     if pr is not None and existing:
@@ -147,7 +150,8 @@ def _report(
     elif pr is not None:
         as_name = "" if pr.url.startswith(("http://", "https://")) else " --as NAME"
         console.print(
-            f"Opened PR [bold]#{pr.number}[/]: {pr.title}\n  {pr.url} (branch {pr.branch})\n"
+            f"Opened PR [bold]#{pr.number}[/]: {esc(pr.title)}\n"
+            f"  {esc(pr.url)} (branch {esc(pr.branch)})\n"
             f"  next: `promote approve {pr.number}{as_name}`, then `promote merge {pr.number}`"
         )
     elif p.blocked:
@@ -175,6 +179,7 @@ def to(
 ) -> None:
     """Promote images from the upstream environment into ENV through a pull request."""
     with handled(output):
+        common.check_envs(repo_dir, env, source)
         from_file = engine.status_from_file(status_file) if status_file else None
         with (
             progress(f"Planning the promotion into {env}...", output),
@@ -211,6 +216,7 @@ def rollback(
 ) -> None:
     """Open a PR restoring ENV's images to an earlier state (same approval policy)."""
     with handled(output):
+        common.check_envs(repo_dir, env)
         with progress(f"Planning the rollback of {env}...", output), engine.session(repo_dir) as s:
             rev = history.rollback_revision(s, env, to=to_rev, steps=steps)
             p = propose.plan_rollback(s, env, rev)
@@ -238,6 +244,8 @@ def set_image(
     output: Format = OutputOpt,
 ) -> None:
     """Set image versions in ENV's overlay (CI's entry point): push to main, or open a PR."""
+    with handled(output):
+        common.check_envs(repo_dir, env)
     with handled(output), progress(f"Updating {env}...", output), engine.session(repo_dir) as s:
         policy = s.project.env(env).config.approvals
         commit = None
@@ -273,16 +281,18 @@ def set_image(
         )
         return
     if p.empty:
-        console.print(f"{env} already has these images; nothing changed.")
+        console.print(f"{env} already has these images; nothing changed.", markup=False)
         return
     for c in p.changes:
-        console.print(f"{env}: {c.name} {c.old_version} -> [bold]{c.new_version}[/]")
+        console.print(
+            f"{esc(env)}: {esc(c.name)} {esc(c.old_version)} -> [bold]{esc(c.new_version)}[/]"
+        )
     if commit:
         console.print(f"Pushed {commit[:12]} to main.")
     if pr and existing:
         _print_existing(pr)
     elif pr:
-        console.print(f"Opened PR [bold]#{pr.number}[/]: {pr.title} ({pr.url})")
+        console.print(f"Opened PR [bold]#{pr.number}[/]: {esc(pr.title)} ({esc(pr.url)})")
 
 
 def history_cmd(
@@ -292,6 +302,8 @@ def history_cmd(
     output: Format = OutputOpt,
 ) -> None:
     """What reached ENV, newest first, with approvals verified now (works offline)."""
+    with handled(output):
+        common.check_envs(repo_dir, env)
     with (
         handled(output),
         progress("Reading history...", output),
@@ -302,7 +314,7 @@ def history_cmd(
         emit_json({"env": env, "entries": [history.to_dict(e) for e in entries]})
         return
     if not entries:
-        console.print(f"Nothing has reached {env} yet.")
+        console.print(f"Nothing has reached {env} yet.", markup=False)
         return
     table = new_table()
     for col in ("when (UTC)", "kind", "from", "images", "PR", "approvals"):
@@ -311,14 +323,15 @@ def history_cmd(
         source = f"{e.source or '-'}" + (f"@{e.source_revision[:8]}" if e.source_revision else "")
         images = "\n".join(f"{c.name} {c.old_version} -> {c.new_version}" for c in e.changes)
         approvals = "\n".join(
-            f"{c.approval.approver}: {prs.ICON.get(str(c.signature), f'[red]{c.signature}[/]')}"
+            f"{esc(c.approval.approver)}: "
+            + prs.ICON.get(str(c.signature), f"[red]{esc(c.signature)}[/]")
             for c in e.approvals
         )
         table.add_row(
             f"{e.at:%Y-%m-%d %H:%M}",
-            e.kind,
-            source,
-            images,
+            esc(e.kind),
+            esc(source),
+            esc(images),
             f"#{e.pr.number}" if e.pr else e.commit[:8],
             approvals or "-",
         )

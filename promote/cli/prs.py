@@ -13,6 +13,7 @@ from promote.cli.output import (
     OutputOpt,
     console,
     emit_json,
+    esc,
     handled,
     new_table,
     progress,
@@ -179,13 +180,13 @@ def prs(
         emit_json({"pullRequests": [pr_to_dict(p) for p in found]})
         return
     if not found:
-        console.print(f"No {'' if state == 'all' else state + ' '}pull requests.")
+        console.print(f"No {'' if state == 'all' else state + ' '}pull requests.", markup=False)
         return
     table = new_table()
     for col in ("#", "state", "into", "from", "title", "author", "created"):
         table.add_column(col)
     for p in found:
-        table.add_row(
+        cells = (
             str(p.number),
             str(p.state),
             p.env,
@@ -194,6 +195,7 @@ def prs(
             p.author,
             f"{p.created_at:%Y-%m-%d %H:%M}",
         )
+        table.add_row(*map(esc, cells))
     console.print(table)
 
 
@@ -222,30 +224,32 @@ def show(
             }
         )
         return
-    console.print(f"[bold]PR #{found.number}[/] {found.title}")
+    console.print(f"[bold]PR #{found.number}[/] {esc(found.title)}")
     console.print(
         f"  {found.state} · {found.kind} into {found.env} · branch {found.branch} "
-        f"@ {found.head_sha[:12]} · by {found.author} · {found.url}"
+        f"@ {found.head_sha[:12]} · by {found.author} · {found.url}",
+        markup=False,
     )
     if found.merge:
         console.print(
             f"  merged {found.merge.at:%Y-%m-%d %H:%M} UTC by {found.merge.by} "
-            f"({found.merge.method}, {found.merge.sha[:12]})"
+            f"({found.merge.method}, {found.merge.sha[:12]})",
+            markup=False,
         )
     console.print(found.body, markup=False)
     if seen is not None:
         print_head(seen)
     for c in checked:
-        status = ICON.get(str(c.signature), f"[red]{c.signature}[/]")
+        status = ICON.get(str(c.signature), f"[red]{esc(c.signature)}[/]")
         console.print(
-            f"  approval: {c.approval.approver} on {c.approval.head_sha[:12]} "
-            f"{c.approval.at:%Y-%m-%d %H:%M} UTC: {status} {c.detail}"
+            f"  approval: {esc(c.approval.approver)} on {c.approval.head_sha[:12]} "
+            f"{c.approval.at:%Y-%m-%d %H:%M} UTC: {status} {esc(c.detail)}"
         )
     for note in found.comments:
         console.print(f"  comment by {note.author}: {note.text}", markup=False)
     if verdict is not None:
         mark = "[green]mergeable[/]" if verdict.ok else "[yellow]not mergeable[/]"
-        console.print(f"{mark}: {verdict.summary()}")
+        console.print(f"{mark}: {esc(verdict.summary())}")
         for problem in verdict.problems():
             console.print(f"  - {problem}", markup=False)
 
@@ -288,7 +292,8 @@ def approve(
     recorded = "signature recorded" if approval.signature else f"review recorded ({found.url})"
     console.print(
         f"Approved PR #{number} ({found.env}) as {approval.approver}, bound to head "
-        f"{approval.head_sha[:12]}; {recorded}."
+        f"{approval.head_sha[:12]}; {recorded}.",
+        markup=False,
     )
 
 
@@ -321,7 +326,8 @@ def merge(
     who = ", ".join(result.approvals) or "no approvals required"
     console.print(
         f"Merged PR #{number} into {found.base} for {found.env} ({result.method}); "
-        f"{found.base} is now {result.sha[:12]}. Approved by: {who}."
+        f"{found.base} is now {result.sha[:12]}. Approved by: {who}.",
+        markup=False,
     )
 
 

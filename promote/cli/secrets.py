@@ -15,6 +15,7 @@ from promote.cli.output import (
     OutputOpt,
     console,
     emit_json,
+    esc,
     handled,
     new_table,
     progress,
@@ -97,7 +98,9 @@ def set_cmd(
         markup=False,
     )
     if result.resource_added:
-        console.print(f"  added secrets/{result.name}.sops.yaml to the overlay's resources")
+        console.print(
+            f"  added secrets/{result.name}.sops.yaml to the overlay's resources", markup=False
+        )
     changes.print_change(done)
 
 
@@ -128,14 +131,14 @@ def list_cmd(
         )
         return
     if not infos:
-        console.print(f"{env}: no Secrets.")
+        console.print(f"{env}: no Secrets.", markup=False)
         return
     table = new_table()
     for col in ("secret", "keys", "stored", "file"):
         table.add_column(col)
     for i in infos:
         stored = "sops" if i.encrypted else ("vault" if i.vault_refs else "plain!")
-        table.add_row(i.name, ", ".join(i.keys), stored, i.file or "-")
+        table.add_row(*map(esc, (i.name, ", ".join(i.keys), stored, i.file or "-")))
     console.print(table)
 
 
@@ -175,7 +178,7 @@ def rotate(
         return
     for f in report.files:
         console.print(f"  {f.action}: {f.file}", markup=False)
-    console.print(f"{env}: {len(report.files)} file(s) have a new data key.")
+    console.print(f"{env}: {len(report.files)} file(s) have a new data key.", markup=False)
     changes.print_change(done)
 
 
@@ -199,4 +202,4 @@ def check(
     if output == Format.json:
         emit_json({"source": source, "target": target, "gaps": []})
         return
-    console.print(f"ok: {target} has every Secret and key that {source} has.")
+    console.print(f"ok: {target} has every Secret and key that {source} has.", markup=False)

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from promote.kustomize import reference
 
@@ -19,6 +20,14 @@ ENC_VALUE = re.compile(r"^ENC\[[A-Z0-9_]+,data:.*\]$", re.DOTALL)
 VAULT_REF = re.compile(
     r"^vault:(?P<mount>[^/#@\s]+)/(?P<path>[^#@\s]+)#(?P<key>[^@\s]+)(@(?P<version>\d+))?$"
 )
+
+
+# What the API server accepts (issue 14: a 50 MB ConfigMap failed only at apply, as an
+# "SSLError"). etcd stores at most 1.5 MiB per object by default (--max-request-bytes); the
+# API server refuses ConfigMap and Secret data over 1 MiB and annotations over 256 KiB.
+MAX_OBJECT_BYTES = 1536 * 1024
+MAX_DATA_BYTES = 1024 * 1024
+MAX_ANNOTATION_BYTES = 256 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +41,32 @@ class Finding:
     def __str__(self) -> str:
         where = f" (from {self.source})" if self.source else ""
         return f"{self.env}: {self.object}{where}: {self.field}: {self.message}"
+
+
+class SchemaSet(Protocol):
+    """Schemas by kind (``cluster/openapi.py`` loads them): problems of an object, or None
+    when its kind has no schema."""
+
+    def errors(self, obj: dict[str, Any]) -> list[tuple[str, str]] | None: ...
+
+
+def check_schemas(
+    objects: Iterable[dict[str, Any]], schemas: SchemaSet, *, env: str, namespace: str | None
+) -> tuple[list[Finding], list[str]]:
+    """Findings against the schemas, and the kinds that have none (unchecked, never failed:
+    a custom resource whose CRD is not in the render)."""
+    findings: list[Finding] = []
+    unchecked: set[str] = set()
+    for obj in objects:
+        if not obj.get("kind") or not obj.get("apiVersion"):
+            continue  # check_objects reports these
+        problems = schemas.errors(obj)
+        if problems is None:
+            unchecked.add(f"{obj['apiVersion']} {obj['kind']}")
+            continue
+        ref = object_ref(obj, namespace)
+        findings.extend(Finding(env, ref, path, message) for path, message in problems)
+    return findings, sorted(unchecked)
 
 
 def object_ref(obj: dict[str, Any], default_namespace: str | None = None) -> str:
@@ -85,6 +120,47 @@ def check_secret(obj: dict[str, Any], env: str, ref: str) -> Iterator[Finding]:
                     f"{env} {(obj.get('metadata') or {}).get('name', 'NAME')} {key}=-` or use a "
                     "`vault:<mount>/<path>#<key>` reference (the value is not shown)",
                 )
+
+
+def _data_bytes(obj: dict[str, Any]) -> int:
+    """Bytes of a ConfigMap's or Secret's values as the API server counts them (decoded)."""
+    total = 0
+    for section in ("data", "binaryData", "stringData"):
+        values = obj.get(section)
+        for key, value in values.items() if isinstance(values, dict) else ():
+            text = str(value)
+            encoded = section == "binaryData" or (section == "data" and obj.get("kind") == "Secret")
+            total += len(str(key)) + (len(text) * 3 // 4 if encoded else len(text.encode()))
+    return total
+
+
+def check_size(obj: dict[str, Any], env: str, ref: str) -> Iterator[Finding]:
+    """Objects the API server would refuse for their size, refused here naming the object."""
+    if is_sops_object(obj):
+        return  # ciphertext and metadata: the decrypted object is smaller; sops bounds it
+    size = len(json.dumps(obj, separators=(",", ":"), default=str))
+    if size > MAX_OBJECT_BYTES:
+        yield Finding(
+            env, ref, "(whole object)",
+            f"is {size / 1048576:.1f} MiB; the API server stores at most 1.5 MiB per object. "
+            "Split it, or keep large data outside Kubernetes (an image, a volume)",
+        )  # fmt: skip
+    if obj.get("kind") in ("ConfigMap", "Secret"):
+        data = _data_bytes(obj)
+        if data > MAX_DATA_BYTES:
+            yield Finding(
+                env, ref, "data",
+                f"holds {data / 1048576:.1f} MiB; a {obj['kind']} holds at most 1 MiB. Split "
+                "it into several, or keep large data outside Kubernetes",
+            )  # fmt: skip
+    annotations = (obj.get("metadata") or {}).get("annotations")
+    if isinstance(annotations, dict):
+        total = sum(len(str(k)) + len(str(v)) for k, v in annotations.items())
+        if total > MAX_ANNOTATION_BYTES:
+            yield Finding(
+                env, ref, "metadata.annotations",
+                f"total {total // 1024} KiB; the API server allows at most 256 KiB",
+            )  # fmt: skip
 
 
 def _pod_specs(obj: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
@@ -189,6 +265,7 @@ def check_objects(
                 )
             )
         seen[key] = i
+        findings.extend(check_size(obj, env, ref))
         if kind == "Secret":
             findings.extend(check_secret(obj, env, ref))
         for field, image in container_images(obj):

@@ -29,6 +29,7 @@ format_duration = schema.format_duration
 
 PROJECT_FILE = "promote.yaml"
 ENV_DIR = "environments"
+_COMMIT_SHA = re.compile(r"^[0-9a-f]{40}$")
 _ENV_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
 
@@ -56,11 +57,27 @@ class PolicyConfig:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class RemoteBaseConfig:
+    """A remote kustomize base an overlay may use: its repository URL, pinned to a commit."""
+
+    url: str
+    ref: str  # a full commit SHA (40 hex digits), so Git history says what was deployed
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RenderConfig:
+    """How overlays are rendered. By default nothing outside the repository is read."""
+
+    remote_bases: list[RemoteBaseConfig] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ProjectConfig:
     main_branch: str = "main"
     remote: str = "origin"
     forge: ForgeConfig = field(default_factory=ForgeConfig)
     policy: PolicyConfig = field(default_factory=PolicyConfig)
+    render: RenderConfig = field(default_factory=RenderConfig)
 
 
 # --- environments/<env>.yaml ----------------------------------------------------------------
@@ -187,8 +204,13 @@ class Project:
 # --- loading --------------------------------------------------------------------------------
 
 
-def load_project(root: Path | str) -> Project:
-    """Load the project at ``root``; raise ConfigError naming file, line, field and fix."""
+def load_project(root: Path | str, *, only: str | None = None) -> Project:
+    """Load the project at ``root``; raise ConfigError naming file, line, field and fix.
+
+    ``only`` (an agent) reads ``promote.yaml`` and that one environment's file: the other
+    environments' files are only listed by name, so one environment's broken file never stops
+    another environment's agent (issue 14). The project then holds that environment alone.
+    """
     root = Path(root).resolve()
     project_file = root / PROJECT_FILE
     env_dir = root / ENV_DIR
@@ -203,8 +225,17 @@ def load_project(root: Path | str) -> Project:
         project_cfg = schema.validate(ProjectConfig, data, node, PROJECT_FILE)
     envs: dict[str, Environment] = {}
     nodes: dict[str, yaml.Node | None] = {}
-    for path in sorted(env_dir.glob("*.yaml")) if env_dir.is_dir() else []:
+    files = sorted(env_dir.glob("*.yaml")) if env_dir.is_dir() else []
+    names = {path.stem for path in files}
+    if only is not None and only not in names:
+        raise ConfigError(
+            f"{ENV_DIR}/{only}.yaml: no such file at this revision; the environment {only!r} "
+            f"is not defined here (defined: {', '.join(sorted(names)) or 'none'})."
+        )
+    for path in files:
         name = path.stem
+        if only is not None and name != only:
+            continue
         display = f"{ENV_DIR}/{path.name}"
         if not _ENV_NAME.match(name):
             raise ConfigError(
@@ -220,21 +251,25 @@ def load_project(root: Path | str) -> Project:
             f"{ENV_DIR}/: no environment files; add one YAML file per environment, "
             f"e.g. {ENV_DIR}/dev.yaml (`promote init` writes dev, staging and prod)."
         )
-    _check_semantics(envs, nodes, project_cfg)
+    _check_semantics(envs, nodes, project_cfg, names)
     return Project(root=root, config=project_cfg, environments=envs)
 
 
 def _check_semantics(
-    envs: dict[str, Environment], nodes: dict[str, yaml.Node | None], project_cfg: ProjectConfig
+    envs: dict[str, Environment],
+    nodes: dict[str, yaml.Node | None],
+    project_cfg: ProjectConfig,
+    names: set[str],
 ) -> None:
+    """Checks across files; ``names`` are all environments, ``envs`` those that were read."""
     for name, env in envs.items():
         display = f"{ENV_DIR}/{name}.yaml"
         cfg = env.config
-        if cfg.upstream is not None and cfg.upstream not in envs:
+        if cfg.upstream is not None and cfg.upstream not in names:
             line = schema.line_of(nodes[name], ["upstream"])
             raise ConfigError(
                 f"{display}:{line}: upstream: {cfg.upstream!r} names no environment "
-                f"(known: {', '.join(sorted(envs))}); set it to one of them or remove it."
+                f"(known: {', '.join(sorted(names))}); set it to one of them or remove it."
             )
         if cfg.upstream == name:
             raise ConfigError(
@@ -264,7 +299,7 @@ def _check_semantics(
     for name in envs:
         seen = [name]
         cur = envs[name].upstream
-        while cur is not None:
+        while cur is not None and cur in envs:
             if cur in seen:
                 cycle = " -> ".join([*seen[seen.index(cur) :], cur])
                 raise ConfigError(
@@ -273,11 +308,17 @@ def _check_semantics(
                 )
             seen.append(cur)
             cur = envs[cur].upstream
+    for i, base in enumerate(project_cfg.render.remote_bases):
+        if not _COMMIT_SHA.match(base.ref):
+            raise ConfigError(
+                f"{PROJECT_FILE}: render.remoteBases.{i}.ref: {base.ref!r} is not a commit SHA; "
+                "pin the remote base to a full 40-hex commit (a branch or tag can move)."
+            )
     for env_name in project_cfg.policy.allow_latest:
-        if env_name not in envs:
+        if env_name not in names:
             raise ConfigError(
                 f"{PROJECT_FILE}: policy.allowLatest: {env_name!r} names no environment; "
-                f"use one of {', '.join(sorted(envs))}."
+                f"use one of {', '.join(sorted(names))}."
             )
 
 
@@ -310,7 +351,8 @@ def _check_signers(env: Environment, node: yaml.Node | None, display: str) -> No
 def pipeline_order(upstreams: Mapping[str, str | None]) -> list[str]:
     """Environments in promotion order: roots first, then each downstream (breadth first)."""
     order: list[str] = []
-    frontier = sorted(n for n, u in upstreams.items() if u is None)
+    # An upstream that is not listed (an agent loads its own environment only) is outside.
+    frontier = sorted(n for n, u in upstreams.items() if u is None or u not in upstreams)
     while frontier:
         order.extend(frontier)
         frontier = sorted(n for n, u in upstreams.items() if u in frontier and n not in order)

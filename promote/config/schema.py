@@ -65,15 +65,16 @@ def format_duration(value: timedelta) -> str:
 
 def read_yaml(path: Path, display: str) -> tuple[Any, yaml.Node | None]:
     """The file's plain data and its PyYAML node tree (for line numbers), from one parse."""
+    text = read_text(path, display)
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"{display}: cannot read the file ({exc.strerror}).") from exc
-    loader = _Loader(text)
+        loader = _Loader(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{display}: not valid YAML ({exc}); fix the file.") from exc
     try:
         node = loader.get_single_node()
         if node is None:  # an empty file
             return None, None
+        check_aliases(node, display)
         _refuse_duplicate_keys(node, set())
         return loader.construct_document(node), node
     except yaml.MarkedYAMLError as exc:
@@ -81,8 +82,78 @@ def read_yaml(path: Path, display: str) -> tuple[Any, yaml.Node | None]:
         raise ConfigError(
             f"{display}:{line}: not valid YAML ({exc.problem}); fix the syntax at that line."
         ) from exc
+    except yaml.YAMLError as exc:  # ReaderError: a control character, not a syntax mark
+        raise ConfigError(f"{display}: not valid YAML ({exc}); remove that character.") from exc
     finally:
         loader.dispose()
+
+
+# A YAML document's size once its aliases are expanded, in nodes. PyYAML shares an alias's
+# object instead of copying it, but whatever walks or serialises the data later pays for every
+# expansion: a 9-level "billion laughs" is 9**9 nodes from a few hundred bytes (issue 14).
+MAX_EXPANDED_NODES = 100_000
+
+
+def check_aliases(node: yaml.Node, display: str) -> None:
+    """Refuse a document whose aliases expand past :data:`MAX_EXPANDED_NODES` nodes."""
+    sizes: dict[int, int] = {}
+
+    def size(n: yaml.Node) -> int:
+        if id(n) in sizes:
+            return sizes[id(n)]
+        sizes[id(n)] = 1  # a recursive alias counts once (PyYAML builds a cycle)
+        total = 1
+        if isinstance(n, yaml.MappingNode):
+            total += sum(size(k) + size(v) for k, v in n.value)
+        elif isinstance(n, yaml.SequenceNode):
+            total += sum(size(v) for v in n.value)
+        sizes[id(n)] = total
+        return total
+
+    stack: list[yaml.Node] = [node]  # sizes bottom-up without deep recursion on deep files
+    order: list[yaml.Node] = []
+    seen: set[int] = set()
+    while stack:
+        n = stack.pop()
+        if id(n) in seen:
+            continue
+        seen.add(id(n))
+        order.append(n)
+        if isinstance(n, yaml.MappingNode):
+            stack.extend(x for kv in n.value for x in kv)
+        elif isinstance(n, yaml.SequenceNode):
+            stack.extend(n.value)
+    for n in reversed(order):
+        if size(n) > MAX_EXPANDED_NODES:
+            raise ConfigError(
+                f"{display}:{n.start_mark.line + 1}: YAML aliases expand this document past "
+                f"{MAX_EXPANDED_NODES} nodes (an alias bomb?); write the values out instead "
+                "of nesting anchors (&) and aliases (*)."
+            )
+
+
+def compose_checked(text: str, display: str) -> yaml.Node | None:
+    """One YAML document's node tree, with its aliases bounded (:func:`check_aliases`)."""
+    node = yaml.compose(text, Loader=_Loader)
+    if node is not None:
+        check_aliases(node, display)
+    return node
+
+
+def read_text(path: Path, display: str) -> str:
+    """A configuration file's text: UTF-8, or a ConfigError naming the file and the byte."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{display}: cannot read the file ({exc.strerror}).") from exc
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise ConfigError(
+            f"{display}:{line}: not UTF-8 text (byte 0x{data[exc.start]:02x} at offset "
+            f"{exc.start}); save the file as UTF-8."
+        ) from exc
 
 
 def _refuse_duplicate_keys(node: yaml.Node, seen: set[int]) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import httpx
@@ -45,6 +46,7 @@ class GiteaForge(rest.ServerForge):
         git: git_repo.Repo | None = None,
         transport: httpx.BaseTransport | None = None,
         page_size: int = PAGE_SIZE,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> GiteaForge:
         if not forge.url:
             raise ConfigError(
@@ -54,7 +56,13 @@ class GiteaForge(rest.ServerForge):
         web_url = forge.url.rstrip("/").removesuffix(API_PATH)
         token = http.read_token(forge.token_env, forge="Gitea")
         api = http.Api(
-            web_url + API_PATH, token=token, forge="Gitea", auth_scheme="token", transport=transport
+            web_url + API_PATH,
+            token=token,
+            forge="Gitea",
+            auth_scheme="token",
+            transport=transport,
+            sleep=sleep,  # rate-limit waits; tests pass a recorder
+            paging=http.Paging.PAGE,  # labels, reviews ... come without Link headers
         )
         return cls(
             api,

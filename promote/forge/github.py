@@ -20,6 +20,8 @@ request and response shapes.
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
@@ -64,6 +66,7 @@ class GitHubForge(rest.ServerForge):
         git: git_repo.Repo | None = None,
         transport: httpx.BaseTransport | None = None,
         page_size: int = PAGE_SIZE,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> GitHubForge:
         api_url, web_url = api_and_web(forge.url)
         token = http.read_token(forge.token_env, forge="GitHub")
@@ -74,6 +77,7 @@ class GitHubForge(rest.ServerForge):
             auth_scheme="Bearer",
             headers=HEADERS,
             transport=transport,
+            sleep=sleep,  # rate-limit waits; tests pass a recorder
         )
         return cls(
             api,

@@ -2,8 +2,10 @@
 
 Owns: reading the API token from the environment variable ``forge.tokenEnv`` names (and only
 from there), an httpx client that sends it, status codes mapped to our errors, rate limits
-(waits for the advertised delay, then retries), pagination by the ``Link`` header, and the
-environment that lets ``git`` push to the forge with the same token.
+(waits for the advertised delay, then retries), pagination as each forge really pages (GitHub:
+the ``Link`` header; Gitea: ``page``/``limit`` and ``X-Total-Count``, since several of its
+lists, labels and reviews among them, send no ``Link``), and the environment that lets ``git``
+push to the forge with the same token.
 
 Must not: put the token anywhere but an ``Authorization`` header. It never goes into a URL
 (which git stores in ``.git/config`` and prints in errors), a log line, an error message or a
@@ -14,6 +16,7 @@ Must not: put the token anywhere but an ``Authorization`` header. It never goes 
 from __future__ import annotations
 
 import base64
+import enum
 import logging
 import os
 import re
@@ -33,6 +36,16 @@ log = logging.getLogger(__name__)
 
 MESSAGE_LIMIT = 300  # characters of a forge's error message we repeat (kopf keeps 256)
 MAX_PAGES = 500  # a guard against a Link header that never ends
+# GitHub's secondary rate limits: "wait for at least one minute before retrying", then "an
+# exponentially increasing amount of time", then give up (docs.github.com, REST API rate limits).
+SECONDARY_WAIT_S = 60.0
+
+
+class Paging(enum.Enum):
+    LINK = "link"  # follow Link: <...>; rel="next" (GitHub)
+    PAGE = "page"  # page=1,2,... with the page size, until X-Total-Count or a short page (Gitea)
+
+
 _GIT_USER = "x-access-token"  # GitHub's documented user for token auth; Gitea ignores it
 
 
@@ -126,6 +139,7 @@ class Api:
         max_attempts: int = 5,
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        paging: Paging = Paging.LINK,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.forge = forge
@@ -134,6 +148,7 @@ class Api:
         self._max_wait_s = max_wait_s  # longest rate-limit pause we sit out (GitHub: 1 min)
         self._max_attempts = max_attempts
         self._sleep = sleep
+        self._paging = paging
         self._client = httpx.Client(
             base_url=self.base_url + "/",
             headers={
@@ -183,7 +198,7 @@ class Api:
                 ) from exc
             if resp.is_success or resp.status_code in accept:
                 return resp
-            wait = rate_limit_wait(resp)
+            wait = rate_limit_wait(resp, attempt=attempt)
             if wait is not None:
                 if wait > self._max_wait_s or attempt >= self._max_attempts:
                     why = (
@@ -216,13 +231,16 @@ class Api:
         params: Mapping[str, Any] | None = None,
         missing: Callable[[], Exception] | None = None,
     ) -> Iterator[Any]:
-        """Every item of a list endpoint, following ``Link: <...>; rel="next"``.
+        """Every item of a list endpoint, page after page as this forge pages (:class:`Paging`).
 
         ``missing`` makes the error raised when the first page is a 404.
         """
         resp = self.request("GET", path, what=what, params=params, accept=(404,))
         if resp.status_code == 404:
             raise missing() if missing else self.error(resp, what)
+        if self._paging is Paging.PAGE:
+            yield from self._pages(resp, path, what=what, params=dict(params or {}))
+            return
         for _ in range(MAX_PAGES):
             page = decode(resp, what, self.forge)
             if not isinstance(page, list):
@@ -237,6 +255,29 @@ class Api:
                     f"{origin(self.base_url)}; refusing to follow it."
                 )
             resp = self.request("GET", nxt, what=what)
+        raise ForgeError(f"{what}: more than {MAX_PAGES} pages; stopped.")
+
+    def _pages(
+        self, resp: httpx.Response, path: str, *, what: str, params: dict[str, Any]
+    ) -> Iterator[Any]:
+        """Gitea: ``page`` counts from 1; ``X-Total-Count`` says how many items there are. A
+        server may cap ``limit`` (MAX_RESPONSE_ITEMS), so a short page ends the list only
+        when the total is unknown."""
+        limit = int(params.get("limit") or 0)
+        seen = 0
+        for page in range(1, MAX_PAGES + 1):
+            if page > 1:
+                resp = self.request("GET", path, what=what, params={**params, "page": page})
+            items = decode(resp, what, self.forge)
+            if not isinstance(items, list):
+                raise ForgeError(f"{what}: {self.forge} answered with {type(items).__name__}.")
+            yield from items
+            seen += len(items)
+            total = resp.headers.get("x-total-count", "")
+            if not items or (total.isdigit() and seen >= int(total)):
+                return
+            if not total.isdigit() and limit and len(items) < limit:
+                return
         raise ForgeError(f"{what}: more than {MAX_PAGES} pages; stopped.")
 
     # --- errors -----------------------------------------------------------------------------
@@ -299,13 +340,17 @@ def error_message(resp: httpx.Response) -> str:
     return text if len(text) <= MESSAGE_LIMIT else text[: MESSAGE_LIMIT - 3] + "..."
 
 
-def rate_limit_wait(resp: httpx.Response, *, now: float | None = None) -> float | None:
+def rate_limit_wait(
+    resp: httpx.Response, *, now: float | None = None, attempt: int = 1
+) -> float | None:
     """Seconds to wait before retrying, when ``resp`` says a rate limit was hit; else None.
 
     GitHub: 429, or 403 with ``x-ratelimit-remaining: 0`` (primary limit, wait until
-    ``x-ratelimit-reset``, epoch seconds) or with ``retry-after`` (secondary limit); a 403
-    whose message names a secondary rate limit without either header waits one minute, as
-    GitHub's documentation says. Gitea answers 429 with ``Retry-After``.
+    ``x-ratelimit-reset``, epoch seconds) or with ``retry-after`` (secondary limit). Without
+    either header (a 429, or a 403 whose message names a rate limit) GitHub asks for at least
+    a minute, then exponentially longer, and warns that hammering can ban the integration:
+    60 s, 120 s, 240 s ... by ``attempt`` (the caller gives up past its longest wait).
+    Gitea answers 429 with ``Retry-After``.
     """
     code = resp.status_code
     if code not in (403, 429):
@@ -326,10 +371,8 @@ def rate_limit_wait(resp: httpx.Response, *, now: float | None = None) -> float 
             return max(1.0, float(headers["x-ratelimit-reset"]) - now + 1.0)
         except ValueError:
             pass
-    if code == 429:
-        return 1.0
-    if "rate limit" in error_message(resp).lower():
-        return 60.0
+    if code == 429 or "rate limit" in error_message(resp).lower():
+        return SECONDARY_WAIT_S * 2 ** (max(attempt, 1) - 1)
     return None
 
 

@@ -32,7 +32,12 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from promote.errors import ForgeError, GitUnavailable, NotFound, PushRejected
+from promote.errors import (
+    ForgeError,
+    GitUnavailable,
+    PushRejected,
+    UnknownPullRequest,
+)
 from promote.forge import records
 from promote.forge.base import (
     Approval,
@@ -116,7 +121,7 @@ class LocalForge:
         if sha is None:
             known = sorted(int(r.rsplit("/", 1)[1]) for r in self._repo.refs(self._track))
             listed = ", ".join(f"#{n}" for n in known[-10:]) or "none yet"
-            raise NotFound(
+            raise UnknownPullRequest(
                 f"PR #{number} does not exist on {self._remote} (PRs: {listed}); "
                 "`promote prs --state all` lists them."
             )

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -65,6 +65,18 @@ def env_from_branch(branch: str) -> str | None:
 
 def env_label(env: str) -> str:
     return f"env:{env}"
+
+
+# GitHub's schemas allow ``user: null`` on comments, reviews and pull requests (a deleted
+# account); GitHub shows such an author as "ghost" (issue 14: a null user crashed show/merge).
+GHOST = "ghost"
+
+
+def login_of(item: Mapping[str, Any], key: str = "user", *, missing: str = GHOST) -> str:
+    """The ``login`` of ``item[key]`` (a user object that may be null or lack its login)."""
+    user = item.get(key)
+    login = user.get("login") if isinstance(user, Mapping) else None
+    return str(login) if login else missing
 
 
 def parse_time(value: Any) -> datetime:
@@ -176,7 +188,7 @@ def _author(data: dict[str, Any], meta: dict[str, Any]) -> tuple[str, str]:
     lift the self-approval rule (issue 13, finding 8). A different name in the body is shown
     in the identity, marked as the body's claim, and decides nothing.
     """
-    opener = str((data.get("user") or {}).get("login") or "")
+    opener = login_of(data, missing="")
     identity = str(meta.get("authorIdentity") or "")
     claimed = str(meta.get("author") or "")
     if claimed and claimed != opener:
@@ -212,7 +224,7 @@ def _state(
         sha=sha,
         method="merge-commit",
         at=parse_time(merged_at),
-        by=str((data.get("merged_by") or {}).get("login") or merger),
+        by=login_of(data, "merged_by", missing=merger),
         head_sha=head_sha,
         approvals=counted,
     )

@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 
 import httpx
 
-from promote.errors import ForgeError, NotFound, PromoteError
+from promote.errors import ForgeError, NotFound, PromoteError, UnknownPullRequest
 from promote.forge import http, payload
 from promote.forge.base import (
     Approval,
@@ -89,7 +89,7 @@ class ServerForge:
 
     def _review_from(self, item: dict[str, Any]) -> payload.Review:
         return payload.Review(
-            reviewer=str((item.get("user") or {}).get("login") or ""),
+            reviewer=payload.login_of(item),
             verdict=self._verdict(item),
             commit_id=str(item.get("commit_id") or ""),
             at=payload.parse_time(item.get("submitted_at")),
@@ -148,7 +148,7 @@ class ServerForge:
         )
         if probe.status_code == 404:
             return self._no_repo()
-        return NotFound(
+        return UnknownPullRequest(
             f"PR #{number} does not exist on {self.name} {self.repo}; `promote prs --state all` "
             "lists the promotions."
         )
@@ -167,7 +167,7 @@ class ServerForge:
         data = self._pull_json(number)
         comments = [
             Comment(
-                str(c["user"]["login"]),
+                payload.login_of(c),
                 payload.parse_time(c.get("created_at")),
                 c.get("body") or "",
             )

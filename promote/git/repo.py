@@ -20,12 +20,13 @@ import contextlib
 import getpass
 import logging
 import os
+import re
 import socket
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from promote.errors import GitError, NotFound, PushRejected
+from promote.errors import GitError, NotFound, PushRejected, RemoteBranchMissing
 from promote.git import archive, gitpython, process, trees, values
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,8 @@ MUST_NOT_EXIST = values.MUST_NOT_EXIST
 FILE_MODE = values.FILE_MODE
 EXECUTABLE_MODE = values.EXECUTABLE_MODE
 SYMLINK_MODE = values.SYMLINK_MODE
+
+_MISSING_REF = re.compile(r"couldn't find remote ref (\S+)")
 
 _LOG_FORMAT = "%H%x00%P%x00%T%x00%an%x00%ae%x00%at%x00%cn%x00%ce%x00%ct%x00%B%x1e"
 
@@ -138,7 +141,17 @@ class Repo:
             args.append(f"--depth={depth}")
         elif (self._git_dir / "shallow").exists():
             args.append("--unshallow")  # a cache fetched shallowly before: complete its history
-        self._proc.text(*args, remote, *refspecs, what=f"git fetch {remote}", retries=4)
+        try:
+            self._proc.text(*args, remote, *refspecs, what=f"git fetch {remote}", retries=4)
+        except GitError as exc:
+            missing = _MISSING_REF.search(exc.message)
+            if missing is None:
+                raise
+            branch = missing.group(1).removeprefix("refs/heads/")
+            raise RemoteBranchMissing(
+                f"{remote} has no branch {branch!r} yet (nothing has been pushed to it).",
+                branch=branch,
+            ) from exc
 
     def ls_remote(self, remote: str, *patterns: str) -> dict[str, str]:
         out = self._proc.text("ls-remote", remote, *patterns, what=f"git ls-remote {remote}")

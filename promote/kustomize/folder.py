@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 
 from promote import config
+from promote.config import schema
 from promote.errors import ConfigError
 from promote.kustomize import overlay
 from promote.kustomize.overlay import KUSTOMIZATION_NAMES
@@ -31,14 +32,19 @@ def kustomization_path(overlay_dir: Path) -> Path:
     )
 
 
+def read_text(path: Path, display: str | None = None) -> str:
+    """An overlay file's text (UTF-8, else a ConfigError naming the file)."""
+    return schema.read_text(path, display or str(path))
+
+
 def read_images(overlay_dir: Path) -> list[overlay.Image]:
     path = kustomization_path(overlay_dir)
-    return overlay.parse_images(path.read_text(encoding="utf-8"), str(path))
+    return overlay.parse_images(read_text(path), str(path))
 
 
 def read_resources(overlay_dir: Path) -> list[str]:
     path = kustomization_path(overlay_dir)
-    return overlay.parse_resources(path.read_text(encoding="utf-8"), str(path))
+    return overlay.parse_resources(read_text(path), str(path))
 
 
 def list_apps(overlay_dir: Path) -> list[str]:

@@ -30,6 +30,7 @@ from typing import Any
 
 import yaml
 
+from promote.config import schema
 from promote.kustomize import overlay
 
 # Fields that run after the image transformer or change where it looks: keep kustomize's.
@@ -93,7 +94,7 @@ def split(text: str, display: str) -> Split | None:
     every other value reaches kustomize byte for byte).
     """
     try:
-        root = yaml.compose(text, Loader=_Loader)
+        root = schema.compose_checked(text, display)
     except yaml.YAMLError:
         return None  # kustomize will say what is wrong
     if not isinstance(root, yaml.MappingNode) or root.flow_style:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import yaml
 
+from promote.config import schema
 from promote.errors import ConfigError
 from promote.kustomize import reference
 
@@ -232,7 +233,7 @@ def set_images(text: str, images: Iterable[Image], display: str = "kustomization
 
 def _compose(text: str, display: str) -> yaml.MappingNode | None:
     try:
-        root = yaml.compose(text, Loader=_FastLoader)
+        root = schema.compose_checked(text, display)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{display}: not valid YAML ({exc}); fix the file.") from exc
     if root is not None and not isinstance(root, yaml.MappingNode):

@@ -39,6 +39,8 @@ class SignatureStatus(enum.StrEnum):
     NO_KEY = "no-key"  # the approver has no public key in keys/release-managers/
     BAD_KEY = "bad-key"  # the approver's key file is refused (shared, several keys, private)
     UNSIGNED = "unsigned"  # a local-forge record without a signature
+    KEY_EXPIRED = "key-expired"  # made by the approver's key, which has expired since
+    KEY_REVOKED = "key-revoked"  # made by the approver's key, which has been revoked
 
 
 TAMPERED = (SignatureStatus.BAD, SignatureStatus.WRONG_KEY, SignatureStatus.UNSIGNED)
@@ -245,6 +247,8 @@ def _why_not(
         return f"not a listed approver of {env} (approvers: {approvers})"
     if status in UNUSABLE_KEY:
         return checked.detail or "no public key to verify the signature"
+    if status in (SignatureStatus.KEY_EXPIRED, SignatureStatus.KEY_REVOKED):
+        return _key_state_reason(a.approver, status, checked.detail)
     if a.approver in excluded and not policy.allow_self_approval:
         return f"{excluded[a.approver]}, and {env} disallows self-approval"
     if a.head_sha != head_sha:
@@ -265,6 +269,15 @@ def exclusions(opener: str | None, writers: Mapping[str, str] | None = None) -> 
     for name, why in (writers or {}).items():
         out.setdefault(name, why)
     return out
+
+
+def _key_state_reason(name: str, status: SignatureStatus, detail: str) -> str:
+    state = "has expired" if status is SignatureStatus.KEY_EXPIRED else "was revoked"
+    return (
+        f"{name}'s key {state}{f' ({detail})' if detail else ''}; the signature is genuine but "
+        f"no longer counts: {name} registers a current key in keys/release-managers/{name}.asc "
+        "(through a PR) and approves again"
+    )
 
 
 def _tamper_reason(status: SignatureStatus, detail: str) -> str:

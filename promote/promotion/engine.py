@@ -28,12 +28,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from promote import config
-from promote.errors import ConfigError, GitError, GitUnavailable, RenderError
+from promote.errors import (
+    ConfigError,
+    GitError,
+    GitUnavailable,
+    PromoteError,
+    RemoteBranchMissing,
+)
 from promote.forge import base as forge_base
 from promote.forge import factory as forge_factory
 from promote.git import archive
 from promote.git import repo as git_repo
 from promote.kustomize import folder, imagetag, overlay, render
+from promote.kustomize import sandbox as sandbox_mod
 from promote.promotion import plan
 
 if TYPE_CHECKING:
@@ -71,9 +78,11 @@ class Session:
         renders once, and the target's "after" render is the next promotion's source render.
         ``PROMOTE_RENDER_CACHE=off`` disables it (e.g. for unpinned remote bases).
         """
+        # a link left out of the export, in a folder this overlay reads
+        archive.check_links(self.root, self.sandbox.check(overlay_dir))
         kustomize = self.kustomizer()
         if os.environ.get("PROMOTE_RENDER_CACHE", "").lower() in ("off", "0", "false"):
-            return kustomize.build(overlay_dir)
+            return kustomize.build(overlay_dir, sandbox=self.sandbox)
         rel = (
             overlay_dir.relative_to(self.root)
             if overlay_dir.is_relative_to(self.root)
@@ -86,7 +95,7 @@ class Session:
             text = gzip.decompress(hit.read_bytes()).decode("utf-8")
             hit.touch()
         except (OSError, EOFError, gzip.BadGzipFile):
-            text = kustomize.build_text(overlay_dir)
+            text = kustomize.build_text(overlay_dir, sandbox=self.sandbox)
             with contextlib.suppress(OSError):
                 cache.mkdir(parents=True, exist_ok=True)
                 tmp = cache / f".{key}.{os.getpid()}.tmp"
@@ -104,6 +113,7 @@ class Session:
         are applied by :mod:`imagetag`, kustomize's own transformer ported to Python. Overlays
         that port cannot reproduce exactly are built by kustomize once per version.
         """
+        archive.check_links(self.root, self.sandbox.check(overlay_dir))
         display = self.project.relpath(folder.kustomization_path(overlay_dir))
         splits = [imagetag.split(text, display) for text in texts]
         stripped = {s.text for s in splits if s is not None}
@@ -121,7 +131,7 @@ class Session:
         The copy sits beside the original, so relative references (``../base/app``) resolve.
         """
         path = folder.kustomization_path(overlay_dir)
-        if path.read_text(encoding="utf-8") == text:
+        if folder.read_text(path) == text:
             return self.render_overlay(overlay_dir, tree=self.tree)
         digest = hashlib.sha256(text.encode()).hexdigest()
         copy = overlay_dir.parent / f".{overlay_dir.name}.{digest[:12]}."
@@ -130,8 +140,12 @@ class Session:
         try:
             (copy / path.name).write_text(text, encoding="utf-8")
             return self.render_overlay(copy, tree=f"{self.tree}:{digest}")
-        except RenderError as exc:  # name the user's overlay, not the scratch copy
-            exc.message = exc.message.replace(str(copy), str(overlay_dir))
+        except PromoteError as exc:  # name the user's overlay, not the scratch copy
+            for attr in ("message", "hint"):
+                text = getattr(exc, attr)
+                if text:
+                    text = text.replace(str(copy), str(overlay_dir))
+                    setattr(exc, attr, text.replace(copy.name, overlay_dir.name))
             raise
         finally:
             shutil.rmtree(copy, ignore_errors=True)
@@ -147,6 +161,11 @@ class Session:
         return self._kustomize
 
     @property
+    def sandbox(self) -> sandbox_mod.Sandbox:
+        """What main's overlays may read: main's files and promote.yaml's remote bases."""
+        return sandbox_mod.for_project(self.project)
+
+    @property
     def tree(self) -> str:
         """The git tree of main (what the exported files are)."""
         if not self._tree:
@@ -160,7 +179,7 @@ class Session:
         """The kustomization text of ``env`` on main and its images (parsed once per session)."""
         if env.name not in self._parsed:
             path = folder.kustomization_path(env.overlay_dir)
-            text = path.read_text(encoding="utf-8")
+            text = folder.read_text(path, self.overlay_file(env))
             self._parsed[env.name] = (text, overlay.parse_images(text, self.overlay_file(env)))
         return self._parsed[env.name]
 
@@ -231,6 +250,13 @@ def session(repo_dir: Path, *, offline: bool = False) -> Iterator[Session]:
                         early.check_access()  # says why, when the forge knows (token, repo)
                     raise
                 log.warning("%s cannot be reached; using the last fetched %s", remote, main)
+            except RemoteBranchMissing as exc:
+                raise GitError(
+                    f"{remote} ({url}) has no branch {main!r} yet: promote works from the "
+                    f"remote's {main}, and nothing has been pushed there.",
+                    hint=f"Commit the repository and push it: `git add -A && git commit -m "
+                    f"'promote init' && git push -u {remote} {main}`.",
+                ) from exc
             except GitError:
                 if early is not None:
                     early.check_access()
@@ -246,7 +272,11 @@ def session(repo_dir: Path, *, offline: bool = False) -> Iterator[Session]:
                 clients += [f for f in [forge_factory.server_forge(forge)] if f is not None]
             if fetched:
                 forge_factory.mark_fetched(forge)
-            yield Session(repo, remote, main, sha, root, project, forge, offline)
+            try:
+                yield Session(repo, remote, main, sha, root, project, forge, offline)
+            except PromoteError as exc:
+                exc.relative_to(root)  # the repository's paths, not the scratch copy's
+                raise
     finally:
         for client in clients:
             client.disconnect()

@@ -42,6 +42,7 @@ class Signed:
     fingerprint: str
     detail: str
     other_key: bool = False  # a well-formed signature by a key no sound file holds
+    key_state: gpg.KeyState | None = None  # made by ``person``'s key, now expired or revoked
 
 
 class Registry:
@@ -139,6 +140,13 @@ class Registry:
         if ring is None:
             return Signed(None, "", f"no sound key file in {', '.join(KEY_DIRS)} on {self.where}")
         result = ring.verify(payload, signature)
+        if not result.valid and result.key_state is not None:
+            # A genuine signature by a registered key that has expired or been revoked since.
+            for name, person in self.people.items():
+                if result.fingerprint in person.primaries and self.sound(name):
+                    return Signed(
+                        name, result.fingerprint, result.detail, key_state=result.key_state
+                    )
         if not result.valid:
             return Signed(None, result.fingerprint, result.detail, result.other_key)
         for name, person in self.people.items():
@@ -152,6 +160,10 @@ class Registry:
             status = Status.BAD_KEY if approver in self.problems else Status.NO_KEY
             return status, self.why_unusable(approver)
         signed = self.who_signed(payload.encode(), signature)
+        if signed.person == approver and signed.key_state is gpg.KeyState.EXPIRED:
+            return Status.KEY_EXPIRED, signed.fingerprint
+        if signed.person == approver and signed.key_state is gpg.KeyState.REVOKED:
+            return Status.KEY_REVOKED, signed.fingerprint
         if signed.person == approver:
             return Status.VALID, signed.fingerprint
         if signed.person is not None:

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
+from typing import Any
 
 from promote import config
 from promote.errors import ConfigError, PushRejected, UsageError
@@ -21,7 +22,7 @@ from promote.forge import base as forge_base
 from promote.forge import factory as forge_factory
 from promote.git import repo as git_repo
 from promote.kustomize import folder, overlay
-from promote.promotion import diff, engine, people, plan, policies, supply
+from promote.promotion import diff, engine, people, plan, policies, supply, validate
 from promote.secrets import gpg
 from promote.secrets.authoring import parity
 
@@ -75,14 +76,26 @@ def _plan_images(
     result = None
     if source is not None and source_objs is not None:
         result = parity.check_parity(source.name, source_objs, env.name, after)
+    checked = [*(gates(changes) if gates else ()), _well_formed_gate(env, after)]
     return dataclasses.replace(
         base,
         diff=tuple(diff.diff_objects(before, after, default_namespace=ns)),
         parity=result,
-        gates=tuple(gates(changes) if gates else ()),
+        gates=tuple(checked),
         policy=tuple(checker.check(env.name, after, namespace=ns, before=before)),
         policy_bindings=checker.bindings,
     )
+
+
+def _well_formed_gate(env: config.Environment, after: list[dict[str, Any]]) -> plan.GateResult:
+    """The target's render after the change, against the Kubernetes schemas and size limits:
+    an object the API server would refuse blocks the PR before anyone approves it."""
+    findings = validate.check_well_formed(env, after)
+    if not findings:
+        return plan.GateResult("schema", plan.GateStatus.PASSED, "every object is well formed")
+    shown = "; ".join(str(f) for f in findings[:5])
+    more = f" (+{len(findings) - 5} more)" if len(findings) > 5 else ""
+    return plan.GateResult("schema", plan.GateStatus.BLOCKED, shown + more)
 
 
 def plan_promotion(

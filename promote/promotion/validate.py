@@ -15,7 +15,7 @@ from typing import Any
 from promote import config
 from promote.cluster import validation
 from promote.errors import PromoteError
-from promote.kustomize import folder, overlay, render
+from promote.kustomize import folder, overlay, render, sandbox
 from promote.promotion import people, policies
 from promote.secrets.authoring import checks as secret_checks
 
@@ -51,6 +51,7 @@ class EnvReport:
     findings: tuple[validation.Finding, ...]
     error: str | None = None
     notices: tuple[str, ...] = ()  # policy findings that do not deny (Warn, Audit)
+    unchecked: tuple[str, ...] = ()  # kinds without a schema (custom resources): not failed
 
     @property
     def ok(self) -> bool:
@@ -87,14 +88,46 @@ def check_rendered(
     The one list both ``promote validate`` and the reconcile agent run (the agent passes the
     namespace it deploys to; the default is the environment file's).
     """
+    return check_all(project, env, objects, namespace=namespace)[0]
+
+
+def check_all(
+    project: config.Project,
+    env: config.Environment,
+    objects: Objects,
+    *,
+    namespace: str | None = None,
+) -> tuple[list[validation.Finding], list[str]]:
+    """:func:`check_rendered`'s findings and the kinds no schema checked (not failures)."""
+    from promote.cluster import openapi  # jsonschema: ~0.1 s, only for commands that render
+
+    ns = namespace or env.config.cluster.namespace
     findings = validation.check_objects(
         objects,
         env=env.name,
-        namespace=namespace or env.config.cluster.namespace,
+        namespace=ns,
         allow_latest=env.name in project.config.policy.allow_latest,
     )
+    schema_findings, unchecked = validation.check_schemas(
+        objects, openapi.for_objects(objects), env=env.name, namespace=ns
+    )
+    findings.extend(schema_findings)
     for check in EXTRA_CHECKS:
         findings.extend(check(project, env, objects))
+    return findings, unchecked
+
+
+def check_well_formed(env: config.Environment, objects: Objects) -> list[validation.Finding]:
+    """What ``promote to`` checks on the target's render after the change: the objects valid
+    against the Kubernetes schemas and within the API server's size limits."""
+    from promote.cluster import openapi
+
+    ns = env.config.cluster.namespace
+    findings, _ = validation.check_schemas(
+        objects, openapi.for_objects(objects), env=env.name, namespace=ns
+    )
+    for obj in objects:
+        findings.extend(validation.check_size(obj, env.name, validation.object_ref(obj, ns)))
     return findings
 
 
@@ -106,10 +139,10 @@ def validate_env(
     checker: policies.Checker | None = None,
 ) -> EnvReport:
     try:
-        objects = kustomize.build(env.overlay_dir)
+        objects = kustomize.build(env.overlay_dir, sandbox=sandbox.for_project(project))
     except PromoteError as exc:
-        return EnvReport(env.name, 0, (), error=str(exc))
-    findings = check_rendered(project, env, objects)
+        return EnvReport(env.name, 0, (), error=str(exc.relative_to(project.root)))
+    findings, unchecked = check_all(project, env, objects)
     notices: list[str] = []
     ns = env.config.cluster.namespace
     for f in checker.check(env.name, objects, namespace=ns) if checker else ():
@@ -117,7 +150,13 @@ def validate_env(
             findings.append(validation.Finding(env.name, f.object, f"policy {f.policy}", str(f)))
         else:
             notices.append(str(f))
-    return EnvReport(env.name, len(objects), tuple(findings), notices=tuple(notices))
+    return EnvReport(
+        env.name,
+        len(objects),
+        tuple(findings),
+        notices=tuple(notices),
+        unchecked=tuple(unchecked),
+    )
 
 
 def validate_project(

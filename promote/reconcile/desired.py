@@ -17,7 +17,8 @@ from typing import Any, Protocol, TypeVar
 from promote import config
 from promote.cluster import apply, drift, validation
 from promote.errors import PromoteError
-from promote.kustomize import render
+from promote.git import archive
+from promote.kustomize import render, sandbox
 from promote.promotion import validate
 from promote.reconcile.source import GitSource
 from promote.reconcile.status import Stage
@@ -148,12 +149,22 @@ class DesiredState:
         tree: what an agent does is decided by the revision it deploys, never by a checkout.
         """
         with tempfile.TemporaryDirectory(prefix="promote-agent-", dir=self._work_dir) as tmp:
-            tree = stage(Stage.FETCH, self.source.export, revision, Path(tmp) / "tree")
-            project = stage(Stage.RENDER, config.load_project, tree)
-            environment = stage(Stage.RENDER, project.env, self.env)
-            objects: list[dict[str, Any]] = stage(
-                Stage.RENDER, self.kustomize.build, environment.overlay_dir
-            )
+            tree = Path(tmp) / "tree"
+            try:
+                stage(Stage.FETCH, self.source.export, revision, tree)
+                project = stage(Stage.RENDER, config.load_project, tree, only=self.env)
+                environment = stage(Stage.RENDER, project.env, self.env)
+                box = sandbox.for_project(project)
+                reads = stage(Stage.RENDER, box.check, environment.overlay_dir)
+                stage(Stage.RENDER, archive.check_links, tree, reads)
+                objects: list[dict[str, Any]] = stage(
+                    Stage.RENDER,
+                    self.kustomize.build,
+                    environment.overlay_dir,
+                    sandbox=box,
+                )
+            except StageFailed as exc:  # name the repository's paths, not the scratch tree's
+                raise StageFailed(exc.stage, exc.cause.relative_to(tree)) from exc.__cause__
             findings = validate.check_rendered(
                 project, environment, objects, namespace=self.namespace
             )

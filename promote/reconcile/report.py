@@ -15,7 +15,7 @@ from typing import Any
 
 from promote import config
 from promote.cluster import client, drift
-from promote.errors import PromoteError
+from promote.errors import GitError, PromoteError, RemoteBranchMissing
 from promote.kustomize import folder
 from promote.promotion import diff
 from promote.reconcile import factory
@@ -36,7 +36,10 @@ def git_images(
     src = source_mod.GitSource(
         url, branch=project.config.main_branch, cache_root=factory.cache_root()
     )
-    revision = src.fetch()
+    try:
+        revision = src.fetch()
+    except RemoteBranchMissing as exc:
+        raise _empty_repository(project, url) from exc
     with tempfile.TemporaryDirectory(prefix="promote-status-") as tmp:
         at_rev = config.load_project(src.export(revision, Path(tmp) / "tree"))
         return images_in(at_rev), revision, at_rev
@@ -48,6 +51,23 @@ def images_in(project: config.Project) -> ImagesByEnv:
         name: {img.app: img.version for img in folder.read_images(env.overlay_dir)}
         for name, env in project.environments.items()
     }
+
+
+def _empty_repository(project: config.Project, url: str) -> GitError:
+    remote, main = project.config.remote, project.config.main_branch
+    if url == str(project.root):  # no remote: the working clone itself, without a commit
+        return GitError(
+            f"{project.root}: no commit on {main!r} yet and no Git remote {remote!r}: `promote "
+            "status` reads what the agents read, the remote's main.",
+            hint=f"Commit the files (`git add -A && git commit -m 'promote init'`), add the "
+            f"remote the agents will read (`git remote add {remote} URL`) and push "
+            f"(`git push -u {remote} {main}`).",
+        )
+    return GitError(
+        f"{remote} ({url}) has no branch {main!r} yet: nothing has been pushed there.",
+        hint=f"Commit the repository and push it: `git add -A && git commit -m 'promote init' "
+        f"&& git push -u {remote} {main}`.",
+    )
 
 
 def read_statuses(project: config.Project, ov: factory.Overrides) -> dict[str, dict[str, Any]]:

@@ -13,7 +13,8 @@ from typing import Any
 import yaml
 
 from promote import config
-from promote.errors import SopsError
+from promote.config import schema
+from promote.errors import ConfigError, SopsError
 
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -28,8 +29,12 @@ def secret_files(env: config.Environment) -> list[Path]:
 def load_document(path: Path) -> dict[str, Any]:
     """Parse a (still encrypted) SOPS YAML file; an empty or non-mapping file gives {}."""
     try:
-        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader)
-    except (OSError, yaml.YAMLError) as exc:
+        text = schema.read_text(path, str(path))
+        node = schema.compose_checked(text, str(path))
+        data = yaml.load(text, Loader=_Loader) if node is not None else None
+    except ConfigError as exc:  # our own words: names the file, never a value
+        raise SopsError(exc.message) from None
+    except yaml.YAMLError as exc:
         # Not chained and no detail: a YAML error quotes the offending line, maybe a value.
         raise SopsError(
             f"{path}: cannot be read as YAML ({type(exc).__name__}); restore it from Git."

@@ -18,6 +18,7 @@ material (:func:`holds_private_key`), in ``keys/<env>/`` and in ``keys/release-m
 
 from __future__ import annotations
 
+import enum
 import logging
 import os
 import re
@@ -42,6 +43,12 @@ class Verification:
     fingerprint: str  # primary key of the signer ("" when unknown)
     detail: str  # gpg's status, e.g. "signature valid" / "signature bad"
     other_key: bool = False  # a well-formed signature, but not by a key of this keyring
+    key_state: KeyState | None = None  # the approver's key made it, but has expired or was revoked
+
+
+class KeyState(enum.StrEnum):
+    EXPIRED = "expired"
+    REVOKED = "revoked"
 
 
 def _gpg(home: str | None, *, autostart: bool = True) -> gnupg.GPG:
@@ -138,6 +145,11 @@ class KeyRing:
             return Verification(
                 False, primary, f"signed by {primary}, not the approver's key", True
             )
+        if result.key_status and primary in self.fingerprints:
+            # EXPKEYSIG/REVKEYSIG: python-gnupg sets key_status, but the VALIDSIG line that
+            # follows overwrites status with "signature valid" (valid stays False).
+            state = KeyState.REVOKED if "revoked" in result.key_status else KeyState.EXPIRED
+            return Verification(False, primary, str(result.key_status), key_state=state)
         if result.status == "no public key":
             signer = result.key_id or "an unknown key"
             return Verification(False, "", f"signed by {signer}, not the approver's key", True)

@@ -25,6 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from promote import childproc
 from promote.errors import NoKeyError, PromoteError, SopsError, VaultUnavailable
 from promote.secrets import values
 
@@ -199,23 +200,24 @@ class Sops:
     ) -> subprocess.CompletedProcess[bytes]:
         argv = [str(self.binary), *args]
         started = time.monotonic()
+        limits = childproc.Limits.from_env(os.environ, timeout_s=self._timeout_s)
         try:
-            proc = subprocess.run(
+            proc = childproc.run(
                 argv,
                 input=stdin if stdin is not None else b"",
-                capture_output=True,
-                env=self._env,
-                cwd=str(cwd) if cwd else "/",
-                timeout=self._timeout_s,
-                check=False,
+                env=childproc.go_env(self._env, limits),
+                cwd=cwd or Path("/"),
+                limits=limits,
             )
-        except subprocess.TimeoutExpired:
-            # Not chained: the exception carries sops' partial stdout, which may be plaintext.
-            raise SopsError(
-                f"{what}: sops did not finish within {self._timeout_s:.0f}s.",
-                hint="Check that the Vault of a transit key answers, and that gpg-agent is not "
-                "waiting for a passphrase.",
-            ) from None
+        except childproc.Exceeded as exc:
+            # Not chained: nothing of sops' partial output (maybe plaintext) may travel on.
+            hint = (
+                "Check that the Vault of a transit key answers, and that gpg-agent is not "
+                "waiting for a passphrase."
+                if exc.what == "time"
+                else "Is the encrypted file far larger than a Secret can be (1 MiB)?"
+            )
+            raise SopsError(f"{what}: sops was stopped: it {exc}.", hint=hint) from None
         log.debug(
             "sops %s (%s) exited %d in %.3fs",
             args[0] if args else "",

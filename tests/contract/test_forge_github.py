@@ -682,3 +682,61 @@ def test_the_token_is_never_in_an_error(monkeypatch: pytest.MonkeyPatch) -> None
             forge.whoami()
     assert token not in str(caught.value) and "[secure]" in str(caught.value)
     assert forge_http.rate_limit_wait(httpx.Response(403, json={"message": "Forbidden"})) is None
+
+
+# --- issue 14: paging, secondary rate limits, nullable fields --------------------------------
+
+
+def test_every_list_is_read_whole_one_item_a_page(
+    site: Site, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    numbers = [_opened(site, "dev1", *args)[0] for args in ((), ("--app", "api"))]
+    for i in range(3):
+        site.cli("rm1", "comment", str(numbers[0]), f"note {i}")
+    for user in ("rm1", "rm2"):
+        site.cli(user, "approve", str(numbers[0]))
+    monkeypatch.setenv("GITHUB_TOKEN", TOKEN_OF["rm1"])
+    cfg = ForgeConfig(type="github", repo=REPO, token_env="GITHUB_TOKEN")
+    forge = github_forge.GitHubForge.from_config(cfg, main_branch="main", page_size=1)
+    assert [c.text for c in forge.get(numbers[0]).comments] == ["note 0", "note 1", "note 2"]
+    assert [p.number for p in forge.list()] == numbers
+    assert sorted(a.approver for a in forge.approvals(numbers[0])) == ["rm1", "rm2"]
+    for path in ("/pulls", "/comments", "/reviews"):
+        pages = [str(r.url) for r in site.github.requests if r.url.path.endswith(path)]
+        assert any("page=2" in u for u in pages), (path, pages)
+
+
+def test_a_secondary_rate_limit_without_headers_waits_a_minute_then_fails_clearly(
+    site: Site, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """GitHub: without retry-after or x-ratelimit-remaining, wait at least a minute, then
+    exponentially longer; never retry every second."""
+    monkeypatch.setenv("GITHUB_TOKEN", TOKEN_OF["rm1"])
+    waits: list[float] = []
+    cfg = ForgeConfig(type="github", repo=REPO, token_env="GITHUB_TOKEN")
+    forge = github_forge.GitHubForge.from_config(cfg, main_branch="main", sleep=waits.append)
+    limited = {"message": "You have exceeded a secondary rate limit."}
+    site.github.queued = [httpx.Response(429, json=limited) for _ in range(6)]
+    before = len(site.github.requests)
+    with pytest.raises(errors.ForgeUnavailable, match="rate limit reached \\(HTTP 429\\)"):
+        forge.list()
+    assert waits == [60.0]  # one minute, then 120 s would exceed what promote sits out
+    assert len(site.github.requests) - before == 2
+    site.github.queued = [httpx.Response(429, json=limited)]
+    waits.clear()
+    assert forge.list() == []  # the limit lifted after the minute
+    assert waits == [60.0]
+
+
+def test_a_comment_by_a_deleted_user_is_shown(site: Site) -> None:
+    """GitHub's schema allows `user: null` (a deleted account, shown as ghost)."""
+    number, _ = _opened(site, "dev1")
+    site.github.comments.setdefault(number, []).append(
+        {"id": 1, "user": None, "body": "from a deleted account", "created_at": _now()}
+    )
+    shown = json.loads(site.cli("rm1", "show", str(number), "-o", "json").stdout)
+    assert shown["pullRequest"]["comments"][-1]["text"] == "from a deleted account"
+    assert shown["pullRequest"]["comments"][-1]["author"] == "ghost"
+    site.cli("rm1", "approve", str(number))
+    site.cli("rm2", "approve", str(number))
+    site.cli("rm1", "merge", str(number))

@@ -105,7 +105,7 @@ def test_the_pipeline_from_ci_push_to_prod_rollback(ops: GitOps) -> None:
         (("to", "staging", "--from", "staging"), 2, "cannot promote staging into itself"),
         (("to", "dev"), 2, "dev has no upstream"),
         (("to", "staging", "--app", "billing"), 2, "--app billing: dev has no such app"),
-        (("merge", "42"), 1, "PR #42 does not exist on origin"),
+        (("merge", "42"), 2, "PR #42 does not exist on origin"),
         (("set-image", "dev", "nope=v1"), 2, "dev's overlay has no image 'nope'"),
     ],
 )

@@ -347,3 +347,52 @@ def test_missing_or_unusable_forge_settings_are_config_errors(
         gitea_forge.GiteaForge.from_config(
             ForgeConfig(type="gitea", url="http://x", repo="a/b"), main_branch="main"
         )
+
+
+def _label_names(site: Site) -> list[str]:
+    names: list[str] = []
+    with site.gitea.api("rm1") as c:
+        for page in range(1, 100):
+            got = c.get(f"/repos/{site.repo}/labels", params={"page": page, "limit": 50}).json()
+            if not got:
+                return names
+            names += [lb["name"] for lb in got]
+    return names
+
+
+def test_labels_are_read_whole_with_more_than_a_page_of_them(site: Site) -> None:
+    """Issue 14: Gitea pages its label list without Link headers (page/limit and
+    X-Total-Count); with more than 50 labels every promotion created another `promote`."""
+    with site.gitea.api("rm1") as c:
+        for i in range(55):
+            r = c.post(f"/repos/{site.repo}/labels", json={"name": f"a-{i:02}", "color": "#00aa00"})
+            assert r.status_code == 201, r.text
+    first, _ = _opened(site, "dev1")
+    site.cli("dev1", "close", str(first))
+    _opened(site, "dev1")
+    names = _label_names(site)
+    assert names.count("promote") == 1 and names.count("env:staging") == 1, sorted(names)
+
+
+def test_every_list_is_read_whole_with_small_pages(
+    site: Site, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Pulls, comments, reviews and labels, one item a page: nothing is lost or repeated."""
+    numbers = []
+    for args in ((), ("--app", "api"), ("--app", "web-app")):
+        numbers.append(_opened(site, "dev1", *args)[0])
+    for i in range(5):
+        site.cli("rm1", "comment", str(numbers[0]), f"note {i}")
+    for user in ("rm1", "rm2"):
+        site.cli(user, "approve", str(numbers[0]))
+    monkeypatch.setenv("GITEA_TOKEN", site.token("rm1"))
+    cfg = ForgeConfig(type="gitea", url=site.gitea.url, repo=site.repo, token_env="GITEA_TOKEN")
+    forge = gitea_forge.GiteaForge.from_config(cfg, main_branch="main", page_size=1)
+    try:
+        assert [c.text for c in forge.get(numbers[0]).comments] == [f"note {i}" for i in range(5)]
+        assert [p.number for p in forge.list()] == sorted(numbers)
+        assert sorted(a.approver for a in forge.approvals(numbers[0])) == ["rm1", "rm2"]
+        assert len(forge._label_ids(["promote", "env:staging", "env:prod"])) == 3
+    finally:
+        forge.disconnect()
+    assert _label_names(site).count("promote") == 1

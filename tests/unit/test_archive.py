@@ -36,11 +36,15 @@ def test_plain_tree_is_unpacked(tmp_path: Path) -> None:
     assert (out / "overlays/k.yaml").read_bytes() == b"resources: []\n"
 
 
-def test_link_out_of_the_tree_is_refused(tmp_path: Path) -> None:
-    data = _tar([("overlays/", None, None), ("overlays/passwd", None, "/etc/passwd")])
-    with pytest.raises(GitError, match="link promote will not follow"):
-        archive.extract(data, tmp_path / "t")
-    assert not (tmp_path / "t/overlays/passwd").exists()
+def test_link_out_of_the_tree_is_left_out_and_refused_where_read(tmp_path: Path) -> None:
+    data = _tar([("overlays/", None, None), ("overlays/dev/passwd", None, "/etc/passwd"),
+                 ("overlays/prod/k.yaml", b"x: 1\n", None)])  # fmt: skip
+    out = archive.extract(data, tmp_path / "t")
+    assert not (out / "overlays/dev/passwd").exists()
+    assert list(archive.refused_links(out)) == ["overlays/dev/passwd"]
+    archive.check_links(out, [out / "overlays/prod"])  # prod does not read it
+    with pytest.raises(GitError, match="overlays/dev/passwd: a link promote will not follow"):
+        archive.check_links(out, [out / "overlays/dev"])
 
 
 def test_link_inside_the_tree_is_kept(tmp_path: Path) -> None:

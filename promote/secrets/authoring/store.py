@@ -25,7 +25,7 @@ import yaml
 
 from promote import config
 from promote.errors import ConfigError, KeyFileError, SopsError, UsageError
-from promote.kustomize import folder, overlay, render
+from promote.kustomize import folder, overlay, render, sandbox
 from promote.secrets import files, sops, values
 from promote.secrets.authoring import keys, parity, rekey
 
@@ -250,7 +250,9 @@ def list_secrets(
 ) -> list[SecretInfo]:
     """Names, keys and vault references of an environment's Secrets, from rendered objects."""
     env = project.env(env_name)
-    objects = (kustomize or render.Kustomize()).build(env.overlay_dir)
+    objects = (kustomize or render.Kustomize()).build(
+        env.overlay_dir, sandbox=sandbox.for_project(project)
+    )
     origin = files.sources(project, env)
     out = []
     for name, shape in sorted(parity.secret_shapes(objects).items()):
@@ -272,4 +274,6 @@ def check_parity(
     """Every Secret and key ``source`` defines must exist in ``target`` (no decryption)."""
     src, dst = project.env(source), project.env(target)
     kz = kustomize or render.Kustomize()
-    return parity.check_parity(source, kz.build(src.overlay_dir), target, kz.build(dst.overlay_dir))
+    box = sandbox.for_project(project)
+    before, after = kz.build(src.overlay_dir, sandbox=box), kz.build(dst.overlay_dir, sandbox=box)
+    return parity.check_parity(source, before, target, after)

@@ -1,0 +1,238 @@
+"""The Kubernetes OpenAPI schemas, and checking rendered objects against them, offline.
+
+Owns the schema file promote ships (``schemas/kubernetes.json.gz``: the OpenAPI v3 documents
+of the kube-apiserver version ``tools/`` builds, fetched from the real server by
+``tools/refresh-k8s-openapi`` and compacted) and the CustomResourceDefinitions found in a
+render. Validation is `jsonschema`'s (a well-kept library), extended with the one rule
+OpenAPI cannot say and server-side apply enforces: the items of an associative list
+(``x-kubernetes-list-type: map`` and its ``x-kubernetes-list-map-keys``, or a patch merge key)
+and of a set are unique. The ``duplicate entries for key [name="MODE"]`` that a sync would
+hit is found by ``promote validate``, before a PR merges (issue 14).
+
+Checked: types, required fields, list-map key and set uniqueness. Not checked: unknown
+fields, enums and formats (the API server's own validation decides those; a false alarm here
+would block a valid change). A null field counts as absent, as the API server reads it.
+Messages name fields and keys, never values (a Secret's data could be one).
+Imported lazily (jsonschema costs ~0.1 s): only ``validate``, ``promote to`` and agents.
+"""
+
+from __future__ import annotations
+
+import functools
+import gzip
+import json
+from collections.abc import Iterator, Mapping
+from importlib import resources
+from typing import Any
+
+import jsonschema
+import jsonschema.validators
+import referencing
+import referencing.jsonschema
+
+_URN = "urn:promote:kubernetes"
+_TYPE_WORDS = {
+    "string": "a string", "integer": "an integer", "number": "a number",
+    "boolean": "true or false", "object": "a mapping", "array": "a list",
+}  # fmt: skip
+
+
+@functools.cache
+def _shipped() -> dict[str, Any]:
+    data = resources.files("promote.cluster").joinpath("schemas/kubernetes.json.gz").read_bytes()
+    loaded: dict[str, Any] = json.loads(gzip.decompress(data))
+    return loaded
+
+
+def kubernetes_version() -> str:
+    return str(_shipped()["version"])
+
+
+def _without_nulls(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _without_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_without_nulls(v) for v in value]
+    return value
+
+
+def _item_defaults(validator: Any, items: Mapping[str, Any]) -> dict[str, Any]:
+    """Defaults of the item properties of a list (a list-map key may default, e.g. protocol)."""
+    schema: Mapping[str, Any] = items
+    for _ in range(4):  # {"allOf": [{"$ref": ...}]} wrappers
+        if "properties" in schema:
+            break
+        ref = schema.get("$ref") or next(
+            (s.get("$ref") for s in schema.get("allOf", []) if "$ref" in s), None
+        )
+        if ref is None:
+            return {}
+        schema = validator._resolver.lookup(ref).contents
+    return {
+        name: prop["default"]
+        for name, prop in (schema.get("properties") or {}).items()
+        if isinstance(prop, dict) and "default" in prop
+    }
+
+
+def _unique_items(
+    validator: Any, keys: list[str], instance: list[Any], schema: Mapping[str, Any]
+) -> Iterator[jsonschema.ValidationError]:
+    defaults = _item_defaults(validator, schema.get("items") or {})
+    seen: set[str] = set()
+    for item in instance:
+        if not isinstance(item, dict):
+            continue
+        parts = [(k, item.get(k, defaults.get(k))) for k in keys]
+        label = ",".join(f"{k}={json.dumps(v)}" for k, v in parts if v is not None)
+        if label in seen:
+            yield jsonschema.ValidationError(
+                f"duplicate entries for key [{label}]; list each key once (server-side apply "
+                "refuses the object)"
+            )
+        seen.add(label)
+
+
+def _list_type(
+    validator: Any, value: str, instance: Any, schema: Mapping[str, Any]
+) -> Iterator[jsonschema.ValidationError]:
+    if not isinstance(instance, list):
+        return
+    if value == "map":
+        yield from _unique_items(
+            validator, schema.get("x-kubernetes-list-map-keys") or [], instance, schema
+        )
+    elif value == "set":
+        seen: list[Any] = []
+        for item in instance:
+            if item in seen:
+                yield jsonschema.ValidationError(
+                    "duplicate entries in a set; list each item once (server-side apply "
+                    "refuses the object)"
+                )
+            seen.append(item)
+
+
+def _merge_key(
+    validator: Any, value: str, instance: Any, schema: Mapping[str, Any]
+) -> Iterator[jsonschema.ValidationError]:
+    """A list with a patch merge key and no list type: server-side apply treats it as a map."""
+    merge = "merge" in str(schema.get("x-kubernetes-patch-strategy", ""))
+    if isinstance(instance, list) and "x-kubernetes-list-type" not in schema and merge:
+        yield from _unique_items(validator, [value], instance, schema)
+
+
+def _int_or_string(
+    validator: Any, value: bool, instance: Any, schema: Mapping[str, Any]
+) -> Iterator[jsonschema.ValidationError]:
+    if value and (isinstance(instance, bool) or not isinstance(instance, int | str)):
+        yield jsonschema.ValidationError("must be an integer or a string")
+
+
+_Validator = jsonschema.validators.extend(
+    jsonschema.Draft7Validator,
+    {
+        "x-kubernetes-list-type": _list_type,
+        "x-kubernetes-patch-merge-key": _merge_key,
+        "x-kubernetes-int-or-string": _int_or_string,
+    },
+)
+
+
+class Schemas:
+    """Validators by ``apiVersion/kind``: the shipped Kubernetes kinds plus the CRDs given."""
+
+    def __init__(self, crds: list[dict[str, Any]] | None = None) -> None:
+        shipped = _shipped()
+        root = {"components": {"schemas": shipped["schemas"]}}
+        resource = referencing.Resource.from_contents(
+            root, default_specification=referencing.jsonschema.DRAFT7
+        )
+        self._registry: referencing.Registry[Any] = referencing.Registry().with_resource(
+            _URN, resource
+        )
+        self._kinds: dict[str, Mapping[str, Any]] = {
+            gvk: {"$ref": f"{_URN}#/components/schemas/{name}"}
+            for gvk, name in shipped["kinds"].items()
+        }
+        for crd in crds or []:
+            self._kinds.update(_crd_schemas(crd))
+        self._validators: dict[str, Any] = {}
+        self.version = str(shipped["version"])
+
+    def has(self, api_version: str, kind: str) -> bool:
+        return f"{api_version}/{kind}" in self._kinds
+
+    def errors(self, obj: Mapping[str, Any]) -> list[tuple[str, str]] | None:
+        """(field path, message) for each problem; None when the kind has no schema."""
+        gvk = f"{obj.get('apiVersion')}/{obj.get('kind')}"
+        if gvk not in self._kinds:
+            return None
+        validator = self._validators.get(gvk)
+        if validator is None:
+            validator = _Validator(self._kinds[gvk], registry=self._registry)
+            self._validators[gvk] = validator
+        out = []
+        for error in validator.iter_errors(_without_nulls(dict(obj))):
+            out.append((_path(error), _message(error)))
+        return sorted(set(out))
+
+
+@functools.cache
+def _base() -> Schemas:
+    return Schemas()
+
+
+def for_objects(objects: list[dict[str, Any]]) -> Schemas:
+    """The schemas for a render: Kubernetes' own, plus those of the CRDs it contains."""
+    crds = [o for o in objects if o.get("kind") == "CustomResourceDefinition"]
+    return Schemas(crds) if crds else _base()
+
+
+def _crd_schemas(crd: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
+    spec: Mapping[str, Any] = crd["spec"] if isinstance(crd.get("spec"), dict) else {}
+    group, kind = spec.get("group"), (spec.get("names") or {}).get("kind")
+    out: dict[str, Mapping[str, Any]] = {}
+    for version in spec.get("versions") or []:
+        if not isinstance(version, dict):
+            continue
+        schema = ((version.get("schema") or {}).get("openAPIV3Schema")) or None
+        if group and kind and isinstance(schema, dict):
+            out[f"{group}/{version.get('name')}/{kind}"] = schema
+    return out
+
+
+def _path(error: jsonschema.ValidationError) -> str:
+    parts = list(error.absolute_path)
+    if error.validator == "required":  # name the missing field itself
+        missing = error.message.split("'")[1] if "'" in error.message else ""
+        parts.append(missing)
+    text = ""
+    for part in parts:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or "(top level)"
+
+
+def _message(error: jsonschema.ValidationError) -> str:
+    """Our words for each kind of problem: jsonschema's own messages quote the value."""
+    found = type(error.instance).__name__
+    found = {"str": "a string", "int": "an integer", "float": "a number", "bool": "a boolean",
+             "dict": "a mapping", "list": "a list"}.get(found, found)  # fmt: skip
+    if error.validator == "type":
+        expected = error.validator_value
+        words = (
+            " or ".join(_TYPE_WORDS.get(str(t), str(t)) for t in expected)
+            if isinstance(expected, list)
+            else _TYPE_WORDS.get(str(expected), str(expected))
+        )
+        return f"must be {words}, not {found}"
+    if error.validator == "required":
+        return "is required and missing"
+    if error.validator == "oneOf":
+        options = [s.get("type") for s in error.validator_value if isinstance(s, dict)]
+        words = " or ".join(_TYPE_WORDS.get(str(t), str(t)) for t in options if t is not None)
+        return f"must be {words or 'one of the allowed forms'}, not {found}"
+    if error.validator in ("x-kubernetes-list-type", "x-kubernetes-patch-merge-key",
+                           "x-kubernetes-int-or-string"):  # fmt: skip
+        return error.message
+    return f"is not valid ({error.validator})"
