@@ -64,7 +64,7 @@ def render_env(s: engine.Session, env: str, rev: str, workdir: Path) -> engine.O
     if env not in project.environments:
         return []
     tree = s.repo.commit_info(rev).tree
-    return s.render_overlay(project.env(env).overlay_dir, tree=tree)
+    return s.render_overlay(project.env(env).overlay_dir, tree=tree, project=project)
 
 
 def env_diff(

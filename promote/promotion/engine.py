@@ -69,8 +69,11 @@ class Session:
     _tree: str = field(default="", repr=False)
     _parsed: dict[str, tuple[str, list[overlay.Image]]] = field(default_factory=dict, repr=False)
 
-    def render_overlay(self, overlay_dir: Path, *, tree: str) -> Objects:
-        """``kustomize build`` of ``overlay_dir``, whose files are those of git tree ``tree``.
+    def render_overlay(
+        self, overlay_dir: Path, *, tree: str, project: config.Project | None = None
+    ) -> Objects:
+        """``kustomize build`` of ``overlay_dir``, whose files are those of git tree ``tree``
+        (``project``: the exported tree it belongs to, when not main's; its sandbox applies).
 
         A render is a function of the tree and the kustomize binary (as Argo CD assumes when it
         caches manifests per revision), so results are kept in ``<git-dir>/promote/render-cache``
@@ -78,16 +81,14 @@ class Session:
         renders once, and the target's "after" render is the next promotion's source render.
         ``PROMOTE_RENDER_CACHE=off`` disables it (e.g. for unpinned remote bases).
         """
+        root = project.root if project is not None else self.root
+        box = sandbox_mod.for_project(project) if project is not None else self.sandbox
         # a link left out of the export, in a folder this overlay reads
-        archive.check_links(self.root, self.sandbox.check(overlay_dir))
+        archive.check_links(root, box.check(overlay_dir))
         kustomize = self.kustomizer()
         if os.environ.get("PROMOTE_RENDER_CACHE", "").lower() in ("off", "0", "false"):
-            return kustomize.build(overlay_dir, sandbox=self.sandbox)
-        rel = (
-            overlay_dir.relative_to(self.root)
-            if overlay_dir.is_relative_to(self.root)
-            else overlay_dir
-        )
+            return kustomize.build(overlay_dir, sandbox=box)
+        rel = overlay_dir.relative_to(root) if overlay_dir.is_relative_to(root) else overlay_dir
         key = hashlib.sha256(f"{self._binary}\0{tree}\0{rel}".encode()).hexdigest()
         cache = self.repo.git_dir / "promote" / "render-cache"
         hit = cache / f"{key}.yaml.gz"
@@ -95,7 +96,7 @@ class Session:
             text = gzip.decompress(hit.read_bytes()).decode("utf-8")
             hit.touch()
         except (OSError, EOFError, gzip.BadGzipFile):
-            text = kustomize.build_text(overlay_dir, sandbox=self.sandbox)
+            text = kustomize.build_text(overlay_dir, sandbox=box)
             with contextlib.suppress(OSError):
                 cache.mkdir(parents=True, exist_ok=True)
                 tmp = cache / f".{key}.{os.getpid()}.tmp"
