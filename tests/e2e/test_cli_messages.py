@@ -48,7 +48,7 @@ def ops(tmp_path: Path, gpg_keys: Keys) -> GitOps:  # noqa: F811
     home = tmp_path / "gnupg"
     shutil.copytree(gpg_keys.home, home, ignore=shutil.ignore_patterns("S.*", "*.lock"))
     ops = example_gitops(tmp_path, gpg_keys)
-    ops.env = {"GNUPGHOME": str(home), "PROMOTE_USER": "alice"}
+    ops.env = {"GNUPGHOME": str(home), "PROMOTE_USER": "dev1"}  # dev1 opens the PRs, signed
     return ops
 
 
