@@ -149,6 +149,10 @@ def translate_status(status: int, body: Any, what: str) -> ClusterError:
             f"{what}: rejected as invalid: {_TYPED_PATCH.sub('', message)}",
             hint="Fix the object in Git; the agent retries when a new revision arrives.",
         )
+    if status == 403 and "while custom resource definition is terminating" in message:
+        # Not a permission: the kind's CRD is still being deleted (a prune moments ago); the
+        # next attempt, once it is gone and applied again, succeeds.
+        return ClusterUnavailable(f"{what}: its CustomResourceDefinition is terminating: {message}")
     if status in (401, 403):
         return ClusterError(
             f"{what}: access denied ({status}): {message}",
