@@ -33,6 +33,7 @@ class PRKind(enum.StrEnum):
     SET_IMAGE = "set-image"  # images named on the command line (CI)
     SECRETS = "secrets"  # `secrets set|rotate`: an environment's encrypted Secrets
     KEYS = "keys"  # `keys add|remove|sync`: recipients and .sops.yaml (governance)
+    RECORDS = "records"  # `unreject`: lifting a record under releases/ (every environment)
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,7 +34,7 @@ from promote.forge import factory as forge_factory
 from promote.git import archive
 from promote.git import repo as git_repo
 from promote.kustomize import folder, imagetag, overlay, render
-from promote.promotion import plan
+from promote.promotion import plan, rejections
 
 if TYPE_CHECKING:
     from promote.forge.rest import ServerForge
@@ -163,6 +163,14 @@ class Session:
             text = path.read_text(encoding="utf-8")
             self._parsed[env.name] = (text, overlay.parse_images(text, self.overlay_file(env)))
         return self._parsed[env.name]
+
+    def rejections(self) -> list[rejections.Rejection]:
+        """The rejected versions on main (``releases/rejected/``), read once per call."""
+        folder_ = self.root / rejections.REJECTED_DIR
+        found = sorted(folder_.glob("*/*.yaml")) if folder_.is_dir() else []
+        return [
+            rejections.parse(p.read_text(encoding="utf-8"), self.project.relpath(p)) for p in found
+        ]
 
     def user(self, explicit: str | None = None) -> str:
         """Who runs the command: --author/--as, else $PROMOTE_USER, else the forge token's user

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import subprocess
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ import pytest
 
 from promote import config
 from promote.cluster import client
-from promote.promotion import engine, propose, review
+from promote.promotion import engine, propose, releases, review
 from promote.reconcile import factory
 from promote.reconcile import status as status_mod
 from promote.reconcile.agent import Agent
@@ -198,6 +199,20 @@ def test_dev_only_push_never_blocks_prod(
     assert commit
     report = prod_agent.run_pass()
     assert report.error is None and report.revision == commit and report.head == commit
+    assert report.verdict is not None and report.verdict.verified
+    st = status_mod.read(cluster, env="prod", namespace=namespace)
+    assert st is not None and st.sync != "Unverified"
+
+
+def test_a_rejection_pushed_to_main_never_makes_prod_unverified(
+    repo: GitOpsRepo, prod_agent: Agent, cluster: client.Cluster, namespace: str
+) -> None:
+    placed = releases.reject(
+        repo.work, "web-app", "v6.6.6", reason="bad", now=datetime.now(UTC), who="rm1"
+    )
+    assert placed.commit and placed.record.path.startswith("releases/rejected/")
+    report = prod_agent.run_pass()
+    assert report.error is None and report.revision == placed.commit
     assert report.verdict is not None and report.verdict.verified
     st = status_mod.read(cluster, env="prod", namespace=namespace)
     assert st is not None and st.sync != "Unverified"

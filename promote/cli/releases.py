@@ -1,0 +1,91 @@
+"""``promote reject`` and ``unreject``: rejected versions kept as records in Git."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import typer
+
+from promote.cli import common, prs
+from promote.cli.output import Format, OutputOpt, console, emit_json, handled, progress
+from promote.promotion import rejections, releases
+
+AppArg = typer.Argument(..., help="The app: an image's last path segment (e.g. web-app).")
+VersionArg = typer.Argument(..., help="TAG, sha256:DIGEST or TAG@sha256:DIGEST.")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("reject")(reject)
+    app.command("unreject")(unreject)
+
+
+def reject(
+    app_name: str = AppArg,
+    version: str = VersionArg,
+    reason: str = typer.Option(..., "--reason", help="Why (shown in every plan it blocks)."),
+    evidence: str | None = typer.Option(None, "--evidence", help="A link to the evidence."),
+    as_name: str | None = typer.Option(None, "--as", envvar="PROMOTE_USER", help="Who rejects."),
+    repo_dir: Path = common.RepoOpt,
+    output: Format = OutputOpt,
+) -> None:
+    """Reject a version everywhere: pushed to main at once (placing a record needs no approval)."""
+    with handled(output), progress(f"Rejecting {app_name} {version}...", output):
+        placed = releases.reject(
+            repo_dir,
+            app_name,
+            version,
+            reason=reason,
+            evidence=evidence,
+            who=as_name,
+            now=datetime.now(UTC),
+        )
+    r = placed.record
+    if output == Format.json:
+        emit_json({"rejection": _to_dict(r), "commit": placed.commit})
+        return
+    if placed.commit is None:
+        console.print(f"Already rejected: {r.describe()}", markup=False)
+        return
+    console.print(f"Rejected {r.app} {r.version}: {r.path}, pushed {placed.commit[:12]} to main.")
+
+
+def unreject(
+    app_name: str = AppArg,
+    version: str = VersionArg,
+    as_name: str | None = typer.Option(
+        None, "--as", envvar="PROMOTE_USER", help="Whose registered key signs the PR."
+    ),
+    repo_dir: Path = common.RepoOpt,
+    output: Format = OutputOpt,
+) -> None:
+    """Open a PR lifting a rejection (it needs the strictest environment's approvals)."""
+    with handled(output), progress(f"Proposing to lift {app_name} {version}...", output):
+        proposal = releases.unreject(repo_dir, app_name, version, opener=as_name)
+    pr = proposal.pull_request
+    if output == Format.json:
+        emit_json(
+            {
+                "rejection": _to_dict(proposal.result),
+                "scope": list(proposal.scope.envs),
+                "pullRequest": prs.pr_to_dict(pr) if pr else None,
+            }
+        )
+        return
+    if pr is not None:
+        console.print(
+            f"Opened PR [bold]#{pr.number}[/]: {pr.title}\n  affects {proposal.scope.describe()}"
+            f"\n  next: approvals from the strictest environment, then `promote merge {pr.number}`"
+        )
+
+
+def _to_dict(r: rejections.Rejection) -> dict[str, object]:
+    return {
+        "app": r.app,
+        "version": r.version,
+        "reason": r.reason,
+        "at": r.at.isoformat(),
+        "by": r.by,
+        "evidence": r.evidence,
+        "path": r.path,
+    }
