@@ -310,7 +310,7 @@ def history_cmd(
         )
         table.add_row(
             f"{e.at:%Y-%m-%d %H:%M}",
-            e.kind,
+            e.kind + (f"\n[red]break-glass[/]: {e.break_glass}" if e.break_glass else ""),
             source,
             images,
             f"#{e.pr.number}" if e.pr else e.commit[:8],

@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Literal
 
@@ -123,6 +123,37 @@ class GatesConfig:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class WindowRule:
+    """A recurring window: an RFC 5545 ``RRULE`` whose occurrences start at ``start``'s
+    wall-clock time in ``timeZone`` (an IANA name) and last ``duration`` each."""
+
+    rrule: str  # e.g. FREQ=WEEKLY;BYDAY=MO,TU,WE,TH
+    start: datetime  # DTSTART, local to time_zone (no offset)
+    duration: timedelta
+    time_zone: str = "UTC"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BreakGlassConfig:
+    # break-glass approvals a merge outside the windows needs; default: approvals.required.
+    # Never more than the listed approvers (load refuses a setting nobody could satisfy).
+    required: int | None = field(default=None, metadata={"ge": 0})
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WindowsConfig:
+    """When ``promote merge`` may merge into the environment (none listed: always)."""
+
+    allow: list[WindowRule] = field(default_factory=list)  # merges only inside one of these
+    deny: list[WindowRule] = field(default_factory=list)  # never inside one of these
+    break_glass: BreakGlassConfig = field(default_factory=BreakGlassConfig)
+
+    @property
+    def any(self) -> bool:
+        return bool(self.allow or self.deny)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class EnvironmentConfig:
     upstream: str | None = None
     overlay: str | None = None
@@ -131,6 +162,12 @@ class EnvironmentConfig:
     sync: SyncConfig = field(default_factory=SyncConfig)
     secrets: SecretsConfig = field(default_factory=SecretsConfig)
     gates: GatesConfig = field(default_factory=GatesConfig)
+    windows: WindowsConfig = field(default_factory=WindowsConfig)
+
+    @property
+    def break_glass_required(self) -> int:
+        found = self.windows.break_glass.required
+        return self.approvals.required if found is None else found
 
 
 @dataclass(frozen=True, slots=True)
@@ -255,6 +292,7 @@ def _check_semantics(
                 f"{display}: approvals.approvers lists a name twice; list each approver once."
             )
         _check_signers(env, nodes[name], display)
+        _check_windows(env, nodes[name], display)
     for name in envs:
         seen = [name]
         cur = envs[name].upstream
@@ -299,6 +337,45 @@ def _check_signers(env: Environment, node: yaml.Node | None, display: str) -> No
                 f"{where}: approvals.trustedSigners: {entry} does not exist; add the signer's "
                 "public key there (`gpg --armor --export ID`) or remove the entry."
             )
+
+
+def _check_windows(env: Environment, node: yaml.Node | None, display: str) -> None:
+    """Each rule's zone and RRULE parse (dateutil, imported only when windows are set); a
+    break-glass requirement is one the listed approvers can meet."""
+    cfg = env.config
+    for kind, rules in (("allow", cfg.windows.allow), ("deny", cfg.windows.deny)):
+        for i, rule in enumerate(rules):
+            where = f"{display}:{schema.line_of(node, ['windows', kind, i]) or '?'}"
+            problem = window_problem(rule)
+            if problem:
+                raise ConfigError(f"{where}: windows.{kind}[{i}]: {problem}")
+    need, listed = cfg.break_glass_required, len(cfg.approvals.approvers)
+    if cfg.windows.any and need > listed:
+        line = schema.line_of(node, ["windows", "breakGlass", "required"])
+        raise ConfigError(
+            f"{display}:{line or '?'}: windows.breakGlass.required is {need} but only {listed} "
+            "approvers are listed, so no break-glass merge could ever happen; add approvers "
+            "or lower it."
+        )
+
+
+def window_problem(rule: WindowRule) -> str | None:
+    """Why ``rule`` cannot be evaluated, with the fix, or None."""
+    import zoneinfo
+
+    from dateutil import rrule as du
+
+    try:
+        tz = zoneinfo.ZoneInfo(rule.time_zone)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        return f"timeZone {rule.time_zone!r} is not an IANA time zone; write e.g. Europe/Berlin."
+    if rule.duration <= timedelta(0):
+        return "duration must be positive; write e.g. 8h."
+    try:
+        du.rrulestr(rule.rrule, dtstart=rule.start.replace(tzinfo=tz))
+    except (ValueError, TypeError) as exc:
+        return f"rrule {rule.rrule!r} is not an RFC 5545 RRULE ({exc}); write e.g. FREQ=DAILY."
+    return None
 
 
 def pipeline_order(upstreams: Mapping[str, str | None]) -> list[str]:
