@@ -72,7 +72,7 @@ COMMAND_OWNERS = {
     "to": "promotion", "rollback": "promotion", "set-image": "promotion", "history": "promotion",
     "prs": "prs", "show": "prs", "approve": "prs", "merge": "prs", "close": "prs",
     "comment": "prs",
-    "reject": "releases", "unreject": "releases",
+    "reject": "releases", "unreject": "releases", "hold": "releases", "resume": "releases",
     "demo": "demo",
     "ui": "ui",
 }  # fmt: skip

@@ -1,4 +1,4 @@
-"""``promote reject`` and ``unreject``: rejected versions kept as records in Git."""
+"""``promote reject``, ``unreject``, ``hold``, ``resume``: release records kept in Git."""
 
 from __future__ import annotations
 
@@ -18,6 +18,8 @@ VersionArg = typer.Argument(..., help="TAG, sha256:DIGEST or TAG@sha256:DIGEST."
 def register(app: typer.Typer) -> None:
     app.command("reject")(reject)
     app.command("unreject")(unreject)
+    app.command("hold")(hold)
+    app.command("resume")(resume)
 
 
 def reject(
@@ -89,3 +91,44 @@ def _to_dict(r: rejections.Rejection) -> dict[str, object]:
         "evidence": r.evidence,
         "path": r.path,
     }
+
+
+def hold(
+    env: str = typer.Argument(..., help="Environment to hold."),
+    reason: str = typer.Option(..., "--reason", help="Why (shown in every plan into ENV)."),
+    as_name: str | None = typer.Option(None, "--as", envvar="PROMOTE_USER", help="Who holds."),
+    repo_dir: Path = common.RepoOpt,
+    output: Format = OutputOpt,
+) -> None:
+    """Pause auto-promotion into ENV: a record pushed to main (no approval needed)."""
+    with handled(output), progress(f"Holding {env}...", output):
+        held = releases.hold(repo_dir, env, reason=reason, who=as_name, now=datetime.now(UTC))
+    _report_hold(held, output, placed=True)
+
+
+def resume(
+    env: str = typer.Argument(..., help="Environment to resume."),
+    as_name: str | None = typer.Option(None, "--as", envvar="PROMOTE_USER", help="Who resumes."),
+    repo_dir: Path = common.RepoOpt,
+    output: Format = OutputOpt,
+) -> None:
+    """Lift ENV's hold: the record is removed from main."""
+    with handled(output), progress(f"Resuming {env}...", output):
+        held = releases.resume(repo_dir, env, who=as_name)
+    _report_hold(held, output, placed=False)
+
+
+def _report_hold(held: releases.Held, output: Format, *, placed: bool) -> None:
+    h = held.hold
+    if output == Format.json:
+        found = None if h is None else {"env": h.env, "reason": h.reason, "at": h.at.isoformat(),
+                                         "by": h.by, "path": h.path}  # fmt: skip
+        emit_json({"hold": found, "commit": held.commit})
+        return
+    if h is None:
+        console.print("Not on hold; nothing changed.")
+    elif held.commit is None:
+        console.print(f"Already held: {h.describe()}", markup=False)
+    else:
+        verb = "Held" if placed else "Resumed"
+        console.print(f"{verb} {h.env}: {h.path}, pushed {held.commit[:12]} to main.", markup=False)

@@ -34,7 +34,7 @@ from promote.forge import factory as forge_factory
 from promote.git import archive
 from promote.git import repo as git_repo
 from promote.kustomize import folder, imagetag, overlay, render
-from promote.promotion import plan, rejections
+from promote.promotion import holds, plan, rejections
 
 if TYPE_CHECKING:
     from promote.forge.rest import ServerForge
@@ -171,6 +171,13 @@ class Session:
         return [
             rejections.parse(p.read_text(encoding="utf-8"), self.project.relpath(p)) for p in found
         ]
+
+    def hold(self, env: str) -> holds.Hold | None:
+        """``env``'s hold on main (``releases/holds/ENV.yaml``), if it is held."""
+        path = self.root / holds.record_path(env)
+        if not path.is_file():
+            return None
+        return holds.parse(path.read_text(encoding="utf-8"), holds.record_path(env))
 
     def user(self, explicit: str | None = None) -> str:
         """Who runs the command: --author/--as, else $PROMOTE_USER, else the forge token's user

@@ -111,6 +111,7 @@ class Plan:
     approvals: config.ApprovalsConfig = field(default_factory=config.ApprovalsConfig)
     apps: tuple[str, ...] = ()
     overlay_after: str = field(default="", repr=False)  # the edited file, when computed
+    notes: tuple[str, ...] = ()  # what applies but does not block: a hold on the target
 
     @property
     def empty(self) -> bool:
@@ -317,6 +318,8 @@ def to_markdown(plan: Plan) -> str:
         out += [f"- MISSING: {gap}" for gap in plan.parity.gaps]
     out += ["", "### Gates", ""]
     out += [f"- {g.name}: **{g.status}**: {g.reason}" for g in plan.gates] or ["None."]
+    out += ["", "### Holds", ""]
+    out += [f"- {n}" for n in plan.notes] or [f"{plan.target} is not on hold."]
     out += ["", "### Approval policy", "", _policy_text(plan.approvals), ""]
     out += [f"### Rendered changes in {plan.target} (Secret values redacted)", ""]
     used = 0
@@ -362,6 +365,7 @@ def to_dict(plan: Plan) -> dict[str, Any]:
             "approvers": list(plan.approvals.approvers),
             "allowSelfApproval": plan.approvals.allow_self_approval,
         },
+        "notes": list(plan.notes),
         "blocked": plan.blocked,
         "problems": plan.problems(),
     }

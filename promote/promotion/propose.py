@@ -52,6 +52,7 @@ def _plan_images(
         changes=tuple(changes),
         approvals=env.config.approvals,
         apps=tuple(apps),
+        notes=_notes(s, env.name),
     )
     if not changes:
         return base
@@ -80,6 +81,11 @@ def _plan_images(
         parity=result,
         gates=(*(gates(changes) if gates else ()), refused),
     )
+
+
+def _notes(s: engine.Session, env: str) -> tuple[str, ...]:
+    held = s.hold(env)
+    return (f"{held.describe()} (auto-promotion paused; `promote resume {env}`)",) if held else ()
 
 
 def plan_promotion(

@@ -20,7 +20,7 @@ from promote import config
 from promote.errors import PushRejected, UsageError
 from promote.forge import base as forge_base
 from promote.git import repo as git_repo
-from promote.promotion import engine, governance, rejections
+from promote.promotion import engine, governance, holds, rejections
 
 MAX_PUSH_ATTEMPTS = 60
 
@@ -48,32 +48,80 @@ def reject(
     with engine.session(repo_dir) as s:
         _check_app(s, app)
         record = rejections.Rejection(app, version, reason.strip(), now, s.user(who), evidence)
-        tracking = f"refs/remotes/{s.remote}/{s.main}"
-        parent = s.sha
-        for attempt in range(MAX_PUSH_ATTEMPTS):
-            if s.repo.read_file(parent, record.path) is not None:
-                old = s.repo.read_file(parent, record.path) or b""
-                return Placed(rejections.parse(old.decode("utf-8"), record.path), None)
-            tree = s.repo.write_tree(
-                {record.path: rejections.dump(record).encode("utf-8")}, base=parent
+        message = (
+            f"Reject {app} {version}\n\n{record.reason}\n\n"
+            f"Promote-Kind: reject\nPromote-Record: {record.path}\n"
+        )
+        content = rejections.dump(record).encode("utf-8")
+        commit, old = _push_record(s, record.path, content, message)
+        if old is not None:
+            return Placed(rejections.parse(old.decode("utf-8"), record.path), None)
+        return Placed(record, commit)
+
+
+def _push_record(
+    s: engine.Session, path: str, content: bytes | None, message: str
+) -> tuple[str | None, bytes | None]:
+    """Write (``content``) or remove (None) one record on main, compare-and-swap, retried when
+    main moved: (the commit pushed, None), or (None, what is there) when writing finds the
+    record already placed, or (None, None) when removing finds it gone."""
+    tracking = f"refs/remotes/{s.remote}/{s.main}"
+    parent = s.sha
+    for attempt in range(MAX_PUSH_ATTEMPTS):
+        there = s.repo.read_file(parent, path)
+        if (content is not None and there is not None) or (content is None and there is None):
+            return None, there
+        tree = s.repo.write_tree({path: content}, base=parent)
+        commit = s.repo.commit(tree, [parent], message, author=s.repo.identity())
+        try:
+            s.repo.push(
+                s.remote, [git_repo.RefUpdate(f"refs/heads/{s.main}", commit, expect=parent)]
             )
-            message = (
-                f"Reject {app} {version}\n\n{record.reason}\n\n"
-                f"Promote-Kind: reject\nPromote-Record: {record.path}\n"
-            )
-            commit = s.repo.commit(tree, [parent], message, author=s.repo.identity())
-            try:
-                s.repo.push(
-                    s.remote, [git_repo.RefUpdate(f"refs/heads/{s.main}", commit, expect=parent)]
-                )
-            except PushRejected:
-                time.sleep(random.uniform(0.01, 0.03 * min(attempt + 1, 10)))
-                s.repo.fetch(s.remote, [f"+refs/heads/{s.main}:{tracking}"])
-                parent = s.repo.resolve(tracking)
-                continue
-            s.repo.set_ref(tracking, commit)
-            return Placed(record, commit)
+        except PushRejected:
+            time.sleep(random.uniform(0.01, 0.03 * min(attempt + 1, 10)))
+            s.repo.fetch(s.remote, [f"+refs/heads/{s.main}:{tracking}"])
+            parent = s.repo.resolve(tracking)
+            continue
+        s.repo.set_ref(tracking, commit)
+        return commit, None
     raise PushRejected(f"{s.main} kept moving; gave up after {MAX_PUSH_ATTEMPTS} attempts.")
+
+
+@dataclass(frozen=True, slots=True)
+class Held:
+    hold: holds.Hold | None  # the hold placed or found (None: resume found none)
+    commit: str | None  # None: nothing pushed (already held, or not held)
+
+
+def hold(repo_dir: Path, env: str, *, reason: str, now: datetime, who: str | None = None) -> Held:
+    """Place ``releases/holds/ENV.yaml`` on main (no approval: a record, no render input)."""
+    if not reason.strip():
+        raise UsageError("--reason: say why the environment is held (it is shown in plans).")
+    with engine.session(repo_dir) as s:
+        s.project.env(env)  # a usage error naming the known environments
+        record = holds.Hold(env, reason.strip(), now, s.user(who))
+        message = (
+            f"Hold {env}\n\n{record.reason}\n\nPromote-Kind: hold\nPromote-Record: {record.path}\n"
+        )
+        commit, old = _push_record(s, record.path, holds.dump(record).encode("utf-8"), message)
+        if old is not None:
+            return Held(holds.parse(old.decode("utf-8"), record.path), None)
+        return Held(record, commit)
+
+
+def resume(repo_dir: Path, env: str, *, who: str | None = None) -> Held:
+    """Remove ENV's hold from main. A hold pauses only auto-promotion, whose PRs still need the
+    environment's approvals, so resuming lifts no safeguard and is pushed like the hold."""
+    with engine.session(repo_dir) as s:
+        s.project.env(env)
+        path = holds.record_path(env)
+        raw = s.repo.read_file(s.sha, path)
+        found = holds.parse(raw.decode("utf-8"), path) if raw is not None else None
+        message = (
+            f"Resume {env}\n\nby {s.user(who)}\n\nPromote-Kind: resume\nPromote-Record: {path}\n"
+        )
+        commit, _ = _push_record(s, path, None, message)
+        return Held(found, commit)
 
 
 def unreject(
