@@ -123,6 +123,14 @@ class GatesConfig:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class VerificationConfig:
+    """Verification after deploy: new images are Verified once Synced and Healthy for
+    ``healthy_for``, Failed if they turn Degraded first (the agent judges it after each pass)."""
+
+    healthy_for: timedelta = timedelta(minutes=5)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class WindowRule:
     """A recurring window: an RFC 5545 ``RRULE`` whose occurrences start at ``start``'s
     wall-clock time in ``timeZone`` (an IANA name) and last ``duration`` each."""
@@ -163,6 +171,7 @@ class EnvironmentConfig:
     secrets: SecretsConfig = field(default_factory=SecretsConfig)
     gates: GatesConfig = field(default_factory=GatesConfig)
     windows: WindowsConfig = field(default_factory=WindowsConfig)
+    verification: VerificationConfig | None = None  # none: nothing is verified after deploy
 
     @property
     def break_glass_required(self) -> int:

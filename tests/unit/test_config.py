@@ -323,3 +323,13 @@ def test_an_unsatisfiable_break_glass_setting_is_refused(repo: Path) -> None:
     msg = _error(repo)
     assert "prod.yaml:12" in msg and "windows.breakGlass.required is 3" in msg
     assert "only 2 approvers" in msg
+
+
+def test_verification_after_deploy_loads_and_names_a_typo(repo: Path) -> None:
+    _write(repo, "environments/dev.yaml", "verification:\n  healthyFor: 10m\n")
+    dev = config.load_project(repo).env("dev").config
+    assert dev.verification is not None and dev.verification.healthy_for == timedelta(minutes=10)
+    assert config.load_project(repo).env("staging").config.verification is None
+    _write(repo, "environments/dev.yaml", "verification:\n  healthyFr: 10m\n")
+    msg = _error(repo)
+    assert "environments/dev.yaml:2" in msg and "healthyFor" in msg
