@@ -35,7 +35,10 @@ def repo(tmp_path: Path, namespace: str, gpg_keys: Keys) -> GitOpsRepo:  # noqa:
     made = make_repo(tmp_path, namespace_map={"prod": namespace})
     for name in ("rm1", "rm2"):
         (made.work / "keys/release-managers" / f"{name}.asc").write_text(gpg_keys.public[name])
-    made.commit_all("release managers' keys")
+    # dev1 opens the PRs: a PR into prod is signed by its opener's registered key.
+    (made.work / "keys/developers").mkdir(parents=True, exist_ok=True)
+    (made.work / "keys/developers/dev1.asc").write_text(gpg_keys.public["dev1"])
+    made.commit_all("release managers' and dev1's keys")
     return made
 
 
@@ -134,7 +137,7 @@ def test_approved_promotion_is_deployed(
     signer = gpg.Signer(gnupghome=str(gpg_keys.home))
     with engine.session(repo.work) as s:
         plan = propose.plan_promotion(s, "prod")
-        pr = propose.open_pull_request(s, plan, author="dev1")
+        pr = propose.open_pull_request(s, plan, opener="dev1", signer=signer)
     for name in ("rm1", "rm2"):
         with engine.session(repo.work) as s:
             review.approve(s, pr.number, approver=name, signer=signer)
@@ -152,7 +155,8 @@ def test_approved_promotion_is_deployed(
 def _approved_prod_pr(repo: GitOpsRepo, keys: Keys) -> Any:
     signer = gpg.Signer(gnupghome=str(keys.home))
     with engine.session(repo.work) as s:
-        pr = propose.open_pull_request(s, propose.plan_promotion(s, "prod"), author="dev1")
+        plan = propose.plan_promotion(s, "prod")
+        pr = propose.open_pull_request(s, plan, opener="dev1", signer=signer)
     for name in ("rm1", "rm2"):
         with engine.session(repo.work) as s:
             review.approve(s, pr.number, approver=name, signer=signer)
