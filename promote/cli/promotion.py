@@ -66,7 +66,7 @@ def _print_plan(p: plan.Plan, *, full_diff: bool) -> None:
         colour = "green" if not g.blocks else "red"
         console.print(f"gate {g.name}: [{colour}]{g.status}[/]: {g.reason}")
     for note in p.notes:
-        console.print(f"hold: {note}", markup=False)
+        console.print(f"note: {note}", markup=False)
     a = p.approvals
     who = f"{a.required} of {', '.join(a.approvers)}" if a.required else "none required"
     console.print(f"approvals: {who}")

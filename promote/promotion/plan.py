@@ -111,7 +111,7 @@ class Plan:
     approvals: config.ApprovalsConfig = field(default_factory=config.ApprovalsConfig)
     apps: tuple[str, ...] = ()
     overlay_after: str = field(default="", repr=False)  # the edited file, when computed
-    notes: tuple[str, ...] = ()  # what applies but does not block: a hold on the target
+    notes: tuple[str, ...] = ()  # what applies but does not block: a hold, merge windows
 
     @property
     def empty(self) -> bool:
@@ -318,8 +318,8 @@ def to_markdown(plan: Plan) -> str:
         out += [f"- MISSING: {gap}" for gap in plan.parity.gaps]
     out += ["", "### Gates", ""]
     out += [f"- {g.name}: **{g.status}**: {g.reason}" for g in plan.gates] or ["None."]
-    out += ["", "### Holds", ""]
-    out += [f"- {n}" for n in plan.notes] or [f"{plan.target} is not on hold."]
+    out += ["", "### Holds and merge windows", ""]
+    out += [f"- {n}" for n in plan.notes] or [f"{plan.target}: no hold, no merge windows."]
     out += ["", "### Approval policy", "", _policy_text(plan.approvals), ""]
     out += [f"### Rendered changes in {plan.target} (Secret values redacted)", ""]
     used = 0

@@ -21,7 +21,7 @@ from promote.forge import base as forge_base
 from promote.forge import factory as forge_factory
 from promote.git import repo as git_repo
 from promote.kustomize import folder, overlay
-from promote.promotion import diff, engine, people, plan, rejections
+from promote.promotion import diff, engine, people, plan, rejections, windows
 from promote.secrets import gpg
 from promote.secrets.authoring import parity
 
@@ -84,8 +84,15 @@ def _plan_images(
 
 
 def _notes(s: engine.Session, env: str) -> tuple[str, ...]:
+    """What applies to a change into ``env`` without blocking the plan: its hold, and its
+    merge windows now (``promote merge`` enforces them)."""
     held = s.hold(env)
-    return (f"{held.describe()} (auto-promotion paused; `promote resume {env}`)",) if held else ()
+    out = [f"{held.describe()} (auto-promotion paused; `promote resume {env}`)"] if held else []
+    cfg = s.project.env(env).config.windows
+    if cfg.any:
+        now = windows.state(cfg, datetime.now(UTC))
+        out.append(f"merge windows of {env}: {'open' if now.open else 'closed'}: {now.describe()}")
+    return tuple(out)
 
 
 def plan_promotion(

@@ -24,10 +24,12 @@ def test_a_hold_is_pushed_to_main_and_shown_in_plans(ops: GitOps) -> None:  # no
     assert len(plan["notes"]) == 1 and "staging is on hold since" in plan["notes"][0]
     assert "quarter-end freeze" in plan["notes"][0] and not plan["blocked"]
     shown = cli(ops, "to", "staging", "--dry-run")
-    assert "hold: staging is on hold" in shown.stdout
+    assert "note: staging is on hold" in shown.stdout
     number = cli(ops, "to", "staging", "-o", "json").json()["pullRequest"]["number"]
     body = cli(ops, "show", str(number), "-o", "json").stdout
-    assert "### Holds" in body and "quarter-end freeze" in body  # the PR body is the plan
+    assert (
+        "### Holds and merge windows" in body and "quarter-end freeze" in body
+    )  # the PR body is the plan
     again = cli(ops, "hold", "staging", "--reason", "twice")
     assert "Already held" in again.stdout
 

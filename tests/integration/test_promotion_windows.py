@@ -40,6 +40,11 @@ def test_a_merge_outside_the_window_names_the_next_opening(ops: GitOps) -> None:
     number = _prod_pr(ops)
     cli(ops, "approve", number, "--as", "rm1")
     cli(ops, "approve", number, "--as", "rm2")
+    notes = cli(ops, "to", "prod", "--dry-run", "-o", "json").json()["plan"]["notes"]
+    assert notes == [
+        "merge windows of prod: closed: outside every allow window; next opening 2030-01-01 "
+        "00:00 UTC"
+    ]
     refused = cli(ops, "merge", number, code=3)
     assert "prod: merges are closed (outside every allow window" in refused.stderr
     assert "next opening 2030-01-01 00:00 UTC" in refused.stderr
