@@ -15,13 +15,19 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Literal
 
 import yaml
 
 from promote.config import schema
+from promote.config.release import (
+    VerificationConfig,
+    WindowsConfig,
+    http_problem,
+    window_problem,
+)
 from promote.errors import ConfigError
 
 parse_duration = schema.parse_duration
@@ -120,45 +126,6 @@ class SecretsConfig:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class GatesConfig:
     soak: timedelta | None = None
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class VerificationConfig:
-    """Verification after deploy: new images are Verified once Synced and Healthy for
-    ``healthy_for``, Failed if they turn Degraded first (the agent judges it after each pass)."""
-
-    healthy_for: timedelta = timedelta(minutes=5)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class WindowRule:
-    """A recurring window: an RFC 5545 ``RRULE`` whose occurrences start at ``start``'s
-    wall-clock time in ``timeZone`` (an IANA name) and last ``duration`` each."""
-
-    rrule: str  # e.g. FREQ=WEEKLY;BYDAY=MO,TU,WE,TH
-    start: datetime  # DTSTART, local to time_zone (no offset)
-    duration: timedelta
-    time_zone: str = "UTC"
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class BreakGlassConfig:
-    # break-glass approvals a merge outside the windows needs; default: approvals.required.
-    # Never more than the listed approvers (load refuses a setting nobody could satisfy).
-    required: int | None = field(default=None, metadata={"ge": 0})
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class WindowsConfig:
-    """When ``promote merge`` may merge into the environment (none listed: always)."""
-
-    allow: list[WindowRule] = field(default_factory=list)  # merges only inside one of these
-    deny: list[WindowRule] = field(default_factory=list)  # never inside one of these
-    break_glass: BreakGlassConfig = field(default_factory=BreakGlassConfig)
-
-    @property
-    def any(self) -> bool:
-        return bool(self.allow or self.deny)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -302,6 +269,10 @@ def _check_semantics(
             )
         _check_signers(env, nodes[name], display)
         _check_windows(env, nodes[name], display)
+        check = cfg.verification.http if cfg.verification else None
+        if check is not None and (problem := http_problem(check)):
+            line = schema.line_of(nodes[name], ["verification", "http"])
+            raise ConfigError(f"{display}:{line or '?'}: verification.http: {problem}")
     for name in envs:
         seen = [name]
         cur = envs[name].upstream
@@ -366,25 +337,6 @@ def _check_windows(env: Environment, node: yaml.Node | None, display: str) -> No
             "approvers are listed, so no break-glass merge could ever happen; add approvers "
             "or lower it."
         )
-
-
-def window_problem(rule: WindowRule) -> str | None:
-    """Why ``rule`` cannot be evaluated, with the fix, or None."""
-    import zoneinfo
-
-    from dateutil import rrule as du
-
-    try:
-        tz = zoneinfo.ZoneInfo(rule.time_zone)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        return f"timeZone {rule.time_zone!r} is not an IANA time zone; write e.g. Europe/Berlin."
-    if rule.duration <= timedelta(0):
-        return "duration must be positive; write e.g. 8h."
-    try:
-        du.rrulestr(rule.rrule, dtstart=rule.start.replace(tzinfo=tz))
-    except (ValueError, TypeError) as exc:
-        return f"rrule {rule.rrule!r} is not an RFC 5545 RRULE ({exc}); write e.g. FREQ=DAILY."
-    return None
 
 
 def pipeline_order(upstreams: Mapping[str, str | None]) -> list[str]:

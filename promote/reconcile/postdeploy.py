@@ -14,6 +14,7 @@ from datetime import datetime
 
 from promote import config
 from promote.cluster import client, soak
+from promote.reconcile import probe
 from promote.reconcile import status as status_mod
 from promote.reconcile.metrics import Metrics
 
@@ -42,6 +43,7 @@ def update(
         healthy_since=since,
         now=now,
         details=st.health_details,
+        check=(lambda: probe.http_get(http)) if (http := settings.http) else None,
     )
     st.verification = {
         "state": str(verdict.state),

@@ -333,3 +333,14 @@ def test_verification_after_deploy_loads_and_names_a_typo(repo: Path) -> None:
     _write(repo, "environments/dev.yaml", "verification:\n  healthyFr: 10m\n")
     msg = _error(repo)
     assert "environments/dev.yaml:2" in msg and "healthyFor" in msg
+
+
+def test_the_http_check_of_verification_loads_and_refuses_a_bad_url(repo: Path) -> None:
+    text = "verification:\n  healthyFor: 2m\n  http:\n    url: {url}\n    bodyContains: ok\n"
+    _write(repo, "environments/dev.yaml", text.format(url="http://web-app.dev/healthz"))
+    check = config.load_project(repo).env("dev").config.verification
+    assert check is not None and check.http is not None
+    assert check.http.expect_status == 200 and check.http.body_contains == "ok"
+    _write(repo, "environments/dev.yaml", text.format(url="web-app.dev/healthz"))
+    msg = _error(repo)
+    assert "environments/dev.yaml:3" in msg and "not an http:// or https:// URL" in msg

@@ -34,3 +34,18 @@ def test_a_failure_names_the_degraded_objects() -> None:
     details = {"Deployment dev/web-app": "Degraded: ProgressDeadlineExceeded"}
     got = soak.judge(FIVE, health="Degraded", healthy_since=None, now=NOW, details=details)
     assert "Deployment dev/web-app: Degraded: ProgressDeadlineExceeded" in got.reason
+
+
+def test_the_http_check_is_asked_only_once_healthy_long_enough() -> None:
+    asked: list[int] = []
+
+    def check() -> str | None:
+        asked.append(1)
+        return "GET http://x/ answered 503, expected 200"
+
+    early = soak.judge(FIVE, health="Healthy", healthy_since=NOW, now=NOW, check=check)
+    assert early.state is soak.Verification.RUNNING and not asked
+    late = soak.judge(FIVE, health="Healthy", healthy_since=NOW - FIVE, now=NOW, check=check)
+    assert late.state is soak.Verification.FAILED and "answered 503" in late.reason
+    ok = soak.judge(FIVE, health="Healthy", healthy_since=NOW - FIVE, now=NOW, check=lambda: None)
+    assert ok.state is soak.Verification.VERIFIED and "HTTP check passed" in ok.reason
