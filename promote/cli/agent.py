@@ -289,6 +289,11 @@ def status(
         table.add_row(esc(row["app"]), *cells)
     console.print(table)
     for name, e in envs.items():
+        checked = (e["status"] or {}).get("verification")
+        if checked:
+            console.print(
+                f"{name}: verification {checked['state']}: {checked['reason']}", markup=False
+            )
         if e["error"]:
             console.print(f"[dim]{esc(name)}: status unavailable: {esc(e['error'])}[/]")
         elif e["status"] and e["status"].get("last_error"):

@@ -19,6 +19,7 @@ _COMMAND_MODULES = [
     "project",
     "cluster",
     "promotion",
+    "releases",
     "prs",
     "keys",
     "secrets",
@@ -74,6 +75,7 @@ COMMAND_OWNERS = {
     "to": "promotion", "rollback": "promotion", "set-image": "promotion", "history": "promotion",
     "prs": "prs", "show": "prs", "approve": "prs", "merge": "prs", "close": "prs",
     "comment": "prs",
+    "reject": "releases", "unreject": "releases", "hold": "releases", "resume": "releases",
     "demo": "demo",
     "ui": "ui",
 }  # fmt: skip

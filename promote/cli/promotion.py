@@ -73,6 +73,8 @@ def _print_plan(p: plan.Plan, *, full_diff: bool) -> None:
         console.print(f"[{colour}]policy[/] {escape(str(f))}", highlight=False)
     if p.policy_bindings and not p.policy:
         console.print(f"policies: [green]ok[/] ({p.policy_bindings} binding(s) checked)")
+    for note in p.notes:
+        console.print(f"note: {note}", markup=False)
     a = p.approvals
     who = f"{a.required} of {', '.join(a.approvers)}" if a.required else "none required"
     console.print(f"approvals: {who}", markup=False)
@@ -329,7 +331,7 @@ def history_cmd(
         )
         table.add_row(
             f"{e.at:%Y-%m-%d %H:%M}",
-            esc(e.kind),
+            esc(e.kind) + (f"\n[red]break-glass[/]: {esc(e.break_glass)}" if e.break_glass else ""),
             esc(source),
             esc(images),
             f"#{e.pr.number}" if e.pr else e.commit[:8],

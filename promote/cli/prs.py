@@ -22,6 +22,22 @@ from promote.errors import UsageError
 from promote.forge import base as forge_base
 from promote.promotion import approvals, change, engine, review
 
+BreakGlassOpt = typer.Option(
+    False,
+    "--break-glass",
+    help="Outside the merge windows: approve / merge as break-glass (needs --reason).",
+)
+ReasonOpt = typer.Option(None, "--reason", help="Why glass is broken (signed; in history).")
+
+
+def _break_glass(flag: bool, reason: str | None) -> str | None:
+    if flag and not (reason or "").strip():
+        raise UsageError("--break-glass needs --reason R: say why (it is signed and kept).")
+    if reason and not flag:
+        raise UsageError("--reason goes with --break-glass.")
+    return " ".join(reason.split()) if flag and reason else None
+
+
 ICON = {"valid": "[green]valid[/]", "forge": "[green]forge[/]"}
 
 
@@ -264,6 +280,8 @@ def approve(
         "Gitea/GitHub: the token's user approves; omit it.",
     ),
     note: str = typer.Option("", "--comment", "-m", help="A comment, signed with the approval."),
+    break_glass: bool = BreakGlassOpt,
+    reason: str | None = ReasonOpt,
     repo_dir: Path = common.RepoOpt,
     output: Format = OutputOpt,
 ) -> None:
@@ -271,11 +289,14 @@ def approve(
     a review by the token's user on Gitea/GitHub."""
     with handled(output):
         number = review.parse_pr(pr)
+        glass = _break_glass(break_glass, reason)
         with progress("Signing approval...", output), engine.session(repo_dir) as s:
             seen = review.inspect_pr(s, review.open_pr(s, number, "approve"), rendered=True)
             if output != Format.json:
                 print_head(seen)
-            found, approval = review.approve(s, number, approver=as_name, comment=note, seen=seen)
+            found, approval = review.approve(
+                s, number, approver=as_name, comment=note, seen=seen, break_glass=glass
+            )
     if output == Format.json:
         emit_json(
             {
@@ -299,14 +320,18 @@ def approve(
 
 def merge(
     pr: str = typer.Argument(..., help="PR number."),
+    break_glass: bool = BreakGlassOpt,
+    reason: str | None = ReasonOpt,
     repo_dir: Path = common.RepoOpt,
     output: Format = OutputOpt,
 ) -> None:
-    """Merge a PR into main when the target environment's approval policy holds (else exit 3)."""
+    """Merge a PR into main when the target environment's approval policy holds and its merge
+    windows are open (else exit 3)."""
     with handled(output):
         number = review.parse_pr(pr)
+        glass = _break_glass(break_glass, reason)
         with progress("Checking approvals and merging...", output), engine.session(repo_dir) as s:
-            found, result, verdict = review.merge(s, number)
+            found, result, verdict = review.merge(s, number, break_glass=glass)
     if output == Format.json:
         emit_json(
             {

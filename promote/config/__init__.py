@@ -1,6 +1,7 @@
 """The user's YAML files, parsed once into frozen models (DESIGN.md §1, STYLE.md §3).
 
 ``model`` holds the models and the loader (``promote.yaml`` and ``environments/<env>.yaml``),
+``release`` the release-control settings (verification after deploy, merge windows),
 ``schema`` the generic YAML-to-dataclass validator they are built with, ``scaffold`` the files
 ``promote init`` writes. Nothing outside this package reads configuration YAML; every error
 names file, line, field and fix. It imports only :mod:`promote.errors`.
@@ -29,16 +30,25 @@ from promote.config.model import (
     parse_duration,
     pipeline_order,
 )
+from promote.config.release import (
+    BreakGlassConfig,
+    HttpCheck,
+    VerificationConfig,
+    WindowRule,
+    WindowsConfig,
+)
 
 __all__ = [
     "ENV_DIR",
     "PROJECT_FILE",
     "ApprovalsConfig",
+    "BreakGlassConfig",
     "ClusterConfig",
     "Environment",
     "EnvironmentConfig",
     "ForgeConfig",
     "GatesConfig",
+    "HttpCheck",
     "IgnoreRule",
     "PolicyConfig",
     "Project",
@@ -48,6 +58,9 @@ __all__ = [
     "SecretsConfig",
     "SyncConfig",
     "VaultConfig",
+    "VerificationConfig",
+    "WindowRule",
+    "WindowsConfig",
     "format_duration",
     "load_project",
     "parse_duration",

@@ -22,6 +22,12 @@ from typing import Literal
 import yaml
 
 from promote.config import schema
+from promote.config.release import (
+    VerificationConfig,
+    WindowsConfig,
+    http_problem,
+    window_problem,
+)
 from promote.errors import ConfigError
 
 parse_duration = schema.parse_duration
@@ -154,6 +160,13 @@ class EnvironmentConfig:
     sync: SyncConfig = field(default_factory=SyncConfig)
     secrets: SecretsConfig = field(default_factory=SecretsConfig)
     gates: GatesConfig = field(default_factory=GatesConfig)
+    windows: WindowsConfig = field(default_factory=WindowsConfig)
+    verification: VerificationConfig | None = None  # none: nothing is verified after deploy
+
+    @property
+    def break_glass_required(self) -> int:
+        found = self.windows.break_glass.required
+        return self.approvals.required if found is None else found
 
 
 @dataclass(frozen=True, slots=True)
@@ -296,6 +309,11 @@ def _check_semantics(
                 f"{display}: approvals.approvers lists a name twice; list each approver once."
             )
         _check_signers(env, nodes[name], display)
+        _check_windows(env, nodes[name], display)
+        check = cfg.verification.http if cfg.verification else None
+        if check is not None and (problem := http_problem(check)):
+            line = schema.line_of(nodes[name], ["verification", "http"])
+            raise ConfigError(f"{display}:{line or '?'}: verification.http: {problem}")
     for name in envs:
         seen = [name]
         cur = envs[name].upstream
@@ -346,6 +364,26 @@ def _check_signers(env: Environment, node: yaml.Node | None, display: str) -> No
                 f"{where}: approvals.trustedSigners: {entry} does not exist; add the signer's "
                 "public key there (`gpg --armor --export ID`) or remove the entry."
             )
+
+
+def _check_windows(env: Environment, node: yaml.Node | None, display: str) -> None:
+    """Each rule's zone and RRULE parse (dateutil, imported only when windows are set); a
+    break-glass requirement is one the listed approvers can meet."""
+    cfg = env.config
+    for kind, rules in (("allow", cfg.windows.allow), ("deny", cfg.windows.deny)):
+        for i, rule in enumerate(rules):
+            where = f"{display}:{schema.line_of(node, ['windows', kind, i]) or '?'}"
+            problem = window_problem(rule)
+            if problem:
+                raise ConfigError(f"{where}: windows.{kind}[{i}]: {problem}")
+    need, listed = cfg.break_glass_required, len(cfg.approvals.approvers)
+    if cfg.windows.any and need > listed:
+        line = schema.line_of(node, ["windows", "breakGlass", "required"])
+        raise ConfigError(
+            f"{display}:{line or '?'}: windows.breakGlass.required is {need} but only {listed} "
+            "approvers are listed, so no break-glass merge could ever happen; add approvers "
+            "or lower it."
+        )
 
 
 def pipeline_order(upstreams: Mapping[str, str | None]) -> list[str]:

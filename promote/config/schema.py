@@ -5,9 +5,10 @@ tree, so an error can name the line of the field it is about (:func:`line_of`), 
 duplicate keys (PyYAML would silently keep the last). :func:`validate` builds a dataclass from
 the data: generic over ``dataclasses.fields()`` and the type hints (resolved once per class),
 camelCase YAML keys or the snake_case field names, ``X | None``, nested dataclasses, lists,
-``Literal``, ``bool``, ``int`` (``metadata["ge"]`` is a lower bound), ``str`` and durations
-(``timedelta``). Every problem becomes one ``file:line: field: message; fix.`` sentence, and all
-of a file's problems one :class:`~promote.errors.ConfigError` paragraph.
+``Literal``, ``bool``, ``int`` (``metadata["ge"]`` is a lower bound), ``str``, durations
+(``timedelta``) and wall-clock times (``datetime``, no offset). Every problem becomes one
+``file:line: field: message; fix.`` sentence, and all of a file's problems one
+:class:`~promote.errors.ConfigError` paragraph.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import re
 import types
 import typing
 from collections.abc import Iterable, Mapping
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -265,6 +266,15 @@ def _convert(hint: Any, value: Any, loc: _Loc, errors: list[_Error]) -> Any:
             return parse_duration(value)
         except ValueError as exc:
             msg = str(exc)
+    elif hint is datetime:  # a wall-clock time: YAML's timestamp, or ISO 8601 text
+        try:
+            parsed = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+        except ValueError:
+            parsed, msg = None, "Input should be a date and time, e.g. 2026-01-05T09:00:00"
+        if parsed is not None and parsed.tzinfo is None:
+            return parsed
+        if parsed is not None:
+            msg, fix = "Input should be a wall-clock time without an offset", "drop the offset"
     elif hint is bool:  # YAML true/false, and yes/no/on/off/1/0 as text or 0/1 as numbers
         text = str(value).strip().lower() if isinstance(value, str | int) else None
         if isinstance(value, bool) or text in _TRUE | _FALSE:

@@ -33,6 +33,7 @@ class PRKind(enum.StrEnum):
     SET_IMAGE = "set-image"  # images named on the command line (CI)
     SECRETS = "secrets"  # `secrets set|rotate`: an environment's encrypted Secrets
     KEYS = "keys"  # `keys add|remove|sync`: recipients and .sops.yaml (governance)
+    RECORDS = "records"  # `unreject`: lifting a record under releases/ (every environment)
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +61,7 @@ class Approval:
     payload: str | None = None
     signature: str | None = None
     scope: tuple[str, ...] = ()  # the environments the approver was shown (signed), sorted
+    break_glass: str | None = None  # signed: consent to merge outside windows, for this reason
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,8 +193,12 @@ def approval_payload(
     at: datetime,
     comment: str = "",
     scope: Sequence[str] = (),
+    break_glass: str | None = None,
 ) -> str:
     """The canonical JSON text an approver signs (keys sorted, no spaces).
+
+    ``break_glass``: the reason the approver consents to a merge outside the merge windows
+    (absent from ordinary approvals, so their documents are unchanged).
 
     ``scope`` is the environments the change affects as the approver was shown them; an
     approval counts only for a PR whose computed scope it covers. (Documents signed before
@@ -209,6 +215,8 @@ def approval_payload(
     }
     if scope:
         doc["scope"] = sorted(set(scope))
+    if break_glass:
+        doc["breakGlass"] = break_glass
     return _canonical(doc)
 
 
@@ -274,6 +282,7 @@ def approval_from_record(record: Mapping[str, Any]) -> Approval:
             payload=payload,
             signature=sig,
             scope=tuple(str(e) for e in doc.get("scope") or (str(doc["env"]),)),
+            break_glass=str(doc["breakGlass"]) if doc.get("breakGlass") else None,
         )
     except (ValueError, KeyError, TypeError):
         return Approval(

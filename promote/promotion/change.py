@@ -92,7 +92,9 @@ def inspect(
     try:
         head_root = repo.export_tree(head_sha, tmp / "head")
         layout = folder.layout(project).merged(_layout_in(project, head_root))
-        found = scope.affected(changed, layout)
+        # a record the head removes lifts a rejection or hold: every environment's approvals
+        lifted = [p for p in changed if layout.is_record(p) and not (head_root / p).exists()]
+        found = scope.affected(changed, layout, lifted=lifted)
         diffs: tuple[EnvDiff, ...] = ()
         if render_with is not None:
             base_root = repo.export_tree(base_sha, tmp / "base")

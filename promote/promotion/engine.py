@@ -41,7 +41,7 @@ from promote.git import archive
 from promote.git import repo as git_repo
 from promote.kustomize import folder, imagetag, overlay, render
 from promote.kustomize import sandbox as sandbox_mod
-from promote.promotion import plan
+from promote.promotion import holds, plan, rejections
 
 if TYPE_CHECKING:
     from promote.forge.rest import ServerForge
@@ -183,6 +183,21 @@ class Session:
             text = folder.read_text(path, self.overlay_file(env))
             self._parsed[env.name] = (text, overlay.parse_images(text, self.overlay_file(env)))
         return self._parsed[env.name]
+
+    def rejections(self) -> list[rejections.Rejection]:
+        """The rejected versions on main (``releases/rejected/``), read once per call."""
+        folder_ = self.root / rejections.REJECTED_DIR
+        found = sorted(folder_.glob("*/*.yaml")) if folder_.is_dir() else []
+        return [
+            rejections.parse(p.read_text(encoding="utf-8"), self.project.relpath(p)) for p in found
+        ]
+
+    def hold(self, env: str) -> holds.Hold | None:
+        """``env``'s hold on main (``releases/holds/ENV.yaml``), if it is held."""
+        path = self.root / holds.record_path(env)
+        if not path.is_file():
+            return None
+        return holds.parse(path.read_text(encoding="utf-8"), holds.record_path(env))
 
     def user(self, explicit: str | None = None) -> str:
         """Who runs the command: --author/--as, else $PROMOTE_USER, else the forge token's user

@@ -28,10 +28,13 @@ from typing import Generic, TypeVar
 from promote import config
 from promote.errors import GitError
 from promote.forge import base as forge_base
+from promote.forge import factory as forge_factory
 from promote.git import repo as git_repo
 from promote.kustomize import folder
 from promote.promotion import engine, scope
+from promote.promotion import propose as propose_
 from promote.secrets import files as secret_files
+from promote.secrets import gpg
 from promote.secrets.authoring import keys, store
 
 T = TypeVar("T")
@@ -182,10 +185,15 @@ def propose(
     title: Callable[[T], str],
     summary: Callable[[T], str],
     author: str | None = None,
+    opener: str | None = None,
+    signed: bool = False,
 ) -> Proposal[T]:
     """Run ``make`` on main's files, commit what it changed on a branch, open the PR.
 
     ``title`` and ``summary`` describe the result for people (names and keys, never values).
+    ``signed``: on the local forge the PR carries the opener's signature (``opener``, else the
+    one registered key GNUPGHOME holds), as promotions do. A removed record (``releases/``)
+    lifts a restriction and affects every environment.
     """
     with engine.session(repo_dir) as s:
         before_layout = folder.layout(s.project)
@@ -194,13 +202,29 @@ def propose(
         changed = _changes(s.root, before)
         if not changed:
             return Proposal(result, None, scope.Scope(()), ())
-        found = scope.affected(changed, before_layout.merged(folder.layout(s.project)))
+        removed = [p for p, v in changed.items() if v is None]
+        layout = before_layout.merged(folder.layout(s.project))
+        found = scope.affected(changed, layout, lifted=removed)
         required = {e: s.project.env(e).config.approvals.required for e in found.envs}
         env = scope.strictest(found.envs, required) or s.project.pipeline()[-1]
         text = title(result)
         body = _body(s.project, text, summary(result), found, env, changed)
-        commit = _commit(s, changed, text, kind=kind, env=env, found=found)
-        pr = _open(s, commit, kind=kind, env=env, title=text, body=body, author=author)
+        sign, name, fingerprint = None, None, None
+        if signed and forge_factory.server_forge(s.forge) is None:
+            sign, name, fingerprint = propose_.opened_signer(
+                s,
+                env=env,
+                scope=found.envs,
+                base_sha=s.sha,
+                required=required.get(env, 0),
+                opener=opener,
+                signer=gpg.Signer(),
+            )
+        commit = _commit(s, changed, text, kind=kind, env=env, found=found, sign_with=fingerprint)
+        draft = _Draft(
+            kind, env, text, body, name or s.user(author), sign(commit) if sign else None
+        )
+        pr = _open(s, commit, draft)
         return Proposal(result, pr, found, tuple(sorted(changed)))
 
 
@@ -263,27 +287,29 @@ def _commit(
     kind: forge_base.PRKind,
     env: str,
     found: scope.Scope,
+    sign_with: str | None = None,
 ) -> str:
     tree = s.repo.write_tree(dict(changed), base=s.sha)
     message = (
         f"{title}\n\nPromote-Kind: {kind}\nPromote-Env: {env}\n"
         f"Promote-Scope: {', '.join(found.envs)}\n"
     )
-    return s.repo.commit(tree, [s.sha], message, author=s.repo.identity())
+    return s.repo.commit(tree, [s.sha], message, author=s.repo.identity(), sign_with=sign_with)
 
 
-def _open(
-    s: engine.Session,
-    commit: str,
-    *,
-    kind: forge_base.PRKind,
-    env: str,
-    title: str,
-    body: str,
-    author: str | None,
-) -> forge_base.PullRequest:
+@dataclass(frozen=True, slots=True)
+class _Draft:
+    kind: forge_base.PRKind
+    env: str
+    title: str
+    body: str
+    author: str
+    sign: Callable[[int], forge_base.Opened] | None = None
+
+
+def _open(s: engine.Session, commit: str, d: _Draft) -> forge_base.PullRequest:
     """Branch ``promote/<env>/<id>`` at ``commit`` and its PR (as promotions open theirs)."""
-    branch = f"promote/{env}/{os.urandom(4).hex()}"
+    branch = f"promote/{d.env}/{os.urandom(4).hex()}"
     if not s.forge.pushes_branch:
         s.repo.push(
             s.remote,
@@ -291,16 +317,17 @@ def _open(
         )
     return s.forge.open(
         forge_base.PullRequestDraft(
-            title=title,
-            body=body,
-            env=env,
+            title=d.title,
+            body=d.body,
+            env=d.env,
             source=None,
-            kind=kind,
+            kind=d.kind,
             branch=branch,
             base=s.main,
             head_sha=commit,
-            author=s.user(author),
+            author=d.author,
             author_identity=str(s.repo.identity()),
             source_revision=s.sha,
+            sign=d.sign,
         )
     )

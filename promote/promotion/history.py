@@ -32,6 +32,16 @@ class Entry:
     approvals: tuple[approvals.CheckedApproval, ...] = ()
 
     @property
+    def break_glass(self) -> str | None:
+        """The break-glass reason signed in an approval counted at merge (verified now)."""
+        counted = set(self.pr.merge.approvals) if self.pr and self.pr.merge else set()
+        for c in self.approvals:
+            valid = c.signature is approvals.SignatureStatus.VALID
+            if c.approval.break_glass and c.approval.approver in counted and valid:
+                return c.approval.break_glass
+        return None
+
+    @property
     def merged_by(self) -> str | None:
         if self.pr and self.pr.merge:
             return self.pr.merge.by
@@ -151,6 +161,7 @@ def to_dict(entry: Entry) -> dict[str, Any]:
         if entry.pr is None
         else {"number": entry.pr.number, "title": entry.pr.title, "author": entry.pr.author},
         "mergedBy": entry.merged_by,
+        "breakGlass": entry.break_glass,
         "approvals": [
             {
                 "approver": c.approval.approver,
@@ -159,6 +170,7 @@ def to_dict(entry: Entry) -> dict[str, Any]:
                 "signature": str(c.signature),
                 "detail": c.detail,
                 "countedAtMerge": c.approval.approver in verdict_names,
+                "breakGlass": c.approval.break_glass,
             }
             for c in entry.approvals
         ],

@@ -114,6 +114,7 @@ class Plan:
     overlay_after: str = field(default="", repr=False)  # the edited file, when computed
     policy: tuple[Finding, ...] = ()  # policies/ on the target's after-render
     policy_bindings: int = 0  # how many bindings were checked (0: no policies)
+    notes: tuple[str, ...] = ()  # what applies but does not block: a hold, merge windows
 
     @property
     def empty(self) -> bool:
@@ -327,6 +328,8 @@ def to_markdown(plan: Plan) -> str:
     elif not plan.policy:
         out.append(f"OK: {plan.policy_bindings} binding(s) checked on {plan.target}; no findings.")
     out += [f"- {'**BLOCKS**' if f.blocks else 'note'}: {f}" for f in plan.policy]
+    out += ["", "### Holds and merge windows", ""]
+    out += [f"- {n}" for n in plan.notes] or [f"{plan.target}: no hold, no merge windows."]
     out += ["", "### Approval policy", "", _policy_text(plan.approvals), ""]
     out += [f"### Rendered changes in {plan.target} (Secret values redacted)", ""]
     used = 0
@@ -376,6 +379,7 @@ def to_dict(plan: Plan) -> dict[str, Any]:
             "bindings": plan.policy_bindings,
             "findings": [f.to_dict() for f in plan.policy],
         },
+        "notes": list(plan.notes),
         "blocked": plan.blocked,
         "problems": plan.problems(),
     }

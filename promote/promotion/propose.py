@@ -17,12 +17,22 @@ from datetime import UTC, datetime
 from typing import Any
 
 from promote import config
-from promote.errors import ConfigError, PushRejected, UsageError
+from promote.errors import ConfigError, PolicyBlocked, PushRejected, UsageError
 from promote.forge import base as forge_base
 from promote.forge import factory as forge_factory
 from promote.git import repo as git_repo
 from promote.kustomize import folder, overlay
-from promote.promotion import diff, engine, people, plan, policies, supply, validate
+from promote.promotion import (
+    diff,
+    engine,
+    people,
+    plan,
+    policies,
+    rejections,
+    supply,
+    validate,
+    windows,
+)
 from promote.secrets import gpg
 from promote.secrets.authoring import parity
 
@@ -53,11 +63,13 @@ def _plan_images(
         changes=tuple(changes),
         approvals=env.config.approvals,
         apps=tuple(apps),
+        notes=_notes(s, env.name),
     )
     if not changes:
         return base
+    refused = rejections.gate(changes, s.rejections())
     after_text = plan.apply_changes(text, changes, base.overlay_file)
-    base = dataclasses.replace(base, overlay_after=after_text)
+    base = dataclasses.replace(base, overlay_after=after_text, gates=(refused,))
     if not render_diff:
         return base
     s.kustomizer()  # find the binary once, before the threads need it
@@ -81,7 +93,7 @@ def _plan_images(
         base,
         diff=tuple(diff.diff_objects(before, after, default_namespace=ns)),
         parity=result,
-        gates=tuple(checked),
+        gates=(*checked, refused),
         policy=tuple(checker.check(env.name, after, namespace=ns, before=before)),
         policy_bindings=checker.bindings,
     )
@@ -96,6 +108,18 @@ def _well_formed_gate(env: config.Environment, after: list[dict[str, Any]]) -> p
     shown = "; ".join(str(f) for f in findings[:5])
     more = f" (+{len(findings) - 5} more)" if len(findings) > 5 else ""
     return plan.GateResult("schema", plan.GateStatus.BLOCKED, shown + more)
+
+
+def _notes(s: engine.Session, env: str) -> tuple[str, ...]:
+    """What applies to a change into ``env`` without blocking the plan: its hold, and its
+    merge windows now (``promote merge`` enforces them)."""
+    held = s.hold(env)
+    out = [f"{held.describe()} (auto-promotion paused; `promote resume {env}`)"] if held else []
+    cfg = s.project.env(env).config.windows
+    if cfg.any:
+        now = windows.state(cfg, datetime.now(UTC))
+        out.append(f"merge windows of {env}: {'open' if now.open else 'closed'}: {now.describe()}")
+    return tuple(out)
 
 
 def plan_promotion(
@@ -281,28 +305,52 @@ def _opened_signer(
 ) -> tuple[Callable[[str], Callable[[int], forge_base.Opened]] | None, str | None]:
     """(a maker of the opened signature for a head commit, the opener's name), or (None,
     None) when the user holds no registered key and the target needs no approvals."""
+    sign, name, _ = opened_signer(
+        s,
+        env=p.target,
+        scope=[p.target],
+        base_sha=p.revision,
+        required=p.approvals.required,
+        opener=opener,
+        signer=signer,
+    )
+    return sign, name
+
+
+def opened_signer(
+    s: engine.Session,
+    *,
+    env: str,
+    scope: Sequence[str],
+    base_sha: str,
+    required: int,
+    opener: str | None,
+    signer: gpg.Signer,
+) -> tuple[Callable[[str], Callable[[int], forge_base.Opened]] | None, str | None, str | None]:
+    """The opened signature of a PR into ``env`` affecting ``scope``, by the user's registered
+    key (any PR on the local forge: promotions, rollbacks, lifting a rejection): (a maker of
+    it for a head commit, the opener's name, their key's fingerprint to sign commits with)."""
     with people.Registry(s.root, where=s.main) as reg:
         name = people.choose_signer(reg, signer.secret_fingerprints(), name=opener)
         person = reg.sound(name) if name else None
     if person is None:
-        if p.approvals.required:
+        if required:
             raise ConfigError(
-                f"{p.target} requires approvals, and a PR into it is signed by whoever opens "
+                f"{env} requires approvals, and a PR into it is signed by whoever opens "
                 "it; your GnuPG keyring (GNUPGHOME) holds no registered key. Register your "
                 "public key as keys/developers/NAME.asc on main (`gpg --armor --export ID`), "
                 "or pass --as NAME."
             )
-        return None, None
-    scope = [p.target]
+        return None, None, None
 
     def for_head(head: str) -> Callable[[int], forge_base.Opened]:
         def sign(number: int) -> forge_base.Opened:
             payload = forge_base.opened_payload(
                 pr=number,
-                env=p.target,
-                scope=scope,
+                env=env,
+                scope=list(scope),
                 head_sha=head,
-                base_sha=p.revision,
+                base_sha=base_sha,
                 opener=person.name,
                 at=datetime.now(UTC),
             )
@@ -311,7 +359,7 @@ def _opened_signer(
 
         return sign
 
-    return for_head, person.name
+    return for_head, person.name, person.primaries[0]
 
 
 def push_images(
@@ -338,6 +386,9 @@ def push_images(
         )
         if p.empty:
             return p, None
+        refused = rejections.gate(p.changes, s.rejections())
+        if refused.blocks:
+            raise PolicyBlocked(f"cannot set images in {target}: {refused.reason}; nothing pushed.")
         commit = _commit_plan(s, p, parent, title or plan.default_title(p))
         if commit is None:  # the values differ only in how YAML spells them
             return dataclasses.replace(p, changes=()), None

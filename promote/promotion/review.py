@@ -21,7 +21,7 @@ from promote.forge import base as forge_base
 from promote.forge import factory as forge_factory
 from promote.git import repo as git_repo
 from promote.kustomize import overlay
-from promote.promotion import approvals, change, engine, people, policies, provenance
+from promote.promotion import approvals, breakglass, change, engine, people, policies, provenance
 from promote.secrets import gpg
 
 if TYPE_CHECKING:
@@ -74,6 +74,7 @@ def approve(
     signer: gpg.Signer | None = None,
     now: datetime | None = None,
     seen: change.Inspection | None = None,
+    break_glass: str | None = None,
 ) -> tuple[forge_base.PullRequest, forge_base.Approval]:
     """Record ``approver``'s signed approval of the PR's current head and computed scope
     (``seen``: the head's inspection, when the caller already showed it).
@@ -84,6 +85,11 @@ def approve(
     """
     server = forge_factory.server_forge(s.forge)
     if server is not None:
+        if break_glass:
+            raise UsageError(
+                "--break-glass: a break-glass approval is a signed document (local forge); "
+                "forge reviews cannot carry one."
+            )
         return _approve_on_server(s, server, number, approver=approver, comment=comment, now=now)
     if not approver:
         raise UsageError("say whose key signs: --as NAME (a name in approvals.approvers).")
@@ -106,13 +112,15 @@ def approve(
         at=at,
         comment=comment,
         scope=envs,
+        break_glass=break_glass,
     )
     signature = (signer or gpg.Signer()).sign(
         payload.encode(), fingerprints=person.primaries, who=approver
     )
     approval = forge_base.Approval(
-        approver, number, pr.env, pr.head_sha, at, comment, payload, signature, tuple(sorted(envs))
-    )
+        approver, number, pr.env, pr.head_sha, at, comment, payload, signature,
+        tuple(sorted(envs)), break_glass,
+    )  # fmt: skip
     return pr, s.forge.approve(number, approval)
 
 
@@ -328,9 +336,16 @@ def _reapply(s: engine.Session, pr: forge_base.PullRequest) -> forge_base.Resolv
 
 
 def merge(
-    s: engine.Session, number: int, *, by: str | None = None
+    s: engine.Session,
+    number: int,
+    *,
+    by: str | None = None,
+    now: datetime | None = None,
+    break_glass: str | None = None,
 ) -> tuple[forge_base.PullRequest, forge_base.MergeResult, approvals.Verdict]:
-    """Merge when the target's policy holds (exit 3 with what is missing otherwise)."""
+    """Merge when the target's policy holds and its windows are open (exit 3 with what is
+    missing otherwise); ``break_glass`` (a reason) opens closed windows when enough approvals
+    are signed as break-glass with that reason. ``now``: the clock (tests inject one)."""
     pr = open_pr(s, number, "merge")
     verdict = evaluate(s, pr)
     server = forge_factory.server_forge(s.forge)
@@ -355,12 +370,17 @@ def merge(
             problems=[str(f) for f in denied],
             hint="Fix the manifests (or the policy, through its own PR) and push again.",
         )
+    glass = breakglass.check(s, pr, verdict, now=now, reason=break_glass)
     merger = server.whoami() if server is not None else s.user(by)
     message = (
         f"Merge PR #{number}: {pr.title}\n\nPromote-PR: {number}\nPromote-Env: {pr.env}\n"
         f"Promote-Scope: {','.join(verdict.scope) or '-'}\n"
         f"Promote-Approved-By: {', '.join(verdict.counted) or '-'}\nPromote-Merged-By: {merger}\n"
     )
+    if glass.broken:  # marked in history: the windows of these environments were closed
+        message += (
+            f"Promote-Break-Glass: {', '.join(glass.broken)}: {breakglass.one_line(break_glass)}\n"
+        )
     result = s.forge.merge(
         number,
         head_sha=pr.head_sha,
@@ -369,6 +389,9 @@ def merge(
         message=message,
         resolve=_reapply(s, pr),
     )
+    if glass.broken:  # a fast-forward has no merge commit to carry the trailer
+        text = f"Break-glass merge ({', '.join(glass.broken)}): {breakglass.one_line(break_glass)}"
+        s.forge.comment(number, author=merger, text=text)
     return pr, result, verdict
 
 

@@ -7,6 +7,10 @@ kustomizations read, bases included: :class:`Layout`, computed from the tree by
 ``kustomize.folder.input_paths``); any other path outside the overlays folder is governance
 (``promote.yaml``, ``.sops.yaml``, ``environments/``, ``keys/``, policies, ...) and belongs to
 every environment. A path under the overlays folder that no environment reads affects none.
+Records (``releases/``: rejected versions, holds) are outside the render inputs and affect no
+environment, so placing one never makes an environment Unverified (DESIGN.md §6); removing
+one lifts a restriction, so a removal the caller names in ``lifted`` affects every environment
+and needs the strictest one's approvals.
 
 A change is judged against the layouts of both sides (before and after): a kustomization
 edit that adds a base is an input change of the environments building it before the edit,
@@ -19,6 +23,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 OVERLAYS_ROOT = "overlays/"
+RECORDS_ROOT = "releases/"  # rejected versions and holds: records, not render inputs
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +36,10 @@ class Layout:
     envs: tuple[str, ...]
     inputs: Mapping[str, frozenset[str]] = field(default_factory=dict)
     overlays_root: str = OVERLAYS_ROOT
+    records_root: str = RECORDS_ROOT
+
+    def is_record(self, path: str) -> bool:
+        return path.startswith(self.records_root)
 
     def merged(self, other: Layout) -> Layout:
         """Both layouts at once: an environment's inputs on either side of a change."""
@@ -38,7 +47,7 @@ class Layout:
         inputs = {
             e: self.inputs.get(e, frozenset()) | other.inputs.get(e, frozenset()) for e in envs
         }
-        return Layout(envs, inputs, self.overlays_root)
+        return Layout(envs, inputs, self.overlays_root, self.records_root)
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,13 +71,21 @@ def _reads(inputs: Iterable[str], path: str) -> bool:
     return any(path == i or (i.endswith("/") and path.startswith(i)) for i in inputs)
 
 
-def affected(changed: Iterable[str], layout: Layout) -> Scope:
-    """The environments ``changed`` (repository-relative paths) affects under ``layout``."""
+def affected(changed: Iterable[str], layout: Layout, *, lifted: Iterable[str] = ()) -> Scope:
+    """The environments ``changed`` (repository-relative paths) affects under ``layout``.
+
+    ``lifted``: the changed record paths the change removes (lifting a rejection or a hold).
+    """
     reasons: dict[str, str] = {}
     governance: list[str] = []
+    removed = set(lifted)
     for path in sorted(set(changed)):
         hit = [e for e in layout.envs if _reads(layout.inputs.get(e, ()), path)]
-        if not hit and not path.startswith(layout.overlays_root):
+        if not hit and layout.is_record(path):
+            if path not in removed:
+                continue  # placing a record needs no approval and affects no render
+            hit, why = list(layout.envs), f"lifts: {path}"
+        elif not hit and not path.startswith(layout.overlays_root):
             governance.append(path)
             hit = list(layout.envs)
             why = f"governance: {path}"
@@ -86,12 +103,14 @@ def inputs_equal(
     """Whether ``env``'s inputs are identical in two trees (``path -> blob id`` maps).
 
     Governance files count as inputs of every environment, so two trees that differ in
-    ``keys/`` or ``environments/`` are never equal for any environment.
+    ``keys/`` or ``environments/`` are never equal for any environment; records do not.
     """
     inputs = layout.inputs.get(env, frozenset())
 
     def relevant(path: str) -> bool:
-        return _reads(inputs, path) or not path.startswith(layout.overlays_root)
+        if _reads(inputs, path):
+            return True
+        return not path.startswith(layout.overlays_root) and not layout.is_record(path)
 
     mine = {p: b for p, b in blobs_a.items() if relevant(p)}
     theirs = {p: b for p, b in blobs_b.items() if relevant(p)}

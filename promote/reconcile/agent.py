@@ -16,7 +16,8 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ from promote.cluster import apply, client, drift, health
 from promote.cluster.cache import LiveCache
 from promote.errors import ClusterError
 from promote.kustomize import render
-from promote.reconcile import passes, pruning
+from promote.reconcile import passes, postdeploy, pruning
 from promote.reconcile import status as status_mod
 from promote.reconcile.desired import DesiredState, ResolverFor, SecretResolver, StageFailed, stage
 from promote.reconcile.metrics import Metrics
@@ -68,6 +69,8 @@ class Agent:
         self.resolver = resolver
         self.metrics = metrics or Metrics()
         self.status = status_mod.EnvStatus(env=settings.env)
+        self.verification_settings: config.VerificationConfig | None = None
+        self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)  # tests inject one
         self._last_failure: tuple[str | None, str, str] | None = None  # last SyncFailed event
         self._status_restored = False  # the published status' last sync time read back once
         self.desired_state = DesiredState(
@@ -113,6 +116,7 @@ class Agent:
                 self.status.healthy_since = None  # a soak starts over with new images
             self.status.images = built.images
             self.sync_settings = built.sync
+            self.verification_settings = built.verification
             desired = stage(
                 Stage.COMPARE,
                 apply.scope,
@@ -380,6 +384,8 @@ class Agent:
                 self.metrics.last_success.labels(env).set(time.time())
             self.metrics.pass_duration.labels(env).observe(report.duration_s)
             self.metrics.out_of_sync.labels(env).set(len(report.out_of_sync))
+            if report.error is None:
+                self.verify_deploy()
             self.write_status()
 
     def _publish_trust(self, report: PassReport) -> None:
@@ -395,6 +401,13 @@ class Agent:
             return  # the API may be fine but Git is not; the status carries it
         message = f"sync of {self.settings.env} failed at {error.stage}: {error.cause}"
         status_mod.failed_event(self.cluster, self.settings.env, self.settings.namespace, message)
+
+    def verify_deploy(self) -> None:
+        """Verification after deploy, from the status just published (off the apply path)."""
+        postdeploy.update(
+            self.status, self.verification_settings, now=self.clock(), metrics=self.metrics,
+            cluster=self.cluster, namespace=self.settings.namespace,
+        )  # fmt: skip
 
     def write_status(self) -> None:
         try:
@@ -443,6 +456,7 @@ class Agent:
             st.health, st.health_details = report.health, report.health_details
             healthy = st.health == str(health.Health.HEALTHY)
             st.healthy_since = (st.healthy_since or status_mod.now_iso()) if healthy else None
+            self.verify_deploy()
             self.write_status()
             return True
 

@@ -78,6 +78,7 @@ class Desired:
     # scoped (namespaces come from discovery: apply.scope)
     images: dict[str, str]  # running_images() of the rendered objects
     sync: config.SyncConfig  # the environment's sync settings at this revision
+    verification: config.VerificationConfig | None = None  # its verification after deploy
 
 
 class DesiredState:
@@ -103,8 +104,8 @@ class DesiredState:
         self._resolvers: dict[config.SecretsConfig, SecretResolver] = {}
         self._secrets_of: dict[str, config.SecretsConfig] = {}  # revision -> its setting
         self._work_dir = work_dir
-        # (revision, objects, the environment's sync settings at that revision)
-        self._rendered: tuple[str, list[dict[str, Any]], config.SyncConfig] | None = None
+        # (revision, objects, the environment's settings at that revision)
+        self._rendered: tuple[str, list[dict[str, Any]], config.EnvironmentConfig] | None = None
 
     def fetch(self) -> str:
         return stage(Stage.FETCH, self.source.fetch)
@@ -112,7 +113,8 @@ class DesiredState:
     def build(self, revision: str) -> Desired:
         if self._rendered is None or self._rendered[0] != revision:
             self._rendered = (revision, *self._render(revision))
-        _, objects, sync = self._rendered  # same revision, same objects: kustomize runs once
+        _, objects, settings = self._rendered  # same revision, same objects: kustomize runs once
+        sync = settings.sync
         images = running_images(objects)
         resolver = self.resolver
         if resolver is None and revision in self._secrets_of:
@@ -129,6 +131,7 @@ class DesiredState:
             apply.prepare(prepared, env=self.env, revision=revision),
             images,
             sync,
+            settings.verification,
         )
 
     def _keep_resolver(
@@ -142,10 +145,10 @@ class DesiredState:
         if self._resolver_for is not None and wanted not in self._resolvers:
             self._resolvers[wanted] = stage(Stage.DECRYPT, self._resolver_for, project, environment)
 
-    def _render(self, revision: str) -> tuple[list[dict[str, Any]], config.SyncConfig]:
+    def _render(self, revision: str) -> tuple[list[dict[str, Any]], config.EnvironmentConfig]:
         """Export the tree at ``revision``, render the environment's overlay, validate it.
 
-        The environment's sync settings (selfHeal, prune, ignore rules) come from the same
+        The environment's settings (selfHeal, prune, ignore rules, verification) come from the same
         tree: what an agent does is decided by the revision it deploys, never by a checkout.
         """
         with tempfile.TemporaryDirectory(prefix="promote-agent-", dir=self._work_dir) as tmp:
@@ -173,4 +176,4 @@ class DesiredState:
             shown = "; ".join(str(f) for f in findings[:5])
             more = f" (+{len(findings) - 5} more)" if len(findings) > 5 else ""
             raise StageFailed(Stage.VALIDATE, PromoteError(shown + more))
-        return objects, environment.config.sync
+        return objects, environment.config

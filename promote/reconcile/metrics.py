@@ -69,6 +69,13 @@ class Metrics:
             registry=self.registry,
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5, 30),
         )
+        self.verification = Gauge(
+            "promote_verification_state",
+            "Verification after deploy of the images running now: 1 for the current state "
+            "(Running, Verified, Failed), 0 for the others.",
+            ["env", "state"],
+            registry=self.registry,
+        )
         self.out_of_sync = Gauge(
             "promote_out_of_sync_objects", "Objects that differ.", ["env"], registry=self.registry
         )

@@ -80,6 +80,9 @@ class EnvStatus:
     # first offending commit, its files and why (None while the head is verified).
     trust: dict[str, Any] | None = None
     unverified: dict[str, Any] | None = None
+    # Verification after deploy (reconcile/postdeploy.py): {"state": Running | Verified |
+    # Failed, "reason", "images", "revision", "at"}; None when the environment has none.
+    verification: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import subprocess
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ import pytest
 
 from promote import config
 from promote.cluster import client
-from promote.promotion import engine, propose, review
+from promote.promotion import engine, propose, releases, review
 from promote.reconcile import factory
 from promote.reconcile import status as status_mod
 from promote.reconcile.agent import Agent
@@ -34,7 +35,10 @@ def repo(tmp_path: Path, namespace: str, gpg_keys: Keys) -> GitOpsRepo:  # noqa:
     made = make_repo(tmp_path, namespace_map={"prod": namespace})
     for name in ("rm1", "rm2"):
         (made.work / "keys/release-managers" / f"{name}.asc").write_text(gpg_keys.public[name])
-    made.commit_all("release managers' keys")
+    # dev1 opens the PRs: a PR into prod is signed by its opener's registered key.
+    (made.work / "keys/developers").mkdir(parents=True, exist_ok=True)
+    (made.work / "keys/developers/dev1.asc").write_text(gpg_keys.public["dev1"])
+    made.commit_all("release managers' and dev1's keys")
     return made
 
 
@@ -133,7 +137,7 @@ def test_approved_promotion_is_deployed(
     signer = gpg.Signer(gnupghome=str(gpg_keys.home))
     with engine.session(repo.work) as s:
         plan = propose.plan_promotion(s, "prod")
-        pr = propose.open_pull_request(s, plan, author="dev1")
+        pr = propose.open_pull_request(s, plan, opener="dev1", signer=signer)
     for name in ("rm1", "rm2"):
         with engine.session(repo.work) as s:
             review.approve(s, pr.number, approver=name, signer=signer)
@@ -151,7 +155,8 @@ def test_approved_promotion_is_deployed(
 def _approved_prod_pr(repo: GitOpsRepo, keys: Keys) -> Any:
     signer = gpg.Signer(gnupghome=str(keys.home))
     with engine.session(repo.work) as s:
-        pr = propose.open_pull_request(s, propose.plan_promotion(s, "prod"), author="dev1")
+        plan = propose.plan_promotion(s, "prod")
+        pr = propose.open_pull_request(s, plan, opener="dev1", signer=signer)
     for name in ("rm1", "rm2"):
         with engine.session(repo.work) as s:
             review.approve(s, pr.number, approver=name, signer=signer)
@@ -198,6 +203,20 @@ def test_dev_only_push_never_blocks_prod(
     assert commit
     report = prod_agent.run_pass()
     assert report.error is None and report.revision == commit and report.head == commit
+    assert report.verdict is not None and report.verdict.verified
+    st = status_mod.read(cluster, env="prod", namespace=namespace)
+    assert st is not None and st.sync != "Unverified"
+
+
+def test_a_rejection_pushed_to_main_never_makes_prod_unverified(
+    repo: GitOpsRepo, prod_agent: Agent, cluster: client.Cluster, namespace: str
+) -> None:
+    placed = releases.reject(
+        repo.work, "web-app", "v6.6.6", reason="bad", now=datetime.now(UTC), who="rm1"
+    )
+    assert placed.commit and placed.record.path.startswith("releases/rejected/")
+    report = prod_agent.run_pass()
+    assert report.error is None and report.revision == placed.commit
     assert report.verdict is not None and report.verdict.verified
     st = status_mod.read(cluster, env="prod", namespace=namespace)
     assert st is not None and st.sync != "Unverified"

@@ -276,3 +276,71 @@ def test_trusted_signers_name_file_line_and_fix(repo: Path) -> None:
     )
     prod = config.load_project(repo).env("prod").config.approvals
     assert prod.trusted_signers == ["keys/ci/ci.asc", fpr] and prod.required == 2
+
+
+PROD_WINDOWS = """upstream: staging
+approvals:
+  required: 2
+  approvers: [rm1, rm2]
+windows:
+  allow:
+  - rrule: FREQ=WEEKLY;BYDAY=MO,TU,WE,TH
+    start: 2026-01-05T09:00:00
+    duration: 8h
+    timeZone: Europe/Berlin
+{extra}"""
+
+
+def test_windows_load_with_their_zone_and_break_glass_default(repo: Path) -> None:
+    _write(repo, "environments/prod.yaml", PROD_WINDOWS.format(extra=""))
+    prod = config.load_project(repo).env("prod").config
+    rule = prod.windows.allow[0]
+    assert rule.time_zone == "Europe/Berlin" and rule.duration == timedelta(hours=8)
+    assert rule.start.hour == 9 and rule.start.tzinfo is None
+    assert prod.break_glass_required == 2  # the policy's approvals unless set
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "where", "says"),
+    [
+        ("Europe/Berlin", "Mars/Olympus", "prod.yaml:7", "not an IANA time zone"),
+        ("FREQ=WEEKLY;BYDAY=MO,TU,WE,TH", "FREQ=SOMETIMES", "prod.yaml:7", "not an RFC 5545"),
+        ("duration: 8h", "duration: 0s", "prod.yaml:7", "duration must be positive"),
+        ("2026-01-05T09:00:00", "'2026-01-05T09:00:00+01:00'", "prod.yaml:8", "without an offset"),
+    ],
+)
+def test_a_bad_window_names_file_line_and_fix(
+    repo: Path, old: str, new: str, where: str, says: str
+) -> None:
+    _write(repo, "environments/prod.yaml", PROD_WINDOWS.format(extra="").replace(old, new))
+    msg = _error(repo)
+    assert where in msg and says in msg, msg
+
+
+def test_an_unsatisfiable_break_glass_setting_is_refused(repo: Path) -> None:
+    extra = "  breakGlass:\n    required: 3\n"
+    _write(repo, "environments/prod.yaml", PROD_WINDOWS.format(extra=extra))
+    msg = _error(repo)
+    assert "prod.yaml:12" in msg and "windows.breakGlass.required is 3" in msg
+    assert "only 2 approvers" in msg
+
+
+def test_verification_after_deploy_loads_and_names_a_typo(repo: Path) -> None:
+    _write(repo, "environments/dev.yaml", "verification:\n  healthyFor: 10m\n")
+    dev = config.load_project(repo).env("dev").config
+    assert dev.verification is not None and dev.verification.healthy_for == timedelta(minutes=10)
+    assert config.load_project(repo).env("staging").config.verification is None
+    _write(repo, "environments/dev.yaml", "verification:\n  healthyFr: 10m\n")
+    msg = _error(repo)
+    assert "environments/dev.yaml:2" in msg and "healthyFor" in msg
+
+
+def test_the_http_check_of_verification_loads_and_refuses_a_bad_url(repo: Path) -> None:
+    text = "verification:\n  healthyFor: 2m\n  http:\n    url: {url}\n    bodyContains: ok\n"
+    _write(repo, "environments/dev.yaml", text.format(url="http://web-app.dev/healthz"))
+    check = config.load_project(repo).env("dev").config.verification
+    assert check is not None and check.http is not None
+    assert check.http.expect_status == 200 and check.http.body_contains == "ok"
+    _write(repo, "environments/dev.yaml", text.format(url="web-app.dev/healthz"))
+    msg = _error(repo)
+    assert "environments/dev.yaml:3" in msg and "not an http:// or https:// URL" in msg

@@ -68,3 +68,25 @@ def test_inputs_equal_ignores_other_environments_but_not_governance() -> None:
 def test_strictest_environment() -> None:
     assert scope.strictest(["dev", "prod"], {"dev": 0, "prod": 2}) == "prod"
     assert scope.strictest([], {}) is None
+
+
+def test_placing_a_record_affects_no_environment() -> None:
+    """A rejection or hold under releases/ is no render input: writing one needs no approval
+    and never makes an environment Unverified (DESIGN.md §6)."""
+    got = scope.affected(["releases/rejected/web-app/v2.4.0.yaml"], LAYOUT)
+    assert got.envs == () and got.governance == ()
+    both = scope.affected(["releases/holds/prod.yaml", "overlays/dev/kustomization.yaml"], LAYOUT)
+    assert both.envs == ("dev",)
+
+
+def test_lifting_a_record_affects_every_environment() -> None:
+    path = "releases/rejected/web-app/v2.4.0.yaml"
+    got = scope.affected([path], LAYOUT, lifted=[path])
+    assert got.envs == ("dev", "staging", "prod")
+    assert got.reasons["prod"] == f"lifts: {path}" and got.governance == ()
+
+
+def test_records_are_not_inputs_of_any_environment() -> None:
+    a = {"overlays/dev/k.yaml": "1", "keys/x.asc": "k"}
+    b = {**a, "releases/rejected/api/v1.yaml": "r"}
+    assert scope.inputs_equal("dev", LAYOUT, a, b)

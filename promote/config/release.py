@@ -1,0 +1,87 @@
+"""Release-control settings of ``environments/<env>.yaml`` (DESIGN.md §6, issue 16):
+verification after deploy and merge windows. Declared here, loaded by ``model`` (which checks
+what spans fields); kept apart so each module stays small. No I/O.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HttpCheck:
+    """An HTTP GET the agent makes once the new images have been healthy for ``healthyFor``:
+    Verified only if it answers ``expect_status`` (and ``body_contains``, when set)."""
+
+    url: str
+    expect_status: int = 200
+    body_contains: str | None = None
+    timeout: timedelta = timedelta(seconds=5)  # the agent waits no longer for an answer
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class VerificationConfig:
+    """Verification after deploy: new images are Verified once Synced and Healthy for
+    ``healthy_for``, Failed if they turn Degraded first (the agent judges it after each pass)."""
+
+    healthy_for: timedelta = timedelta(minutes=5)
+    http: HttpCheck | None = None  # checked once, when healthy_for has passed
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WindowRule:
+    """A recurring window: an RFC 5545 ``RRULE`` whose occurrences start at ``start``'s
+    wall-clock time in ``timeZone`` (an IANA name) and last ``duration`` each."""
+
+    rrule: str  # e.g. FREQ=WEEKLY;BYDAY=MO,TU,WE,TH
+    start: datetime  # DTSTART, local to time_zone (no offset)
+    duration: timedelta
+    time_zone: str = "UTC"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BreakGlassConfig:
+    # break-glass approvals a merge outside the windows needs; default: approvals.required.
+    # Never more than the listed approvers (load refuses a setting nobody could satisfy).
+    required: int | None = field(default=None, metadata={"ge": 0})
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WindowsConfig:
+    """When ``promote merge`` may merge into the environment (none listed: always)."""
+
+    allow: list[WindowRule] = field(default_factory=list)  # merges only inside one of these
+    deny: list[WindowRule] = field(default_factory=list)  # never inside one of these
+    break_glass: BreakGlassConfig = field(default_factory=BreakGlassConfig)
+
+    @property
+    def any(self) -> bool:
+        return bool(self.allow or self.deny)
+
+
+def window_problem(rule: WindowRule) -> str | None:
+    """Why ``rule`` cannot be evaluated, with the fix, or None."""
+    import zoneinfo
+
+    from dateutil import rrule as du
+
+    try:
+        tz = zoneinfo.ZoneInfo(rule.time_zone)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        return f"timeZone {rule.time_zone!r} is not an IANA time zone; write e.g. Europe/Berlin."
+    if rule.duration <= timedelta(0):
+        return "duration must be positive; write e.g. 8h."
+    try:
+        du.rrulestr(rule.rrule, dtstart=rule.start.replace(tzinfo=tz))
+    except (ValueError, TypeError) as exc:
+        return f"rrule {rule.rrule!r} is not an RFC 5545 RRULE ({exc}); write e.g. FREQ=DAILY."
+    return None
+
+
+def http_problem(check: HttpCheck) -> str | None:
+    if not check.url.startswith(("http://", "https://")):
+        return f"url {check.url!r} is not an http:// or https:// URL."
+    if check.timeout <= timedelta(0):
+        return "timeout must be positive; write e.g. 5s."
+    return None

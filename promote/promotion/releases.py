@@ -1,0 +1,161 @@
+"""Placing and lifting release records: rejected versions (DESIGN.md §6, issue 16 item 3).
+
+``reject`` pushes its record straight to main: a record is no render input, so it needs no
+approval and no agent goes Unverified, and a brake that waited for review would leave the bad
+version promotable meanwhile. The push is compare-and-swap on main, retried when main moved.
+``unreject`` removes the record through a pull request (``governance.propose``): a removal
+lifts a restriction on every environment, so it needs the strictest one's approvals.
+What a record says and whether a change hits one is the pure ``rejections`` module's call.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from promote import config
+from promote.errors import PushRejected, UsageError
+from promote.forge import base as forge_base
+from promote.git import repo as git_repo
+from promote.promotion import engine, governance, holds, rejections
+
+MAX_PUSH_ATTEMPTS = 60
+
+
+@dataclass(frozen=True, slots=True)
+class Placed:
+    record: rejections.Rejection
+    commit: str | None  # None: that version was already rejected (nothing pushed)
+
+
+def reject(
+    repo_dir: Path,
+    app: str,
+    version: str,
+    *,
+    reason: str,
+    now: datetime,
+    evidence: str | None = None,
+    who: str | None = None,
+) -> Placed:
+    """Write ``releases/rejected/APP/VERSION.yaml`` on main (no approval: see the module)."""
+    rejections.check_version(app, version)
+    if not reason.strip():
+        raise UsageError("--reason: say why the version is rejected (it is shown in every plan).")
+    with engine.session(repo_dir) as s:
+        _check_app(s, app)
+        record = rejections.Rejection(app, version, reason.strip(), now, s.user(who), evidence)
+        message = (
+            f"Reject {app} {version}\n\n{record.reason}\n\n"
+            f"Promote-Kind: reject\nPromote-Record: {record.path}\n"
+        )
+        content = rejections.dump(record).encode("utf-8")
+        commit, old = _push_record(s, record.path, content, message)
+        if old is not None:
+            return Placed(rejections.parse(old.decode("utf-8"), record.path), None)
+        return Placed(record, commit)
+
+
+def _push_record(
+    s: engine.Session, path: str, content: bytes | None, message: str
+) -> tuple[str | None, bytes | None]:
+    """Write (``content``) or remove (None) one record on main, compare-and-swap, retried when
+    main moved: (the commit pushed, None), or (None, what is there) when writing finds the
+    record already placed, or (None, None) when removing finds it gone."""
+    tracking = f"refs/remotes/{s.remote}/{s.main}"
+    parent = s.sha
+    for attempt in range(MAX_PUSH_ATTEMPTS):
+        there = s.repo.read_file(parent, path)
+        if (content is not None and there is not None) or (content is None and there is None):
+            return None, there
+        tree = s.repo.write_tree({path: content}, base=parent)
+        commit = s.repo.commit(tree, [parent], message, author=s.repo.identity())
+        try:
+            s.repo.push(
+                s.remote, [git_repo.RefUpdate(f"refs/heads/{s.main}", commit, expect=parent)]
+            )
+        except PushRejected:
+            time.sleep(random.uniform(0.01, 0.03 * min(attempt + 1, 10)))
+            s.repo.fetch(s.remote, [f"+refs/heads/{s.main}:{tracking}"])
+            parent = s.repo.resolve(tracking)
+            continue
+        s.repo.set_ref(tracking, commit)
+        return commit, None
+    raise PushRejected(f"{s.main} kept moving; gave up after {MAX_PUSH_ATTEMPTS} attempts.")
+
+
+@dataclass(frozen=True, slots=True)
+class Held:
+    hold: holds.Hold | None  # the hold placed or found (None: resume found none)
+    commit: str | None  # None: nothing pushed (already held, or not held)
+
+
+def hold(repo_dir: Path, env: str, *, reason: str, now: datetime, who: str | None = None) -> Held:
+    """Place ``releases/holds/ENV.yaml`` on main (no approval: a record, no render input)."""
+    if not reason.strip():
+        raise UsageError("--reason: say why the environment is held (it is shown in plans).")
+    with engine.session(repo_dir) as s:
+        s.project.env(env)  # a usage error naming the known environments
+        record = holds.Hold(env, reason.strip(), now, s.user(who))
+        message = (
+            f"Hold {env}\n\n{record.reason}\n\nPromote-Kind: hold\nPromote-Record: {record.path}\n"
+        )
+        commit, old = _push_record(s, record.path, holds.dump(record).encode("utf-8"), message)
+        if old is not None:
+            return Held(holds.parse(old.decode("utf-8"), record.path), None)
+        return Held(record, commit)
+
+
+def resume(repo_dir: Path, env: str, *, who: str | None = None) -> Held:
+    """Remove ENV's hold from main. A hold pauses only auto-promotion, whose PRs still need the
+    environment's approvals, so resuming lifts no safeguard and is pushed like the hold."""
+    with engine.session(repo_dir) as s:
+        s.project.env(env)
+        path = holds.record_path(env)
+        raw = s.repo.read_file(s.sha, path)
+        found = holds.parse(raw.decode("utf-8"), path) if raw is not None else None
+        message = (
+            f"Resume {env}\n\nby {s.user(who)}\n\nPromote-Kind: resume\nPromote-Record: {path}\n"
+        )
+        commit, _ = _push_record(s, path, None, message)
+        return Held(found, commit)
+
+
+def unreject(
+    repo_dir: Path, app: str, version: str, *, opener: str | None = None
+) -> governance.Proposal[rejections.Rejection]:
+    """Open the PR removing the rejection of ``app`` ``version`` (the strictest approvals)."""
+    rejections.check_version(app, version)
+    path = rejections.record_path(app, version)
+
+    def make(project: config.Project) -> rejections.Rejection:
+        file = project.root / path
+        if not file.is_file():
+            raise UsageError(f"{app} {version} is not rejected on main (no {path}).")
+        record = rejections.parse(file.read_text(encoding="utf-8"), path)
+        file.unlink()
+        return record
+
+    return governance.propose(
+        repo_dir,
+        kind=forge_base.PRKind.RECORDS,
+        make=make,
+        title=lambda r: f"Lift the rejection of {r.app} {r.version}",
+        summary=lambda r: f"Lifts: {r.describe()}. Every environment may receive it again.",
+        opener=opener,
+        signed=True,
+    )
+
+
+def _check_app(s: engine.Session, app: str) -> None:
+    known = {
+        n for e in s.project.pipeline() for i in s.read_overlay(s.project.env(e))[1]
+        for n in (i.app, i.name)
+    }  # fmt: skip
+    if app not in known:
+        raise UsageError(
+            f"{app!r}: no environment has that app (known: {', '.join(sorted(known))})."
+        )

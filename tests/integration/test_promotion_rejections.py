@@ -1,0 +1,73 @@
+"""Rejected versions (issue 16 item 3) as a user runs them: a real bare Git remote and real
+GnuPG keys (dev1 a registered developer, rm1..rm3 release managers). A rejection is pushed to
+main without approval; `to`, `set-image` and `rollback` refuse the version (exit 3 naming the
+rejection); lifting it is a PR that needs the strictest environment's (prod's: 2) approvals.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.integration.test_promotion_helpers import (  # noqa: F401  (gpg_keys is a fixture)
+    GitOps,
+    Keys,
+    gpg_keys,
+)
+from tests.integration.test_promotion_trust import cli, ops  # noqa: F401  (ops is a fixture)
+
+pytestmark = pytest.mark.integration
+RECORD = "releases/rejected/web-app/v2.4.0.yaml"
+
+
+def _reject(repo: GitOps, version: str = "v2.4.0") -> None:
+    cli(repo, "reject", "web-app", version, "--reason", "crashes on start",
+        "--evidence", "https://ci.example.com/run/7")  # fmt: skip
+
+
+def test_a_rejected_version_is_pushed_to_main_and_refused_by_promote_to(ops: GitOps) -> None:  # noqa: F811
+    before = ops.git("ls-remote", "origin", "refs/heads/main").split()[0]
+    _reject(ops)
+    record = ops.main_file(RECORD)
+    assert "crashes on start" in record and "by: dev1" in record
+    assert ops.git("rev-parse", "origin/main^") == before  # one commit on main, no PR
+    refused = cli(ops, "to", "staging", code=3)
+    text = refused.stdout + refused.stderr
+    assert "web-app v2.4.0 was rejected by dev1" in text and "crashes on start" in text
+    assert ops.git("ls-remote", "origin", "refs/heads/promote/*") == ""  # no PR branch
+    again = cli(ops, "reject", "web-app", "v2.4.0", "--reason", "twice")
+    assert "Already rejected" in again.stdout
+    assert cli(ops, "to", "staging", "--app", "api", "-o", "json").json()["pullRequest"]
+
+
+def test_set_image_and_rollback_refuse_a_rejected_version(ops: GitOps) -> None:  # noqa: F811
+    cli(ops, "set-image", "dev", "web-app=v2.5.0")
+    cli(ops, "set-image", "dev", "web-app=v2.6.0")
+    _reject(ops, "v2.7.0")
+    refused = cli(ops, "set-image", "dev", "web-app=v2.7.0", code=3)
+    assert "web-app v2.7.0 was rejected" in refused.stderr
+    assert "v2.6.0" in ops.main_file("overlays/dev/kustomization.yaml")
+    _reject(ops, "v2.5.0")
+    back = cli(ops, "rollback", "dev", code=3)  # back to v2.5.0
+    assert "web-app v2.5.0 was rejected" in back.stdout + back.stderr
+    assert cli(ops, "set-image", "dev", "web-app=v2.7.0", "--pr", code=3).code == 3
+
+
+def test_lifting_a_rejection_needs_the_strictest_approvals(ops: GitOps) -> None:  # noqa: F811
+    _reject(ops)
+    opened = cli(ops, "unreject", "web-app", "v2.4.0", "-o", "json").json()
+    assert opened["scope"] == ["dev", "staging", "prod"]
+    number = str(opened["pullRequest"]["number"])
+    cli(ops, "approve", number, "--as", "rm1")
+    blocked = cli(ops, "merge", number, code=3)
+    assert "prod needs 2 approval(s)" in blocked.stderr
+    cli(ops, "approve", number, "--as", "rm2")
+    cli(ops, "merge", number)
+    ops.git("fetch", "-q", "origin")
+    assert RECORD not in ops.git("ls-tree", "-r", "--name-only", "origin/main")
+    assert cli(ops, "to", "staging", "-o", "json").json()["pullRequest"]
+
+
+def test_unreject_of_a_version_never_rejected_is_a_usage_error(ops: GitOps) -> None:  # noqa: F811
+    refused = cli(ops, "unreject", "web-app", "v9.9.9", code=2)
+    assert "not rejected on main" in refused.stderr
+    assert cli(ops, "reject", "nope", "v1", "--reason", "x", code=2).code == 2
