@@ -23,6 +23,7 @@ from tests.gitops import GitOpsRepo, git, make_repo
 from tests.integration.test_promotion_helpers import (  # noqa: F401  (gpg_keys is a fixture)
     Keys,
     gpg_keys,
+    install_keys,
 )
 
 pytestmark = pytest.mark.integration
@@ -32,9 +33,8 @@ PROD_KZ = "overlays/prod/kustomization.yaml"
 @pytest.fixture
 def repo(tmp_path: Path, namespace: str, gpg_keys: Keys) -> GitOpsRepo:  # noqa: F811
     made = make_repo(tmp_path, namespace_map={"prod": namespace})
-    for name in ("rm1", "rm2"):
-        (made.work / "keys/release-managers" / f"{name}.asc").write_text(gpg_keys.public[name])
-    made.commit_all("release managers' keys")
+    install_keys(made.work, gpg_keys, ("rm1", "rm2", "dev1"))  # dev1 opens PRs
+    made.commit_all("release managers' and a developer's keys")
     return made
 
 
@@ -133,7 +133,7 @@ def test_approved_promotion_is_deployed(
     signer = gpg.Signer(gnupghome=str(gpg_keys.home))
     with engine.session(repo.work) as s:
         plan = propose.plan_promotion(s, "prod")
-        pr = propose.open_pull_request(s, plan, author="dev1")
+        pr = propose.open_pull_request(s, plan, opener="dev1", signer=signer)
     for name in ("rm1", "rm2"):
         with engine.session(repo.work) as s:
             review.approve(s, pr.number, approver=name, signer=signer)
@@ -151,7 +151,8 @@ def test_approved_promotion_is_deployed(
 def _approved_prod_pr(repo: GitOpsRepo, keys: Keys) -> Any:
     signer = gpg.Signer(gnupghome=str(keys.home))
     with engine.session(repo.work) as s:
-        pr = propose.open_pull_request(s, propose.plan_promotion(s, "prod"), author="dev1")
+        plan = propose.plan_promotion(s, "prod")
+        pr = propose.open_pull_request(s, plan, opener="dev1", signer=signer)
     for name in ("rm1", "rm2"):
         with engine.session(repo.work) as s:
             review.approve(s, pr.number, approver=name, signer=signer)
