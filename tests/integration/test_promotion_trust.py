@@ -154,14 +154,14 @@ def test_a_prod_pr_that_changes_governance_shows_it_and_keeps_mains_policy(
 
 
 def test_head_verdict_judges_a_head_with_the_policy_of_the_tree_given(ops: GitOps) -> None:
-    from promote.promotion import engine, review
+    from promote.promotion import engine, judgement
 
     number, _ = open_pr(ops, "set-image", "dev", "api=v1.9.9", "--pr")
     with engine.session(ops.clone) as s:
         pr = s.forge.get(number)
         base = s.repo.merge_base(s.sha, pr.head_sha)
         assert base is not None
-        verdict = review.head_verdict(
+        verdict = judgement.head_verdict(
             s.repo, s.root, pr, s.forge.approvals(number), head_sha=pr.head_sha, base_sha=base
         )
     assert verdict.ok and verdict.scope == ("dev",)  # set-image dev never needs staging/prod
