@@ -23,6 +23,7 @@ _COMMAND_MODULES = [
     "keys",
     "secrets",
     "agent",
+    "trust",
     "demo",
 ]
 
@@ -70,6 +71,7 @@ COMMAND_OWNERS = {
     "to": "promotion", "rollback": "promotion", "set-image": "promotion", "history": "promotion",
     "prs": "prs", "show": "prs", "approve": "prs", "merge": "prs", "close": "prs",
     "comment": "prs",
+    "trust": "trust",
     "demo": "demo",
 }  # fmt: skip
 
