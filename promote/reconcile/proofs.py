@@ -30,6 +30,7 @@ from promote.secrets import gpg
 
 log = logging.getLogger(__name__)
 
+PR_PREFIX = records.PR_PREFIX
 TRUST_PREFIX = "refs/promote/trust/"
 TRUST_FILE = "trust.json"
 
@@ -61,8 +62,9 @@ class PRRecord:
 class Evidence:
     """The records and keys of one mirror, read once and kept between passes."""
 
-    def __init__(self, repo: git_repo.Repo) -> None:
+    def __init__(self, repo: git_repo.Repo, *, prefix: str = records.PR_PREFIX) -> None:
         self._repo = repo
+        self.prefix = prefix  # where this repository keeps the PR records
         self._records: dict[str, PRRecord | None] = {}  # record commit -> record
         self._by_head: dict[str, list[PRRecord]] = {}
         self._rings: dict[str, gpg.KeyRing | str] = {}  # sha256 of a key file -> ring
@@ -81,8 +83,8 @@ class Evidence:
         """Index the PR records by the heads their approvals name (new records only);
         ``refs``: the mirror's refs under ``refs/promote/``, when the caller listed them."""
         if refs is None:
-            refs = self._repo.refs(records.PR_PREFIX)
-        prs = {ref: sha for ref, sha in refs.items() if ref.startswith(records.PR_PREFIX)}
+            refs = self._repo.refs(self.prefix)
+        prs = {ref: sha for ref, sha in refs.items() if ref.startswith(self.prefix)}
         for _, sha in sorted(prs.items()):
             if sha in self._records:
                 continue

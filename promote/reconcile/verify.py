@@ -69,14 +69,35 @@ def _changes_configuration(
     return False
 
 
-class Verifier:
-    """Verifies revisions of one environment against one mirror; kept for the agent's life."""
+@dataclass(frozen=True, slots=True)
+class Audited:
+    """One first-parent step that changed the environment's inputs, judged on its own."""
 
-    def __init__(self, repo: git_repo.Repo, *, env: str, work_dir: Path | None = None) -> None:
+    step: verification.Step  # its proof, or why it has none
+    restored: bool = False  # unproved, but its inputs equal a verified revision's (a revert)
+
+    @property
+    def unapproved(self) -> bool:
+        return self.step.proof is None and not self.restored
+
+
+class Verifier:
+    """Verifies revisions of one environment against one mirror; kept for the agent's life.
+    ``records``: where the PR records are in this repository (the agent's mirror keeps the
+    remote's names; a user's clone keeps them under ``refs/promote-remote/REMOTE/prs/``)."""
+
+    def __init__(
+        self,
+        repo: git_repo.Repo,
+        *,
+        env: str,
+        work_dir: Path | None = None,
+        records: str = proofs.PR_PREFIX,
+    ) -> None:
         self.env = env
         self._repo = repo
         self._work_dir = work_dir
-        self.evidence = proofs.Evidence(repo)
+        self.evidence = proofs.Evidence(repo, prefix=records)
         self._trees: Path | None = None  # exported policy trees, one folder per snapshot
         self._snaps: dict[str, proofs.Snapshot | str] = {}
         self._blobs: dict[str, dict[str, str]] = {}
@@ -116,7 +137,7 @@ class Verifier:
     ) -> verification.Verdict:
         if revision == anchor:
             return verification.Verdict(self.env, revision, anchor, True, None, via="unchanged")
-        self.evidence.reload_records(refs)
+        self.evidence.reload_records(refs if self.evidence.prefix.startswith(RECORDS) else None)
         # TrustGate asks is_ancestor(V, head) before it asks here; the walk itself says when
         # the anchor is not where main's first parents lead (then, and only then, why).
         steps = history.first_parent_steps(self._repo, anchor, revision)
@@ -142,6 +163,28 @@ class Verifier:
             )
         return verdict
 
+    def audit(self, *, anchor: str, revision: str) -> list[Audited]:
+        """Every first-parent step ``anchor..revision`` that changed the environment's inputs,
+        oldest first, each judged on its own (``promote history``): an approved step after
+        an unapproved one is still approved, though the agent would not have deployed it."""
+        self.evidence.reload_records()
+        chain = verification.start(self.env, anchor)
+        known = [anchor]
+        before = self.snapshot(anchor)
+        out = []
+        for step in history.first_parent_steps(self._repo, anchor, revision):
+            changes = _changes_configuration(self._repo, step, self._texts)
+            after = self.snapshot(step.sha) if changes else self._snaps.setdefault(step.sha, before)
+            judged: list[verification.Step] = []
+            chain = self._advance(chain, step, before, after, known, seen=judged)
+            if chain.trusted:
+                known.append(step.sha)
+            if judged[0].touched:
+                restored = judged[0].proof is None and step.sha in chain.recovered
+                out.append(Audited(judged[0], restored))
+            before = after
+        return out
+
     def _advance(
         self,
         chain: verification.Chain,
@@ -149,16 +192,22 @@ class Verifier:
         before: proofs.Snapshot | str,
         after: proofs.Snapshot | str,
         known: list[str],
+        *,
+        seen: list[verification.Step] | None = None,
     ) -> verification.Chain:
+        """``chain`` after ``step``; ``seen`` (an audit) collects the step, proved even when
+        the chain is already broken."""
         if isinstance(before, str) or isinstance(after, str):
             touched = tuple(sorted(step.changed))  # a side that does not load: all of it counts
         else:
             layout = before.layout.merged(after.layout)
             touched = verification.touched_inputs(self.env, step.changed, layout)
         proof, refusal = None, ""
-        if touched and chain.trusted:
+        if touched and (chain.trusted or seen is not None):
             proof, refusal = self._prove(step, before)
         judged = verification.Step(step.sha, step.parents[0], touched, proof, refusal)
+        if seen is not None:
+            seen.append(judged)
         return verification.advance(
             chain, judged, matches_verified=lambda: self._matches(step.sha, known)
         )
