@@ -24,6 +24,7 @@ _COMMAND_MODULES = [
     "keys",
     "secrets",
     "agent",
+    "trust",
     "demo",
     "ui",
 ]
@@ -76,6 +77,7 @@ COMMAND_OWNERS = {
     "prs": "prs", "show": "prs", "approve": "prs", "merge": "prs", "close": "prs",
     "comment": "prs",
     "reject": "releases", "unreject": "releases", "hold": "releases", "resume": "releases",
+    "trust": "trust",
     "demo": "demo",
     "ui": "ui",
 }  # fmt: skip

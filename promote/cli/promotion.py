@@ -22,7 +22,7 @@ from promote.cli.output import (
 from promote.errors import ExitCode, PolicyBlocked
 from promote.forge import base as forge_base
 from promote.promotion import engine, history, plan, propose
-from promote.reconcile import gate
+from promote.reconcile import audit, gate
 
 TitleOpt = typer.Option(None, "--title", help="PR title (default: generated from the plan).")
 AuthorOpt = typer.Option(
@@ -303,7 +303,8 @@ def history_cmd(
     repo_dir: Path = common.RepoOpt,
     output: Format = OutputOpt,
 ) -> None:
-    """What reached ENV, newest first, with approvals verified now (works offline)."""
+    """What reached ENV, newest first, with approvals verified now (works offline); a change
+    that reached ENV's inputs without approval is marked unapproved."""
     with handled(output):
         common.check_envs(repo_dir, env)
     with (
@@ -311,7 +312,7 @@ def history_cmd(
         progress("Reading history...", output),
         engine.session(repo_dir, offline=True) as s,
     ):
-        entries = history.history(s, env, limit=limit)
+        entries = audit.history(s, env, limit=limit)
     if output == Format.json:
         emit_json({"env": env, "entries": [history.to_dict(e) for e in entries]})
         return
@@ -333,8 +334,26 @@ def history_cmd(
             f"{e.at:%Y-%m-%d %H:%M}",
             esc(e.kind) + (f"\n[red]break-glass[/]: {esc(e.break_glass)}" if e.break_glass else ""),
             esc(source),
-            esc(images),
+            esc(images or ", ".join(e.files) or "-"),
             f"#{e.pr.number}" if e.pr else e.commit[:8],
             approvals or "-",
+            style="red" if e.judged is history.Judged.UNAPPROVED else None,
         )
     console.print(table)
+    _print_judged(entries)
+
+
+def _print_judged(entries: list[history.Entry]) -> None:
+    """Below the table: each change that reached the environment without approval."""
+    for e in entries:
+        if e.judged is history.Judged.UNAPPROVED:
+            console.print(
+                f"[bold red]unapproved[/] {e.commit[:8]} ({', '.join(e.files) or '-'}): "
+                f"{escape(e.why)}",
+                highlight=False,
+            )
+        elif e.judged is history.Judged.RESTORED:
+            console.print(
+                f"[yellow]restored[/] {e.commit[:8]}: back to a verified revision's inputs",
+                highlight=False,
+            )

@@ -69,8 +69,13 @@ def refspecs(remote: str, main: str) -> list[str]:
     return [
         f"+refs/heads/{main}:refs/remotes/{remote}/{main}",
         f"+refs/heads/promote/*:refs/remotes/{remote}/promote/*",
-        f"+{PR_PREFIX}*:refs/promote-remote/{remote}/prs/*",
+        f"+{PR_PREFIX}*:{tracked_records(remote)}*",
     ]
+
+
+def tracked_records(remote: str) -> str:
+    """Where a clone keeps the copies of ``remote``'s PR records (``refspecs``)."""
+    return f"refs/promote-remote/{remote}/prs/"
 
 
 class LocalForge:
@@ -91,7 +96,7 @@ class LocalForge:
         self._repo = repo
         self._remote = remote
         self._main = main_branch
-        self._track = f"refs/promote-remote/{remote}/prs/"  # where refspecs() puts records
+        self._track = tracked_records(remote)
         self._max = max_attempts
         self._fresh = False
         self._offline = offline  # reading only: use the local copies when the remote is away

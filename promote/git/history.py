@@ -55,6 +55,19 @@ def first_parent_steps(repo: git_repo.Repo, base: str, head: str) -> list[StepIn
     return steps
 
 
+def changed_between(repo: git_repo.Repo, old: str, new: str) -> tuple[frozenset[str], bool]:
+    """The paths that differ between commits ``old`` and ``new``, and whether a path appeared
+    or vanished (one ``git diff``)."""
+    out = repo.run_text(
+        "diff", "--name-status", "--no-renames", "--no-ext-diff", "-z", old, new,
+        what=f"git diff {old[:12]} {new[:12]}",
+    )  # fmt: skip
+    fields = [f for f in out.split("\x00") if f]
+    pairs = list(zip(fields[0::2], fields[1::2], strict=False))
+    moved = any(status.strip()[:1] in ("A", "D") for status, _ in pairs)
+    return frozenset(path for _, path in pairs), moved
+
+
 def tree_blobs(repo: git_repo.Repo, rev: str) -> dict[str, str]:
     """``path -> blob id`` of every file at ``rev``."""
     out = repo.run_text("ls-tree", "-r", "-z", "--full-tree", rev, what=f"git ls-tree {rev[:12]}")

@@ -15,15 +15,17 @@ judges.
 from __future__ import annotations
 
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from promote import config
 from promote.errors import PromoteError
 from promote.forge import base as forge_base
-from promote.git import archive
+from promote.git import archive, history
 from promote.git import repo as git_repo
-from promote.kustomize import folder, render
+from promote.kustomize import folder, imagetag, render
+from promote.kustomize.overlay import KUSTOMIZATION_NAMES
 from promote.promotion import diff, people, provenance, scope
 
 
@@ -84,22 +86,32 @@ def inspect(
     head_sha: str,
     base_sha: str,
     render_with: render.Kustomize | None = None,
+    trusted_layout: scope.Layout | None = None,
+    same_layout: bool = False,
 ) -> Inspection:
     """Inspect ``base_sha..head_sha`` of ``pr`` under ``project`` (the trusted tree) and its
-    ``registry``; ``render_with`` also renders each affected environment before and after."""
+    ``registry``; ``render_with`` also renders each affected environment before and after.
+    ``trusted_layout``: ``folder.layout(project)``, when the caller keeps it; ``same_layout``:
+    the caller knows the head builds the same layout (:func:`layout_unchanged`), so the head
+    is not exported unless it is rendered."""
     changed = tuple(repo.changed_paths(base_sha, head_sha))
+    mine = trusted_layout if trusted_layout is not None else folder.layout(project)
     tmp = archive.scratch_dir("promote-head-")
     try:
-        head_root = repo.export_tree(head_sha, tmp / "head")
-        layout = folder.layout(project).merged(_layout_in(project, head_root))
-        # a record the head removes lifts a rejection or hold: every environment's approvals
-        lifted = [p for p in changed if layout.is_record(p) and not (head_root / p).exists()]
-        found = scope.affected(changed, layout, lifted=lifted)
         diffs: tuple[EnvDiff, ...] = ()
+        head_root = tmp / "head"
+        if same_layout and render_with is None:
+            layout = mine
+        else:
+            repo.export_tree(head_sha, head_root)
+            layout = mine.merged(_layout_in(project, head_root))
+        # a record the head removes lifts a rejection or hold: every environment's approvals
+        lifted = [p for p in changed if layout.is_record(p) and not repo.read_file(head_sha, p)]
+        found = scope.affected(changed, layout, lifted=lifted)
         if render_with is not None:
             base_root = repo.export_tree(base_sha, tmp / "base")
             diffs = tuple(
-                _env_diff(project, e, base_root, head_root, render_with) for e in found.envs
+                env_diff(project, e, base_root, head_root, render_with) for e in found.envs
             )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -109,12 +121,44 @@ def inspect(
         head_sha=head_sha,
         changed=changed,
         scope=found,
-        commits=tuple(_check_commits(repo, project, registry, base_sha, head_sha)),
+        commits=tuple(_check_commits(repo, project, registry, base_sha, head_sha, changed)),
         beyond_plan=tuple(_beyond_plan(repo, project, pr, changed, base_sha, head_sha)),
         opener=opener,
         opener_problem=problem,
         diffs=diffs,
     )
+
+
+def layout_unchanged(
+    repo: git_repo.Repo, old: str, new: str, *, texts: TextCache | None = None
+) -> bool:
+    """Whether the tree at ``new`` surely builds the same layout as at ``old``: no path
+    appeared or vanished, and every kustomization that differs differs only in ``images:``
+    (what every promotion and set-image changes; image strings are never render inputs)."""
+    changed, moved = history.changed_between(repo, old, new)
+    return not moved and all(
+        images_only(repo, path, old, new, texts=texts)
+        for path in changed
+        if path.rsplit("/", 1)[-1] in KUSTOMIZATION_NAMES
+    )
+
+
+TextCache = dict[tuple[str, str], str]  # (commit SHA, path) -> text: a commit never changes
+
+
+def images_only(
+    repo: git_repo.Repo, path: str, before: str, after: str, *, texts: TextCache | None = None
+) -> bool:
+    """Whether the kustomization ``path`` differs between two commits only in ``images:``
+    (``texts``: a cache of files already read, kept by a caller that asks often)."""
+    cache: TextCache = {} if texts is None else texts
+    if len(cache) > 4096:
+        cache.clear()
+    for rev in (before, after):
+        if (rev, path) not in cache:
+            cache[rev, path] = _text(repo, rev, path) or ""
+    splits = [imagetag.split(cache[rev, path], path) for rev in (before, after)]
+    return None not in splits and len({s.text for s in splits if s is not None}) == 1
 
 
 def _rel(project: config.Project, env: str) -> str:
@@ -144,18 +188,21 @@ def _check_commits(
     registry: people.Registry,
     base_sha: str,
     head_sha: str,
+    changed: Sequence[str],
 ) -> list[CommitCheck]:
+    """Each commit of ``base_sha..head_sha`` (``changed``: the paths they change together)."""
     files = _overlay_files(project)
     out = []
     for info in repo.log(f"{base_sha}..{head_sha}"):
         parent = info.parents[0] if len(info.parents) == 1 else None
+        whole = parent == base_sha and info.sha == head_sha  # a one-commit change
         env = info.trailers.get(provenance.TRAILER_ENV, "")
         path = files.get(env)
         reason = "it is a merge commit" if parent is None else None
         if reason is None and parent is not None:
             reason = provenance.own_commit_reason(
                 info.trailers,
-                repo.changed_paths(parent, info.sha),
+                changed if whole else repo.changed_paths(parent, info.sha),
                 overlay_file=path,
                 parent_text=_text(repo, parent, path),
                 commit_text=_text(repo, info.sha, path),
@@ -218,9 +265,11 @@ def _opener(registry: people.Registry, pr: forge_base.PullRequest) -> tuple[str 
     return signed.person, None
 
 
-def _env_diff(
+def env_diff(
     project: config.Project, env: str, base: Path, head: Path, kustomize: render.Kustomize
 ) -> EnvDiff:
+    """``env``'s rendered diff between two exported trees (``project``'s overlay folder in
+    both), Secret values redacted; a render error is named, never shown with content."""
     rel = _rel(project, env)
     ns = project.env(env).config.cluster.namespace
     try:

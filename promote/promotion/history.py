@@ -9,6 +9,7 @@ works offline on the last fetched state.
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -17,6 +18,14 @@ from promote.errors import UsageError
 from promote.forge import base as forge_base
 from promote.kustomize import overlay
 from promote.promotion import approvals, engine, people, plan, review
+
+
+class Judged(enum.StrEnum):
+    """How a change reached the environment, by the agent's rules (``reconcile/audit.py``)."""
+
+    APPROVED = "approved"  # a verified step: an approved head, a trusted signer, no policy
+    RESTORED = "restored"  # not approved, but its inputs equal a verified revision's (a revert)
+    UNAPPROVED = "unapproved"  # reached the environment's inputs without approval
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +39,9 @@ class Entry:
     changes: tuple[plan.ImageChange, ...]
     pr: forge_base.PullRequest | None
     approvals: tuple[approvals.CheckedApproval, ...] = ()
+    judged: Judged | None = None  # None: not judged (the repository's first commit)
+    why: str = ""  # the proof, or why it is not approved
+    files: tuple[str, ...] = ()  # the environment's inputs it changed (when judged)
 
     @property
     def break_glass(self) -> str | None:
@@ -162,6 +174,10 @@ def to_dict(entry: Entry) -> dict[str, Any]:
         else {"number": entry.pr.number, "title": entry.pr.title, "author": entry.pr.author},
         "mergedBy": entry.merged_by,
         "breakGlass": entry.break_glass,
+        "judged": str(entry.judged) if entry.judged else None,
+        "unapproved": entry.judged is Judged.UNAPPROVED,
+        "why": entry.why or None,
+        "files": list(entry.files),
         "approvals": [
             {
                 "approver": c.approval.approver,

@@ -12,11 +12,13 @@ a throw-away keyring (``secrets.gpg.KeyRing``); the user's keyring is never trus
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from promote.errors import ConfigError, UsageError
+from promote.errors import ConfigError, PromoteError, UsageError
 from promote.promotion import approvals
 from promote.secrets import gpg
 
@@ -60,6 +62,9 @@ class Registry:
         for owners in seen.values():
             self._shared(owners)
         self._ring: gpg.KeyRing | None = None
+        self._signed: dict[tuple[bytes, str], Signed] = {}  # verifications already made
+        self._verifying = threading.Lock()
+        self.verifications = 0  # gpg verifications run (the agent's bench reports them)
 
     def _add(self, path: Path, rel: str, seen: dict[str, list[Person]]) -> None:
         name = path.name.removesuffix(".asc")
@@ -135,10 +140,32 @@ class Registry:
     # --- verifying ----------------------------------------------------------------------------
 
     def who_signed(self, payload: bytes, signature: str) -> Signed:
-        """The sound registered person whose key verifies ``signature`` over ``payload``."""
+        """The sound registered person whose key verifies ``signature`` over ``payload``
+        (remembered: a registry kept for many checks, as the agent keeps one per policy tree,
+        runs gpg once per signature)."""
+        key = (payload, signature)
+        found = self._signed.get(key)
+        if found is None:
+            with self._verifying:  # one gpg at a time: :meth:`prefetch` may run beside us
+                found = self._signed.get(key)
+                if found is None:
+                    found = self._signed[key] = self._who_signed(payload, signature)
+        return found
+
+    def prefetch(self, signed: Iterable[tuple[bytes, str]]) -> None:
+        """Verify ``(payload, signature)`` pairs ahead of :meth:`who_signed` (the agent runs
+        this in a thread while Git answers its other questions). A failure is left for
+        :meth:`who_signed` to raise where it is asked."""
+        with contextlib.suppress(PromoteError):
+            self._keyring()
+            for payload, signature in signed:
+                self.who_signed(payload, signature)
+
+    def _who_signed(self, payload: bytes, signature: str) -> Signed:
         ring = self._keyring()
         if ring is None:
             return Signed(None, "", f"no sound key file in {', '.join(KEY_DIRS)} on {self.where}")
+        self.verifications += 1
         result = ring.verify(payload, signature)
         if not result.valid and result.key_state is not None:
             # A genuine signature by a registered key that has expired or been revoked since.

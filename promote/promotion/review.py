@@ -3,8 +3,8 @@ check approvals against main's policy, and merge when it holds.
 
 Policy and keys are read from main's tree (or, for the agent, a step's first parent), never
 from the PR. What a PR changes is read from its head (``change.inspect``: scope, commits,
-opener), never from its record or branch name; :func:`head_verdict` is the one judgement the
-merge and the reconcile agent share. What counts is decided by the pure ``approvals`` module;
+opener), never from its record or branch name; ``judgement`` is the one judgement the merge
+and the reconcile agent share. What counts is decided by the pure ``approvals`` module;
 this module gathers the inputs and calls the forge. It never plans.
 """
 
@@ -12,16 +12,22 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import TYPE_CHECKING
 
-from promote import config
 from promote.errors import ConfigError, ForgeError, PolicyBlocked, UsageError
 from promote.forge import base as forge_base
 from promote.forge import factory as forge_factory
-from promote.git import repo as git_repo
 from promote.kustomize import overlay
-from promote.promotion import approvals, breakglass, change, engine, people, policies, provenance
+from promote.promotion import (
+    approvals,
+    breakglass,
+    change,
+    engine,
+    judgement,
+    people,
+    policies,
+    provenance,
+)
 from promote.secrets import gpg
 
 if TYPE_CHECKING:
@@ -198,26 +204,9 @@ def check_approvals(
     if forge_factory.server_forge(s.forge) is not None:
         return [approvals.CheckedApproval(a, Status.FORGE) for a in found]
     if rings is not None:
-        return verify_signatures(found, rings)
+        return judgement.verify_signatures(found, rings)
     with registry(s) as own:
-        return verify_signatures(found, own)
-
-
-def verify_signatures(
-    found: Sequence[forge_base.Approval], reg: people.Registry
-) -> list[approvals.CheckedApproval]:
-    """Each approval's signature checked against its approver's registered key (and nothing
-    else). A server forge's review (no payload, no signature) is vouched for by the forge."""
-    out = []
-    for a in found:
-        if a.payload is None and a.signature is None:
-            out.append(approvals.CheckedApproval(a, Status.FORGE))
-        elif not a.signature or not a.payload:
-            out.append(approvals.CheckedApproval(a, Status.UNSIGNED))
-        else:
-            status, detail = reg.check_approval(a.approver, a.payload, a.signature)
-            out.append(approvals.CheckedApproval(a, status, detail))
-    return out
+        return judgement.verify_signatures(found, own)
 
 
 def base_of(s: engine.Session, pr: forge_base.PullRequest) -> str:
@@ -225,64 +214,6 @@ def base_of(s: engine.Session, pr: forge_base.PullRequest) -> str:
     if s.repo.try_resolve(pr.head_sha) is None:  # a server forge's branch, not fetched yet
         s.repo.fetch(s.remote, [f"+refs/heads/{pr.branch}:refs/remotes/{s.remote}/{pr.branch}"])
     return s.repo.merge_base(s.sha, pr.head_sha) or s.sha
-
-
-def head_verdict(
-    repo: git_repo.Repo,
-    policy_root: Path,
-    pr: forge_base.PullRequest,
-    found: Sequence[forge_base.Approval],
-    *,
-    head_sha: str,
-    base_sha: str,
-    server: bool = False,
-    where: str = "main",
-) -> approvals.Verdict:
-    """Whether ``head_sha`` of ``pr`` is approved under the policy and keys of the tree at
-    ``policy_root`` (an exported trusted tree: main, or an agent step's first parent).
-
-    The scope is what ``base_sha..head_sha`` changes; every affected environment's policy must
-    hold; the opener (the registered key verifying the PR's opened signature) and whoever
-    signed a commit of it may not approve unless ``allowSelfApproval``; a commit that is
-    neither promote's own nor signed by a registered key refuses the merge. ``server``: the
-    approvals are a forge's reviews and the PR's author is the forge's user.
-    """
-    project = config.load_project(policy_root)
-    with people.Registry(policy_root, where=where) as reg:
-        seen = change.inspect(repo, project, reg, pr, head_sha=head_sha, base_sha=base_sha)
-        checked = verify_signatures(found, reg)
-    return judge(project, pr, seen, checked, head_sha=head_sha, server=server)
-
-
-def judge(
-    project: config.Project,
-    pr: forge_base.PullRequest,
-    seen: change.Inspection,
-    checked: Sequence[approvals.CheckedApproval],
-    *,
-    head_sha: str,
-    server: bool = False,
-) -> approvals.Verdict:
-    """The policy of every environment ``seen.scope`` affects, applied to ``checked``."""
-    policies = {e: project.env(e).config.approvals for e in seen.scope.envs}
-    needs = any(p.required for p in policies.values())
-    refused: list[tuple[str, str]] = []
-    opener = seen.opener
-    if server:
-        opener = pr.author  # the forge's user opened it (the forge authenticated them)
-    else:
-        refused += seen.unverified()
-        if opener is None and needs:
-            refused.append(("opener", f"{seen.opener_problem}; open it again with `promote to`"))
-    return approvals.evaluate(
-        policies,
-        pr=pr.number,
-        head_sha=head_sha,
-        approvals=checked,
-        excluded=approvals.exclusions(opener, seen.writers()),
-        refused=refused,
-        declared_env=pr.env,
-    )
 
 
 def inspect_pr(
@@ -310,7 +241,7 @@ def evaluate(
     found = s.forge.approvals(pr.number)
     if seen is None:
         seen = inspect_pr(s, pr)
-    return judge(
+    return judgement.judge(
         s.project, pr, seen, check_approvals(s, found), head_sha=pr.head_sha, server=server
     )
 

@@ -13,8 +13,9 @@ never from the step itself; the walker (``reconcile/verify.py``) reads them ther
 does I/O: the one question that needs Git (are the inputs at this commit those of a verified
 revision?) is asked through a callable the walker passes in, only when the answer matters.
 
-Also here: the documents release managers sign for ``promote trust`` (:func:`trust_payload`)
-and which approvals of a PR count for this environment (:func:`head_verdict`).
+Also here: the documents release managers sign for ``promote trust`` (:func:`trust_payload`).
+Whether a PR's head is approved is ``promotion/judgement.py``'s, the judgement ``promote
+merge`` uses too.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 from promote.config import ApprovalsConfig
-from promote.promotion import approvals, scope
+from promote.promotion import scope
 
 TRUST_TYPE = "promote.trust/v1"
 
@@ -135,32 +136,6 @@ def conclude(chain: Chain, revision: str, base: str) -> Verdict:
         steps=chain.steps,
         touching=chain.touching,
         via="chain" if ok else "",
-    )
-
-
-# --- which approvals count for this environment -------------------------------------------------
-
-
-def head_verdict(
-    policy: ApprovalsConfig,
-    *,
-    env: str,
-    pr: int,
-    author: str,
-    head_sha: str,
-    checked: Sequence[approvals.CheckedApproval],
-) -> approvals.Verdict:
-    """``env``'s policy applied to a PR head's checked approvals: only approvals signed for
-    this PR with a scope covering this environment count (a staging approval never counts
-    for prod); the PR's opener never counts unless ``allowSelfApproval``."""
-    mine = [c for c in checked if c.approval.pr == pr and env in c.approval.scope]
-    return approvals.evaluate(
-        {env: policy},
-        pr=pr,
-        head_sha=head_sha,
-        approvals=mine,
-        excluded=approvals.exclusions(author or None),
-        declared_env=env,
     )
 
 

@@ -3,10 +3,12 @@ a ``promote trust`` record (the agent's evidence; DESIGN.md §4).
 
 Everything is read from the agent's mirror of the remote: PR records (``refs/promote/prs/*``),
 trust records (``refs/promote/trust/ENV/REV``) and, for each step, the policy and keys of its
-FIRST PARENT (:class:`Snapshot`), never of the commit being judged. Signatures are checked
-against one key file at a time (a throw-away keyring per key file, kept per file content), so
-only the named person's key verifies their signature. The decision itself is
-``promotion/verification.py``'s; this module gathers its inputs.
+FIRST PARENT (:class:`Snapshot`: that tree exported once, with its policy and registered
+people), never of the commit being judged. Whether a PR's head is approved is judged exactly
+as ``promote merge`` judges it (``promotion/judgement.py``, under the parent's tree); a
+trusted signer's signature is checked against its one key file (a throw-away keyring per key
+file, kept per file content). The chain's rules are ``promotion/verification.py``'s; this
+module gathers their inputs.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from promote import config
 from promote.errors import GitError, GpgError, PromoteError
@@ -23,32 +25,36 @@ from promote.forge import base as forge_base
 from promote.forge import records
 from promote.git import repo as git_repo
 from promote.kustomize import overlay
-from promote.promotion import approvals, scope, verification
+from promote.promotion import judgement, scope, verification
 from promote.secrets import gpg
 
 log = logging.getLogger(__name__)
 
-APPROVERS_DIR = "keys/release-managers"
+PR_PREFIX = records.PR_PREFIX
 TRUST_PREFIX = "refs/promote/trust/"
 TRUST_FILE = "trust.json"
-Status = approvals.SignatureStatus
 
 
 @dataclass(frozen=True, slots=True)
 class Snapshot:
-    """A commit's configuration as far as verification needs it."""
+    """A commit's configuration as far as verification needs it: its policy tree (exported,
+    kept on disk while the snapshot is cached), its layout and policies."""
 
-    layout: scope.Layout
-    policies: Mapping[str, config.ApprovalsConfig]
+    tree: judgement.PolicyTree
     overlay_files: Mapping[str, str]  # env -> its kustomization file (repository path)
+
+    @property
+    def layout(self) -> scope.Layout:
+        return self.tree.layout
+
+    @property
+    def policies(self) -> Mapping[str, config.ApprovalsConfig]:
+        return {n: e.config.approvals for n, e in self.tree.project.environments.items()}
 
 
 @dataclass(frozen=True, slots=True)
 class PRRecord:
-    number: int
-    env: str
-    author: str
-    images: tuple[str, ...]
+    pr: forge_base.PullRequest  # as recorded; its head is whichever head is being judged
     approvals: tuple[forge_base.Approval, ...]
     heads: frozenset[str] = field(default_factory=frozenset)  # every head an approval names
 
@@ -56,8 +62,9 @@ class PRRecord:
 class Evidence:
     """The records and keys of one mirror, read once and kept between passes."""
 
-    def __init__(self, repo: git_repo.Repo) -> None:
+    def __init__(self, repo: git_repo.Repo, *, prefix: str = records.PR_PREFIX) -> None:
         self._repo = repo
+        self.prefix = prefix  # where this repository keeps the PR records
         self._records: dict[str, PRRecord | None] = {}  # record commit -> record
         self._by_head: dict[str, list[PRRecord]] = {}
         self._rings: dict[str, gpg.KeyRing | str] = {}  # sha256 of a key file -> ring
@@ -72,9 +79,13 @@ class Evidence:
 
     # --- PR records ---------------------------------------------------------------------------
 
-    def reload_records(self) -> None:
-        """Index the PR records by the heads their approvals name (new records only)."""
-        for _, sha in sorted(self._repo.refs(records.PR_PREFIX).items()):
+    def reload_records(self, refs: Mapping[str, str] | None = None) -> None:
+        """Index the PR records by the heads their approvals name (new records only);
+        ``refs``: the mirror's refs under ``refs/promote/``, when the caller listed them."""
+        if refs is None:
+            refs = self._repo.refs(self.prefix)
+        prs = {ref: sha for ref, sha in refs.items() if ref.startswith(self.prefix)}
+        for _, sha in sorted(prs.items()):
             if sha in self._records:
                 continue
             self._records[sha] = found = self._read_record(sha)
@@ -84,15 +95,11 @@ class Evidence:
     def _read_record(self, sha: str) -> PRRecord | None:
         try:
             doc = json.loads(self._repo.read_file(sha, records.RECORD) or b"{}")
+            body = (self._repo.read_file(sha, records.BODY) or b"").decode("utf-8", "replace")
+            pr = records.to_pull_request(doc, body, head_sha=str(doc["headSha"]), url=sha)
             found = tuple(forge_base.approval_from_record(a) for a in doc.get("approvals", ()))
-            return PRRecord(
-                number=int(doc["number"]),
-                env=str(doc["env"]),
-                author=str(doc.get("author", "")),
-                images=tuple(doc.get("images", ())),
-                approvals=found,
-                heads=frozenset(a.head_sha for a in found if a.head_sha),
-            )
+            heads = frozenset(a.head_sha for a in found if a.head_sha)
+            return PRRecord(pr, found, heads)
         except (GitError, ValueError, KeyError, TypeError) as exc:
             log.warning("PR record %s does not read: %s", sha[:12], exc)
             return None
@@ -129,35 +136,6 @@ class Evidence:
             self._sigs[stamp] = ring.verify(payload, signature)
         return self._sigs[stamp]
 
-    def check_approvals(
-        self, rev: str, found: Sequence[forge_base.Approval]
-    ) -> list[approvals.CheckedApproval]:
-        """Each approval's signature against its approver's key file at ``rev``."""
-        out = []
-        for a in found:
-            if not a.signature or not a.payload:
-                out.append(approvals.CheckedApproval(a, Status.UNSIGNED))
-                continue
-            key = (
-                self.key_file(rev, f"{APPROVERS_DIR}/{a.approver}.asc")
-                if approvals.valid_name(a.approver)
-                else None
-            )
-            if key is None:
-                where = f"{APPROVERS_DIR}/ at {rev[:12]}"
-                out.append(approvals.CheckedApproval(a, Status.NO_KEY, f"no key in {where}"))
-                continue
-            result = self.verify(key, a.payload.encode(), a.signature)
-            status = (
-                Status.VALID
-                if result.valid
-                else Status.WRONG_KEY
-                if result.other_key
-                else Status.BAD
-            )
-            out.append(approvals.CheckedApproval(a, status, result.fingerprint or result.detail))
-        return out
-
     # --- trust records --------------------------------------------------------------------------
 
     def trust_signatures(self, env: str, revision: str) -> list[verification.TrustSignature]:
@@ -180,26 +158,34 @@ class Evidence:
 
 
 def head_approved(
-    evidence: Evidence, *, env: str, parent: str, snap: Snapshot, head: str
+    repo: git_repo.Repo, evidence: Evidence, *, env: str, parent: str, snap: Snapshot, head: str
 ) -> tuple[str | None, str]:
-    """(proof, refusal): whether ``head`` carries approvals meeting ``env``'s policy at
-    ``parent`` (keys from ``parent`` too). The one place to switch to the approvals side's
-    ``review.head_verdict`` once it judges scope and independence."""
-    policy = snap.policies.get(env)
-    if policy is None:
-        return None, f"{env} is not defined at {parent[:12]}"
+    """(proof, refusal): whether a PR approved ``head`` under the policy and keys at
+    ``parent`` (``snap``), judged as ``promote merge`` judges it (``judgement``): the scope
+    of ``merge-base(parent, head)..head``, every affected environment's policy, the signed
+    opener and every commit signer excluded, unsigned foreign commits refused. The scope
+    must include ``env``: an approval for other environments never proves a change to it."""
     found = evidence.records_for(head)
     if not found:
         return None, f"no PR approved its head {head[:12]}"
+    base = repo.merge_base(parent, head) or parent
     reasons = []
     for rec in found:
-        checked = evidence.check_approvals(parent, rec.approvals)
-        verdict = verification.head_verdict(
-            policy, env=env, pr=rec.number, author=rec.author, head_sha=head, checked=checked
-        )
+        pr = replace(rec.pr, head_sha=head)
+        try:
+            verdict = snap.tree.head_verdict(repo, pr, rec.approvals, head_sha=head, base_sha=base)
+        except PromoteError as exc:  # the head's tree does not load: not approved
+            reasons.append(f"PR #{pr.number}: {exc}")
+            continue
+        if verdict.ok and env in verdict.scope:
+            return f"PR #{pr.number} approved by {', '.join(verdict.counted) or '-'}", ""
         if verdict.ok:
-            return f"PR #{rec.number} approved by {', '.join(verdict.counted)}", ""
-        reasons.append(f"PR #{rec.number}: {verdict.summary()}")
+            why = f"its change affects {', '.join(verdict.scope) or 'no environment'}, not {env}"
+            reasons.append(f"PR #{pr.number}: {why}")
+        else:
+            problems = "; ".join(verdict.problems()[:3])
+            detail = f" ({problems})" if problems else ""
+            reasons.append(f"PR #{pr.number}: {verdict.summary()}{detail}")
     return None, "; ".join(reasons)
 
 
@@ -213,11 +199,11 @@ def merge_is_plain(
     if not conflicts:
         return tree == step_tree
     for rec in evidence.records_for(parents[1]):
-        path = snap.overlay_files.get(rec.env)
+        path = snap.overlay_files.get(rec.pr.env)
         if path is None or list(conflicts) != [path]:
             continue
         text = (repo.read_file(parents[0], path) or b"").decode("utf-8")
-        fixed = _reapplied(text, path, rec.images)
+        fixed = _reapplied(text, path, rec.pr.images)
         if fixed is not None and repo.write_tree({path: fixed}, base=tree) == step_tree:
             return True
     return False

@@ -91,7 +91,8 @@ class TrustGate:
                 f"from{where}; start it with --trust-from SHA (a commit release managers trust, "
                 "e.g. the first one `promote init` made)."
             )
-        if not self._repo.is_ancestor(self.verified, head) and self.verified != self.pin:
+        descends = self._repo.is_ancestor(self.verified, head)
+        if not descends and self.verified != self.pin:
             log.warning(
                 "%s: V %s is not an ancestor of %s; verifying from the pin %s",
                 self.env,
@@ -100,6 +101,14 @@ class TrustGate:
                 self.pin[:12],
             )
             self.verified, self.history = self.pin, [self.pin]
+            descends = self._repo.is_ancestor(self.pin, head)
+        if not descends:  # a history that does not contain the pin: nothing to walk
+            why = f"the pin {self.pin[:12]} is not an ancestor of {head[:12]} on main"
+            offence = verification.Offence(head, (), why)
+            return Decision(
+                self.verified,
+                verification.Verdict(self.env, head, self.pin, False, offence),
+            )
         verdict = self.verifier.check(anchor=self.verified, verified=self.history, revision=head)
         if verdict.verified:
             if head != self.verified:

@@ -2,8 +2,9 @@
 judge every first-parent step that changes the environment's inputs (DESIGN.md §4, §5.1).
 
 Reads only the agent's mirror: one ``git log`` for the steps and their changed paths, each
-step's FIRST PARENT for the policy and keys it is judged by (a configuration snapshot, loaded
-only when a step changed configuration), PR and trust records for the evidence
+step's FIRST PARENT for the policy and keys it is judged by (a configuration snapshot: the
+parent's tree exported once and kept on disk while a later pass may need it, loaded only when
+a step changed configuration or keys), PR and trust records for the evidence
 (``reconcile/proofs.py``). The rules are ``promotion/verification.py``'s. Verdicts are kept per
 (V, R, records), so a pass with nothing new costs a lookup.
 """
@@ -12,9 +13,11 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import shutil
 import tempfile
 import time
-from collections.abc import Sequence
+import weakref
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,15 +25,17 @@ from promote import config
 from promote.errors import PromoteError
 from promote.git import history
 from promote.git import repo as git_repo
-from promote.kustomize import folder, imagetag
+from promote.kustomize import folder
 from promote.kustomize.overlay import KUSTOMIZATION_NAMES
-from promote.promotion import scope, verification
+from promote.promotion import change, judgement, scope, verification
 from promote.reconcile import proofs
 
 log = logging.getLogger(__name__)
 
 KEYS_ROOT = "keys/"
+RECORDS = "refs/promote/"  # PR and trust records: a verdict is kept until they change
 _MATCH_LIMIT = 50  # verified revisions compared when looking for a revert
+VALID = judgement.Status.VALID
 
 
 @dataclass(slots=True)
@@ -45,7 +50,9 @@ class Cost:
     cached: bool = False
 
 
-def _changes_configuration(repo: git_repo.Repo, step: history.StepInfo) -> bool:
+def _changes_configuration(
+    repo: git_repo.Repo, step: history.StepInfo, texts: change.TextCache
+) -> bool:
     """Whether a layout or a policy may differ after ``step`` (else its parent's is reused).
 
     A kustomization whose only change is in ``images:`` (every promotion, every set-image)
@@ -53,69 +60,95 @@ def _changes_configuration(repo: git_repo.Repo, step: history.StepInfo) -> bool:
     if step.added_or_removed:
         return True
     for path in step.changed:
-        if path == config.PROJECT_FILE or path.startswith(f"{config.ENV_DIR}/"):
+        if path == config.PROJECT_FILE or path.startswith((f"{config.ENV_DIR}/", KEYS_ROOT)):
             return True
-        if path.rsplit("/", 1)[-1] in KUSTOMIZATION_NAMES and not _images_only(
-            repo, path, step.parents[0], step.sha
+        if path.rsplit("/", 1)[-1] in KUSTOMIZATION_NAMES and not change.images_only(
+            repo, path, step.parents[0], step.sha, texts=texts
         ):
             return True
     return False
 
 
-def _images_only(repo: git_repo.Repo, path: str, before: str, after: str) -> bool:
-    texts = [
-        (repo.read_file(rev, path) or b"").decode("utf-8", "replace") for rev in (before, after)
-    ]
-    splits = [imagetag.split(text, path) for text in texts]
-    return None not in splits and len({s.text for s in splits if s is not None}) == 1
+@dataclass(frozen=True, slots=True)
+class Audited:
+    """One first-parent step that changed the environment's inputs, judged on its own."""
+
+    step: verification.Step  # its proof, or why it has none
+    restored: bool = False  # unproved, but its inputs equal a verified revision's (a revert)
+
+    @property
+    def unapproved(self) -> bool:
+        return self.step.proof is None and not self.restored
 
 
 class Verifier:
-    """Verifies revisions of one environment against one mirror; kept for the agent's life."""
+    """Verifies revisions of one environment against one mirror; kept for the agent's life.
+    ``records``: where the PR records are in this repository (the agent's mirror keeps the
+    remote's names; a user's clone keeps them under ``refs/promote-remote/REMOTE/prs/``)."""
 
-    def __init__(self, repo: git_repo.Repo, *, env: str, work_dir: Path | None = None) -> None:
+    def __init__(
+        self,
+        repo: git_repo.Repo,
+        *,
+        env: str,
+        work_dir: Path | None = None,
+        records: str = proofs.PR_PREFIX,
+    ) -> None:
         self.env = env
         self._repo = repo
         self._work_dir = work_dir
-        self.evidence = proofs.Evidence(repo)
+        self.evidence = proofs.Evidence(repo, prefix=records)
+        self._trees: Path | None = None  # exported policy trees, one folder per snapshot
         self._snaps: dict[str, proofs.Snapshot | str] = {}
         self._blobs: dict[str, dict[str, str]] = {}
+        self._texts: change.TextCache = {}  # kustomizations read: a step's is its child's parent's
         self._verdicts: dict[tuple[str, str, str], verification.Verdict] = {}
         self.cost = Cost()
 
     def close(self) -> None:
         self.evidence.close()
+        self._forget(set())
+        if self._trees is not None:
+            shutil.rmtree(self._trees, ignore_errors=True)
+            self._trees = None
 
     def check(self, *, anchor: str, verified: Sequence[str], revision: str) -> verification.Verdict:
         """The verdict on ``revision`` from ``anchor`` (V, or the pin), knowing ``verified``."""
         started = time.monotonic()
-        key = (anchor, revision, self._records_digest())
+        refs = self._repo.refs(RECORDS)
+        key = (anchor, revision, hashlib.sha256(repr(sorted(refs.items())).encode()).hexdigest())
         found = self._verdicts.get(key)
         if found is not None:
             self.cost = Cost(time.monotonic() - started, cached=True)
             return found
-        signatures = self.evidence.signatures_checked
+        signatures = self._signatures()
         self.cost = Cost()
-        verdict = self._check(anchor, list(dict.fromkeys([anchor, *verified])), revision)
+        known = list(dict.fromkeys([anchor, *verified]))
+        verdict = self._check(anchor, known, revision, refs)
         self.cost.seconds = time.monotonic() - started
-        self.cost.signatures = self.evidence.signatures_checked - signatures
+        self.cost.signatures = self._signatures() - signatures
         self._verdicts[key] = verdict
+        self._forget({anchor, revision, *known[-_MATCH_LIMIT:]})
         log.info("%s (%.3fs, %d steps)", verdict.summary(), self.cost.seconds, self.cost.steps)
         return verdict
 
-    def _check(self, anchor: str, known: list[str], revision: str) -> verification.Verdict:
+    def _check(
+        self, anchor: str, known: list[str], revision: str, refs: Mapping[str, str]
+    ) -> verification.Verdict:
         if revision == anchor:
             return verification.Verdict(self.env, revision, anchor, True, None, via="unchanged")
-        if not self._repo.is_ancestor(anchor, revision):
-            return _refused(self.env, revision, anchor, f"{anchor[:12]} is not an ancestor")
-        self.evidence.reload_records()
+        self.evidence.reload_records(refs if self.evidence.prefix.startswith(RECORDS) else None)
+        # TrustGate asks is_ancestor(V, head) before it asks here; the walk itself says when
+        # the anchor is not where main's first parents lead (then, and only then, why).
         steps = history.first_parent_steps(self._repo, anchor, revision)
         if not steps or steps[0].parents[:1] != (anchor,):
+            if not self._repo.is_ancestor(anchor, revision):
+                return _refused(self.env, revision, anchor, f"{anchor[:12]} is not an ancestor")
             return _refused(self.env, revision, anchor, f"{anchor[:12]} is not on main's line")
         chain = verification.start(self.env, anchor)
         before = self.snapshot(anchor)
         for step in steps:
-            changes = _changes_configuration(self._repo, step)
+            changes = _changes_configuration(self._repo, step, self._texts)
             after = self.snapshot(step.sha) if changes else self._snaps.setdefault(step.sha, before)
             chain = self._advance(chain, step, before, after, known)
             if chain.trusted:
@@ -130,6 +163,28 @@ class Verifier:
             )
         return verdict
 
+    def audit(self, *, anchor: str, revision: str) -> list[Audited]:
+        """Every first-parent step ``anchor..revision`` that changed the environment's inputs,
+        oldest first, each judged on its own (``promote history``): an approved step after
+        an unapproved one is still approved, though the agent would not have deployed it."""
+        self.evidence.reload_records()
+        chain = verification.start(self.env, anchor)
+        known = [anchor]
+        before = self.snapshot(anchor)
+        out = []
+        for step in history.first_parent_steps(self._repo, anchor, revision):
+            changes = _changes_configuration(self._repo, step, self._texts)
+            after = self.snapshot(step.sha) if changes else self._snaps.setdefault(step.sha, before)
+            judged: list[verification.Step] = []
+            chain = self._advance(chain, step, before, after, known, seen=judged)
+            if chain.trusted:
+                known.append(step.sha)
+            if judged[0].touched:
+                restored = judged[0].proof is None and step.sha in chain.recovered
+                out.append(Audited(judged[0], restored))
+            before = after
+        return out
+
     def _advance(
         self,
         chain: verification.Chain,
@@ -137,16 +192,22 @@ class Verifier:
         before: proofs.Snapshot | str,
         after: proofs.Snapshot | str,
         known: list[str],
+        *,
+        seen: list[verification.Step] | None = None,
     ) -> verification.Chain:
+        """``chain`` after ``step``; ``seen`` (an audit) collects the step, proved even when
+        the chain is already broken."""
         if isinstance(before, str) or isinstance(after, str):
             touched = tuple(sorted(step.changed))  # a side that does not load: all of it counts
         else:
             layout = before.layout.merged(after.layout)
             touched = verification.touched_inputs(self.env, step.changed, layout)
         proof, refusal = None, ""
-        if touched and chain.trusted:
+        if touched and (chain.trusted or seen is not None):
             proof, refusal = self._prove(step, before)
         judged = verification.Step(step.sha, step.parents[0], touched, proof, refusal)
+        if seen is not None:
+            seen.append(judged)
         return verification.advance(
             chain, judged, matches_verified=lambda: self._matches(step.sha, known)
         )
@@ -178,9 +239,8 @@ class Verifier:
     def _head_approved(
         self, head: str, parent: str, snap: proofs.Snapshot
     ) -> tuple[str | None, str]:
-        """The one switch point to ``review.head_verdict`` (the approvals side)."""
         return proofs.head_approved(
-            self.evidence, env=self.env, parent=parent, snap=snap, head=head
+            self._repo, self.evidence, env=self.env, parent=parent, snap=snap, head=head
         )
 
     def _trusted_signer(self, sha: str, parent: str, signers: Sequence[str]) -> str | None:
@@ -220,19 +280,19 @@ class Verifier:
         return False
 
     def _trusted_by_record(self, revision: str, known: Sequence[str]) -> bool:
+        """Whether enough approvers of the policy at a verified base accepted ``revision``
+        with a signed ``promote trust`` (each signature checked against the base's keys)."""
         signed = self.evidence.trust_signatures(self.env, revision)
         for base in {s.base for s in signed if s.base in known}:
             snap = self.snapshot(base)
             policy = None if isinstance(snap, str) else snap.policies.get(self.env)
-            if policy is None:
+            if policy is None or isinstance(snap, str):
                 continue
-            checked = []
-            for doc in signed:
-                key = self.evidence.key_file(base, f"{proofs.APPROVERS_DIR}/{doc.approver}.asc")
-                ok = key is not None and (
-                    self.evidence.verify(key, doc.payload.encode(), doc.signature).valid
-                )
-                checked.append((doc, ok))
+            reg = snap.tree.registry
+            checked = [
+                (doc, reg.check_approval(doc.approver, doc.payload, doc.signature)[0] is VALID)
+                for doc in signed
+            ]
             counted = verification.trust_counted(
                 policy, checked, env=self.env, revision=revision, bases=[base]
             )
@@ -250,27 +310,41 @@ class Verifier:
         return self._snaps[rev]
 
     def _load(self, rev: str) -> proofs.Snapshot | str:
-        with tempfile.TemporaryDirectory(prefix="promote-verify-", dir=self._work_dir) as tmp:
-            try:
-                project = config.load_project(self._repo.export_tree(rev, Path(tmp) / "t"))
-                layout = folder.layout(project)
-                files = {
-                    n: project.relpath(folder.kustomization_path(e.overlay_dir))
-                    for n, e in project.environments.items()
-                }
-            except PromoteError as exc:
-                return str(exc)
-        policies = {n: e.config.approvals for n, e in project.environments.items()}
-        return proofs.Snapshot(layout, policies, files)
+        if self._trees is None:
+            self._trees = Path(tempfile.mkdtemp(prefix="promote-verify-", dir=self._work_dir))
+            weakref.finalize(self, shutil.rmtree, self._trees, True)
+        root = self._trees / rev
+        try:
+            exported = self._repo.export_tree(rev, root)
+            tree = judgement.PolicyTree(exported, where=rev[:12], rev=rev)
+            files = {
+                n: tree.project.relpath(folder.kustomization_path(e.overlay_dir))
+                for n, e in tree.project.environments.items()
+            }
+        except PromoteError as exc:
+            shutil.rmtree(root, ignore_errors=True)
+            return str(exc)
+        return proofs.Snapshot(tree, files)
+
+    def _forget(self, keep: set[str]) -> None:
+        """Drop the snapshots of revisions outside ``keep`` (their trees leave the disk)."""
+        kept = {rev: snap for rev, snap in self._snaps.items() if rev in keep}
+        alive = {id(s) for s in kept.values()}
+        for snap in {id(s): s for s in self._snaps.values()}.values():
+            if isinstance(snap, proofs.Snapshot) and id(snap) not in alive:
+                snap.tree.close()
+                shutil.rmtree(snap.tree.root, ignore_errors=True)
+        self._snaps = kept
+
+    def _signatures(self) -> int:
+        trees = {id(s): s for s in self._snaps.values() if isinstance(s, proofs.Snapshot)}
+        in_trees = sum(s.tree.registry.verifications for s in trees.values())
+        return self.evidence.signatures_checked + in_trees
 
     def _blobs_at(self, rev: str) -> dict[str, str]:
         if rev not in self._blobs:
             self._blobs[rev] = history.tree_blobs(self._repo, rev)
         return self._blobs[rev]
-
-    def _records_digest(self) -> str:
-        refs = self._repo.refs("refs/promote/")
-        return hashlib.sha256(repr(sorted(refs.items())).encode()).hexdigest()
 
 
 def _refused(env: str, revision: str, base: str, why: str) -> verification.Verdict:

@@ -15,6 +15,7 @@ import pytest
 
 from promote import config
 from promote.cluster import client
+from promote.forge import base as forge_base
 from promote.promotion import engine, propose, releases, review
 from promote.reconcile import factory
 from promote.reconcile import status as status_mod
@@ -24,6 +25,7 @@ from tests.gitops import GitOpsRepo, git, make_repo
 from tests.integration.test_promotion_helpers import (  # noqa: F401  (gpg_keys is a fixture)
     Keys,
     gpg_keys,
+    install_keys,
 )
 
 pytestmark = pytest.mark.integration
@@ -33,12 +35,8 @@ PROD_KZ = "overlays/prod/kustomization.yaml"
 @pytest.fixture
 def repo(tmp_path: Path, namespace: str, gpg_keys: Keys) -> GitOpsRepo:  # noqa: F811
     made = make_repo(tmp_path, namespace_map={"prod": namespace})
-    for name in ("rm1", "rm2"):
-        (made.work / "keys/release-managers" / f"{name}.asc").write_text(gpg_keys.public[name])
-    # dev1 opens the PRs: a PR into prod is signed by its opener's registered key.
-    (made.work / "keys/developers").mkdir(parents=True, exist_ok=True)
-    (made.work / "keys/developers/dev1.asc").write_text(gpg_keys.public["dev1"])
-    made.commit_all("release managers' and dev1's keys")
+    install_keys(made.work, gpg_keys, ("rm1", "rm2", "dev1"))  # dev1 opens PRs
+    made.commit_all("release managers' and a developer's keys")
     return made
 
 
@@ -193,6 +191,76 @@ def test_merge_commit_hiding_a_change_is_refused_and_a_plain_one_verified(
     report = prod_agent.run_pass()
     assert report.verdict is not None and report.verdict.verified, report.verdict.summary()
     assert report.revision == merged.sha and _image(cluster, namespace).endswith(":v2.3.2")
+
+
+def _sign_approval(repo: GitOpsRepo, keys: Keys, number: int, name: str) -> None:
+    """``name``'s approval of the PR's head for prod, recorded through the forge directly (as a
+    forged record would be: `promote approve` refuses some of these up front)."""
+    with engine.session(repo.work) as s:
+        pr = s.forge.get(number)
+        at = datetime.now(UTC).replace(microsecond=0)
+        payload = forge_base.approval_payload(
+            pr=number, env="prod", head_sha=pr.head_sha, approver=name, at=at, scope=["prod"]
+        )
+        signer = gpg.Signer(gnupghome=str(keys.home))
+        sig = signer.sign(payload.encode(), fingerprints=[keys.fingerprints[name]], who=name)
+        approval = forge_base.Approval(
+            name, number, "prod", pr.head_sha, at, "", payload, sig, ("prod",)
+        )
+        s.forge.approve(number, approval)
+
+
+@pytest.mark.parametrize(
+    ("signer", "why"),
+    [(None, "is not signed"), ("rm1", "signed commit")],
+    ids=["unsigned-commit", "approver-signed-a-commit"],
+)
+def test_approved_head_carrying_a_commit_the_merge_would_refuse_is_not_deployed(
+    repo: GitOpsRepo,
+    prod_agent: Agent,
+    cluster: client.Cluster,
+    namespace: str,
+    gpg_keys: Keys,  # noqa: F811
+    signer: str | None,
+    why: str,
+) -> None:
+    """The agent judges a head as `promote merge` does: a commit on the PR that is neither
+    promote's own nor signed by a registered key refuses it; whoever signed a commit of it
+    does not count as an approver. Main pushed to such a head by hand is not deployed."""
+    keyring = gpg.Signer(gnupghome=str(gpg_keys.home))
+    with engine.session(repo.work) as s:
+        pr = propose.open_pull_request(
+            s, propose.plan_promotion(s, "prod"), opener="dev1", signer=keyring
+        )
+    git(repo.work, "fetch", "-q", "origin")
+    git(repo.work, "checkout", "-q", "-B", "extra", pr.head_sha)
+    repo.edit(PROD_KZ, "value: warn", "value: debug")
+    git(repo.work, "add", "-A")
+    sign = [f"-S{gpg_keys.fingerprints[signer]}"] if signer else []
+    subprocess.run(
+        ["git", "commit", "-q", *sign, "-m", "quieter logs"], cwd=repo.work, check=True,
+        env={**_environ(), "GNUPGHOME": str(gpg_keys.home)}, capture_output=True,
+    )  # fmt: skip
+    head = git(repo.work, "rev-parse", "HEAD")
+    git(repo.work, "push", "-q", "origin", f"HEAD:refs/heads/{pr.branch}")
+    for name in ("rm1", "rm2"):
+        _sign_approval(repo, gpg_keys, pr.number, name)
+    before = _image(cluster, namespace)
+    # Main moved on (dev only), then merged the approved head as `promote merge` would.
+    git(repo.work, "checkout", "-q", "main")
+    repo.edit("overlays/dev/kustomization.yaml", "newTag: v2.4.0", "newTag: v2.4.1")
+    repo.commit_all("dev moves on")
+    git(repo.work, "merge", "-q", "--no-ff", "-m", f"Merge PR #{pr.number}", head)
+    merged = git(repo.work, "rev-parse", "HEAD")
+    git(repo.work, "push", "-q", "origin", "HEAD:main")
+
+    report = prod_agent.run_pass()
+    assert report.head == merged and report.verdict is not None
+    assert not report.verdict.verified, report.verdict.summary()
+    offence = report.verdict.offence
+    assert offence is not None and offence.commit == merged
+    assert f"PR #{pr.number}" in offence.reason and why in offence.reason, offence.reason
+    assert _image(cluster, namespace) == before
 
 
 def test_dev_only_push_never_blocks_prod(

@@ -6,6 +6,7 @@ managers; mallory is registered nowhere). Each test failed on the code before is
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from pathlib import Path
 
@@ -180,15 +181,54 @@ def test_a_prod_pr_that_changes_governance_shows_it_and_keeps_mains_policy(
 
 
 def test_head_verdict_judges_a_head_with_the_policy_of_the_tree_given(ops: GitOps) -> None:
-    from promote.promotion import engine, review
+    from promote.promotion import engine, judgement
 
     number, _ = open_pr(ops, "set-image", "dev", "api=v1.9.9", "--pr")
     with engine.session(ops.clone) as s:
         pr = s.forge.get(number)
         base = s.repo.merge_base(s.sha, pr.head_sha)
         assert base is not None
-        verdict = review.head_verdict(
+        verdict = judgement.head_verdict(
             s.repo, s.root, pr, s.forge.approvals(number), head_sha=pr.head_sha, base_sha=base
         )
     assert verdict.ok and verdict.scope == ("dev",)  # set-image dev never needs staging/prod
     assert dict(verdict.excluded) == {"dev1": "opened the PR"}
+
+
+def test_history_marks_changes_that_reached_an_environment_without_approval(ops: GitOps) -> None:
+    number, _ = open_pr(ops, "to", "staging")
+    cli(ops, "approve", str(number), "--as", "rm1")
+    cli(ops, "merge", str(number))
+    ops.git("pull", "-q", "origin", "main")
+    kz = ops.clone / STAGING_KZ
+    kz.write_text(re.sub(r"newTag: \S+", "newTag: v6.6.6", kz.read_text(), count=1))
+    pushed = ops.commit_and_push("hotfix straight to main")
+    replace_in(STAGING_KZ, "value: info", "value: debug")(ops.clone)
+    patched = ops.commit_and_push("louder logs, no image")
+    ops.git("revert", "--no-edit", patched)  # back to the hotfix's inputs: still unapproved
+    ops.git("revert", "--no-edit", pushed)  # back to the merged PR's inputs: restored
+    ops.git("push", "-q", "origin", "HEAD:main")
+    reverted = ops.git("rev-parse", "HEAD")
+    half = ops.git("rev-parse", "HEAD~1")
+
+    doc = cli(ops, "history", "staging", "-o", "json").json()
+    by_commit = {e["commit"]: e for e in doc["entries"]}
+    assert by_commit[pushed]["unapproved"] is True and by_commit[pushed]["judged"] == "unapproved"
+    assert "no PR approved" in by_commit[pushed]["why"]
+    assert by_commit[pushed]["files"] == [STAGING_KZ]
+    # A change of the inputs that moved no image is listed too when it was not approved.
+    assert by_commit[patched]["unapproved"] is True and by_commit[patched]["changes"] == []
+    assert by_commit[half]["unapproved"] is True
+    assert by_commit[reverted]["judged"] == "restored" and not by_commit[reverted]["unapproved"]
+    merged = next(e for e in doc["entries"] if e["pr"] and e["pr"]["number"] == number)
+    assert merged["judged"] == "approved" and not merged["unapproved"]
+    assert merged["why"] == f"PR #{number} approved by rm1"
+    order = [e["commit"] for e in doc["entries"]]
+    assert order.index(reverted) < order.index(half) < order.index(patched) < order.index(pushed)
+
+    wide = run_cli("history", "staging", "-C", str(ops.clone), env={**ops.env, "COLUMNS": "250"})
+    assert wide.code == 0 and wide.stdout.count("unapproved") == 3, wide.stdout
+    assert pushed[:8] in wide.stdout and "restored" in wide.stdout
+    # Dev requires no approvals: nothing there is unapproved.
+    dev = cli(ops, "history", "dev", "-o", "json").json()
+    assert not any(e["unapproved"] for e in dev["entries"])
