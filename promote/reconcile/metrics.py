@@ -72,6 +72,12 @@ class Metrics:
             registry=self.registry,
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5, 30),
         )
+        self.webhook_requests = Counter(
+            "promote_webhook_requests_total",
+            "Requests to POST /hooks/git by reply code (202 accepted or ignored, 401, 413, 429).",
+            ["code"],
+            registry=self.registry,
+        )
         self.out_of_sync = Gauge(
             "promote_out_of_sync_objects", "Objects that differ.", ["env"], registry=self.registry
         )
@@ -114,6 +120,7 @@ def serve(
                 return self.rfile.read(n)
 
             reply = webhook.receive(headers, length, read)
+            metrics.webhook_requests.labels(str(reply.code)).inc()
             if not consumed and length and length <= 4 * webhook.settings.max_body:
                 # Drain a refused body (429, 413) so the sender reads the reply instead of a
                 # connection reset; a larger one is cut off when the connection closes.

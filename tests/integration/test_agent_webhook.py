@@ -137,6 +137,9 @@ def test_bad_notifications_are_refused_and_never_trigger_a_pass(
         ]
         assert 429 in codes and set(codes) <= {401, 429}, codes
         assert c.get(f"{url}/healthz").status_code == 200  # still serving
+        exposed = c.get(f"{url}/metrics").text
+        assert 'promote_webhook_requests_total{code="413"} 1.0' in exposed
+        assert 'promote_webhook_requests_total{code="429"}' in exposed
     assert lp.notifications == 0 and lp.passes == 1
     assert lp.webhook.refused[401] >= 3 and lp.webhook.refused[413] == 1
 
