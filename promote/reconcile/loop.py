@@ -110,6 +110,7 @@ class AgentLoop:
         delays = backoff_delays(self.settings.backoff_min_s, self.settings.backoff_max_s)
         failures = 0
         next_full = 0.0
+        next_poll = 0.0  # a look for a new revision every poll_s, or when notified
         last_revision: str | None = None
         try:
             while not self.stop_event.is_set():
@@ -118,9 +119,11 @@ class AgentLoop:
                     self.stop_event.wait(self.settings.lease.renew_s)
                     continue
                 now = time.monotonic()
+                woken = self._wake.is_set()
                 self._wake.clear()  # a notification from here on wakes the wait below
                 due = now >= next_full or failures > 0
-                if not due:
+                if not due and (woken or now >= next_poll):
+                    next_poll = now + self.settings.poll_s
                     revision = self._peek_revision()
                     due = revision is not None and revision != last_revision
                 if due:
@@ -154,7 +157,12 @@ class AgentLoop:
                         last_revision = None  # look again each poll: a trust record may come
                     next_full = time.monotonic() + self.interval_s
                     self.agent.healing_enabled = True
-                self._wake.wait(min(self.settings.poll_s, self.settings.lease.renew_s))
+                # With leader election the Lease is renewed every renew_s; the revision is
+                # still looked at only every poll_s (next_poll), or at once when notified.
+                wait = self.settings.poll_s
+                if self.settings.leader_election:
+                    wait = min(wait, self.settings.lease.renew_s)
+                self._wake.wait(wait)
         finally:
             self.agent.healing_enabled = False
             self.agent.cache.stop()
