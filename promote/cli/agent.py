@@ -1,7 +1,8 @@
-"""``promote agent``, ``promote sync``, ``promote diff``, ``promote status``."""
+"""``promote agent``, ``promote sync``, ``promote diff``, ``promote status``, ``promote hooks``."""
 
 from __future__ import annotations
 
+import os
 import signal
 from pathlib import Path
 from typing import Any
@@ -21,8 +22,9 @@ from promote.cli.output import (
     progress,
 )
 from promote.cluster import client
-from promote.errors import ExitCode, PolicyBlocked
-from promote.reconcile import factory
+from promote.errors import ExitCode, PolicyBlocked, UsageError
+from promote.git import hooks as hooks_mod
+from promote.reconcile import factory, webhook
 from promote.reconcile import loop as loop_mod
 from promote.reconcile import report as report_mod
 from promote.reconcile.agent import Agent
@@ -33,6 +35,9 @@ def register(app: typer.Typer) -> None:
     app.command("sync")(sync)
     app.command("diff")(diff)
     app.command("status")(status)
+    group = typer.Typer(help="Push notifications from a local bare remote to agents.")
+    group.command("install")(hooks_install)
+    app.add_typer(group, name="hooks")
 
 
 KubeconfigOpt = typer.Option(None, "--kubeconfig", help="Kubeconfig file (default: env file).")
@@ -302,3 +307,31 @@ def status(
                 f"[red]{esc(name)}: failed at {esc(err['stage'])}:[/] {esc(err['message'])}",
                 markup=True,
             )
+
+
+def hooks_install(
+    remote: Path = typer.Argument(..., help="The bare repository the team pushes to."),
+    agents: list[str] = typer.Option(
+        ..., "--agent", help="An agent's --listen address (host:port or URL); repeatable."
+    ),
+    output: Format = OutputOpt,
+) -> None:
+    """Write REMOTE's post-receive hook: each push POSTs a signed notification to the agents'
+    /hooks/git, signed with $PROMOTE_WEBHOOK_SECRET (the agents must have the same)."""
+    with handled(output):
+        secret = os.environ.get(webhook.SECRET_ENV, "")
+        if not secret:
+            raise UsageError(
+                f"{webhook.SECRET_ENV} is not set",
+                hint="Export the secret the agents were started with, then run this again.",
+            )
+        urls = [
+            (a if "://" in a else f"http://{a}").rstrip("/")
+            + ("" if a.endswith(webhook.PATH) else webhook.PATH)
+            for a in agents
+        ]
+        hook = hooks_mod.install_post_receive(remote, urls=urls, secret=secret.encode())
+        if output == Format.json:
+            emit_json({"hook": str(hook), "agents": urls})
+        else:
+            console.print(f"installed {hook}: notifies {', '.join(urls)}")

@@ -71,7 +71,7 @@ def _root(
 COMMAND_OWNERS = {
     "init": "project", "envs": "project", "validate": "project",
     "cluster": "cluster",
-    "agent": "agent", "sync": "agent", "diff": "agent", "status": "agent",
+    "agent": "agent", "sync": "agent", "diff": "agent", "status": "agent", "hooks": "agent",
     "keys": "keys", "secrets": "secrets",
     "to": "promotion", "rollback": "promotion", "set-image": "promotion", "history": "promotion",
     "prs": "prs", "show": "prs", "approve": "prs", "merge": "prs", "close": "prs",

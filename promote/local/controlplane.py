@@ -232,7 +232,7 @@ class LocalCluster:
             f"--service-account-key-file={pki / 'sa.pub'}",
             f"--service-account-signing-key-file={pki / 'sa.key'}",
             f"--service-account-issuer={server}",
-            "--service-cluster-ip-range=10.0.0.0/24",
+            "--service-cluster-ip-range=10.0.0.0/16",
             "--authorization-mode=RBAC",
             # ServiceAccount admission waits for a token controller the API-only cluster does
             # not run. TaintNodesByCondition would taint each new Node not-ready until the

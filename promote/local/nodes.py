@@ -111,7 +111,7 @@ def component_argvs(
             f"--manage-nodes-with-annotation-selector={'='.join(NODE_ANNOTATION)}",
             "--manage-nodes-with-label-selector=",
             "--manage-single-node=",
-            "--cidr=10.244.0.0/16",  # Pod IPs, apart from the Service range 10.0.0.0/24
+            "--cidr=10.244.0.0/16",  # Pod IPs, apart from the Service range 10.0.0.0/16
             "--node-ip=10.243.0.1",
         ],
     }

@@ -1,11 +1,13 @@
 """``promote agent``: run an environment's passes forever, heal drift as watches report it.
 
 The loop is the only place that decides *when*: a full pass every ``interval`` (the safety
-net) and immediately on a new revision; a heal as soon as the watch cache reports a change on
-a managed object; capped exponential backoff after a retryable failure (Git, API server,
-Vault). A permanent failure (an invalid object, an immutable field: ``retryable`` False) is
-not retried: the loop waits for a new revision, or the next full resync. With several
-replicas, only the Lease holder passes or heals; the others wait warm.
+net) and immediately on a new revision, found by polling every ``poll_s`` or at once when a
+verified push notification wakes the loop (``notify``; ``POST /hooks/git``, see ``webhook``);
+a heal as soon as the watch cache reports a change on a managed object; capped exponential
+backoff after a retryable failure (Git, API server, Vault). A permanent failure (an invalid
+object, an immutable field: ``retryable`` False) is not retried: the loop waits for a new
+revision, or the next full resync. With several replicas, only the Lease holder passes or
+heals; the others wait warm.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from http.server import ThreadingHTTPServer
 from promote.cluster.lease import LeaderElector, LeaseSettings
 from promote.errors import PromoteError
 from promote.reconcile import metrics as metrics_mod
+from promote.reconcile import webhook as webhook_mod
 from promote.reconcile.agent import Agent, PassReport
 from promote.reconcile.status import Stage
 
@@ -38,6 +41,8 @@ class LoopSettings:
     leader_election: bool = True
     listen: str | None = None  # "127.0.0.1:9090" serves /status, /healthz, /metrics
     lease: LeaseSettings = field(default_factory=LeaseSettings)
+    # POST /hooks/git on ``listen``; enabled only when $PROMOTE_WEBHOOK_SECRET is set.
+    webhook: webhook_mod.WebhookSettings = field(default_factory=webhook_mod.WebhookSettings)
 
 
 def _transient(report: PassReport) -> bool:
@@ -68,6 +73,11 @@ class AgentLoop:
             settings=settings.lease,
         )
         self.stop_event = threading.Event()
+        self._wake = threading.Event()  # set by notify() and stop(): look for a revision now
+        self.notifications = 0  # notify() calls: verified pushes to the agent's branch
+        self.webhook = webhook_mod.WebhookReceiver(
+            branch=agent.source.branch, wake=self.notify, settings=settings.webhook
+        )
         self.last_report: PassReport | None = None
         self.passes = 0
         self.polls = 0  # looks for a new revision between passes
@@ -93,12 +103,14 @@ class AgentLoop:
                 status=self._status,
                 healthy=lambda: not self.stop_event.is_set(),
                 metrics=self.agent.metrics,
+                webhook=self.webhook,
             )
         heal = threading.Thread(target=self._heal_loop, name="self-heal", daemon=True)
         heal.start()
         delays = backoff_delays(self.settings.backoff_min_s, self.settings.backoff_max_s)
         failures = 0
         next_full = 0.0
+        next_poll = 0.0  # a look for a new revision every poll_s, or when notified
         last_revision: str | None = None
         try:
             while not self.stop_event.is_set():
@@ -107,8 +119,11 @@ class AgentLoop:
                     self.stop_event.wait(self.settings.lease.renew_s)
                     continue
                 now = time.monotonic()
+                woken = self._wake.is_set()
+                self._wake.clear()  # a notification from here on wakes the wait below
                 due = now >= next_full or failures > 0
-                if not due:
+                if not due and (woken or now >= next_poll):
+                    next_poll = now + self.settings.poll_s
                     revision = self._peek_revision()
                     due = revision is not None and revision != last_revision
                 if due:
@@ -142,7 +157,12 @@ class AgentLoop:
                         last_revision = None  # look again each poll: a trust record may come
                     next_full = time.monotonic() + self.interval_s
                     self.agent.healing_enabled = True
-                self.stop_event.wait(min(self.settings.poll_s, self.settings.lease.renew_s))
+                # With leader election the Lease is renewed every renew_s; the revision is
+                # still looked at only every poll_s (next_poll), or at once when notified.
+                wait = self.settings.poll_s
+                if self.settings.leader_election:
+                    wait = min(wait, self.settings.lease.renew_s)
+                self._wake.wait(wait)
         finally:
             self.agent.healing_enabled = False
             self.agent.cache.stop()
@@ -170,5 +190,13 @@ class AgentLoop:
             elif self.agent.wait_for_heal_work(0.5):
                 self.agent.heal_pending()
 
+    def notify(self) -> None:
+        """A push happened: look for a new revision now rather than at the next poll. The
+        revision is still fetched and verified by the pass; several notifications during one
+        pass coalesce into one look after it."""
+        self.notifications += 1
+        self._wake.set()
+
     def stop(self) -> None:
         self.stop_event.set()
+        self._wake.set()

@@ -1,6 +1,7 @@
 """Prometheus metrics of one agent, and the small HTTP server for /status, /healthz, /metrics.
 
-Labels carry environment names, stages and kinds only: never an object's content.
+Labels carry environment names, stages and kinds only: never an object's content. The server
+also routes ``POST /hooks/git`` to a ``webhook.WebhookReceiver`` when the loop gives it one.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from promote.reconcile import webhook as webhook_mod
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +79,12 @@ class Metrics:
             ["env", "state"],
             registry=self.registry,
         )
+        self.webhook_requests = Counter(
+            "promote_webhook_requests_total",
+            "Requests to POST /hooks/git by reply code (202 accepted or ignored, 401, 413, 429).",
+            ["code"],
+            registry=self.registry,
+        )
         self.out_of_sync = Gauge(
             "promote_out_of_sync_objects", "Objects that differ.", ["env"], registry=self.registry
         )
@@ -90,11 +99,42 @@ def serve(
     status: Callable[[], dict[str, Any]],
     healthy: Callable[[], bool],
     metrics: Metrics,
+    webhook: webhook_mod.WebhookReceiver | None = None,
 ) -> ThreadingHTTPServer:
-    """Serve /status (JSON), /healthz and /metrics on ``host:port`` in a daemon thread."""
+    """Serve /status (JSON), /healthz and /metrics on ``host:port`` in a daemon thread, and
+    ``POST /hooks/git`` when ``webhook`` is given (404 otherwise, as for any unknown path)."""
     host, _, port = address.rpartition(":")
 
     class Handler(BaseHTTPRequestHandler):
+        timeout = 10  # seconds a client may take to send its request: a stalled body ends here
+
+        def do_POST(self) -> None:
+            if webhook is None or self.path.split("?")[0] != webhook_mod.PATH:
+                self._send(404, "text/plain", b"not found\n")
+                return
+            raw = self.headers.get("Content-Length")
+            try:
+                length = int(raw) if raw is not None else None
+            except ValueError:
+                length = None
+            if length is not None and length < 0:
+                length = None
+            headers = {k.lower(): v for k, v in self.headers.items()}
+            consumed: list[int] = []
+
+            def read(n: int) -> bytes:
+                consumed.append(n)
+                return self.rfile.read(n)
+
+            reply = webhook.receive(headers, length, read)
+            metrics.webhook_requests.labels(str(reply.code)).inc()
+            if not consumed and length and length <= 4 * webhook.settings.max_body:
+                # Drain a refused body (429, 413) so the sender reads the reply instead of a
+                # connection reset; a larger one is cut off when the connection closes.
+                self.rfile.read(length)
+            self.close_connection = True
+            self._send(reply.code, "text/plain", reply.message.encode() + b"\n")
+
         def do_GET(self) -> None:
             if self.path.startswith("/status"):
                 self._send(200, "application/json", json.dumps(status(), indent=2).encode())
