@@ -5,8 +5,8 @@ apply, prune, health, status. Every stage before apply only computes; a failure 
 nothing and leaves the last good state in the cluster, and the status names the stage. The
 adapters (Git source, kustomize, secret resolver, cluster) are passed in, never built here,
 so tests point them at 127.0.0.1. This module sequences; the rules live in the pure modules
-(``validation``, ``cluster.drift``, ``cluster.inventory``, ``cluster.health``), and the prune
-stage's deletions in ``reconcile/pruning.py``.
+(``validation``, ``cluster.drift``, ``cluster.inventory``, ``cluster.health``), the prune
+stage's deletions in ``reconcile/pruning.py``, and the self-heal path in ``reconcile/healing.py``.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from promote.cluster import apply, client, drift, health
 from promote.cluster.cache import LiveCache
 from promote.errors import ClusterError
 from promote.kustomize import render
-from promote.reconcile import passes, postdeploy, pruning
+from promote.reconcile import healing, passes, postdeploy, pruning
 from promote.reconcile import status as status_mod
 from promote.reconcile.desired import DesiredState, ResolverFor, SecretResolver, StageFailed, stage
 from promote.reconcile.metrics import Metrics
@@ -48,7 +48,7 @@ def _digest(obj: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(shape, sort_keys=True, default=str).encode()).hexdigest()
 
 
-class Agent:
+class Agent(healing.Healing):
     def __init__(
         self,
         *,
@@ -332,24 +332,19 @@ class Agent:
     def _restore_status(self) -> None:
         """Carry the published status' last successful sync time into a new process (a
         `promote sync`, a restart, a new leader), so a failed first pass does not erase it."""
-        if self._status_restored:
-            return
-        self._status_restored = True
-        try:
-            previous = status_mod.read(
-                self.cluster, env=self.settings.env, namespace=self.settings.namespace
-            )
-        except (ClusterError, ValueError, TypeError) as exc:
-            log.debug("%s: no earlier status to restore: %s", self.settings.env, exc)
-            return
-        if previous is not None and not self.status.last_sync_at:
-            self.status.last_sync_at = previous.last_sync_at
+        if not self._status_restored:
+            self._status_restored = True
+            status_mod.restore_last_sync(self.cluster, self.status, self.settings.namespace)
 
     def _publish(self, report: PassReport) -> None:
         st, env = self.status, self.settings.env
         self._restore_status()
         with self._lock:
-            self._publish_trust(report)
+            if self.trust is not None and report.verdict is not None and report.head:
+                self.trust.publish(
+                    st, report.verdict, head=report.head, deployed=report.revision or report.head,
+                    cluster=self.cluster, metrics=self.metrics, namespace=self.settings.namespace,
+                )  # fmt: skip
             if report.revision:
                 st.revision = report.revision
             st.objects = report.objects or st.objects
@@ -362,8 +357,11 @@ class Agent:
                     "at": status_mod.now_iso(),
                 }
                 failure = (report.revision, report.error.stage, str(report.error.cause))
-                if failure != self._last_failure:  # reported once, not at every resync
-                    self._failed_event(report.error)
+                # Reported once, not at every resync; a Git outage is in the status only.
+                quiet = report.error.stage is Stage.FETCH and report.error.retryable
+                if failure != self._last_failure and not quiet:
+                    why = f"sync of {env} failed at {report.error.stage}: {report.error.cause}"
+                    status_mod.failed_event(self.cluster, env, self.settings.namespace, why)
                 self._last_failure = failure
             else:
                 st.sync = SyncState.OUT_OF_SYNC if report.out_of_sync else SyncState.SYNCED
@@ -388,20 +386,6 @@ class Agent:
                 self.verify_deploy()
             self.write_status()
 
-    def _publish_trust(self, report: PassReport) -> None:
-        if self.trust is not None and report.verdict is not None and report.head:
-            deployed = report.revision or report.head
-            self.trust.publish(
-                self.status, report.verdict, head=report.head, deployed=deployed,
-                cluster=self.cluster, metrics=self.metrics, namespace=self.settings.namespace,
-            )  # fmt: skip
-
-    def _failed_event(self, error: StageFailed) -> None:
-        if error.stage is Stage.FETCH and error.retryable:
-            return  # the API may be fine but Git is not; the status carries it
-        message = f"sync of {self.settings.env} failed at {error.stage}: {error.cause}"
-        status_mod.failed_event(self.cluster, self.settings.env, self.settings.namespace, message)
-
     def verify_deploy(self) -> None:
         """Verification after deploy, from the status just published (off the apply path)."""
         postdeploy.update(
@@ -414,86 +398,3 @@ class Agent:
             status_mod.write(self.cluster, self.status, namespace=self.settings.namespace)
         except ClusterError as exc:
             log.warning("%s: could not write status: %s", self.settings.env, exc)
-
-    # --- self-heal --------------------------------------------------------------------------
-    def _on_event(self, etype: str, key: str, live: dict[str, Any] | None) -> None:
-        if key not in self._desired:
-            return
-        self._heal_queue[key] = None  # healed once healing is on (heal_pending re-checks drift)
-        self._heal_wakeup.set()
-
-    def heal_pending(self) -> int:
-        """Revert drift on objects the watch reported; returns how many were corrected."""
-        self._heal_wakeup.clear()
-        keys, self._heal_queue = list(self._heal_queue), {}
-        fixed = 0
-        for key in keys:
-            try:
-                fixed += self._heal_one(key)
-            except ClusterError as exc:
-                log.warning(
-                    "%s: self-heal of %s failed: %s",
-                    self.settings.env,
-                    client.describe_key(key),
-                    exc,
-                )
-                self._heal_queue[key] = None
-        self.refresh_health()
-        return fixed
-
-    def refresh_health(self) -> bool:
-        """Judge health again from the watch cache, between passes: a rollout that finishes
-        or passes its deadline changes only an object's status, and the soak gate counts from
-        the moment it turns Healthy. True when the published health changed."""
-        with self._lock:
-            st = self.status
-            if st.sync != SyncState.SYNCED or not self._desired:
-                return False
-            report = PassReport()
-            self._assess(list(self._desired.values()), report)
-            if (report.health, report.health_details) == (st.health, st.health_details):
-                return False
-            st.health, st.health_details = report.health, report.health_details
-            healthy = st.health == str(health.Health.HEALTHY)
-            st.healthy_since = (st.healthy_since or status_mod.now_iso()) if healthy else None
-            self.verify_deploy()
-            self.write_status()
-            return True
-
-    def _heal_one(self, key: str) -> int:
-        with self._lock:
-            desired = self._desired.get(key)
-            if desired is None:
-                return 0
-            live = self.cache.get(key)
-            paths = drift.differences(desired, live)
-            if paths and live is not None:
-                paths = self._confirmed_drift(desired, live)
-            if not paths:
-                return 0
-            what = client.describe_key(key)
-            if not self.self_heal:
-                if what not in self.status.out_of_sync:
-                    self.status.out_of_sync.append(what)
-                    self.status.sync = SyncState.OUT_OF_SYNC
-                    self.write_status()
-                return 0
-            result = self.cluster.apply(desired, force=True)
-            at = status_mod.now_iso()
-            self.status.last_correction = status_mod.Correction(what, paths, at)
-            self.status.corrections += 1
-            self.metrics.drift_corrections.labels(self.settings.env, desired["kind"]).inc()
-            log.info("%s: reverted drift on %s (%s)", self.settings.env, what, ", ".join(paths))
-            status_mod.emit_event(
-                self.cluster,
-                regarding=result or desired,
-                reason="DriftReverted",
-                message=f"promote reverted drift on {what}: {', '.join(paths)[:500]} "
-                f"(revision {self.status.revision or '?'})",
-                namespace=self.settings.namespace,
-            )
-            self.write_status()
-            return 1
-
-    def wait_for_heal_work(self, timeout_s: float) -> bool:
-        return self._heal_wakeup.wait(timeout_s)

@@ -96,7 +96,7 @@ class AgentLoop:
         doc["identity"] = self.identity
         return doc
 
-    def run(self) -> None:
+    def _serve(self) -> None:
         if self.settings.listen:
             self._server = metrics_mod.serve(
                 self.settings.listen,
@@ -105,6 +105,9 @@ class AgentLoop:
                 metrics=self.agent.metrics,
                 webhook=self.webhook,
             )
+
+    def run(self) -> None:
+        self._serve()
         heal = threading.Thread(target=self._heal_loop, name="self-heal", daemon=True)
         heal.start()
         delays = backoff_delays(self.settings.backoff_min_s, self.settings.backoff_max_s)
@@ -142,15 +145,7 @@ class AgentLoop:
                         self.stop_event.wait(delay)
                         continue
                     if report.error:
-                        # An error in the input (an invalid object, an immutable field): the
-                        # same revision would fail the same way, so no backoff; the status and
-                        # one Event say what to fix, and the next revision is applied at once.
-                        log.warning(
-                            "%s: %s failed at %s; waiting for a new revision",
-                            self.agent.settings.env,
-                            report.error.stage,
-                            (report.revision or "?")[:12],
-                        )
+                        _log_permanent(self.agent.settings.env, report)
                     failures = 0
                     last_revision = report.head or report.revision
                     if report.verdict is not None and not report.verdict.verified:
@@ -200,3 +195,16 @@ class AgentLoop:
     def stop(self) -> None:
         self.stop_event.set()
         self._wake.set()
+
+
+def _log_permanent(env: str, report: PassReport) -> None:
+    """An error in the input (an invalid object, an immutable field): the same revision would
+    fail the same way, so no backoff; the status and one Event say what to fix, and the next
+    revision is applied at once."""
+    assert report.error is not None
+    log.warning(
+        "%s: %s failed at %s; waiting for a new revision",
+        env,
+        report.error.stage,
+        (report.revision or "?")[:12],
+    )

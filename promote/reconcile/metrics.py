@@ -52,6 +52,13 @@ class Metrics:
             ["env"],
             registry=self.registry,
         )
+        self.out_of_sync = Gauge(
+            "promote_out_of_sync_objects", "Objects that differ.", ["env"], registry=self.registry
+        )
+        self._trust_and_hooks()
+
+    def _trust_and_hooks(self) -> None:
+        """Verification (trust chain and after deploy) and webhook metrics."""
         self.unverified = Gauge(
             "promote_unverified_revision",
             "1 while main's head is not verified for this environment (the last verified "
@@ -85,9 +92,6 @@ class Metrics:
             ["code"],
             registry=self.registry,
         )
-        self.out_of_sync = Gauge(
-            "promote_out_of_sync_objects", "Objects that differ.", ["env"], registry=self.registry
-        )
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
@@ -112,13 +116,7 @@ def serve(
             if webhook is None or self.path.split("?")[0] != webhook_mod.PATH:
                 self._send(404, "text/plain", b"not found\n")
                 return
-            raw = self.headers.get("Content-Length")
-            try:
-                length = int(raw) if raw is not None else None
-            except ValueError:
-                length = None
-            if length is not None and length < 0:
-                length = None
+            length = _content_length(self.headers.get("Content-Length"))
             headers = {k.lower(): v for k, v in self.headers.items()}
             consumed: list[int] = []
 
@@ -159,3 +157,12 @@ def serve(
     server = ThreadingHTTPServer((host or "127.0.0.1", int(port)), Handler)
     threading.Thread(target=server.serve_forever, name="agent-http", daemon=True).start()
     return server
+
+
+def _content_length(raw: str | None) -> int | None:
+    """A request's Content-Length, or None when absent or not a non-negative number."""
+    try:
+        length = int(raw) if raw is not None else None
+    except ValueError:
+        return None
+    return length if length is None or length >= 0 else None

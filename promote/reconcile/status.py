@@ -182,3 +182,15 @@ def emit_event(
         cluster.create(event)
     except ClusterError as exc:
         log.debug("could not record event %s: %s", reason, exc)
+
+
+def restore_last_sync(cluster: client.Cluster, status: EnvStatus, namespace: str) -> None:
+    """Carry the published document's last successful sync time into ``status`` (a new
+    process: `promote sync`, a restart, a new leader) unless it has its own already."""
+    try:
+        previous = read(cluster, env=status.env, namespace=namespace)
+    except (ClusterError, ValueError, TypeError) as exc:
+        log.debug("%s: no earlier status to restore: %s", status.env, exc)
+        return
+    if previous is not None and not status.last_sync_at:
+        status.last_sync_at = previous.last_sync_at
