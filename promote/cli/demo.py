@@ -73,37 +73,52 @@ def demo_cmd(
     """Run the whole story locally: CI -> dev -> staging -> prod with approvals, self-heal."""
     with handled(output):
         if stop:
-            if directory is None:
-                raise UsageError("--stop needs --dir D: the directory `promote demo --keep` used.")
-            problems = demo.stop(directory)
-            if problems:
-                raise demo.DemoError("the demo was not fully stopped: " + "; ".join(problems))
-            if output == Format.json:
-                emit_json({"stopped": str(directory)})
-            else:
-                console.print(f"Stopped the demo and removed {directory}.", markup=False)
+            _stop(directory, output)
             return
         signal.signal(signal.SIGTERM, _interrupt)
         narrator = _Narrator(err_console if output == Format.json else console)
         options = demo.Options(directory=directory, keep=keep, show_views=output == Format.text)
         outcome = demo.run(options, narrator)
-    failed = outcome.failed
-    code = 1 if failed else 0
+    code = 1 if outcome.failed else 0
     if output == Format.json:
-        payload: dict[str, Any] = {
-            "dir": str(outcome.directory),
-            "kept": outcome.kept,
-            "durationSeconds": outcome.duration_s,
-            "steps": [_step_dict(s) for s in outcome.steps],
-            "pids": outcome.pids,
-            "explore": outcome.explore,
-        }
-        if failed:
-            payload["errors"] = [
-                {"code": "demo", "message": f"step {failed.name} failed: {failed.detail}"}
-            ]
-        emit_json(payload, exit_code=code)
+        _emit_outcome(outcome, code)
         raise typer.Exit(code)
+    _print_outcome(outcome)
+    sys.stdout.flush()
+    raise typer.Exit(code)
+
+
+def _stop(directory: Path | None, output: Format) -> None:
+    if directory is None:
+        raise UsageError("--stop needs --dir D: the directory `promote demo --keep` used.")
+    problems = demo.stop(directory)
+    if problems:
+        raise demo.DemoError("the demo was not fully stopped: " + "; ".join(problems))
+    if output == Format.json:
+        emit_json({"stopped": str(directory)})
+    else:
+        console.print(f"Stopped the demo and removed {directory}.", markup=False)
+
+
+def _emit_outcome(outcome: demo.Outcome, code: int) -> None:
+    failed = outcome.failed
+    payload: dict[str, Any] = {
+        "dir": str(outcome.directory),
+        "kept": outcome.kept,
+        "durationSeconds": outcome.duration_s,
+        "steps": [_step_dict(s) for s in outcome.steps],
+        "pids": outcome.pids,
+        "explore": outcome.explore,
+    }
+    if failed:
+        payload["errors"] = [
+            {"code": "demo", "message": f"step {failed.name} failed: {failed.detail}"}
+        ]
+    emit_json(payload, exit_code=code)
+
+
+def _print_outcome(outcome: demo.Outcome) -> None:
+    failed = outcome.failed
     if failed:
         err_console.print(
             f"\n[bold red]error:[/] the demo failed at step {esc(failed.name)}: ", end=""
@@ -125,5 +140,3 @@ def demo_cmd(
             f"Or by hand: promote cluster down --dir {outcome.directory / 'cluster'}; kill {pids}",
             markup=False,
         )
-    sys.stdout.flush()
-    raise typer.Exit(code)

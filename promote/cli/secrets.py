@@ -76,6 +76,10 @@ def set_cmd(
                     f"{', '.join(r.changed)} (keys now: {', '.join(r.keys)})."
                 ),
             )
+    _show_set(done, output)
+
+
+def _show_set(done: governance.Outcome[store.SetResult], output: Format) -> None:
     result = done.result
     if output == Format.json:
         emit_json(

@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from promote.cluster import client
+from promote.cluster import client, statuses
 from promote.errors import ClusterError, ClusterUnavailable
 
 log = logging.getLogger(__name__)
@@ -148,7 +148,7 @@ def apply_objects(
         key = client.object_key(obj)
         try:
             return ApplyResult(key, cluster.apply(obj, force=force, dry_run=dry_run))
-        except client.Immutable as exc:
+        except statuses.Immutable as exc:
             if dry_run or not replace_opted_in(obj):
                 return ApplyResult(key, None, exc)
             try:

@@ -5,7 +5,8 @@ dataclasses and turns every problem into one :class:`~promote.errors.ConfigError
 paragraph that names the file, the line (when YAML knows it), the field and the fix.
 ``schema.py`` reads the files (PyYAML's node tree gives the lines) and builds the dataclasses
 with a small generic validator; this module declares them and checks what spans files
-(upstreams, overlays, approvers). No pydantic or ruamel: the CLI imports this module on every
+(upstreams, overlays, approvers; ``checks.py`` holds the trusted-signer and merge-window
+checks of one file). No pydantic or ruamel: the CLI imports this module on every
 start, so it must stay cheap.
 It does no I/O beyond reading those files and checking that overlay folders exist.
 """
@@ -21,12 +22,11 @@ from typing import Literal
 
 import yaml
 
-from promote.config import schema
+from promote.config import checks, schema
 from promote.config.release import (
     VerificationConfig,
     WindowsConfig,
     http_problem,
-    window_problem,
 )
 from promote.errors import ConfigError
 
@@ -276,44 +276,56 @@ def _check_semantics(
 ) -> None:
     """Checks across files; ``names`` are all environments, ``envs`` those that were read."""
     for name, env in envs.items():
-        display = f"{ENV_DIR}/{name}.yaml"
-        cfg = env.config
-        if cfg.upstream is not None and cfg.upstream not in names:
-            line = schema.line_of(nodes[name], ["upstream"])
-            raise ConfigError(
-                f"{display}:{line}: upstream: {cfg.upstream!r} names no environment "
-                f"(known: {', '.join(sorted(names))}); set it to one of them or remove it."
-            )
-        if cfg.upstream == name:
-            raise ConfigError(
-                f"{display}: upstream: an environment cannot be its own upstream; "
-                "name the environment promotions come from, or remove the field."
-            )
-        if not env.overlay_dir.is_dir():
-            field = "overlay" if cfg.overlay else "overlay (default overlays/<env>)"
-            rel = cfg.overlay or f"overlays/{name}"
-            raise ConfigError(
-                f"{display}: {field}: the folder {rel}/ does not exist; create it with a "
-                "kustomization.yaml, or point `overlay:` at the right folder."
-            )
-        appr = cfg.approvals
-        if appr.required > len(appr.approvers):
-            line = schema.line_of(nodes[name], ["approvals", "required"])
-            where = f"{display}:{line}" if line else display
-            raise ConfigError(
-                f"{where}: approvals.required is {appr.required} but only "
-                f"{len(appr.approvers)} approvers are listed; add approvers or lower it."
-            )
-        if len(set(appr.approvers)) != len(appr.approvers):
-            raise ConfigError(
-                f"{display}: approvals.approvers lists a name twice; list each approver once."
-            )
-        _check_signers(env, nodes[name], display)
-        _check_windows(env, nodes[name], display)
-        check = cfg.verification.http if cfg.verification else None
-        if check is not None and (problem := http_problem(check)):
-            line = schema.line_of(nodes[name], ["verification", "http"])
-            raise ConfigError(f"{display}:{line or '?'}: verification.http: {problem}")
+        _check_environment(name, env, nodes[name], names)
+    _check_upstream_cycles(envs)
+    _check_project(project_cfg, names)
+
+
+def _check_environment(
+    name: str, env: Environment, node: yaml.Node | None, names: set[str]
+) -> None:
+    """One environment file against the others: upstream, overlay, approvals, signers, windows."""
+    display = f"{ENV_DIR}/{name}.yaml"
+    cfg = env.config
+    if cfg.upstream is not None and cfg.upstream not in names:
+        line = schema.line_of(node, ["upstream"])
+        raise ConfigError(
+            f"{display}:{line}: upstream: {cfg.upstream!r} names no environment "
+            f"(known: {', '.join(sorted(names))}); set it to one of them or remove it."
+        )
+    if cfg.upstream == name:
+        raise ConfigError(
+            f"{display}: upstream: an environment cannot be its own upstream; "
+            "name the environment promotions come from, or remove the field."
+        )
+    if not env.overlay_dir.is_dir():
+        field = "overlay" if cfg.overlay else "overlay (default overlays/<env>)"
+        rel = cfg.overlay or f"overlays/{name}"
+        raise ConfigError(
+            f"{display}: {field}: the folder {rel}/ does not exist; create it with a "
+            "kustomization.yaml, or point `overlay:` at the right folder."
+        )
+    appr = cfg.approvals
+    if appr.required > len(appr.approvers):
+        line = schema.line_of(node, ["approvals", "required"])
+        where = f"{display}:{line}" if line else display
+        raise ConfigError(
+            f"{where}: approvals.required is {appr.required} but only "
+            f"{len(appr.approvers)} approvers are listed; add approvers or lower it."
+        )
+    if len(set(appr.approvers)) != len(appr.approvers):
+        raise ConfigError(
+            f"{display}: approvals.approvers lists a name twice; list each approver once."
+        )
+    checks.check_signers(env, node, display)
+    checks.check_windows(env, node, display)
+    check = cfg.verification.http if cfg.verification else None
+    if check is not None and (problem := http_problem(check)):
+        line = schema.line_of(node, ["verification", "http"])
+        raise ConfigError(f"{display}:{line or '?'}: verification.http: {problem}")
+
+
+def _check_upstream_cycles(envs: dict[str, Environment]) -> None:
     for name in envs:
         seen = [name]
         cur = envs[name].upstream
@@ -326,6 +338,9 @@ def _check_semantics(
                 )
             seen.append(cur)
             cur = envs[cur].upstream
+
+
+def _check_project(project_cfg: ProjectConfig, names: set[str]) -> None:
     for i, base in enumerate(project_cfg.render.remote_bases):
         if not _COMMIT_SHA.match(base.ref):
             raise ConfigError(
@@ -338,52 +353,6 @@ def _check_semantics(
                 f"{PROJECT_FILE}: policy.allowLatest: {env_name!r} names no environment; "
                 f"use one of {', '.join(sorted(names))}."
             )
-
-
-KEYS_DIR = "keys/"
-_FINGERPRINT = re.compile(r"^(0x)?[0-9A-Fa-f]{40}$")
-
-
-def _check_signers(env: Environment, node: yaml.Node | None, display: str) -> None:
-    """``approvals.trustedSigners``: each a public key file under keys/ or a fingerprint."""
-    root = env.file.parent.parent
-    for i, entry in enumerate(env.config.approvals.trusted_signers):
-        if _FINGERPRINT.match(entry):
-            continue
-        line = schema.line_of(node, ["approvals", "trustedSigners", i])
-        where = f"{display}:{line}" if line else display
-        path = Path(entry)
-        if path.is_absolute() or ".." in path.parts or not entry.startswith(KEYS_DIR):
-            raise ConfigError(
-                f"{where}: approvals.trustedSigners: {entry!r} is neither a 40-hex fingerprint "
-                f"nor a key file under {KEYS_DIR}; write e.g. keys/ci/ci.asc or the signing "
-                "key's fingerprint."
-            )
-        if not (root / path).is_file():
-            raise ConfigError(
-                f"{where}: approvals.trustedSigners: {entry} does not exist; add the signer's "
-                "public key there (`gpg --armor --export ID`) or remove the entry."
-            )
-
-
-def _check_windows(env: Environment, node: yaml.Node | None, display: str) -> None:
-    """Each rule's zone and RRULE parse (dateutil, imported only when windows are set); a
-    break-glass requirement is one the listed approvers can meet."""
-    cfg = env.config
-    for kind, rules in (("allow", cfg.windows.allow), ("deny", cfg.windows.deny)):
-        for i, rule in enumerate(rules):
-            where = f"{display}:{schema.line_of(node, ['windows', kind, i]) or '?'}"
-            problem = window_problem(rule)
-            if problem:
-                raise ConfigError(f"{where}: windows.{kind}[{i}]: {problem}")
-    need, listed = cfg.break_glass_required, len(cfg.approvals.approvers)
-    if cfg.windows.any and need > listed:
-        line = schema.line_of(node, ["windows", "breakGlass", "required"])
-        raise ConfigError(
-            f"{display}:{line or '?'}: windows.breakGlass.required is {need} but only {listed} "
-            "approvers are listed, so no break-glass merge could ever happen; add approvers "
-            "or lower it."
-        )
 
 
 def pipeline_order(upstreams: Mapping[str, str | None]) -> list[str]:

@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from promote.errors import GitError, NotFound, PushRejected, RemoteBranchMissing
-from promote.git import archive, gitpython, process, trees, values
+from promote.git import archive, commitlog, gitpython, process, trees, values
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +41,6 @@ EXECUTABLE_MODE = values.EXECUTABLE_MODE
 SYMLINK_MODE = values.SYMLINK_MODE
 
 _MISSING_REF = re.compile(r"couldn't find remote ref (\S+)")
-
-_LOG_FORMAT = "%H%x00%P%x00%T%x00%an%x00%ae%x00%at%x00%cn%x00%ce%x00%ct%x00%B%x1e"
 
 
 class Repo:
@@ -270,45 +268,13 @@ class Repo:
         walk: bool = True,
     ) -> list[CommitInfo]:
         """Commits reachable from ``rev``, newest first (optionally touching ``paths``)."""
-        args = ["log", f"--format={_LOG_FORMAT}"]
-        if not walk:
-            args.append("--no-walk")
-        if first_parent:
-            args.append("--first-parent")
-        if max_count:
-            args.append(f"--max-count={max_count}")
-        args += [rev, "--", *paths]
-        out = self._proc.text(*args, what=f"git log {rev}")
-        commits = []
-        for record in out.split("\x1e"):
-            record = record.lstrip("\n")
-            if not record:
-                continue
-            f = record.split("\x00")
-            commits.append(
-                CommitInfo(
-                    sha=f[0],
-                    parents=tuple(f[1].split()),
-                    tree=f[2],
-                    author=Identity(f[3], f[4]),
-                    authored_at=datetime.fromtimestamp(int(f[5]), UTC),
-                    committer=Identity(f[6], f[7]),
-                    committed_at=datetime.fromtimestamp(int(f[8]), UTC),
-                    message=f[9],
-                )
-            )
-        return commits
+        return commitlog.read_log(
+            self._proc, rev, paths=paths, first_parent=first_parent, max_count=max_count, walk=walk
+        )
 
     def signed_payload(self, rev: str) -> tuple[bytes, bytes] | None:
-        """(signature, signed data) of the commit ``rev`` names, or None when it is unsigned.
-
-        The signature is the commit's ``gpgsig`` header (ASCII-armoured); the data is the
-        commit object without it: ``gpg --verify signature data`` checks what git does.
-        """
-        found = self._proc.object(f"{rev}^{{commit}}")
-        if found is None:
-            raise NotFound(f"{self.path}: {rev!r} names no commit in this repository.")
-        return values.split_signature(found[2])
+        """(signature, signed data) of the commit ``rev``, or None when it is unsigned."""
+        return commitlog.signed_payload(self._proc, rev, where=self.path)
 
     # --- writing objects --------------------------------------------------------------------
 

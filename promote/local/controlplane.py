@@ -7,7 +7,8 @@ the data directory, starting the servers on free ports with the certificates and
 the controllers and Ready Nodes: ``localnodes``), and stopping them. Test fixtures use
 :class:`LocalCluster` (a context manager whose servers die with this process); ``promote
 cluster up/down`` use :func:`up`, which leaves them running detached and records them in
-``<dir>/state.json``, and :func:`down`, which stops them by PID.
+``<dir>/state.json``, and :func:`down`, which stops them by PID. Spawning, stopping and
+tracking the processes themselves is :mod:`promote.local.clusterprocs`.
 
 Must not: build binaries, or talk to the API beyond ``/readyz`` and Nodes (``cluster/`` does
 that). With ``nodes=0`` (API only, for tests that need no rollout and for benchmarks) there is
@@ -18,28 +19,21 @@ kwok, but no container runs: see ``stages/stages.yaml`` for what is simulated.
 
 from __future__ import annotations
 
-import atexit
-import contextlib
-import ctypes
-import functools
 import http.client
 import json
 import logging
 import os
 import shutil
-import signal
-import socket
 import ssl
 import subprocess
 import tempfile
-import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from promote import errors
-from promote.local import nodes
+from promote.local import clusterprocs, nodes
 from promote.local import pki as localpki
 
 log = logging.getLogger(__name__)
@@ -162,7 +156,7 @@ class LocalCluster:
             # Absolute: the path is in both servers' argv, which is how down() knows them.
             self._data_dir = self._given_dir.resolve()
         if not detach:
-            _track(self)
+            clusterprocs.track(self)
         try:
             self._info = self._launch(binaries, self._data_dir, detach=detach)
             if kwok_dir is not None:
@@ -189,8 +183,8 @@ class LocalCluster:
         # Reverse start order: clients before the apiserver, the apiserver before etcd.
         for name in reversed(list(self._procs)):
             proc = self._procs.pop(name)
-            _terminate(proc.pid, proc)
-        _untrack(self)
+            clusterprocs.terminate(proc.pid, proc)
+        clusterprocs.untrack(self)
         if self._given_dir is None and self._data_dir is not None:
             shutil.rmtree(self._data_dir, ignore_errors=True)
         self._info = None
@@ -204,7 +198,7 @@ class LocalCluster:
     def _launch(self, binaries: Path, data_dir: Path, *, detach: bool) -> ClusterInfo:
         logs = data_dir / "logs"
         logs.mkdir(exist_ok=True)
-        etcd_port, peer_port, api_port = _free_ports(3)
+        etcd_port, peer_port, api_port = clusterprocs.free_ports(3)
         self._ports = {"etcd": etcd_port, "kube-apiserver": api_port}
         pki = localpki.write_pki(data_dir / "pki")
         server = f"https://127.0.0.1:{api_port}"
@@ -242,8 +236,10 @@ class LocalCluster:
             "--profiling=false",
         ]
         self._restart_args = (api_argv, logs, pki, detach)
-        self._procs["etcd"] = _spawn(etcd_argv, logs / "etcd.log", detach=detach)
-        self._procs["kube-apiserver"] = _spawn(api_argv, logs / "kube-apiserver.log", detach=detach)
+        self._procs["etcd"] = clusterprocs.spawn(etcd_argv, logs / "etcd.log", detach=detach)
+        self._procs["kube-apiserver"] = clusterprocs.spawn(
+            api_argv, logs / "kube-apiserver.log", detach=detach
+        )
         self._wait_ready(api_port, pki, logs)
         kubeconfig = data_dir / "kubeconfig"
         localpki.write_kubeconfig(kubeconfig, server, pki, context=CONTEXT)
@@ -255,12 +251,12 @@ class LocalCluster:
         """Controllers, scheduler and kwok; the fake Nodes; wait until they all serve."""
         logs, pki = info.data_dir / "logs", info.data_dir / "pki"
         started = time.monotonic()
-        cm_port, sched_port = _free_ports(2)
+        cm_port, sched_port = clusterprocs.free_ports(2)
         argvs = nodes.component_argvs(
             binaries, kwok_dir, pki=pki, kubeconfig=info.kubeconfig, ports=(cm_port, sched_port)
         )
         for name, argv in argvs.items():
-            self._procs[name] = _spawn(argv, logs / f"{name}.log", detach=detach)
+            self._procs[name] = clusterprocs.spawn(argv, logs / f"{name}.log", detach=detach)
         api = nodes.Api(self._ports["kube-apiserver"], pki)
         nodes.create_nodes(api, self._nodes)
         missing = nodes.wait_ready(
@@ -284,9 +280,11 @@ class LocalCluster:
         To clients this is a control-plane crash or upgrade (tests of agent recovery)."""
         api_argv, logs, pki, detach = self._restart_args
         proc = self._procs.pop("kube-apiserver")
-        _terminate(proc.pid, proc)
+        clusterprocs.terminate(proc.pid, proc)
         time.sleep(down_s)
-        self._procs["kube-apiserver"] = _spawn(api_argv, logs / "kube-apiserver.log", detach=detach)
+        self._procs["kube-apiserver"] = clusterprocs.spawn(
+            api_argv, logs / "kube-apiserver.log", detach=detach
+        )
         self._wait_ready(self._ports["kube-apiserver"], pki, logs)
 
     def _wait_ready(self, port: int, pki: Path, logs: Path) -> None:
@@ -350,8 +348,8 @@ def down(directory: Path) -> ClusterState | None:
     if state is None:
         return None
     for pid in reversed(state.pids().values()):  # kwok and the controllers first, etcd last
-        if _owned(pid, directory):
-            _terminate(pid, None)
+        if clusterprocs.owned(pid, directory):
+            clusterprocs.terminate(pid, None)
     shutil.rmtree(directory, ignore_errors=True)
     return state
 
@@ -374,104 +372,7 @@ def read_state(directory: Path) -> ClusterState | None:
 
 def is_running(state: ClusterState) -> bool:
     directory = state.info.data_dir
-    return all(_owned(pid, directory) for pid in state.pids().values())
-
-
-# --- processes -------------------------------------------------------------------------------
-
-_tracked: set[LocalCluster] = set()
-_tracked_lock = threading.Lock()
-_hooked = False
-
-
-def _track(cluster: LocalCluster) -> None:
-    """Stop ``cluster`` at interpreter exit; the first call also makes SIGTERM/SIGHUP exit."""
-    global _hooked
-    with _tracked_lock:
-        _tracked.add(cluster)
-        first, _hooked = not _hooked, True
-    if first:
-        atexit.register(_stop_tracked)
-        if threading.current_thread() is threading.main_thread():
-            for signum in (signal.SIGTERM, signal.SIGHUP):
-                if signal.getsignal(signum) is signal.SIG_DFL:  # never replace someone's handler
-                    signal.signal(signum, _exit_on_signal)
-
-
-def _untrack(cluster: LocalCluster) -> None:
-    with _tracked_lock:
-        _tracked.discard(cluster)
-
-
-def _stop_tracked() -> None:
-    for cluster in list(_tracked):
-        cluster.stop()
-
-
-def _exit_on_signal(signum: int, frame: object) -> None:
-    raise SystemExit(128 + signum)  # unwinds `with` blocks and runs atexit, so servers stop
-
-
-def _spawn(argv: list[str], log_path: Path, *, detach: bool) -> subprocess.Popen[bytes]:
-    # Own session: stop() kills the group, and a Ctrl-C at the terminal does not race our
-    # orderly shutdown. Attached servers also get SIGKILL when we die without cleaning up
-    # (prctl PR_SET_PDEATHSIG=1), resolved here because the child must not import after fork.
-    die_with_parent = None
-    if not detach:
-        with contextlib.suppress(OSError, AttributeError):
-            die_with_parent = functools.partial(ctypes.CDLL(None).prctl, 1, signal.SIGKILL)
-    with log_path.open("ab") as out:
-        return subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            preexec_fn=die_with_parent,
-        )
-
-
-def _terminate(pid: int, proc: subprocess.Popen[bytes] | None, timeout_s: float = 10.0) -> None:
-    """SIGTERM the process group, SIGKILL it after ``timeout_s``; reap it if it is our child."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(pid, sig)
-        deadline = time.monotonic() + timeout_s
-        while _alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        if not _alive(pid):
-            break
-    else:
-        log.warning("process %d did not exit after SIGKILL", pid)
-    if proc is not None:
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=1)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[-1].split()[0] != "Z"  # a zombie has exited
-
-
-def _owned(pid: int, directory: Path) -> bool:
-    """Is ``pid`` alive and one of our servers for ``directory`` (not a reused PID)?"""
-    try:
-        argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
-    except OSError:
-        return False
-    return _alive(pid) and any(f"{directory}{os.sep}" in arg for arg in argv)
-
-
-def _free_ports(count: int) -> list[int]:
-    # All sockets stay open until each has a port, so the kernel hands out distinct ones.
-    with contextlib.ExitStack() as stack:
-        socks = [stack.enter_context(socket.socket()) for _ in range(count)]
-        for sock in socks:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in socks]
+    return all(clusterprocs.owned(pid, directory) for pid in state.pids().values())
 
 
 def _startup_error(what: str, logs: Path) -> errors.ClusterError:

@@ -12,19 +12,17 @@ from __future__ import annotations
 
 import secrets
 import shutil
-import time
 from collections.abc import Callable
 
 from promote import config
 from promote.kustomize import render
-from promote.local import controlplane, nodes, rollout, seed, world
+from promote.local import controlplane, drift, nodes, rollout, seed, world
 from promote.local.seed import DemoError
-from promote.local.world import ENVS, World, wait_until
+from promote.local.world import ENVS, World
 from promote.secrets import sops
 
 APP, TAG = "web-app", "v2.4.1"
 VAULT_PATH, VAULT_KEY = "payments/prod", "token"
-REVERT_TIMEOUT_S = 15.0  # a watch-driven revert takes well under a second; allow a busy box
 
 
 class Story:
@@ -307,45 +305,7 @@ class Story:
         return f"exit 3, main unchanged: {said[0] if said else '(no message)'}"
 
     def drift(self) -> str:
-        w = self.w
-        namespace = w.namespaces["prod"]
-        want = int(w.deployment("prod", APP)["spec"]["replicas"])
-        hand = want + 7
-        seen = {e["metadata"]["uid"] for e in w.events("prod", "DriftReverted")}
-        w.narrator.command(
-            f"someone$ kubectl -n {namespace} scale deployment {APP} --replicas={hand}",
-            "(the demo sends this PATCH to the API server itself)",
-        )
-        started = time.monotonic()
-        w.kube().request(
-            "PATCH",
-            f"/apis/apps/v1/namespaces/{namespace}/deployments/{APP}",
-            body={"spec": {"replicas": hand}},
-            content_type="application/merge-patch+json",
-        )
-        if not wait_until(
-            lambda: w.deployment("prod", APP)["spec"]["replicas"] == want,
-            timeout_s=REVERT_TIMEOUT_S,
-        ):
-            raise DemoError(
-                f"Deployment {namespace}/{APP} still has {hand} replicas after "
-                f"{REVERT_TIMEOUT_S:g}s; the prod agent did not revert the drift."
-            )
-        took = time.monotonic() - started
-
-        def new_event() -> dict[str, object] | None:
-            return next(
-                (e for e in w.events("prod", "DriftReverted")
-                 if e["metadata"]["uid"] not in seen and e["involvedObject"]["name"] == APP),
-                None,
-            )  # fmt: skip
-
-        event = wait_until(new_event, timeout_s=10, step_s=0.2)
-        if not event:
-            raise DemoError(f"replicas were reverted but no DriftReverted Event names {APP}.")
-        w.narrator.say(f"Event {event['reason']} on Deployment {namespace}/{APP}: "
-                       f"{event['message']}")  # fmt: skip
-        return f"replicas {hand} -> {want} in {took:.2f}s; Event DriftReverted recorded"
+        return drift.revert_drift(self.w, APP)
 
     def status(self) -> str:
         w = self.w

@@ -253,30 +253,9 @@ def session(repo_dir: Path, *, offline: bool = False) -> Iterator[Session]:
         early = forge_factory.open_server_forge(cfg, repo)
         clients += [early] if early else []
         # The local forge's PR refs come in the same fetch as main (one round trip, not two).
-        local = cfg.forge.type == "local"
         specs = forge_factory.fetch_refspecs(cfg)
-        fetched = False
         with repo.environment(early.git_environment(url) if early else {}):
-            try:
-                repo.fetch(remote, specs, prune=local)
-                fetched = True
-            except GitUnavailable:
-                if not offline or repo.try_resolve(tracking) is None:
-                    if early is not None:
-                        early.check_access()  # says why, when the forge knows (token, repo)
-                    raise
-                log.warning("%s cannot be reached; using the last fetched %s", remote, main)
-            except RemoteBranchMissing as exc:
-                raise GitError(
-                    f"{remote} ({url}) has no branch {main!r} yet: promote works from the "
-                    f"remote's {main}, and nothing has been pushed there.",
-                    hint=f"Commit the repository and push it: `git add -A && git commit -m "
-                    f"'promote init' && git push -u {remote} {main}`.",
-                ) from exc
-            except GitError:
-                if early is not None:
-                    early.check_access()
-                raise
+            fetched = _fetch_main(repo, cfg, early, url, specs, offline=offline)
             sha = repo.resolve(tracking)
             tmp = archive.scratch_dir("promote-main-")
             root = repo.export_tree(sha, tmp / "tree")
@@ -299,6 +278,43 @@ def session(repo_dir: Path, *, offline: bool = False) -> Iterator[Session]:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
         repo.close()
+
+
+def _fetch_main(
+    repo: git_repo.Repo,
+    cfg: config.ProjectConfig,
+    early: ServerForge | None,
+    url: str,
+    specs: list[str],
+    *,
+    offline: bool,
+) -> bool:
+    """Fetch main (and the local forge's PR refs); False when ``offline`` allowed the last
+    fetched main instead. A failure asks the forge why first, when it can tell."""
+    remote, main = cfg.remote, cfg.main_branch
+    tracking = f"refs/remotes/{remote}/{main}"
+    local = cfg.forge.type == "local"
+    try:
+        repo.fetch(remote, specs, prune=local)
+        return True
+    except GitUnavailable:
+        if not offline or repo.try_resolve(tracking) is None:
+            if early is not None:
+                early.check_access()  # says why, when the forge knows (token, repo)
+            raise
+        log.warning("%s cannot be reached; using the last fetched %s", remote, main)
+    except RemoteBranchMissing as exc:
+        raise GitError(
+            f"{remote} ({url}) has no branch {main!r} yet: promote works from the "
+            f"remote's {main}, and nothing has been pushed there.",
+            hint=f"Commit the repository and push it: `git add -A && git commit -m "
+            f"'promote init' && git push -u {remote} {main}`.",
+        ) from exc
+    except GitError:
+        if early is not None:
+            early.check_access()
+        raise
+    return False
 
 
 def _mtime(path: Path) -> float:

@@ -31,8 +31,7 @@ from promote.forge import base as forge_base
 from promote.forge import factory as forge_factory
 from promote.git import repo as git_repo
 from promote.kustomize import folder
-from promote.promotion import engine, scope
-from promote.promotion import propose as propose_
+from promote.promotion import engine, openers, scope
 from promote.secrets import files as secret_files
 from promote.secrets import gpg
 from promote.secrets.authoring import keys, store
@@ -211,7 +210,7 @@ def propose(
         body = _body(s.project, text, summary(result), found, env, changed)
         sign, name, fingerprint = None, None, None
         if signed and forge_factory.server_forge(s.forge) is None:
-            sign, name, fingerprint = propose_.opened_signer(
+            sign, name, fingerprint = openers.opened_signer(
                 s,
                 env=env,
                 scope=found.envs,

@@ -25,7 +25,7 @@ from promote.kustomize import folder, overlay
 from promote.promotion import (
     diff,
     engine,
-    people,
+    openers,
     plan,
     policies,
     rejections,
@@ -305,7 +305,7 @@ def _opened_signer(
 ) -> tuple[Callable[[str], Callable[[int], forge_base.Opened]] | None, str | None]:
     """(a maker of the opened signature for a head commit, the opener's name), or (None,
     None) when the user holds no registered key and the target needs no approvals."""
-    sign, name, _ = opened_signer(
+    sign, name, _ = openers.opened_signer(
         s,
         env=p.target,
         scope=[p.target],
@@ -315,51 +315,6 @@ def _opened_signer(
         signer=signer,
     )
     return sign, name
-
-
-def opened_signer(
-    s: engine.Session,
-    *,
-    env: str,
-    scope: Sequence[str],
-    base_sha: str,
-    required: int,
-    opener: str | None,
-    signer: gpg.Signer,
-) -> tuple[Callable[[str], Callable[[int], forge_base.Opened]] | None, str | None, str | None]:
-    """The opened signature of a PR into ``env`` affecting ``scope``, by the user's registered
-    key (any PR on the local forge: promotions, rollbacks, lifting a rejection): (a maker of
-    it for a head commit, the opener's name, their key's fingerprint to sign commits with)."""
-    with people.Registry(s.root, where=s.main) as reg:
-        name = people.choose_signer(reg, signer.secret_fingerprints(), name=opener)
-        person = reg.sound(name) if name else None
-    if person is None:
-        if required:
-            raise ConfigError(
-                f"{env} requires approvals, and a PR into it is signed by whoever opens "
-                "it; your GnuPG keyring (GNUPGHOME) holds no registered key. Register your "
-                "public key as keys/developers/NAME.asc on main (`gpg --armor --export ID`), "
-                "or pass --as NAME."
-            )
-        return None, None, None
-
-    def for_head(head: str) -> Callable[[int], forge_base.Opened]:
-        def sign(number: int) -> forge_base.Opened:
-            payload = forge_base.opened_payload(
-                pr=number,
-                env=env,
-                scope=list(scope),
-                head_sha=head,
-                base_sha=base_sha,
-                opener=person.name,
-                at=datetime.now(UTC),
-            )
-            sig = signer.sign(payload.encode(), fingerprints=person.primaries, who=person.name)
-            return forge_base.Opened(payload, sig)
-
-        return sign
-
-    return for_head, person.name, person.primaries[0]
 
 
 def push_images(

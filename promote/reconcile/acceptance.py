@@ -21,10 +21,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
+from promote import config
 from promote.errors import ConfigError, GitError, PushRejected, UsageError
 from promote.git import archive
 from promote.git import repo as git_repo
-from promote.promotion import change, engine, judgement, review, verification
+from promote.promotion import change, engine, judgement, people, review, verification
 from promote.reconcile import factory, proofs
 from promote.reconcile import status as status_mod
 from promote.secrets import gpg
@@ -96,14 +97,7 @@ def accept(
     tmp = archive.scratch_dir("promote-trust-")
     try:
         with judgement.PolicyTree(s.repo.export_tree(v, tmp / "v"), where=v[:12], rev=v) as tree:
-            if env not in tree.project.environments:
-                raise UsageError(f"{env} is not an environment at {v[:12]}.")
-            policy = tree.project.env(env).config.approvals
-            if approver not in policy.approvers:
-                raise UsageError(
-                    f"--as {approver}: not an approver of {env} at {v[:12]} (approvers: "
-                    f"{', '.join(policy.approvers) or 'none'}; environments/{env}.yaml)."
-                )
+            policy = _policy(tree, env, approver, v)
             person = review.approver_person(tree.registry, approver, main=v[:12])
             head_root = s.repo.export_tree(r, tmp / "r")
             shown = Acceptance(
@@ -119,23 +113,49 @@ def accept(
             )
             if show is not None:
                 show(shown)
-            at = (now or datetime.now(UTC)).replace(microsecond=0)
-            payload = verification.trust_payload(
-                env=env, revision=r, base=v, approver=approver, at=at
-            )
-            signature = (signer or gpg.Signer()).sign(
-                payload.encode(), fingerprints=person.primaries, who=approver
-            )
-            signed = _record(s, env, r, {"payload": payload, "signature": signature})
-            checked = [
-                (doc, tree.registry.check_approval(doc.approver, doc.payload, doc.signature)[0]
-                 is judgement.Status.VALID)
-                for doc in signed
-            ]  # fmt: skip
-            counted = verification.trust_counted(policy, checked, env=env, revision=r, bases=[v])
+            counted = _sign(s, tree, policy, shown, person, signer=signer, now=now)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return replace(shown, counted=counted)
+
+
+def _policy(tree: judgement.PolicyTree, env: str, approver: str, v: str) -> config.ApprovalsConfig:
+    """ENV's approvals policy at V, if ``approver`` is one of its approvers."""
+    if env not in tree.project.environments:
+        raise UsageError(f"{env} is not an environment at {v[:12]}.")
+    policy = tree.project.env(env).config.approvals
+    if approver not in policy.approvers:
+        raise UsageError(
+            f"--as {approver}: not an approver of {env} at {v[:12]} (approvers: "
+            f"{', '.join(policy.approvers) or 'none'}; environments/{env}.yaml)."
+        )
+    return policy
+
+
+def _sign(
+    s: engine.Session,
+    tree: judgement.PolicyTree,
+    policy: config.ApprovalsConfig,
+    shown: Acceptance,
+    person: people.Person,
+    *,
+    signer: gpg.Signer | None,
+    now: datetime | None,
+) -> tuple[str, ...]:
+    """Sign ``shown``, push it to the trust record; the approvers counted so far."""
+    env, r, v, approver = shown.env, shown.revision, shown.base, shown.approver
+    at = (now or datetime.now(UTC)).replace(microsecond=0)
+    payload = verification.trust_payload(env=env, revision=r, base=v, approver=approver, at=at)
+    signature = (signer or gpg.Signer()).sign(
+        payload.encode(), fingerprints=person.primaries, who=approver
+    )
+    signed = _record(s, env, r, {"payload": payload, "signature": signature})
+    checked = [
+        (doc, tree.registry.check_approval(doc.approver, doc.payload, doc.signature)[0]
+         is judgement.Status.VALID)
+        for doc in signed
+    ]  # fmt: skip
+    return verification.trust_counted(policy, checked, env=env, revision=r, bases=[v])
 
 
 def _on_main(s: engine.Session, rev: str, what: str) -> str:

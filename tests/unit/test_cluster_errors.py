@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from promote.cluster import client
+from promote.cluster import statuses
 from promote.errors import ClusterUnavailable
 
 DUPLICATE = (
@@ -34,8 +34,8 @@ def _body(code: int, message: str, reason: str = "") -> str:
 def test_rejected_objects_are_permanent_and_keep_field_and_key(
     code: int, reason: str, message: str
 ) -> None:
-    err = client.translate_status(code, _body(code, message, reason), "apply Deployment dev/w")
-    assert isinstance(err, client.Invalid) and not err.retryable
+    err = statuses.translate_status(code, _body(code, message, reason), "apply Deployment dev/w")
+    assert isinstance(err, statuses.Invalid) and not err.retryable
     assert "unavailable" not in str(err)
     assert "failed to create typed patch object" not in str(err)
     assert message.split(": ", 1)[-1].split("): ")[-1] in str(err)
@@ -46,10 +46,10 @@ def test_rejected_objects_are_permanent_and_keep_field_and_key(
     [(500, "etcdserver: request timed out"), (503, "unavailable"), (429, "too many requests")],
 )
 def test_server_faults_are_retried(code: int, message: str) -> None:
-    err = client.translate_status(code, _body(code, message), "apply Deployment dev/w")
+    err = statuses.translate_status(code, _body(code, message), "apply Deployment dev/w")
     assert isinstance(err, ClusterUnavailable) and err.retryable
 
 
 def test_a_body_that_is_not_a_status_is_dropped() -> None:
-    err = client.translate_status(422, '{"kind": "Secret", "data": {"k": "c2VjcmV0"}}', "apply")
+    err = statuses.translate_status(422, '{"kind": "Secret", "data": {"k": "c2VjcmV0"}}', "apply")
     assert "c2VjcmV0" not in str(err)
