@@ -57,10 +57,6 @@ class ResourceType:
         return f"{self.collection_path(namespace if self.namespaced else None)}/{name}"
 
 
-# The reconcile agent catches ``client.Immutable``; it is the class statuses.py raises.
-Immutable = statuses.Immutable
-
-
 class NotServed(ClusterError):
     """Discovery does not list the kind: its CRD is missing, or not established yet."""
 

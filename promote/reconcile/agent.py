@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from promote import config
-from promote.cluster import apply, client, drift, health
+from promote.cluster import apply, client, drift, health, statuses
 from promote.cluster.cache import LiveCache
 from promote.errors import ClusterError
 from promote.kustomize import render
@@ -196,7 +196,7 @@ class Agent(healing.Healing):
     ) -> list[str]:
         try:
             return self._confirmed_drift(obj, live)
-        except client.Immutable as exc:
+        except statuses.Immutable as exc:
             # The change needs the object replaced: one outcome among the others, not a
             # failure of the comparison (the apply reports it, or replaces on opt-in).
             report.replace[client.object_key(obj)] = exc.message
