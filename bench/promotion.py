@@ -102,11 +102,13 @@ def sh(*args: str, cwd: Path, env: dict[str, str] | None = None) -> str:
     return proc.stdout.strip()
 
 
-def build_repo(dest: Path, apps: int, armored_key: str) -> None:
+def build_repo(dest: Path, apps: int, armored_key: str, opener_key: str) -> None:
     """The tests' 100-app layout (dev -> staging -> prod; staging needs 1 of rm1..rm3), with
-    rm1's public key."""
+    rm1's public key and the key of `bench`, the registered developer who opens the PRs."""
     many_apps(dest, apps, staging_required=1)
     (dest / "keys/release-managers/rm1.asc").write_text(armored_key)
+    (dest / "keys/developers").mkdir(parents=True, exist_ok=True)
+    (dest / "keys/developers/bench.asc").write_text(opener_key)
 
 
 def timed(fn: Callable[[], object]) -> tuple[float, object]:
@@ -121,22 +123,24 @@ class Bench:
         self.gnupg = root / "gnupg"
         self.gnupg.mkdir(mode=0o700)
         gpg_base = ["gpg", "--homedir", str(self.gnupg), "--batch"]
-        sh(
-            *gpg_base,
-            "--pinentry-mode",
-            "loopback",
-            "--passphrase",
-            "",
-            "--quick-gen-key",
-            "rm1 <rm1@example.com>",
-            "ed25519",
-            "sign",
-            "never",
-            cwd=root,
-        )
+        for person in ("rm1", "bench"):
+            sh(
+                *gpg_base,
+                "--pinentry-mode",
+                "loopback",
+                "--passphrase",
+                "",
+                "--quick-gen-key",
+                f"{person} <{person}@example.com>",
+                "ed25519",
+                "sign",
+                "never",
+                cwd=root,
+            )
         key = sh(*gpg_base, "--armor", "--export", "rm1@example.com", cwd=root)
+        opener = sh(*gpg_base, "--armor", "--export", "bench@example.com", cwd=root)
         work = root / "work"
-        build_repo(work, apps, key + "\n")
+        build_repo(work, apps, key + "\n", opener + "\n")
         self.remote = root / "remote.git"
         sh("git", "init", "-q", "--bare", "-b", "main", str(self.remote), cwd=root)
         sh("git", "init", "-q", "-b", "main", cwd=work)
@@ -238,7 +242,12 @@ class Bench:
                 lambda: propose.plan_promotion(s, "staging")
             )
             out["branch+commit+push+PR"], pr = timed(
-                lambda: propose.open_pull_request(s, p, author="bench")  # type: ignore[arg-type]
+                lambda: propose.open_pull_request(
+                    s,
+                    p,  # type: ignore[arg-type]
+                    opener="bench",
+                    signer=gpg.Signer(gnupghome=str(self.gnupg)),
+                )
             )
         out["promote to (in process)"] = time.perf_counter() - t0
         self.approve(pr.number)  # type: ignore[attr-defined]
