@@ -147,7 +147,7 @@ def apply_objects(
     def one(obj: dict[str, Any]) -> ApplyResult:
         key = client.object_key(obj)
         try:
-            return ApplyResult(key, cluster.apply(obj, force=force, dry_run=dry_run))
+            return ApplyResult(key, _apply_waiting(cluster, obj, force=force, dry_run=dry_run))
         except statuses.Immutable as exc:
             if dry_run or not replace_opted_in(obj):
                 return ApplyResult(key, None, exc)
@@ -167,6 +167,30 @@ def apply_objects(
             else:
                 results.extend(pool.map(one, tiers[tier]))
     return results
+
+
+def _apply_waiting(
+    cluster: client.Cluster, obj: dict[str, Any], *, force: bool, dry_run: bool
+) -> dict[str, Any] | None:
+    """Apply; a custom resource whose CRD the API server still knows as terminating (its old
+    incarnation, pruned moments before this pass re-created it), or whose endpoint answers
+    404 although discovery serves the kind (the handler of the new CRD is still being set
+    up: server-side apply creates missing objects, so 404 means the endpoint), is retried
+    until the new CRD answers, within CRD_WAIT_S (CRD_SETTLE_S for the 404)."""
+    started = time.monotonic()
+    while True:
+        try:
+            return cluster.apply(obj, force=force, dry_run=dry_run)
+        except statuses.CrdTerminating:
+            if time.monotonic() - started > CRD_WAIT_S:
+                raise
+        except statuses.NotFoundInCluster:
+            group = str(obj.get("apiVersion", "v1")).rpartition("/")[0]
+            if "." in group and time.monotonic() - started <= CRD_SETTLE_S:  # a CRD's group
+                time.sleep(_CRD_POLL_S)
+                continue
+            raise
+        time.sleep(_CRD_POLL_S)
 
 
 # --- replacing an object whose change an immutable field refuses -----------------------------
@@ -203,6 +227,7 @@ def _recreate(cluster: client.Cluster, obj: dict[str, Any]) -> dict[str, Any]:
 # --- CRDs: served before their custom resources are applied ---------------------------------
 
 CRD_WAIT_S = 60.0  # establishing is quick; deleting a CRD waits for its resources to go
+CRD_SETTLE_S = 10.0  # a re-created CRD's endpoint may answer 404 this long after Established
 _CRD_POLL_S = 0.1
 
 

@@ -27,6 +27,11 @@ from promote.secrets import redact
 _STATUS_LIMIT = 2000
 
 
+class CrdTerminating(ClusterUnavailable):
+    """The kind's CustomResourceDefinition was deleted moments ago and the API server still
+    answers for the dying one (a prune, then the CRD applied anew): transient, retried."""
+
+
 class Conflict(ClusterError):
     """409: another field manager owns a field (server-side apply without force)."""
 
@@ -113,7 +118,7 @@ def translate_status(status: int, body: Any, what: str) -> ClusterError:
     if status == 403 and "while custom resource definition is terminating" in message:
         # Not a permission: the kind's CRD is still being deleted (a prune moments ago); the
         # next attempt, once it is gone and applied again, succeeds.
-        return ClusterUnavailable(f"{what}: its CustomResourceDefinition is terminating: {message}")
+        return CrdTerminating(f"{what}: its CustomResourceDefinition is terminating: {message}")
     if status in (401, 403):
         return ClusterError(
             f"{what}: access denied ({status}): {message}",

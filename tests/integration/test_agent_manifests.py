@@ -297,6 +297,10 @@ def test_scope_comes_from_discovery_not_from_the_rendered_namespace(
 # --- 3: a CRD and its custom resource in one commit --------------------------------------------
 
 
+def _crd_gone(cluster: client.Cluster, name: str) -> bool:
+    return _get(cluster, "apiextensions.k8s.io/v1", "CustomResourceDefinition", None, name) is None
+
+
 def test_crd_and_its_resource_in_one_commit_then_pruned_and_added_back(
     repo: GitOpsRepo, agents: Callable[..., Agent], cluster: client.Cluster, namespace: str
 ) -> None:
@@ -325,6 +329,9 @@ def test_crd_and_its_resource_in_one_commit_then_pruned_and_added_back(
         report = agent.run_pass()
         assert report.error is None, report.error
         assert key in report.pruned
+        # "Adding both back a few seconds later" (the issue): once the API server has let the
+        # pruned CRD go, as a user's next commit would find it.
+        wait_for(lambda: _crd_gone(cluster, f"widgets.{group}"), timeout=60)
 
 
 # --- 2: an immutable Secret changes with other objects -----------------------------------------
