@@ -16,12 +16,9 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from promote.errors import RegistryError
 from promote.supply import images, tools
 
 log = logging.getLogger(__name__)
@@ -76,21 +73,8 @@ class Cosign:
         if images.is_loopback(images.registry(reference)):
             argv.append("--allow-insecure-registry")
         argv.append(reference)
-        started = time.monotonic()
-        try:
-            proc = subprocess.run(
-                argv,
-                capture_output=True,
-                text=True,
-                timeout=self._timeout_s,
-                env=tools.environment(),
-                check=False,
-            )
-        except subprocess.TimeoutExpired as exc:
-            raise RegistryError(
-                f"{reference}: cosign verify did not finish within {self._timeout_s:.0f} s."
-            ) from exc
-        log.debug("cosign verify %s: %.2f s", reference, time.monotonic() - started)
+        late = f"{reference}: cosign verify did not finish"
+        proc = tools.run(argv, timeout_s=self._timeout_s, late=late)
         if proc.returncode == 0:
             return Verification(True)
         lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("Error:")]

@@ -7,8 +7,6 @@ its output is a digest and its errors are registry error documents, which we sho
 from __future__ import annotations
 
 import logging
-import subprocess
-import time
 from pathlib import Path
 
 from promote.errors import RegistryError
@@ -28,21 +26,8 @@ class Crane:
         argv = [str(self._binary), "digest", reference]
         if images.is_loopback(images.registry(reference)):
             argv.append("--insecure")
-        started = time.monotonic()
-        try:
-            proc = subprocess.run(
-                argv,
-                capture_output=True,
-                text=True,
-                timeout=self._timeout_s,
-                env=tools.environment(),
-                check=False,
-            )
-        except subprocess.TimeoutExpired as exc:
-            raise RegistryError(
-                f"{reference}: the registry did not answer within {self._timeout_s:.0f} s."
-            ) from exc
-        log.debug("crane digest %s: %.2f s", reference, time.monotonic() - started)
+        late = f"{reference}: the registry did not answer"
+        proc = tools.run(argv, timeout_s=self._timeout_s, late=late)
         found = proc.stdout.strip()
         if proc.returncode != 0 or not images.DIGEST.match(found):
             detail = (proc.stderr.strip().splitlines() or ["no output"])[-1][:MAX_ERROR]

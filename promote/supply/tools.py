@@ -3,11 +3,16 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
+import subprocess
+import time
 from pathlib import Path
 
 from promote.errors import RegistryError
+
+log = logging.getLogger(__name__)
 
 VERSIONS = {"crane": "v0.22.1", "cosign": "v3.1.3"}  # keep in step with tools/ensure-*
 
@@ -40,3 +45,22 @@ def environment() -> dict[str, str]:
     the user's shell must not steer verification).
     """
     return {k: v for k, v in os.environ.items() if not k.startswith("COSIGN_")}
+
+
+def run(argv: list[str], *, timeout_s: float, late: str) -> subprocess.CompletedProcess[str]:
+    """Run a supply-chain tool in :func:`environment` (never a shell); RegistryError with
+    ``late`` ("REF: cosign verify did not finish") when it outlives ``timeout_s``."""
+    started = time.monotonic()
+    try:
+        proc = subprocess.run(
+            argv,
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+            env=environment(),
+            check=False,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise RegistryError(f"{late} within {timeout_s:.0f} s.") from exc
+    log.debug("%s %s: %.2f s", Path(argv[0]).name, argv[1], time.monotonic() - started)
+    return proc
