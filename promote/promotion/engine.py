@@ -20,7 +20,9 @@ import hashlib
 import json
 import logging
 import os
+import random
 import shutil
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -33,6 +35,7 @@ from promote.errors import (
     GitError,
     GitUnavailable,
     PromoteError,
+    PushRejected,
     RemoteBranchMissing,
 )
 from promote.forge import base as forge_base
@@ -47,6 +50,8 @@ if TYPE_CHECKING:
     from promote.forge.rest import ServerForge
 
 log = logging.getLogger(__name__)
+
+MAX_PUSH_ATTEMPTS = 60  # compare-and-swap retries of a push to main (concurrent writers)
 
 RENDER_CACHE_SIZE = 64  # rendered overlays kept per clone (each a few kB to a few 100 kB)
 Objects = list[dict[str, Any]]
@@ -172,6 +177,26 @@ class Session:
         if not self._tree:
             self._tree = self.repo.commit_info(self.sha).tree
         return self._tree
+
+    def push_main(self, commit: str, parent: str, attempt: int) -> str | None:
+        """Move the remote's main from ``parent`` to ``commit`` (a compare-and-swap): None
+        when it moved, else main's new head after a short backoff, to rebuild on and retry
+        (``attempt`` counts the tries; past MAX_PUSH_ATTEMPTS it gives up with PushRejected)."""
+        tracking = f"refs/remotes/{self.remote}/{self.main}"
+        try:
+            self.repo.push(
+                self.remote, [git_repo.RefUpdate(f"refs/heads/{self.main}", commit, expect=parent)]
+            )
+        except PushRejected:
+            if attempt + 1 >= MAX_PUSH_ATTEMPTS:
+                raise PushRejected(
+                    f"{self.main} kept moving; gave up after {MAX_PUSH_ATTEMPTS} attempts."
+                ) from None
+            time.sleep(random.uniform(0.01, 0.03 * min(attempt + 1, 10)))
+            self.repo.fetch(self.remote, [f"+refs/heads/{self.main}:{tracking}"])
+            return self.repo.resolve(tracking)
+        self.repo.set_ref(tracking, commit)
+        return None
 
     def overlay_file(self, env: config.Environment) -> str:
         return self.project.relpath(folder.kustomization_path(env.overlay_dir))

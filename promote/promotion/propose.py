@@ -9,15 +9,13 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import random
-import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
 from promote import config
-from promote.errors import ConfigError, PolicyBlocked, PushRejected, UsageError
+from promote.errors import ConfigError, PolicyBlocked, UsageError
 from promote.forge import base as forge_base
 from promote.forge import factory as forge_factory
 from promote.git import repo as git_repo
@@ -35,8 +33,6 @@ from promote.promotion import (
 )
 from promote.secrets import gpg
 from promote.secrets.authoring import parity
-
-MAX_PUSH_ATTEMPTS = 60
 
 
 def _plan_images(
@@ -323,9 +319,8 @@ def push_images(
     """``set-image`` straight to main; a lost push race re-reads main and tries again."""
     env = s.project.env(target)
     path = s.overlay_file(env)
-    tracking = f"refs/remotes/{s.remote}/{s.main}"
     parent = s.sha
-    for attempt in range(MAX_PUSH_ATTEMPTS):
+    for attempt in range(engine.MAX_PUSH_ATTEMPTS):
         raw = s.repo.read_file(parent, path)
         current = overlay.parse_images((raw or b"").decode("utf-8"), path)
         wanted = _wanted_from_args(current, specs, target)
@@ -347,15 +342,8 @@ def push_images(
         commit = _commit_plan(s, p, parent, title or plan.default_title(p))
         if commit is None:  # the values differ only in how YAML spells them
             return dataclasses.replace(p, changes=()), None
-        try:
-            s.repo.push(
-                s.remote, [git_repo.RefUpdate(f"refs/heads/{s.main}", commit, expect=parent)]
-            )
-        except PushRejected:
-            time.sleep(random.uniform(0.01, 0.03 * min(attempt + 1, 10)))
-            s.repo.fetch(s.remote, [f"+refs/heads/{s.main}:{tracking}"])
-            parent = s.repo.resolve(tracking)
-            continue
-        s.repo.set_ref(tracking, commit)
-        return p, commit
-    raise PushRejected(f"{s.main} kept moving; gave up after {MAX_PUSH_ATTEMPTS} attempts.")
+        moved = s.push_main(commit, parent, attempt)
+        if moved is None:
+            return p, commit
+        parent = moved
+    raise AssertionError("push_main gives up first")

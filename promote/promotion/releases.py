@@ -10,19 +10,14 @@ What a record says and whether a change hits one is the pure ``rejections`` modu
 
 from __future__ import annotations
 
-import random
-import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 from promote import config
-from promote.errors import PushRejected, UsageError
+from promote.errors import UsageError
 from promote.forge import base as forge_base
-from promote.git import repo as git_repo
 from promote.promotion import engine, governance, holds, rejections
-
-MAX_PUSH_ATTEMPTS = 60
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,26 +60,18 @@ def _push_record(
     """Write (``content``) or remove (None) one record on main, compare-and-swap, retried when
     main moved: (the commit pushed, None), or (None, what is there) when writing finds the
     record already placed, or (None, None) when removing finds it gone."""
-    tracking = f"refs/remotes/{s.remote}/{s.main}"
     parent = s.sha
-    for attempt in range(MAX_PUSH_ATTEMPTS):
+    for attempt in range(engine.MAX_PUSH_ATTEMPTS):
         there = s.repo.read_file(parent, path)
         if (content is not None and there is not None) or (content is None and there is None):
             return None, there
         tree = s.repo.write_tree({path: content}, base=parent)
         commit = s.repo.commit(tree, [parent], message, author=s.repo.identity())
-        try:
-            s.repo.push(
-                s.remote, [git_repo.RefUpdate(f"refs/heads/{s.main}", commit, expect=parent)]
-            )
-        except PushRejected:
-            time.sleep(random.uniform(0.01, 0.03 * min(attempt + 1, 10)))
-            s.repo.fetch(s.remote, [f"+refs/heads/{s.main}:{tracking}"])
-            parent = s.repo.resolve(tracking)
-            continue
-        s.repo.set_ref(tracking, commit)
-        return commit, None
-    raise PushRejected(f"{s.main} kept moving; gave up after {MAX_PUSH_ATTEMPTS} attempts.")
+        moved = s.push_main(commit, parent, attempt)
+        if moved is None:
+            return commit, None
+        parent = moved
+    raise AssertionError("push_main gives up first")
 
 
 @dataclass(frozen=True, slots=True)
