@@ -2,8 +2,9 @@
 
 After each pass the agent hands the environment's published health here. New images start
 ``Running``; they become ``Verified`` once the environment has been Synced and Healthy with
-them for ``verification.healthyFor`` (and the HTTP check, a callable the caller supplies,
-passes then), and ``Failed`` if it turns Degraded before that or the check fails. Either
+them for ``verification.healthyFor`` (and the checks, a callable the caller supplies, pass
+then: an HTTP GET answers at once, a Job may still run, which keeps the verdict Running), and
+``Failed`` if it turns Degraded before that or a check fails. Either
 verdict is final for those images (a later Degraded is drift or an outage, reported by health;
 a later recovery does not un-fail a version). The clock is a parameter. No I/O.
 """
@@ -34,6 +35,16 @@ class Verdict:
         return self.state is not Verification.RUNNING
 
 
+@dataclass(frozen=True, slots=True)
+class CheckResult:
+    """What the optional checks said: ``failed`` (why), else ``pending`` (what they still
+    wait for, e.g. a Job running), else passed (``passed`` says which)."""
+
+    failed: str | None = None
+    pending: str | None = None
+    passed: str = ""
+
+
 def judge(
     healthy_for: timedelta,
     *,
@@ -41,12 +52,12 @@ def judge(
     healthy_since: datetime | None,
     now: datetime,
     details: dict[str, str] | None = None,
-    check: Callable[[], str | None] | None = None,
+    check: Callable[[], CheckResult] | None = None,
 ) -> Verdict:
     """The verdict for the images deployed now (``health``: the published health label).
 
-    ``check``: the optional HTTP check, asked once healthy_for has passed (it does the I/O
-    the caller supplies); it returns why it failed, or None."""
+    ``check``: the optional checks, asked once healthy_for has passed (they do the I/O the
+    caller supplies), and again at each judgement while one is pending."""
     if health_mod.Health.from_label(health) is health_mod.Health.DEGRADED:
         failing = "; ".join(f"{k}: {v}" for k, v in sorted((details or {}).items())[:3])
         return Verdict(Verification.FAILED, f"Degraded before verified ({failing or health})")
@@ -54,10 +65,12 @@ def judge(
         return Verdict(Verification.RUNNING, f"waiting for Synced and Healthy (now {health})")
     ran = now - healthy_since
     if ran >= healthy_for:
-        failed = check() if check is not None else None
-        if failed:
-            return Verdict(Verification.FAILED, f"check failed: {failed}")
-        passed = "; the HTTP check passed" if check is not None else ""
+        result = check() if check is not None else CheckResult()
+        if result.failed:
+            return Verdict(Verification.FAILED, f"check failed: {result.failed}")
+        if result.pending:
+            return Verdict(Verification.RUNNING, f"Healthy for {_fmt(ran)}; {result.pending}")
+        passed = f"; {result.passed}" if result.passed else ""
         return Verdict(Verification.VERIFIED, f"Healthy for {_fmt(healthy_for)}{passed}")
     left = healthy_for - ran
     return Verdict(Verification.RUNNING, f"Healthy for {_fmt(ran)}; {_fmt(left)} to go")

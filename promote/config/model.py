@@ -24,9 +24,11 @@ import yaml
 
 from promote.config import checks, schema
 from promote.config.release import (
+    RollbackMode,
     VerificationConfig,
     WindowsConfig,
     http_problem,
+    job_problem,
 )
 from promote.errors import ConfigError
 
@@ -162,6 +164,7 @@ class EnvironmentConfig:
     gates: GatesConfig = field(default_factory=GatesConfig)
     windows: WindowsConfig = field(default_factory=WindowsConfig)
     verification: VerificationConfig | None = None  # none: nothing is verified after deploy
+    rollback: RollbackMode = "pr"  # after a failed verification: a PR (approvals) or merged
 
     @property
     def break_glass_required(self) -> int:
@@ -323,6 +326,10 @@ def _check_environment(
     if check is not None and (problem := http_problem(check)):
         line = schema.line_of(node, ["verification", "http"])
         raise ConfigError(f"{display}:{line or '?'}: verification.http: {problem}")
+    job = cfg.verification.job if cfg.verification else None
+    if job is not None and (problem := job_problem(job)):
+        line = schema.line_of(node, ["verification", "job"])
+        raise ConfigError(f"{display}:{line or '?'}: verification.job: {problem}")
 
 
 def _check_upstream_cycles(envs: dict[str, Environment]) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any, Literal
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -21,12 +22,37 @@ class HttpCheck:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class JobMetadata:
+    labels: dict[str, str] = field(default_factory=dict)
+    annotations: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JobCheck:
+    """A Kubernetes Job the agent creates once the new images have been healthy for
+    ``healthyFor``: Verified only if it succeeds. Written as Argo Rollouts' and Kargo's job
+    provider is: a Job's ``metadata`` (labels, annotations) and ``spec``, inline."""
+
+    spec: dict[str, Any]  # a batch/v1 JobSpec (template.spec.containers at least)
+    metadata: JobMetadata = field(default_factory=JobMetadata)
+    # The Job's activeDeadlineSeconds unless its spec sets one: the Job controller fails it
+    # then (a Job whose Pods never schedule would otherwise keep the verdict Running).
+    timeout: timedelta = timedelta(minutes=10)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class VerificationConfig:
     """Verification after deploy: new images are Verified once Synced and Healthy for
     ``healthy_for``, Failed if they turn Degraded first (the agent judges it after each pass)."""
 
     healthy_for: timedelta = timedelta(minutes=5)
     http: HttpCheck | None = None  # checked once, when healthy_for has passed
+    job: JobCheck | None = None  # created once healthy_for has passed (after the HTTP check)
+
+
+# What the agent does when a verification fails: open a rollback PR to the last verified
+# version (``pr``: it waits for approvals like any PR) or open and merge it (``auto``).
+RollbackMode = Literal["pr", "auto"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -84,4 +110,19 @@ def http_problem(check: HttpCheck) -> str | None:
         return f"url {check.url!r} is not an http:// or https:// URL."
     if check.timeout <= timedelta(0):
         return "timeout must be positive; write e.g. 5s."
+    return None
+
+
+def job_problem(check: JobCheck) -> str | None:
+    """Why ``check``'s spec cannot make a Job, with the fix, or None (the API server checks
+    the rest when the agent creates it)."""
+    template = check.spec.get("template")
+    pod = template.get("spec") if isinstance(template, dict) else None
+    containers = pod.get("containers") if isinstance(pod, dict) else None
+    if not isinstance(containers, list) or not containers:
+        return "spec.template.spec.containers is missing; write the Job's Pod template there."
+    if any(not isinstance(c, dict) or not c.get("image") for c in containers):
+        return "every container in spec.template.spec.containers needs an image."
+    if check.timeout <= timedelta(0):
+        return "timeout must be positive; write e.g. 10m."
     return None

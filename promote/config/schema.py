@@ -5,6 +5,7 @@ tree, so an error can name the line of the field it is about (:func:`line_of`), 
 duplicate keys (PyYAML would silently keep the last). :func:`validate` builds a dataclass from
 the data: generic over ``dataclasses.fields()`` and the type hints (resolved once per class),
 camelCase YAML keys or the snake_case field names, ``X | None``, nested dataclasses, lists,
+mappings (``dict[str, X]``), free-form values (``Any``, checked by the caller's rules),
 ``Literal``, ``bool``, ``int`` (``metadata["ge"]`` is a lower bound), ``str``, durations
 (``timedelta``) and wall-clock times (``datetime``, no offset). Every problem becomes one
 ``file:line: field: message; fix.`` sentence, and all of a file's problems one
@@ -257,6 +258,12 @@ def _convert(hint: Any, value: Any, loc: _Loc, errors: list[_Error]) -> Any:
             return value
         *rest, last = (repr(a) for a in args)
         msg, fix = f"Input should be {', '.join(rest)} or {last}", "use one of the allowed values"
+    elif hint is Any:  # free-form YAML (a Job spec template): checked by its own rules
+        return value
+    elif origin is dict:
+        if isinstance(value, dict) and all(isinstance(k, str) for k in value):
+            return {k: _convert(args[1], v, (*loc, k), errors) for k, v in value.items()}
+        msg = "Input should be a mapping with string keys"
     elif origin is list:
         if isinstance(value, list):
             return [_convert(args[0], v, (*loc, i), errors) for i, v in enumerate(value)]

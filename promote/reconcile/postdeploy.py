@@ -14,7 +14,7 @@ from datetime import datetime
 
 from promote import config
 from promote.cluster import client, soak
-from promote.reconcile import probe
+from promote.reconcile import jobcheck, probe
 from promote.reconcile import status as status_mod
 from promote.reconcile.metrics import Metrics
 
@@ -43,7 +43,7 @@ def update(
         healthy_since=since,
         now=now,
         details=st.health_details,
-        check=(lambda: probe.http_get(http)) if (http := settings.http) else None,
+        check=_checks(settings, st, cluster=cluster, namespace=namespace, now=now),
     )
     st.verification = {
         "state": str(verdict.state),
@@ -52,6 +52,8 @@ def update(
         "revision": st.revision,
         "at": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
+    if verdict.state is soak.Verification.VERIFIED:  # the version a rollback returns to
+        st.last_verified = {k: st.verification[k] for k in ("images", "revision", "at")}
     for state in soak.Verification:
         metrics.verification.labels(st.env, str(state)).set(1.0 if state is verdict.state else 0.0)
     if verdict.final:
@@ -65,6 +67,39 @@ def update(
             namespace=namespace,
         )
     return verdict
+
+
+def _checks(
+    settings: config.VerificationConfig,
+    st: status_mod.EnvStatus,
+    *,
+    cluster: client.Cluster,
+    namespace: str,
+    now: datetime,
+) -> Callable[[], soak.CheckResult] | None:
+    """The HTTP check, then the Job check (created once, judged until it ends), or None."""
+    if settings.http is None and settings.job is None:
+        return None
+
+    def run() -> soak.CheckResult:
+        passed = []
+        if settings.http is not None:
+            failed = probe.http_get(settings.http)
+            if failed:
+                return soak.CheckResult(failed=failed)
+            passed.append("the HTTP check passed")
+        if settings.job is not None:
+            images = ",".join(f"{k}={v}" for k, v in sorted(st.images.items()))
+            job = jobcheck.run(
+                cluster, settings.job, env=st.env, namespace=namespace,
+                key=images,
+            )  # fmt: skip
+            if job.failed or job.pending:
+                return job
+            passed.append(job.passed)
+        return soak.CheckResult(passed="; ".join(passed))
+
+    return run
 
 
 def _parse(stamp: str | None) -> datetime | None:

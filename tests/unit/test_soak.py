@@ -39,13 +39,22 @@ def test_a_failure_names_the_degraded_objects() -> None:
 def test_the_http_check_is_asked_only_once_healthy_long_enough() -> None:
     asked: list[int] = []
 
-    def check() -> str | None:
+    def check() -> soak.CheckResult:
         asked.append(1)
-        return "GET http://x/ answered 503, expected 200"
+        return soak.CheckResult(failed="GET http://x/ answered 503, expected 200")
 
     early = soak.judge(FIVE, health="Healthy", healthy_since=NOW, now=NOW, check=check)
     assert early.state is soak.Verification.RUNNING and not asked
     late = soak.judge(FIVE, health="Healthy", healthy_since=NOW - FIVE, now=NOW, check=check)
     assert late.state is soak.Verification.FAILED and "answered 503" in late.reason
-    ok = soak.judge(FIVE, health="Healthy", healthy_since=NOW - FIVE, now=NOW, check=lambda: None)
+    passed = soak.CheckResult(passed="the HTTP check passed")
+    ok = soak.judge(FIVE, health="Healthy", healthy_since=NOW - FIVE, now=NOW, check=lambda: passed)
     assert ok.state is soak.Verification.VERIFIED and "HTTP check passed" in ok.reason
+
+
+def test_a_pending_check_keeps_the_verdict_running() -> None:
+    pending = soak.CheckResult(pending="Job dev/smoke running")
+    got = soak.judge(
+        FIVE, health="Healthy", healthy_since=NOW - FIVE, now=NOW, check=lambda: pending
+    )
+    assert got.state is soak.Verification.RUNNING and "Job dev/smoke running" in got.reason
