@@ -26,7 +26,7 @@ from promote.cluster import apply, client, drift, health, statuses
 from promote.cluster.cache import LiveCache
 from promote.errors import ClusterError
 from promote.kustomize import render
-from promote.reconcile import healing, passes, postdeploy, pruning
+from promote.reconcile import healing, passes, pruning, rollback, verifying
 from promote.reconcile import status as status_mod
 from promote.reconcile.desired import DesiredState, ResolverFor, SecretResolver, StageFailed, stage
 from promote.reconcile.metrics import Metrics
@@ -48,7 +48,7 @@ def _digest(obj: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(shape, sort_keys=True, default=str).encode()).hexdigest()
 
 
-class Agent(healing.Healing):
+class Agent(verifying.Verifying, healing.Healing):
     def __init__(
         self,
         *,
@@ -70,6 +70,9 @@ class Agent(healing.Healing):
         self.metrics = metrics or Metrics()
         self.status = status_mod.EnvStatus(env=settings.env)
         self.verification_settings: config.VerificationConfig | None = None
+        self.rollback_mode: config.RollbackMode = "pr"  # the deployed revision's
+        self.rollback_cache = source.cache_root  # the rollback's work repository goes here
+        self.pending_rollback: rollback.Failure | None = None  # verifying.roll_back_failed
         self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)  # tests inject one
         self._last_failure: tuple[str | None, str, str] | None = None  # last SyncFailed event
         self._status_restored = False  # the published status' last sync time read back once
@@ -116,7 +119,7 @@ class Agent(healing.Healing):
                 self.status.healthy_since = None  # a soak starts over with new images
             self.status.images = built.images
             self.sync_settings = built.sync
-            self.verification_settings = built.verification
+            self.verification_settings, self.rollback_mode = built.verification, built.rollback
             desired = stage(
                 Stage.COMPARE,
                 apply.scope,
@@ -385,13 +388,6 @@ class Agent(healing.Healing):
             if report.error is None:
                 self.verify_deploy()
             self.write_status()
-
-    def verify_deploy(self) -> None:
-        """Verification after deploy, from the status just published (off the apply path)."""
-        postdeploy.update(
-            self.status, self.verification_settings, now=self.clock(), metrics=self.metrics,
-            cluster=self.cluster, namespace=self.settings.namespace,
-        )  # fmt: skip
 
     def write_status(self) -> None:
         try:

@@ -79,6 +79,7 @@ class Desired:
     images: dict[str, str]  # running_images() of the rendered objects
     sync: config.SyncConfig  # the environment's sync settings at this revision
     verification: config.VerificationConfig | None = None  # its verification after deploy
+    rollback: config.RollbackMode = "pr"  # what a failed verification does
 
 
 class DesiredState:
@@ -132,6 +133,7 @@ class DesiredState:
             images,
             sync,
             settings.verification,
+            settings.rollback,
         )
 
     def _keep_resolver(

@@ -152,6 +152,10 @@ class AgentLoop:
                         last_revision = None  # look again each poll: a trust record may come
                     next_full = time.monotonic() + self.interval_s
                     self.agent.healing_enabled = True
+                # Verification after deploy between passes: a soak ending, a Job finishing;
+                # then the rollback a failed verdict started (outside the pass, once each).
+                self.agent.recheck()
+                self.agent.roll_back_failed()
                 # With leader election the Lease is renewed every renew_s; the revision is
                 # still looked at only every poll_s (next_poll), or at once when notified.
                 wait = self.settings.poll_s

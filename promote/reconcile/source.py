@@ -40,6 +40,10 @@ class GitSource:
         self._repo: git_repo.Repo | None = None
 
     @property
+    def cache_root(self) -> Path:
+        return self._cache_root
+
+    @property
     def repo(self) -> git_repo.Repo:
         if self._repo is None:
             self._repo = mirror.open_mirror(self.url, self._cache_root, timeout_s=self._timeout_s)

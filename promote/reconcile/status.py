@@ -83,6 +83,11 @@ class EnvStatus:
     # Verification after deploy (reconcile/postdeploy.py): {"state": Running | Verified |
     # Failed, "reason", "images", "revision", "at"}; None when the environment has none.
     verification: dict[str, Any] | None = None
+    # The last Verified version ({"images", "revision", "at"}): what a rollback returns to.
+    last_verified: dict[str, Any] | None = None
+    # The automatic rollback of the last failed version (reconcile/rollback.py): {"failed"
+    # (revision), "images", "pr", "merged", "rejected", "message", "at"}.
+    rollback: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -194,3 +199,6 @@ def restore_last_sync(cluster: client.Cluster, status: EnvStatus, namespace: str
         return
     if previous is not None and not status.last_sync_at:
         status.last_sync_at = previous.last_sync_at
+    if previous is not None:  # what a rollback returns to, and the last one made
+        status.last_verified = status.last_verified or previous.last_verified
+        status.rollback = status.rollback or previous.rollback

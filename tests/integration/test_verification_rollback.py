@@ -1,0 +1,220 @@
+"""The Job check of verification after deploy and the automatic rollback a failed verification
+starts (issue 16 items 1-2), on the local cluster with controllers and kwok Nodes.
+
+kwok's Stages (promote/local/stages/stages.yaml) make a Job's Pod succeed, or fail when it is
+labelled ``promote.dev/simulate: fail``; a Deployment whose image name holds ``/failing/``
+never turns Ready, so with a short progress deadline it goes Degraded and its verification
+fails. The clock is injected to skip ``healthyFor`` (no sleeping through it).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from promote import config
+from promote.cluster import client
+from promote.forge import base as forge_base
+from promote.promotion import engine
+from promote.reconcile import factory
+from promote.reconcile import status as status_mod
+from promote.reconcile.agent import Agent
+from tests.gitops import GitOpsRepo, git, make_repo
+from tests.helpers import run_cli
+
+pytestmark = pytest.mark.integration
+GOOD, BAD = "registry.example.com/acme/web-app", "registry.example.com/failing/web-app"
+RECORD = "releases/rejected/web-app/v2.5.0.yaml"
+DEADLINE = (
+    "- target:\n    kind: Deployment\n  patch: |-\n    - op: add\n"
+    "      path: /spec/progressDeadlineSeconds\n      value: 4\n"
+)
+
+
+def _job(label: str) -> str:
+    return (
+        "  job:\n    timeout: 2m\n    spec:\n      template:\n        metadata:\n"
+        f"          labels: {{promote.dev/simulate: {label}}}\n        spec:\n"
+        "          containers:\n          - name: smoke\n"
+        "            image: registry.example.com/acme/smoke:1\n"
+    )
+
+
+def _repo(tmp_path: Path, ns: str, kubeconfig: str, settings: str) -> GitOpsRepo:
+    repo = make_repo(tmp_path, namespace_map={"dev": ns})
+    repo.edit(
+        "environments/dev.yaml", "  context: promote-local\n", f"  kubeconfig: {kubeconfig}\n"
+    )
+    repo.edit("environments/dev.yaml", "sync:\n", f"{settings}sync:\n")
+    repo.edit("overlays/dev/kustomization.yaml", "patches:\n", f"patches:\n{DEADLINE}")
+    repo.commit_all("dev verifies each deploy")
+    return repo
+
+
+@pytest.fixture
+def agents(rollout_cluster: Any) -> Iterator[Callable[[GitOpsRepo], Agent]]:
+    made: list[Agent] = []
+    cluster = client.Cluster(client.connect(kubeconfig=str(rollout_cluster.kubeconfig)))
+
+    def make(repo: GitOpsRepo) -> Agent:
+        project = config.load_project(repo.work)
+        agent = factory.build_agent(project, "dev", factory.Overrides(), cluster=cluster)
+        made.append(agent)
+        return agent
+
+    yield make
+    for agent in made:
+        agent.cache.stop()
+
+
+def _wait_health(agent: Agent, want: str, timeout_s: float = 90) -> None:
+    agent.healing_enabled = True  # watch events drive health between passes, as in the loop
+    deadline = time.monotonic() + timeout_s
+    while agent.status.health != want and time.monotonic() < deadline:
+        if agent.wait_for_heal_work(0.5):
+            agent.heal_pending()
+    assert agent.status.health == want, (agent.status.health, agent.status.health_details)
+
+
+def _verify_later(agent: Agent, want: str, timeout_s: float = 60) -> dict[str, Any]:
+    """Judge with a clock past healthyFor until the verdict is ``want`` (a Job takes a moment)."""
+    later = datetime.now(UTC) + timedelta(hours=2)
+    agent.clock = lambda: later
+    deadline = time.monotonic() + timeout_s
+    agent.verify_deploy()
+    while (agent.status.verification or {}).get("state") == "Running":
+        assert time.monotonic() < deadline, agent.status.verification
+        time.sleep(0.5)
+        agent.recheck()
+    assert agent.status.verification is not None
+    assert agent.status.verification["state"] == want, agent.status.verification
+    return agent.status.verification
+
+
+@pytest.mark.parametrize(("label", "state"), [("none", "Verified"), ("fail", "Failed")])
+def test_the_verification_job_must_succeed(
+    tmp_path: Path, rollout_namespace: str, rollout_cluster: Any, agents: Any,
+    label: str, state: str,
+) -> None:  # fmt: skip
+    kubeconfig = str(rollout_cluster.kubeconfig)
+    settings = f"verification:\n  healthyFor: 1h\n{_job(label)}"
+    agent = agents(_repo(tmp_path, rollout_namespace, kubeconfig, settings))
+    assert agent.run_pass().error is None
+    _wait_health(agent, "Healthy")
+    verdict = _verify_later(agent, state)
+    jobs = agent.cluster.request("GET", f"/apis/batch/v1/namespaces/{rollout_namespace}/jobs")
+    (job,) = [j for j in jobs["items"] if j["metadata"]["name"].startswith("promote-verify-dev-")]
+    name = f"Job {rollout_namespace}/{job['metadata']['name']}"
+    if state == "Verified":
+        assert f"{name} succeeded" in verdict["reason"]
+    else:
+        assert f"{name} failed" in verdict["reason"] and "BackoffLimitExceeded" in verdict["reason"]
+        assert "container smoke exited 1" in verdict["reason"]
+    assert agent.status.last_verified is None or state == "Verified"
+    # The Job is no render output: a pass neither prunes it nor counts it as an object.
+    assert agent.run_pass().error is None
+    assert agent.cluster.get(
+        agent.cluster.resource("batch/v1", "Job"), rollout_namespace, job["metadata"]["name"]
+    )
+
+
+def _publish_bad(repo: GitOpsRepo) -> str:
+    repo.edit("overlays/dev/kustomization.yaml", f"newName: {GOOD}\n  newTag: v2.4.0",
+              f"newName: {BAD}\n  newTag: v2.5.0")  # fmt: skip
+    return repo.commit_all("CI: web-app v2.5.0 (a broken build)")
+
+
+def _main_file(repo: GitOpsRepo, path: str) -> str | None:
+    git(repo.work, "fetch", "-q", "origin")
+    names = git(repo.work, "ls-tree", "-r", "--name-only", "origin/main").splitlines()
+    return git(repo.work, "show", f"origin/main:{path}") if path in names else None
+
+
+def _fail_verification(agent: Agent, repo: GitOpsRepo) -> str:
+    """Verify v2.4.0, publish the broken v2.5.0 and let it fail; the failed revision."""
+    assert agent.run_pass().error is None
+    _wait_health(agent, "Healthy")
+    verified = _verify_later(agent, "Verified")
+    assert (
+        agent.status.last_verified
+        and agent.status.last_verified["revision"] == verified["revision"]
+    )
+    bad = _publish_bad(repo)
+    agent.clock = lambda: datetime.now(UTC)
+    assert agent.run_pass().error is None
+    _wait_health(agent, "Degraded")
+    assert agent.status.verification and agent.status.verification["state"] == "Failed"
+    assert agent.pending_rollback is not None and agent.pending_rollback.revision == bad
+    return bad
+
+
+def _rollback_prs(repo: GitOpsRepo) -> list[forge_base.PullRequest]:
+    with engine.session(repo.work) as s:
+        return [p for p in s.forge.list(env="dev") if p.kind == forge_base.PRKind.ROLLBACK]
+
+
+def test_a_failed_verification_rejects_the_version_and_opens_one_rollback_pr(
+    tmp_path: Path, rollout_namespace: str, rollout_cluster: Any, agents: Any
+) -> None:
+    kubeconfig = str(rollout_cluster.kubeconfig)
+    repo = _repo(tmp_path, rollout_namespace, kubeconfig, "verification:\n  healthyFor: 1h\n")
+    agent = agents(repo)
+    bad = _fail_verification(agent, repo)
+    outcome = agent.roll_back_failed()
+    assert outcome is not None and outcome.rejected == ("web-app v2.5.0",) and not outcome.merged
+    record = _main_file(repo, RECORD)
+    assert record is not None and "verification failed in dev" in record
+    assert f"revision {bad[:12]}" in record and "VerificationFailed" in record
+    (pr,) = _rollback_prs(repo)
+    assert pr.number == outcome.pr and pr.state == forge_base.PRState.OPEN
+    assert pr.images == ("web-app=v2.4.0",)
+    # The bad version stays deployed until someone merges (dev: no approvals needed).
+    assert f"newName: {BAD}" in (_main_file(repo, "overlays/dev/kustomization.yaml") or "")
+    st = status_mod.read(agent.cluster, env="dev", namespace=rollout_namespace)
+    assert st is not None and st.rollback and st.rollback["pr"] == pr.number
+    events = agent.cluster.request("GET", f"/api/v1/namespaces/{rollout_namespace}/events")
+    assert any(e["reason"] == "RollbackOpened" for e in events["items"])
+    # Rejected: `promote to staging` refuses to move it on (exit 3 naming the rejection).
+    refused = run_cli("to", "staging", cwd=repo.work)
+    assert refused.code == 3, refused.stdout + refused.stderr
+    assert "web-app v2.5.0 was rejected by promote-agent/dev" in refused.stdout + refused.stderr
+
+    # Once per failed revision: a restarted agent (its status read back) does nothing again.
+    head = git(repo.work, "rev-parse", "origin/main")
+    agent.cache.stop()
+    again = agents(repo)
+    assert again.run_pass().error is None
+    _wait_health(again, "Degraded")
+    assert again.pending_rollback is None and again.roll_back_failed() is None
+    assert len(_rollback_prs(repo)) == 1 and git(
+        repo.work, "ls-remote", "origin", "main"
+    ).startswith(head)
+
+
+def test_rollback_auto_merges_and_the_agent_deploys_the_verified_version(
+    tmp_path: Path, rollout_namespace: str, rollout_cluster: Any, agents: Any
+) -> None:
+    kubeconfig = str(rollout_cluster.kubeconfig)
+    settings = "verification:\n  healthyFor: 1h\nrollback: auto\n"
+    repo = _repo(tmp_path, rollout_namespace, kubeconfig, settings)
+    agent = agents(repo)
+    _fail_verification(agent, repo)
+    outcome = agent.roll_back_failed()
+    assert outcome is not None and outcome.merged, outcome
+    (pr,) = _rollback_prs(repo)
+    assert pr.state == forge_base.PRState.MERGED
+    overlay = _main_file(repo, "overlays/dev/kustomization.yaml") or ""
+    assert f"newName: {GOOD}\n  newTag: v2.4.0" in overlay
+    assert _main_file(repo, RECORD) is not None
+    assert agent.run_pass().error is None
+    _wait_health(agent, "Healthy")
+    dep = agent.cluster.get(
+        agent.cluster.resource("apps/v1", "Deployment"), rollout_namespace, "web-app"
+    )
+    assert dep is not None
+    assert dep["spec"]["template"]["spec"]["containers"][0]["image"] == f"{GOOD}:v2.4.0"
