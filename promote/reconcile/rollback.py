@@ -23,6 +23,7 @@ counts as approval.
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 from dataclasses import dataclass
 from datetime import datetime
@@ -145,7 +146,12 @@ def _open(
     s: engine.Session, p: plan.Plan, failure: Failure, who: str, versions: str
 ) -> forge_base.PullRequest:
     title = f"Roll back {failure.env} to {failure.verified[:12]}: verification of {versions} failed"
-    pr = propose.open_pull_request(s, p, title=title, author=who, signer=gpg.Signer())
+    # Signed as opened by the registered key in the agent's keyring (GNUPGHOME), or the one
+    # $PROMOTE_USER names: an environment that requires approvals takes no unsigned PR.
+    opener = os.environ.get("PROMOTE_USER") or None
+    pr = propose.open_pull_request(
+        s, p, title=title, author=who, opener=opener, signer=gpg.Signer()
+    )
     s.forge.comment(
         pr.number,
         author=who,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -26,6 +27,8 @@ from promote.reconcile.metrics import Metrics
 from promote.reconcile.source import GitSource
 
 log = logging.getLogger(__name__)
+
+RETRY_S = 30.0  # a rollback that failed (Git or the forge unreachable, no key) is retried
 
 
 class Verifying:
@@ -42,6 +45,8 @@ class Verifying:
     rollback_cache: Path  # where the rollback's work repository lives
     pending_rollback: rollback.Failure | None
     _lock: threading.RLock
+    _rollback_retry_at = 0.0  # monotonic time before which a failed rollback is not retried
+    _rollback_error = ""  # the last failure reported (an Event once per distinct failure)
 
     def write_status(self) -> None:
         raise NotImplementedError
@@ -85,9 +90,9 @@ class Verifying:
 
     def roll_back_failed(self) -> rollback.Outcome | None:
         """Carry out the pending rollback (see ``rollback``); its outcome goes into the
-        status and an Event. A failure is reported and tried again at the next call."""
+        status and an Event. A failure is reported once and tried again RETRY_S later."""
         failure = self.pending_rollback
-        if failure is None:
+        if failure is None or time.monotonic() < self._rollback_retry_at:
             return None
         ns = self.settings.namespace
         try:
@@ -97,12 +102,15 @@ class Verifying:
             )  # fmt: skip
             outcome = rollback.roll_back(work, failure, mode=self.rollback_mode, now=self.clock())
         except PromoteError as exc:
-            log.warning("%s: rollback of %s failed: %s", failure.env, failure.revision[:12], exc)
-            status_mod.emit_event(
-                self.cluster, regarding=status_mod.status_object(failure.env, ns),
-                reason="RollbackFailed", event_type="Warning", namespace=ns,
-                message=f"{failure.env}: rollback of {failure.revision[:12]} failed: {exc}",
-            )  # fmt: skip
+            self._rollback_retry_at = time.monotonic() + RETRY_S
+            said = f"{failure.env}: rollback of {failure.revision[:12]} failed: {exc}"
+            log.warning("%s", said)
+            if said != self._rollback_error:
+                self._rollback_error = said
+                status_mod.emit_event(
+                    self.cluster, regarding=status_mod.status_object(failure.env, ns),
+                    reason="RollbackFailed", event_type="Warning", namespace=ns, message=said,
+                )  # fmt: skip
             return None
         self.pending_rollback = None
         with self._lock:

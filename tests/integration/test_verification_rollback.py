@@ -9,6 +9,8 @@ fails. The clock is injected to skip ``healthyFor`` (no sleeping through it).
 
 from __future__ import annotations
 
+import os
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -26,6 +28,11 @@ from promote.reconcile import status as status_mod
 from promote.reconcile.agent import Agent
 from tests.gitops import GitOpsRepo, git, make_repo
 from tests.helpers import run_cli
+from tests.integration.test_promotion_helpers import (  # noqa: F401  (gpg_keys is a fixture)
+    Keys,
+    gpg_keys,
+    install_keys,
+)
 
 pytestmark = pytest.mark.integration
 GOOD, BAD = "registry.example.com/acme/web-app", "registry.example.com/failing/web-app"
@@ -218,3 +225,78 @@ def test_rollback_auto_merges_and_the_agent_deploys_the_verified_version(
     )
     assert dep is not None
     assert dep["spec"]["template"]["spec"]["containers"][0]["image"] == f"{GOOD}:v2.4.0"
+
+
+STAGING_KZ = "overlays/staging/kustomization.yaml"
+
+
+def _only_key(keys: Keys, name: str, home: Path) -> Path:
+    """A GNUPGHOME holding ``name``'s secret key alone (the agent's keyring)."""
+    home.mkdir(mode=0o700)
+    exported = subprocess.run(
+        ["gpg", "--homedir", str(keys.home), "--batch", "--pinentry-mode", "loopback",
+         "--passphrase", "", "--export-secret-keys", keys.fingerprints[name]],
+        check=True, capture_output=True, timeout=60,
+    ).stdout  # fmt: skip
+    subprocess.run(["gpg", "--homedir", str(home), "--batch", "--import"], input=exported,
+                   check=True, capture_output=True, timeout=60)  # fmt: skip
+    return home
+
+
+def test_rollback_auto_in_an_environment_requiring_approvals_is_verified_by_its_agent(
+    tmp_path: Path, rollout_namespace: str, rollout_cluster: Any, agents: Any,
+    gpg_keys: Keys, monkeypatch: pytest.MonkeyPatch,  # noqa: F811
+) -> None:  # fmt: skip
+    """staging needs one approval: the bad version arrives verified (a commit signed by a
+    trusted signer: promote's own PRs move tags, not the image name kwok fails on); the
+    agent's rollback PR is merged without approvals, and the staging agent deploys it because
+    its inputs equal the last verified revision's (the trust chain's rule), not Unverified."""
+    kubeconfig = str(rollout_cluster.kubeconfig)
+    repo = make_repo(tmp_path, namespace_map={"staging": rollout_namespace})
+    install_keys(repo.work, gpg_keys, ("rm1", "rm2", "dev1"))
+    repo.edit("environments/staging.yaml", "  context: promote-local\n",
+              f"  kubeconfig: {kubeconfig}\n")  # fmt: skip
+    repo.edit("environments/staging.yaml", "sync:\n",
+              "verification:\n  healthyFor: 1h\nrollback: auto\nsync:\n")  # fmt: skip
+    repo.edit(STAGING_KZ, "patches:\n", f"patches:\n{DEADLINE}")
+    (repo.work / "keys/ci").mkdir()
+    (repo.work / "keys/ci/ci.asc").write_text(gpg_keys.public["rm3"])
+    repo.edit("environments/staging.yaml", "  allowSelfApproval: false\n",
+              "  allowSelfApproval: false\n  trustedSigners: [keys/ci/ci.asc]\n")  # fmt: skip
+    pin = repo.commit_all("staging verifies and rolls back by itself")
+    project = config.load_project(repo.work)
+    agent = factory.build_agent(project, "staging", factory.Overrides(trust_from=pin),
+                                cluster=agents(repo).cluster)  # fmt: skip
+    try:
+        assert agent.run_pass().error is None
+        _wait_health(agent, "Healthy")
+        _verify_later(agent, "Verified")
+        # The broken build reaches staging verified: a commit signed by a trusted signer.
+        good = f"newName: {GOOD}\n  newTag: v2.3.2"
+        repo.edit(STAGING_KZ, good, f"newName: {BAD}\n  newTag: v2.5.0")
+        git(repo.work, "add", "-A")
+        subprocess.run(
+            ["git", "commit", "-q", f"-S{gpg_keys.fingerprints['rm3']}", "-m", "signed by ci"],
+            cwd=repo.work, env={**os.environ, "GNUPGHOME": str(gpg_keys.home)},
+            check=True, capture_output=True,
+        )  # fmt: skip
+        git(repo.work, "push", "-q", "origin", "HEAD:main")
+        agent.clock = lambda: datetime.now(UTC)
+        report = agent.run_pass()
+        assert report.error is None and report.verdict and report.verdict.verified
+        _wait_health(agent, "Degraded")
+        assert agent.pending_rollback is not None
+
+        monkeypatch.setenv("GNUPGHOME", str(_only_key(gpg_keys, "dev1", tmp_path / "agent-gpg")))
+        outcome = agent.roll_back_failed()
+        assert outcome is not None and outcome.merged, outcome
+        report = agent.run_pass()
+        assert report.error is None and report.verdict is not None
+        assert report.verdict.verified, report.verdict.summary()
+        assert agent.status.unverified is None
+        dep = agent.cluster.get(
+            agent.cluster.resource("apps/v1", "Deployment"), rollout_namespace, "web-app"
+        )
+        assert dep is not None and GOOD in dep["spec"]["template"]["spec"]["containers"][0]["image"]
+    finally:
+        agent.cache.stop()
