@@ -5,8 +5,9 @@ local cluster with controllers and kwok nodes, OpenBao and three agents; CI publ
 to dev, it is promoted to staging with one approval and to prod, refused with one approval and
 merged with two, each past a soak gate; each agent deploys it and it rolls out Healthy; a
 hand-made change in prod is reverted; ``promote status`` shows the result; a broken build goes
-Degraded in dev and the soak gate refuses it into staging; ``promote history`` shows who
-approved): one :class:`StepResult` per step, stopping at the first
+Degraded in dev, its verification fails, the dev agent rejects it and opens a rollback PR,
+``promote to staging`` refuses it and dev1 merges the rollback (``badrelease.py``);
+``promote history`` shows who approved): one :class:`StepResult` per step, stopping at the first
 that does not behave as narrated, and cleaning up.
 
 Without ``keep`` everything started is stopped and the directory removed at the end, also on

@@ -96,6 +96,11 @@ def recover(w: World, before: str) -> tuple[str, str]:
     return main, f"main {before[:8]} -> {main[:8]}; dev runs {w.image('dev', APP)}, Healthy"
 
 
+def commit_bad_build(w: World, message: str) -> None:
+    """CI pushes the broken build of web-app BAD_TAG to dev (see :func:`_ci_commit`)."""
+    _ci_commit(w, message, bad=True)
+
+
 def _ci_commit(w: World, message: str, *, bad: bool) -> None:
     """Edit dev's overlay in the clone as CI's build job would, commit and push to main."""
     seed.git("checkout", "-q", "main", cwd=w.clone)

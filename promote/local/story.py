@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 from promote import config
 from promote.kustomize import render
-from promote.local import controlplane, drift, nodes, rollout, seed, world
+from promote.local import badrelease, controlplane, drift, nodes, rollout, seed, world
 from promote.local.seed import DemoError
 from promote.local.world import ENVS, World
 from promote.secrets import sops
@@ -77,12 +77,7 @@ class Story:
             ("drift", f"Someone scales prod's {APP} by hand; the prod agent reverts it",
              self.drift),
             ("status", "The release matrix: promote status", self.status),
-            ("bad-version", f"CI publishes {APP}:{rollout.BAD_TAG} from a broken build "
-             "to dev: Progressing, then Degraded at its deadline", self.bad_version),
-            ("gate-refuses", "dev1 tries to promote it: staging's soak gate refuses",
-             self.gate_refuses),
-            ("dev-recovers", "CI reverts the broken build; dev is Healthy again",
-             self.recover),
+            *badrelease.BadRelease(self, TAG).steps(),  # verification fails, rollback
             ("history", "What reached prod, and who approved it: promote history prod",
              self.history),
         ]  # fmt: skip
@@ -144,6 +139,7 @@ class Story:
         seed.seed_repository(w.remote, w.clone)
         seed.set_vault_address(w.clone, list(ENVS), self.bao.address)
         seed.shorten_for_demo(w.clone)
+        badrelease.configure(w.clone)  # dev verifies each deploy from the first commit
         for name in ("rm1", "rm2"):
             (w.clone / "keys" / "release-managers" / f"{name}.asc").write_text(self.public[name])
         developers = w.clone / "keys" / "developers"
@@ -223,9 +219,11 @@ class Story:
         w = self.w
         for env in ENVS:
             extra = {"VAULT_TOKEN": w.vault_tokens[env]} if env in w.vault_tokens else {}
+            # An empty keyring, as CI's: dev's rollback PRs need no opener's signature.
+            extra["GNUPGHOME"] = str(w.actor("ci").gnupghome)
             proc = w.start_agent(env, extra_env=extra, trust_from=self.main)
             keys = f"SOPS_AGE_KEY_FILE={w.private.name}/{env}.agekey" + (
-                " VAULT_TOKEN=<prod's token>" if extra else ""
+                " VAULT_TOKEN=<prod's token>" if env in w.vault_tokens else ""
             )
             w.narrator.command(
                 f"{keys} promote agent --env {env} --trust-from {self.main[:12]} "
@@ -326,17 +324,6 @@ class Story:
         if any(cells[e]["health"] != "Healthy" for e in ENVS):
             raise DemoError(f"promote status: not every environment is Healthy: {health}")
         return f"{APP} {TAG} Synced and Healthy in dev, staging and prod"
-
-    def bad_version(self) -> str:
-        self.main, detail = rollout.bad_version(self.w, self.main)
-        return detail
-
-    def gate_refuses(self) -> str:
-        return rollout.gate_refuses(self.w)
-
-    def recover(self) -> str:
-        self.main, detail = rollout.recover(self.w, self.main)
-        return detail
 
     def history(self) -> str:
         w = self.w

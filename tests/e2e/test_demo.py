@@ -23,7 +23,7 @@ STORY = [
     "cluster", "agents", "ci-publish", "dev-sync", "promote-staging", "approve-staging",
     "merge-staging", "staging-sync", "promote-prod", "approve-prod-rm1", "merge-prod-refused",
     "approve-prod-rm2", "merge-prod", "prod-sync", "drift", "status", "bad-version",
-    "gate-refuses", "dev-recovers", "history", "teardown",
+    "rollback-pr", "rejected-refused", "rollback", "history", "teardown",
 ]  # fmt: skip
 SERVERS = {
     "agent-dev", "agent-staging", "agent-prod", "openbao", "etcd", "kube-apiserver",
@@ -77,12 +77,19 @@ def test_demo_tells_the_whole_story_and_leaves_nothing_running(tmp_path: Path) -
     assert "merged" in steps["merge-prod"]
     assert steps["drift"].startswith("replicas 10 -> 3 in") and "DriftReverted" in steps["drift"]
     assert "web-app v2.4.1 Synced and Healthy in dev, staging and prod" in steps["status"]
-    # A broken build: Degraded at its progress deadline, refused by staging's soak gate.
-    assert 'Deployment "web-app" exceeded its progress deadline' in steps["bad-version"]
-    assert steps["gate-refuses"] == (
-        "exit 3, no PR opened: gate soak 5s: blocked: dev is synced, not healthy"
-    )
-    assert steps["dev-recovers"].endswith("web-app:v2.4.1, Healthy")
+    # A bad release: Degraded at its progress deadline, so dev's verification fails; the dev
+    # agent rejects the version on main and opens a rollback PR; staging refuses it (exit 3);
+    # the rollback merged, dev runs the verified version again.
+    bad = steps["bad-version"]
+    assert "dev verification Failed: Degraded before verified" in bad
+    assert 'Deployment "web-app" exceeded its progress deadline' in bad
+    assert steps["rollback-pr"].startswith("releases/rejected/web-app/v2.5.0.yaml on main; ")
+    assert "restores web-app v2.4.1" in steps["rollback-pr"]
+    refused = steps["rejected-refused"]
+    assert refused.startswith("exit 3, no PR opened: ")
+    assert "web-app v2.5.0 was rejected by promote-agent/dev" in refused
+    assert "verification failed in dev" in refused
+    assert steps["rollback"].endswith("dev registry.example.com/acme/web-app:v2.4.1")
     assert "approved by rm1 and rm2 (verified)" in steps["history"]
     assert "AGE-SECRET-KEY" not in res.stdout + res.stderr
 
