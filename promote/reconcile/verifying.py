@@ -112,9 +112,9 @@ class Verifying:
                     reason="RollbackFailed", event_type="Warning", namespace=ns, message=said,
                 )  # fmt: skip
             return None
-        self.pending_rollback = None
-        with self._lock:
+        with self._lock:  # a judgement meanwhile sees it done (verify_deploy runs locked)
             self.status.rollback = outcome.to_dict(failure, status_mod.now_iso())
+            self.pending_rollback = None
             self.write_status()
         rejected = ", ".join(outcome.rejected) or "nothing"
         status_mod.emit_event(

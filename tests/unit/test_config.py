@@ -344,3 +344,27 @@ def test_the_http_check_of_verification_loads_and_refuses_a_bad_url(repo: Path) 
     _write(repo, "environments/dev.yaml", text.format(url="web-app.dev/healthz"))
     msg = _error(repo)
     assert "environments/dev.yaml:3" in msg and "not an http:// or https:// URL" in msg
+
+
+JOB = (
+    "verification:\n  healthyFor: 2m\n  job:\n    metadata: {{labels: {{team: web}}}}\n"
+    "    spec:\n      template:\n        spec:\n          containers:\n"
+    "          - {{name: smoke, {image}}}\nrollback: {rollback}\n"
+)
+
+
+def test_the_job_check_and_rollback_mode_load_and_a_job_without_image_is_refused(
+    repo: Path,
+) -> None:
+    _write(repo, "environments/dev.yaml", JOB.format(image="image: smoke:1", rollback="auto"))
+    dev = config.load_project(repo).env("dev").config
+    assert dev.verification is not None and dev.verification.job is not None
+    assert dev.verification.job.metadata.labels == {"team": "web"}
+    assert dev.verification.job.spec["template"]["spec"]["containers"][0]["image"] == "smoke:1"
+    assert dev.verification.job.timeout == timedelta(minutes=10) and dev.rollback == "auto"
+    assert config.load_project(repo).env("staging").config.rollback == "pr"
+    _write(repo, "environments/dev.yaml", JOB.format(image="args: [x]", rollback="pr"))
+    msg = _error(repo)
+    assert "environments/dev.yaml:3" in msg and "needs an image" in msg
+    _write(repo, "environments/dev.yaml", JOB.format(image="image: smoke:1", rollback="yes"))
+    assert "rollback" in _error(repo) and "'auto'" in _error(repo)
