@@ -299,6 +299,10 @@ def status(
             console.print(
                 f"{name}: verification {checked['state']}: {checked['reason']}", markup=False
             )
+        rolled = (e["status"] or {}).get("rollback")
+        if rolled:
+            done = ", ".join(rolled.get("rejected") or []) or "nothing"
+            console.print(f"{name}: rollback: rejected {done}; {rolled['message']}", markup=False)
         if e["error"]:
             console.print(f"[dim]{esc(name)}: status unavailable: {esc(e['error'])}[/]")
         elif e["status"] and e["status"].get("last_error"):

@@ -241,7 +241,8 @@ def _beyond_plan(
     path = _overlay_files(project).get(pr.env)
     out = [p for p in changed if p != path]
     if path in changed:
-        planned = provenance.apply_images(_text(repo, base_sha, path) or "", pr.images, path)
+        names = provenance.names_trailer(repo.commit_info(head_sha).trailers)  # a rollback's
+        planned = provenance.apply_images(_text(repo, base_sha, path) or "", pr.images, path, names)
         if planned is None or planned != _text(repo, head_sha, path):
             out.insert(0, path)
     return out

@@ -282,6 +282,13 @@ def commit_message(plan: Plan, title: str) -> str:
         trailers.append(f"Promote-From: {plan.source}")
     trailers.append(f"Promote-Source-Revision: {plan.source_revision}")
     trailers.append(f"Promote-Images: {','.join(c.trailer for c in plan.changes)}")
+    moved = [
+        f"{c.name}={c.new.new_name}"
+        for c in plan.changes
+        if c.old is not None and c.new.new_name and c.new.new_name != c.old.new_name
+    ]
+    if moved:  # a rollback to a state that ran another registry (provenance.TRAILER_NAMES)
+        trailers.append(f"Promote-Names: {','.join(moved)}")
     lines = [f"{c.name}: {c.old_version} -> {c.new_version}" for c in plan.changes]
     return f"{title}\n\n" + "\n".join(lines) + "\n\n" + "\n".join(trailers) + "\n"
 

@@ -37,6 +37,7 @@ from tests.integration.test_promotion_helpers import (  # noqa: F401  (gpg_keys 
 pytestmark = pytest.mark.integration
 GOOD, BAD = "registry.example.com/acme/web-app", "registry.example.com/failing/web-app"
 RECORD = "releases/rejected/web-app/v2.5.0.yaml"
+DEV_KZ = "overlays/dev/kustomization.yaml"
 DEADLINE = (
     "- target:\n    kind: Deployment\n  patch: |-\n    - op: add\n"
     "      path: /spec/progressDeadlineSeconds\n      value: 4\n"
@@ -198,9 +199,12 @@ def test_a_failed_verification_rejects_the_version_and_opens_one_rollback_pr(
     assert again.run_pass().error is None
     _wait_health(again, "Degraded")
     assert again.pending_rollback is None and again.roll_back_failed() is None
-    assert len(_rollback_prs(repo)) == 1 and git(
-        repo.work, "ls-remote", "origin", "main"
-    ).startswith(head)
+    assert len(_rollback_prs(repo)) == 1
+    assert git(repo.work, "ls-remote", "origin", "main").startswith(head)
+    # Merged by hand (dev needs no approvals): promote's own commit, its name restored too.
+    merged = run_cli("merge", str(pr.number), cwd=repo.work)
+    assert merged.code == 0, merged.stdout + merged.stderr
+    assert f"newName: {GOOD}\n  newTag: v2.4.0" in (_main_file(repo, DEV_KZ) or "")
 
 
 def test_rollback_auto_merges_and_the_agent_deploys_the_verified_version(
