@@ -45,3 +45,11 @@ def test_digest_and_tag_at_digest_versions_split() -> None:
     assert provenance.split_version("v1@sha256:ab") == ("v1", "sha256:ab")
     assert provenance.split_version("sha256:ab") == (None, "sha256:ab")
     assert provenance.split_version("v1") == ("v1", None)
+
+
+def test_a_moved_image_name_is_reproduced_only_with_its_promote_names_trailer() -> None:
+    moved = AFTER.replace("registry.example.com/api", "mirror.example.com/api")
+    names = {**TRAILERS, "Promote-Names": "api=mirror.example.com/api"}
+    assert reason(names, [PATH], moved) is None
+    assert "not what" in (reason(TRAILERS, [PATH], moved) or "")
+    assert "not what" in (reason(names, [PATH], AFTER) or "")
