@@ -65,8 +65,13 @@ class Verifying:
         verified = str((st.last_verified or {}).get("revision") or "")
         if not failed or (st.rollback or {}).get("images") == images:
             return  # done for these images (main moves on with the records it wrote)
-        if not verified or verified == failed:
+        if not verified or verified == failed:  # said once, in the status
             log.warning("%s: verification failed, but no earlier version was verified", st.env)
+            st.rollback = {
+                "failed": failed, "images": images, "verified": None, "rejected": [],
+                "pr": None, "merged": False, "at": status_mod.now_iso(),
+                "message": "no rollback: no earlier version of this environment was verified",
+            }  # fmt: skip
             return
         evidence = (
             f"revision {failed[:12]} in {st.env}; Event VerificationFailed on ConfigMap "
