@@ -175,6 +175,7 @@ def test_a_failed_verification_rejects_the_version_and_opens_one_rollback_pr(
     repo = _repo(tmp_path, rollout_namespace, kubeconfig, "verification:\n  healthyFor: 1h\n")
     agent = agents(repo)
     bad = _fail_verification(agent, repo)
+    failure = agent.pending_rollback
     outcome = agent.roll_back_failed()
     assert outcome is not None and outcome.rejected == ("web-app v2.5.0",) and not outcome.merged
     record = _main_file(repo, RECORD)
@@ -201,6 +202,13 @@ def test_a_failed_verification_rejects_the_version_and_opens_one_rollback_pr(
     assert again.run_pass().error is None
     _wait_health(again, "Degraded")
     assert again.pending_rollback is None and again.roll_back_failed() is None
+    assert len(_rollback_prs(repo)) == 1
+    assert git(repo.work, "ls-remote", "origin", "main").startswith(head)
+    # A replica that took the lease mid-rollback, before the status said it was done, acts
+    # again: Git holds the record and the open PR, so nothing is pushed or opened twice.
+    again.pending_rollback = failure
+    repeated = again.roll_back_failed()
+    assert repeated is not None and repeated.pr == pr.number and not repeated.merged
     assert len(_rollback_prs(repo)) == 1
     assert git(repo.work, "ls-remote", "origin", "main").startswith(head)
     # Merged by hand (dev needs no approvals): promote's own commit, its name restored too.
