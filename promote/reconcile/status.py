@@ -190,8 +190,9 @@ def emit_event(
 
 
 def restore_last_sync(cluster: client.Cluster, status: EnvStatus, namespace: str) -> None:
-    """Carry the published document's last successful sync time into ``status`` (a new
-    process: `promote sync`, a restart, a new leader) unless it has its own already."""
+    """Carry the published document's last successful sync time, last verified version and
+    last rollback into ``status`` (a new process: `promote sync`, a restart, a new leader)
+    unless it has its own already: a rollback is made once per failed version."""
     try:
         previous = read(cluster, env=status.env, namespace=namespace)
     except (ClusterError, ValueError, TypeError) as exc:
