@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import typer
@@ -21,7 +22,7 @@ from promote.cli.output import (
 )
 from promote.errors import ExitCode, PolicyBlocked
 from promote.forge import base as forge_base
-from promote.promotion import engine, history, plan, propose
+from promote.promotion import auto, engine, history, plan, propose
 from promote.reconcile import audit, gate
 
 TitleOpt = typer.Option(None, "--title", help="PR title (default: generated from the plan).")
@@ -232,6 +233,8 @@ def rollback(
                 author=author,
                 opener=as_name,
             )
+        if pr is not None and not existing:  # a manual rollback holds auto-promotion
+            auto.hold_after_rollback(repo_dir, env, pr, now=datetime.now(UTC), who=as_name)
         _report(p, pr, output, dry_run, existing)
 
 
