@@ -59,7 +59,7 @@ def _plan_images(
         changes=tuple(changes),
         approvals=env.config.approvals,
         apps=tuple(apps),
-        notes=_notes(s, env.name),
+        notes=_notes(s, env.name, rollback=kind is forge_base.PRKind.ROLLBACK),
     )
     if not changes:
         return base
@@ -106,15 +106,23 @@ def _well_formed_gate(env: config.Environment, after: list[dict[str, Any]]) -> p
     return plan.GateResult("schema", plan.GateStatus.BLOCKED, shown + more)
 
 
-def _notes(s: engine.Session, env: str) -> tuple[str, ...]:
+def _notes(s: engine.Session, env: str, *, rollback: bool = False) -> tuple[str, ...]:
     """What applies to a change into ``env`` without blocking the plan: its hold, and its
-    merge windows now (``promote merge`` enforces them)."""
+    merge windows now (``promote merge`` enforces them; a rollback is exempt)."""
     held = s.hold(env)
     out = [f"{held.describe()} (auto-promotion paused; `promote resume {env}`)"] if held else []
     cfg = s.project.env(env).config.windows
     if cfg.any:
         now = windows.state(cfg, datetime.now(UTC))
         out.append(f"merge windows of {env}: {'open' if now.open else 'closed'}: {now.describe()}")
+        if rollback:
+            out.append(
+                f"a rollback to an earlier state of {env} is exempt from its merge windows: it "
+                "merges without break-glass, and the agent applies it inside a window when it "
+                "verified that state"
+            )
+    if rollback and s.project.env(env).config.auto_promote:
+        out.append(f"opening this rollback holds auto-promotion into {env} (`promote resume`)")
     return tuple(out)
 
 
