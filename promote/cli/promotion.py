@@ -316,8 +316,15 @@ def history_cmd(
         engine.session(repo_dir, offline=True) as s,
     ):
         entries = audit.history(s, env, limit=limit)
+        rejected = history.rejected_in(entries, s.rejections())
     if output == Format.json:
-        emit_json({"env": env, "entries": [history.to_dict(e) for e in entries]})
+        emit_json(
+            {
+                "env": env,
+                "entries": [history.to_dict(e) for e in entries],
+                "rejections": [history.rejection_to_dict(r, c) for r, c in rejected],
+            }
+        )
         return
     if not entries:
         console.print(f"Nothing has reached {env} yet.", markup=False)
@@ -344,6 +351,9 @@ def history_cmd(
         )
     console.print(table)
     _print_judged(entries)
+    for r, commits in rejected:
+        where = ", ".join(c[:8] for c in commits)
+        console.print(f"[red]rejected[/] {esc(r.describe())} (reached {esc(env)} in {where})")
 
 
 def _print_judged(entries: list[history.Entry]) -> None:

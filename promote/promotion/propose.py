@@ -46,6 +46,7 @@ def _plan_images(
     gates: Callable[[Sequence[plan.ImageChange]], list[plan.GateResult]] | None = None,
     apps: Sequence[str] = (),
     render_diff: bool = True,
+    notes: Sequence[str] = (),
 ) -> plan.Plan:
     text, current = s.read_overlay(env)
     changes = plan.image_changes(current, wanted)
@@ -59,7 +60,7 @@ def _plan_images(
         changes=tuple(changes),
         approvals=env.config.approvals,
         apps=tuple(apps),
-        notes=_notes(s, env.name, rollback=kind is forge_base.PRKind.ROLLBACK),
+        notes=(*notes, *_notes(s, env.name, rollback=kind is forge_base.PRKind.ROLLBACK)),
     )
     if not changes:
         return base
@@ -172,6 +173,7 @@ def plan_promotion(
             supply.verify_signatures(s.root, changes) if signed else []
         )
 
+    checked = src.config.verification is not None  # its agent publishes a verdict
     return _plan_images(
         s,
         env,
@@ -180,7 +182,18 @@ def plan_promotion(
         source=src,
         gates=gates,
         apps=apps,
+        notes=[_verified_note(src.name, status_reader(src.name))] if checked else [],
     )
+
+
+def _verified_note(source: str, found: plan.EnvStatus | None) -> str:
+    """What the source's agent verified after deploy (``promote auto`` moves only that)."""
+    if found is None:
+        return f"verification after deploy in {source}: no status from its agent"
+    if found.verified:
+        shown = ", ".join(f"{k} {v}" for k, v in sorted(found.verified.items()))
+        return f"verified after deploy in {source}: {shown}"
+    return f"verification after deploy in {source}: nothing verified for what it runs now"
 
 
 def plan_rollback(s: engine.Session, target: str, revision: str) -> plan.Plan:

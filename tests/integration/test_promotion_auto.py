@@ -99,6 +99,8 @@ def test_staging_gets_one_pr_for_what_the_dev_agent_verified(
     assert opened["outcome"] == "opened" and "waits for 1 approval(s)" in opened["message"]
     pr = opened["pullRequest"]
     assert sorted(pr["images"]) == ["api=v1.8.0", "web-app=v2.4.0"]
+    body = cli(ops, "show", str(pr["number"]), "-o", "json").stdout  # the PR body is the plan
+    assert "verified after deploy in dev: api v1.8.0, web-app v2.4.0" in body
     again = _auto(ops)[0]  # the next pass finds the same PR: no second one
     assert again["outcome"] == "opened" and again["pullRequest"]["number"] == pr["number"]
     listed = cli(ops, "prs", "-o", "json").json()
@@ -143,3 +145,6 @@ def test_a_rejected_version_is_refused(ops: GitOps) -> None:  # noqa: F811
     refused = _auto(ops, code=3)[0]
     assert refused["outcome"] == "refused" and "leaks memory" in refused["message"]
     assert "v2.3.2" in ops.main_file(STAGING_KZ)
+    shown = cli(ops, "history", "dev", "-o", "json").json()["rejections"]
+    assert [(r["version"], r["reason"]) for r in shown] == [("v2.4.0", "leaks memory")]
+    assert "rejected web-app v2.4.0" in cli(ops, "history", "dev").stdout
