@@ -43,13 +43,12 @@ def auto_cmd(
             reader: plan.StatusReader = (
                 engine.status_from_file(status_file) if status_file else _agents(repo_dir)
             )
-            results = [
-                auto.promote_once(
-                    repo_dir, env, status_reader=reader, now=datetime.now(UTC), opener=as_name
-                )
-                for env in targets
-            ]
+        results = auto.promote_all(
+            repo_dir, targets, status_reader=reader, now=datetime.now(UTC), opener=as_name
+        )
         code = ExitCode.BLOCKED if any(r.blocked for r in results) else 0
+        if any(r.outcome is auto.Outcome.FAILED for r in results):
+            code = ExitCode.ERROR
         _report(results, output, code if once else 0)
         if once:
             raise typer.Exit(code)

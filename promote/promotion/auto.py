@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from promote.errors import PolicyBlocked
+from promote.errors import PolicyBlocked, PromoteError
 from promote.forge import base as forge_base
 from promote.promotion import engine, plan, propose, releases, review
 
@@ -37,6 +37,7 @@ class Outcome(enum.StrEnum):
     CLOSED = "closed"  # a person closed the PR for these images: not opened again
     OPENED = "opened"  # a PR awaits approvals (opened now, or already open)
     MERGED = "merged"  # no approvals required: merged
+    FAILED = "failed"  # an error (Git, forge, a key): the next pass tries again
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +64,25 @@ def auto_targets(repo_dir: Path, only: Sequence[str] = ()) -> list[str]:
             for e in s.project.pipeline()
             if s.project.env(e).config.auto_promote and (not only or e in only)
         ]
+
+
+def promote_all(
+    repo_dir: Path,
+    envs: Sequence[str],
+    *,
+    status_reader: plan.StatusReader,
+    now: datetime,
+    opener: str | None = None,
+) -> list[Result]:
+    """One pass over ``envs``; one environment's error is its result, not the others' end."""
+    out = []
+    for env in envs:
+        try:
+            found = promote_once(repo_dir, env, status_reader=status_reader, now=now, opener=opener)
+        except PromoteError as exc:
+            found = Result(env, Outcome.FAILED, str(exc), problems=(str(exc),))
+        out.append(found)
+    return out
 
 
 def promote_once(

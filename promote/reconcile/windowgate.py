@@ -35,7 +35,7 @@ from promote.promotion import scope, verification, windows
 from promote.reconcile import status as status_mod
 from promote.reconcile.metrics import Metrics
 from promote.reconcile.source import GitSource
-from promote.reconcile.verify import Verifier
+from promote.reconcile.verify import RECORDS, Verifier
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +73,7 @@ class WindowGate:
         self._configs: dict[str, config.EnvironmentConfig | str] = {}
         self._restored = False
         self._announced: str | None = None  # the waiting revision last given an Event
+        self._exempt: dict[tuple[str, str, tuple[str, ...]], str | None] = {}
 
     # --- deciding ---------------------------------------------------------------------------
     def admit_in(self, st: status_mod.EnvStatus, candidate: str, now: datetime) -> Admission:
@@ -92,11 +93,9 @@ class WindowGate:
         found = windows.state(cfg.windows, now)
         if found.open:
             return Admission(candidate, why=found.reason)
-        if self._restores(candidate, [deployed, *st.verified_revisions]):
-            return Admission(candidate, why="a rollback to a revision verified here")
-        glass = self._break_glass(deployed, candidate, cfg.break_glass_required)
-        if glass:
-            return Admission(candidate, why=f"a break-glass merge: {glass}")
+        exempt = self._exemption(deployed, candidate, st.verified_revisions, cfg)
+        if exempt:
+            return Admission(candidate, why=exempt)
         waiting = {
             "state": "OutOfWindow",
             "revision": candidate,
@@ -110,6 +109,28 @@ class WindowGate:
             ),
         }
         return Admission(deployed, waiting)
+
+    def _exemption(
+        self, deployed: str, candidate: str, verified: list[str], cfg: config.EnvironmentConfig
+    ) -> str | None:
+        """Why ``candidate`` passes a closed window (a rollback, a break-glass merge), or None.
+        Kept per (deployed, candidate, verified, PR records): a waiting pass repeats every
+        poll. A history that cannot be read (a shallow mirror) exempts nothing: it waits."""
+        records = repr(sorted(self._source.repo.refs(RECORDS).items()))
+        key = (deployed, candidate, (*verified, records))
+        if key not in self._exempt:
+            if len(self._exempt) > 64:
+                self._exempt.clear()
+            found: str | None = None
+            try:
+                if self._restores(candidate, [deployed, *verified]):
+                    found = "a rollback to a revision verified here"
+                elif glass := self._break_glass(deployed, candidate, cfg.break_glass_required):
+                    found = f"a break-glass merge: {glass}"
+            except PromoteError as exc:
+                log.warning("%s: cannot judge %s for the window: %s", self.env, candidate[:12], exc)
+            self._exempt[key] = found
+        return self._exempt[key]
 
     def _config(self, rev: str) -> config.EnvironmentConfig | str:
         if rev not in self._configs:
