@@ -69,6 +69,7 @@ class WindowGate:
         self._metrics = metrics
         self._namespace = namespace
         self._verifier = verifier  # the trust gate's, when there is one: snapshots are shared
+        self._owned = verifier is None  # else made when needed and closed after each judgement
         self._work_dir = work_dir
         self._configs: dict[str, config.EnvironmentConfig | str] = {}
         self._restored = False
@@ -123,12 +124,18 @@ class WindowGate:
                 self._exempt.clear()
             found: str | None = None
             try:
-                if self._restores(candidate, [deployed, *verified]):
+                if self._restores(candidate, [deployed]):
+                    found = f"no change to {self.env}'s inputs"
+                elif self._restores(candidate, verified):
                     found = "a rollback to a revision verified here"
                 elif glass := self._break_glass(deployed, candidate, cfg.break_glass_required):
                     found = f"a break-glass merge: {glass}"
             except PromoteError as exc:
                 log.warning("%s: cannot judge %s for the window: %s", self.env, candidate[:12], exc)
+            finally:
+                if self._owned and self._verifier is not None:
+                    self._verifier.close()  # its exported trees leave the disk
+                    self._verifier = None
             self._exempt[key] = found
         return self._exempt[key]
 

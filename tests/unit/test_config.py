@@ -344,3 +344,13 @@ def test_the_http_check_of_verification_loads_and_refuses_a_bad_url(repo: Path) 
     _write(repo, "environments/dev.yaml", text.format(url="web-app.dev/healthz"))
     msg = _error(repo)
     assert "environments/dev.yaml:3" in msg and "not an http:// or https:// URL" in msg
+
+
+def test_auto_promote_needs_an_upstream(repo: Path) -> None:
+    staging = repo / "environments/staging.yaml"
+    staging.write_text(staging.read_text() + "autoPromote: true\n")
+    assert config.load_project(repo).env("staging").config.auto_promote
+    dev = repo / "environments/dev.yaml"
+    dev.write_text(dev.read_text() + "autoPromote: true\n")
+    msg = _error(repo)
+    assert "environments/dev.yaml:" in msg and "autoPromote: dev has no upstream" in msg, msg
