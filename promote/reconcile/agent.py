@@ -86,6 +86,7 @@ class Agent(healing.Healing):
         self.windows = windowgate.WindowGate(
             source, cluster, self.metrics, env=settings.env, namespace=settings.namespace,
             verifier=trust.verifier if trust else None, work_dir=work_dir,
+            rendered=self.desired_state.settings_at,
         )  # fmt: skip
         self.cache = LiveCache(
             cluster, label_selector=apply.selector(settings.env), on_event=self._on_event

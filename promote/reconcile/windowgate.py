@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -62,6 +63,7 @@ class WindowGate:
         namespace: str,
         verifier: Verifier | None = None,
         work_dir: Path | None = None,
+        rendered: Callable[[str], config.EnvironmentConfig | None] = lambda rev: None,
     ) -> None:
         self.env = env
         self._source = source
@@ -71,6 +73,7 @@ class WindowGate:
         self._verifier = verifier  # the trust gate's, when there is one: snapshots are shared
         self._owned = verifier is None  # else made when needed and closed after each judgement
         self._work_dir = work_dir
+        self._rendered = rendered  # the agent's last render: its settings cost nothing
         self._configs: dict[str, config.EnvironmentConfig | str] = {}
         self._restored = False
         self._announced: str | None = None  # the waiting revision last given an Event
@@ -140,6 +143,11 @@ class WindowGate:
         return self._exempt[key]
 
     def _config(self, rev: str) -> config.EnvironmentConfig | str:
+        """The environment's settings at ``rev``: the agent's last render's when it is that
+        revision (the usual case), else the tree exported and loaded once (a restart)."""
+        known = self._rendered(rev)
+        if known is not None:
+            return known
         if rev not in self._configs:
             if len(self._configs) > 16:
                 self._configs.clear()
