@@ -6,6 +6,7 @@ the window. The clock is injected (no sleeping through real time)."""
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -15,9 +16,11 @@ import pytest
 from promote import config
 from promote.cluster import client
 from promote.reconcile import factory
+from promote.reconcile import loop as loop_mod
 from promote.reconcile import status as status_mod
 from promote.reconcile.agent import Agent
 from tests.gitops import GitOpsRepo, make_deployments_available, make_repo
+from tests.integration.test_agent import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -156,3 +159,23 @@ def test_a_rollback_to_a_verified_revision_is_applied_inside_the_deny_window(
         assert _image(cluster, namespace).endswith(":v2.4.0")
     finally:
         agent.cache.stop()
+
+
+def test_the_running_loop_applies_the_waiting_revision_once_the_window_opens(
+    repo: GitOpsRepo, cluster: client.Cluster, namespace: str
+) -> None:
+    agent = _agent(repo, cluster, CLOSED)
+    lp = loop_mod.AgentLoop(
+        agent, loop_mod.LoopSettings(interval_s=3600, poll_s=0.5, leader_election=False)
+    )
+    threading.Thread(target=lp.run, daemon=True).start()
+    try:
+        wait_for(lambda: lp.passes >= 1, timeout=60)
+        waiting = _set_tag(repo, "v2.4.0", "v2.8.0")
+        wait_for(lambda: (agent.status.window or {}).get("revision") == waiting, timeout=60)
+        assert _image(cluster, namespace).endswith(":v2.4.0")
+        agent.clock = lambda: OPEN  # no new commit: the loop looks again by itself
+        wait_for(lambda: _image(cluster, namespace).endswith(":v2.8.0"), timeout=60)
+        wait_for(lambda: agent.status.window is None, timeout=30)
+    finally:
+        lp.stop()
