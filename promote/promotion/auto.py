@@ -106,7 +106,8 @@ def promote_once(
             return Result(env, Outcome.UP_TO_DATE, f"{env} already runs what {p.source} has")
         upstream = str(p.source)
         missing = _unverified(p, status_reader(upstream), upstream)
-        if missing:
+        rejected = any(g.blocks and g.name == "rejected versions" for g in p.gates)
+        if missing and not rejected:  # a rejection says more than "not verified (yet)"
             return Result(env, Outcome.WAITING, "; ".join(missing), p)
         if p.blocked:
             why = f"cannot promote into {env}: " + "; ".join(p.problems())

@@ -140,7 +140,7 @@ def test_a_hold_pauses_and_a_manual_rollback_places_one(ops: GitOps) -> None:  #
 
 def test_a_rejected_version_is_refused(ops: GitOps) -> None:  # noqa: F811
     _auto_staging(ops, approvals=False)
-    _dev_status(ops, DEV_VERIFIED)
+    _dev_status(ops, {"api": "v1.8.0"})  # web-app v2.4.0 failed in dev: never verified
     cli(ops, "reject", "web-app", "v2.4.0", "--reason", "leaks memory")
     refused = _auto(ops, code=3)[0]
     assert refused["outcome"] == "refused" and "leaks memory" in refused["message"]
