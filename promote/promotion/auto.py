@@ -8,7 +8,9 @@ For each environment with ``autoPromote: true``, one pass of ``promote auto``:
   upstream overlay says is not enough: it may not have been deployed, or may have failed);
 - plans as ``promote to`` does, so every gate applies and a rejected version is refused;
 - opens one PR per version (an open PR already proposing those images is reused, and one a
-  person closed is never opened again) signed by the registered key of whoever runs it;
+  person closed is never opened again) signed by the registered key of whoever runs it, and
+  closes its older auto-promotion PRs into the environment (merged later, one would move it
+  back);
 - merges it at once when the environment requires no approvals (windows and policies still
   apply: ``review.merge``), otherwise leaves it for the release managers.
 
@@ -38,6 +40,9 @@ class Outcome(enum.StrEnum):
     OPENED = "opened"  # a PR awaits approvals (opened now, or already open)
     MERGED = "merged"  # no approvals required: merged
     FAILED = "failed"  # an error (Git, forge, a key): the next pass tries again
+
+
+TITLE = "Auto-promote"  # the title's start marks the PRs this loop opened
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,9 +124,12 @@ def promote_once(
                 f"not opened again (promote them by hand with `promote to {env}`)"
             )
             return Result(env, Outcome.CLOSED, why, p, closed)
-        pr = propose.open_duplicate(s, p) or propose.open_pull_request(
-            s, p, title=f"Auto-promote {upstream} -> {env}", opener=opener
-        )
+        pr = propose.open_duplicate(s, p)
+        if pr is None:
+            pr = propose.open_pull_request(
+                s, p, title=f"{TITLE} {upstream} -> {env}", opener=opener
+            )
+            _close_superseded(s, env, pr, by=s.user(opener))
         if cfg.approvals.required:
             why = f"PR #{pr.number} waits for {cfg.approvals.required} approval(s)"
             return Result(env, Outcome.OPENED, why, p, pr)
@@ -142,6 +150,17 @@ def _unverified(p: plan.Plan, upstream: plan.EnvStatus | None, name: str) -> lis
             now = f"it verified {got}" if got else "it has verified no version of it"
             out.append(f"waiting for {name}'s agent to verify {c.name} {c.new_version} ({now})")
     return out
+
+
+def _close_superseded(
+    s: engine.Session, env: str, newer: forge_base.PullRequest, *, by: str
+) -> None:
+    """Close the older auto-promotion PRs into ``env``: merged after the newer one, an older
+    PR would move the environment back."""
+    for pr in s.forge.list(env=env, state=forge_base.PRState.OPEN):
+        if pr.number != newer.number and pr.title.startswith(TITLE):
+            s.forge.comment(pr.number, author=by, text=f"Superseded by #{newer.number}.")
+            s.forge.close(pr.number, by=by)
 
 
 def _closed_before(s: engine.Session, p: plan.Plan) -> forge_base.PullRequest | None:

@@ -106,6 +106,19 @@ def test_staging_gets_one_pr_for_what_the_dev_agent_verified(
     listed = cli(ops, "prs", "-o", "json").json()
     assert len([p for p in listed["pullRequests"] if p["env"] == "staging"]) == 1
 
+    # dev verifies a newer web-app: a PR for it, and the older auto PR is closed (merged
+    # after the newer one, it would move staging back).
+    cli(ops, "set-image", "dev", "web-app=v2.4.1")
+    ops.env["PROMOTE_AUTO_STATUS_FILE"] = str(ops.clone.parent / "dev-status.json")
+    verified = {**DEV_VERIFIED, "web-app": "v2.4.1"}
+    Path(ops.env["PROMOTE_AUTO_STATUS_FILE"]).write_text(
+        json.dumps({"dev": {"verified": verified}})
+    )
+    newer = _auto(ops)[0]
+    assert newer["outcome"] == "opened" and newer["pullRequest"]["number"] != pr["number"]
+    old = cli(ops, "show", str(pr["number"]), "-o", "json").stdout
+    assert '"state": "closed"' in old and f"Superseded by #{newer['pullRequest']['number']}" in old
+
 
 def test_an_environment_without_approvals_gets_the_verified_version_merged(
     ops: GitOps,  # noqa: F811
