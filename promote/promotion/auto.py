@@ -158,7 +158,8 @@ def _close_superseded(
     """Close the older auto-promotion PRs into ``env``: merged after the newer one, an older
     PR would move the environment back."""
     for pr in s.forge.list(env=env, state=forge_base.PRState.OPEN):
-        if pr.number != newer.number and pr.title.startswith(TITLE):
+        mine = pr.title.startswith(TITLE) and pr.author == newer.author  # not a person's
+        if pr.number != newer.number and mine:
             s.forge.comment(pr.number, author=by, text=f"Superseded by #{newer.number}.")
             s.forge.close(pr.number, by=by)
 
