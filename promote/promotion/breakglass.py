@@ -86,5 +86,18 @@ def restored_from(s: engine.Session, head: str, env: str) -> str | None:
     return None
 
 
+def announce(
+    s: engine.Session, number: int, found: windows.MergeCheck, *, by: str, reason: str | None
+) -> None:
+    """Comment on the PR when it merged inside closed windows: as a rollback, or breaking
+    glass (a fast-forward has no merge commit to carry the trailer)."""
+    if found.restored:
+        text = f"Rollback merged inside closed merge windows ({', '.join(found.restored)})"
+        s.forge.comment(number, author=by, text=text)
+    if found.broken:
+        text = f"Break-glass merge ({', '.join(found.broken)}): {one_line(reason)}"
+        s.forge.comment(number, author=by, text=text)
+
+
 def one_line(text: str | None) -> str:
     return " ".join((text or "").split())
