@@ -20,6 +20,7 @@ _COMMAND_MODULES = [
     "cluster",
     "promotion",
     "releases",
+    "auto",
     "prs",
     "keys",
     "secrets",
@@ -77,7 +78,7 @@ COMMAND_OWNERS = {
     "prs": "prs", "show": "prs", "approve": "prs", "merge": "prs", "close": "prs",
     "comment": "prs",
     "reject": "releases", "unreject": "releases", "hold": "releases", "resume": "releases",
-    "trust": "trust",
+    "trust": "trust", "auto": "auto",
     "demo": "demo",
     "ui": "ui",
 }  # fmt: skip

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import typer
@@ -21,7 +22,7 @@ from promote.cli.output import (
 )
 from promote.errors import ExitCode, PolicyBlocked
 from promote.forge import base as forge_base
-from promote.promotion import engine, history, plan, propose
+from promote.promotion import auto, engine, history, plan, propose
 from promote.reconcile import audit, gate
 
 TitleOpt = typer.Option(None, "--title", help="PR title (default: generated from the plan).")
@@ -232,6 +233,8 @@ def rollback(
                 author=author,
                 opener=as_name,
             )
+        if pr is not None and not existing:  # a manual rollback holds auto-promotion
+            auto.hold_after_rollback(repo_dir, env, pr, now=datetime.now(UTC), who=as_name)
         _report(p, pr, output, dry_run, existing)
 
 
@@ -313,8 +316,15 @@ def history_cmd(
         engine.session(repo_dir, offline=True) as s,
     ):
         entries = audit.history(s, env, limit=limit)
+        rejected = history.rejected_in(entries, s.rejections())
     if output == Format.json:
-        emit_json({"env": env, "entries": [history.to_dict(e) for e in entries]})
+        emit_json(
+            {
+                "env": env,
+                "entries": [history.to_dict(e) for e in entries],
+                "rejections": [history.rejection_to_dict(r, c) for r, c in rejected],
+            }
+        )
         return
     if not entries:
         console.print(f"Nothing has reached {env} yet.", markup=False)
@@ -341,6 +351,9 @@ def history_cmd(
         )
     console.print(table)
     _print_judged(entries)
+    for r, commits in rejected:
+        where = ", ".join(c[:8] for c in commits)
+        console.print(f"[red]rejected[/] {esc(r.describe())} (reached {esc(env)} in {where})")
 
 
 def _print_judged(entries: list[history.Entry]) -> None:

@@ -165,6 +165,8 @@ class EnvironmentConfig:
     windows: WindowsConfig = field(default_factory=WindowsConfig)
     verification: VerificationConfig | None = None  # none: nothing is verified after deploy
     rollback: RollbackMode = "pr"  # after a failed verification: a PR (approvals) or merged
+    # `promote auto` promotes versions the upstream's agent verified after deploy (issue 16).
+    auto_promote: bool = False
 
     @property
     def break_glass_required(self) -> int:
@@ -322,6 +324,12 @@ def _check_environment(
         )
     checks.check_signers(env, node, display)
     checks.check_windows(env, node, display)
+    if cfg.auto_promote and cfg.upstream is None:
+        line = schema.line_of(node, ["autoPromote"])
+        raise ConfigError(
+            f"{display}:{line or '?'}: autoPromote: {name} has no upstream to promote from; "
+            "set `upstream:` or remove autoPromote."
+        )
     check = cfg.verification.http if cfg.verification else None
     if check is not None and (problem := http_problem(check)):
         line = schema.line_of(node, ["verification", "http"])

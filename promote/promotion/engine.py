@@ -235,7 +235,8 @@ class Session:
 
 
 def status_from_file(path: Path) -> plan.StatusReader:
-    """A status reader over a JSON file ``{ENV: {synced, healthy, since, images, revision}}``.
+    """A status reader over a JSON file ``{ENV: {synced, healthy, since, images, revision,
+    verified}}`` (``verified``: the images its agent verified after deploy).
 
     Stands in for the reconcile agent's status until it publishes one (``--status-file``).
     """
@@ -256,6 +257,9 @@ def status_from_file(path: Path) -> plan.StatusReader:
             images={str(k): str(v) for k, v in (item.get("images") or {}).items()},
             since=datetime.fromisoformat(since) if since else None,
             revision=item.get("revision"),
+            verified={str(k): str(v) for k, v in item["verified"].items()}
+            if isinstance(item.get("verified"), dict)
+            else None,
         )
 
     return read

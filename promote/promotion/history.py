@@ -10,6 +10,7 @@ works offline on the last fetched state.
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -17,7 +18,7 @@ from typing import Any
 from promote.errors import UsageError
 from promote.forge import base as forge_base
 from promote.kustomize import overlay
-from promote.promotion import approvals, engine, people, plan, review
+from promote.promotion import approvals, engine, people, plan, rejections, review
 
 
 class Judged(enum.StrEnum):
@@ -155,6 +156,35 @@ def rollback_revision(
     parent = entries[n - 1].parent
     assert parent is not None
     return parent
+
+
+def rejected_in(
+    entries: Sequence[Entry], records: Sequence[rejections.Rejection]
+) -> list[tuple[rejections.Rejection, tuple[str, ...]]]:
+    """Each rejection of a version that reached the environment, with the commits that
+    moved it in (``promote history`` shows them beside the changes)."""
+    out = []
+    for r in records:
+        commits = tuple(
+            dict.fromkeys(
+                e.commit for e in entries for c in e.changes if rejections.matches(r, c.new)
+            )
+        )
+        if commits:
+            out.append((r, commits))
+    return out
+
+
+def rejection_to_dict(r: rejections.Rejection, commits: Sequence[str]) -> dict[str, Any]:
+    return {
+        "app": r.app,
+        "version": r.version,
+        "reason": r.reason,
+        "at": r.at.isoformat(),
+        "by": r.by,
+        "evidence": r.evidence,
+        "commits": list(commits),
+    }
 
 
 def to_dict(entry: Entry) -> dict[str, Any]:

@@ -83,6 +83,9 @@ class EnvStatus:
     images: Mapping[str, str] = field(default_factory=dict)
     since: datetime | None = None
     revision: str | None = None
+    # The images its agent verified after deploy (``verification:`` state Verified), by name;
+    # None: nothing verified (no verification, still running, or failed). Auto-promotion's input.
+    verified: Mapping[str, str] | None = None
 
 
 class StatusReader(Protocol):

@@ -46,6 +46,7 @@ def _plan_images(
     gates: Callable[[Sequence[plan.ImageChange]], list[plan.GateResult]] | None = None,
     apps: Sequence[str] = (),
     render_diff: bool = True,
+    notes: Sequence[str] = (),
 ) -> plan.Plan:
     text, current = s.read_overlay(env)
     changes = plan.image_changes(current, wanted)
@@ -59,7 +60,7 @@ def _plan_images(
         changes=tuple(changes),
         approvals=env.config.approvals,
         apps=tuple(apps),
-        notes=_notes(s, env.name),
+        notes=(*notes, *_notes(s, env.name, rollback=kind is forge_base.PRKind.ROLLBACK)),
     )
     if not changes:
         return base
@@ -106,15 +107,23 @@ def _well_formed_gate(env: config.Environment, after: list[dict[str, Any]]) -> p
     return plan.GateResult("schema", plan.GateStatus.BLOCKED, shown + more)
 
 
-def _notes(s: engine.Session, env: str) -> tuple[str, ...]:
+def _notes(s: engine.Session, env: str, *, rollback: bool = False) -> tuple[str, ...]:
     """What applies to a change into ``env`` without blocking the plan: its hold, and its
-    merge windows now (``promote merge`` enforces them)."""
+    merge windows now (``promote merge`` enforces them; a rollback is exempt)."""
     held = s.hold(env)
     out = [f"{held.describe()} (auto-promotion paused; `promote resume {env}`)"] if held else []
     cfg = s.project.env(env).config.windows
     if cfg.any:
         now = windows.state(cfg, datetime.now(UTC))
         out.append(f"merge windows of {env}: {'open' if now.open else 'closed'}: {now.describe()}")
+        if rollback:
+            out.append(
+                f"a rollback to an earlier state of {env} is exempt from its merge windows: it "
+                "merges without break-glass, and the agent applies it inside a window when it "
+                "verified that state"
+            )
+    if rollback and s.project.env(env).config.auto_promote:
+        out.append(f"opening this rollback holds auto-promotion into {env} (`promote resume`)")
     return tuple(out)
 
 
@@ -164,6 +173,7 @@ def plan_promotion(
             supply.verify_signatures(s.root, changes) if signed else []
         )
 
+    checked = src.config.verification is not None  # its agent publishes a verdict
     return _plan_images(
         s,
         env,
@@ -172,7 +182,18 @@ def plan_promotion(
         source=src,
         gates=gates,
         apps=apps,
+        notes=[_verified_note(src.name, status_reader(src.name))] if checked else [],
     )
+
+
+def _verified_note(source: str, found: plan.EnvStatus | None) -> str:
+    """What the source's agent verified after deploy (``promote auto`` moves only that)."""
+    if found is None:
+        return f"verification after deploy in {source}: no status from its agent"
+    if found.verified:
+        shown = ", ".join(f"{k} {v}" for k, v in sorted(found.verified.items()))
+        return f"verified after deploy in {source}: {shown}"
+    return f"verification after deploy in {source}: nothing verified for what it runs now"
 
 
 def plan_rollback(s: engine.Session, target: str, revision: str) -> plan.Plan:

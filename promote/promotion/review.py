@@ -320,9 +320,7 @@ def merge(
         message=message,
         resolve=_reapply(s, pr),
     )
-    if glass.broken:  # a fast-forward has no merge commit to carry the trailer
-        text = f"Break-glass merge ({', '.join(glass.broken)}): {breakglass.one_line(break_glass)}"
-        s.forge.comment(number, author=merger, text=text)
+    breakglass.announce(s, number, glass, by=merger, reason=break_glass)
     return pr, result, verdict
 
 

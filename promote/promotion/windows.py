@@ -106,6 +106,7 @@ class MergeCheck:
 
     problems: tuple[str, ...] = ()  # one per closed environment the break-glass cannot open
     broken: tuple[str, ...] = ()  # closed environments a break-glass merge opens
+    restored: tuple[str, ...] = ()  # closed environments a rollback may enter (exempt)
 
     @property
     def ok(self) -> bool:

@@ -16,7 +16,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -26,7 +26,7 @@ from promote.cluster import apply, client, drift, health, statuses
 from promote.cluster.cache import LiveCache
 from promote.errors import ClusterError
 from promote.kustomize import render
-from promote.reconcile import healing, passes, pruning, rollback, verifying
+from promote.reconcile import healing, passes, pruning, rollback, verifying, windowgate
 from promote.reconcile import status as status_mod
 from promote.reconcile.desired import DesiredState, ResolverFor, SecretResolver, StageFailed, stage
 from promote.reconcile.metrics import Metrics
@@ -86,6 +86,11 @@ class Agent(verifying.Verifying, healing.Healing):
             resolver_for=resolver_for,
         )
         self.trust = trust  # None: the environment requires no approvals, nothing to verify
+        self.windows = windowgate.WindowGate(
+            source, cluster, self.metrics, env=settings.env, namespace=settings.namespace,
+            verifier=trust.verifier if trust else None, work_dir=work_dir,
+            rendered=self.desired_state.settings_at,
+        )  # fmt: skip
         self.cache = LiveCache(
             cluster, label_selector=apply.selector(settings.env), on_event=self._on_event
         )
@@ -113,7 +118,11 @@ class Agent(verifying.Verifying, healing.Healing):
         report = PassReport()
         try:
             report.head = report.revision = self.desired_state.fetch()
-            revision = self._verified(report)
+            found = self._verified(report)
+            report.admission = stage(
+                Stage.VERIFY, self.windows.admit_in, self.status, found, self.clock()
+            )
+            revision = report.revision = report.admission.revision
             built = self.desired_state.build(revision)
             if built.images != self.status.images:
                 self.status.healthy_since = None  # a soak starts over with new images
@@ -166,20 +175,6 @@ class Agent(verifying.Verifying, healing.Healing):
         )
         report.verdict, report.revision = decision.verdict, decision.deploy
         return decision.deploy
-
-    def _ensure_watches(self, desired: Sequence[dict[str, Any]]) -> None:
-        namespaces: dict[tuple[str, str], set[str]] = {}
-        for o in desired:
-            ns = (o.get("metadata") or {}).get("namespace") or ""
-            namespaces.setdefault((o["apiVersion"], o["kind"]), set()).add(ns)
-        for (api_version, kind), seen in sorted(namespaces.items()):
-            try:
-                rt = self.cluster.resource(api_version, kind)
-            except ClusterError:
-                continue  # a CRD applied in this pass: its kind is watched next pass
-            # One namespace (the usual case): watch only it, which a namespaced Role allows.
-            only = self.settings.namespace if seen == {self.settings.namespace} else None
-            self.cache.ensure(rt, namespace=only)
 
     def _compare(self, desired: list[dict[str, Any]], report: PassReport, *, dry_run: bool) -> None:
         stage(Stage.COMPARE, self._ensure_namespace, dry_run=dry_run)
@@ -386,8 +381,13 @@ class Agent(verifying.Verifying, healing.Healing):
             self.metrics.pass_duration.labels(env).observe(report.duration_s)
             self.metrics.out_of_sync.labels(env).set(len(report.out_of_sync))
             if report.error is None:
+                self.windows.publish(st, report.admission)
                 self.verify_deploy()
             self.write_status()
+
+    def verify_deploy(self) -> None:
+        super().verify_deploy()
+        self.windows.record_verified(self.status, verifies=self.verification_settings is not None)
 
     def write_status(self) -> None:
         try:

@@ -111,6 +111,12 @@ class DesiredState:
     def fetch(self) -> str:
         return stage(Stage.FETCH, self.source.fetch)
 
+    def settings_at(self, revision: str) -> config.EnvironmentConfig | None:
+        """The environment's settings at ``revision`` if it is the one last rendered."""
+        if self._rendered is not None and self._rendered[0] == revision:
+            return self._rendered[2]
+        return None
+
     def build(self, revision: str) -> Desired:
         if self._rendered is None or self._rendered[0] != revision:
             self._rendered = (revision, *self._render(revision))

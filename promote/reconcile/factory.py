@@ -83,7 +83,7 @@ def build_agent(
         url,
         branch=ov.branch or project.config.main_branch,
         cache_root=cache_root(),
-        history=verifying,
+        history=verifying or env.config.windows.any,  # windows walk steps and PR records
     )
     # Sync settings (selfHeal, prune, ignore) and secret access (Vault address, auth) are read
     # from each revision the agent deploys, which is verified first when the environment

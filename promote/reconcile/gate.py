@@ -47,4 +47,13 @@ class AgentStatusReader:
             images=dict(st.images),
             since=since,
             revision=st.revision,
+            verified=_verified(st.verification),
         )
+
+
+def _verified(found: dict[str, object] | None) -> dict[str, str] | None:
+    """The images of a Verified verdict (what auto-promotion may move on)."""
+    images = (found or {}).get("images")
+    if not found or found.get("state") != "Verified" or not isinstance(images, dict):
+        return None
+    return {str(k): str(v) for k, v in images.items()}

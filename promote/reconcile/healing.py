@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Sequence
 from typing import Any
 
 from promote.cluster import client, drift, health
@@ -52,6 +53,20 @@ class Healing:
 
     def write_status(self) -> None:
         raise NotImplementedError
+
+    def _ensure_watches(self, desired: Sequence[dict[str, Any]]) -> None:
+        namespaces: dict[tuple[str, str], set[str]] = {}
+        for o in desired:
+            ns = (o.get("metadata") or {}).get("namespace") or ""
+            namespaces.setdefault((o["apiVersion"], o["kind"]), set()).add(ns)
+        for (api_version, kind), seen in sorted(namespaces.items()):
+            try:
+                rt = self.cluster.resource(api_version, kind)
+            except ClusterError:
+                continue  # a CRD applied in this pass: its kind is watched next pass
+            # One namespace (the usual case): watch only it, which a namespaced Role allows.
+            only = self.settings.namespace if seen == {self.settings.namespace} else None
+            self.cache.ensure(rt, namespace=only)
 
     def _on_event(self, etype: str, key: str, live: dict[str, Any] | None) -> None:
         if key not in self._desired:

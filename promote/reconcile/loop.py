@@ -150,6 +150,8 @@ class AgentLoop:
                     last_revision = report.head or report.revision
                     if report.verdict is not None and not report.verdict.verified:
                         last_revision = None  # look again each poll: a trust record may come
+                    if report.admission is not None and report.admission.waiting:
+                        last_revision = None  # look again each poll: the window may open
                     next_full = time.monotonic() + self.interval_s
                     self.agent.healing_enabled = True
                 # Verification after deploy between passes: a soak ending, a Job finishing;

@@ -66,6 +66,12 @@ class Metrics:
             ["env"],
             registry=self.registry,
         )
+        self.out_of_window = Gauge(
+            "promote_out_of_window",
+            "1 while a new revision waits for a merge window (the deployed one stays).",
+            ["env"],
+            registry=self.registry,
+        )
         self.unverified_total = Counter(
             "promote_unverified_heads_total",
             "Heads of main refused by verification.",

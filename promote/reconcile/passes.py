@@ -33,6 +33,7 @@ class PassReport:
     error: StageFailed | None = None
     head: str | None = None  # main's head fetched (``revision`` is V when it is Unverified)
     verdict: verification.Verdict | None = None  # None: this environment does not verify
+    admission: Any = None  # windowgate.Admission: whether a new revision waits for a window
     duration_s: float = 0.0
     objects: int = 0
     diffs: list[tuple[str, dict[str, Any] | None, dict[str, Any]]] = field(default_factory=list)

@@ -31,6 +31,7 @@ class SyncState(enum.StrEnum):
     OUT_OF_SYNC = "OutOfSync"
     FAILED = "Failed"
     UNVERIFIED = "Unverified"  # the head is not verified: the last verified revision stays
+    OUT_OF_WINDOW = "OutOfWindow"  # a new revision waits for a merge window (windowgate.py)
     UNKNOWN = "Unknown"
 
 
@@ -88,6 +89,11 @@ class EnvStatus:
     # The automatic rollback of the last failed version (reconcile/rollback.py): {"failed"
     # (revision), "images", "pr", "merged", "rejected", "message", "at"}.
     rollback: dict[str, Any] | None = None
+    # Merge windows (reconcile/windowgate.py): {"state": "OutOfWindow", "revision" waiting,
+    # "window", "nextOpening", "message"} while a new revision waits; the revisions verified
+    # after deploy here, oldest first (a rollback to one passes a closed window).
+    window: dict[str, Any] | None = None
+    verified_revisions: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -368,3 +368,13 @@ def test_the_job_check_and_rollback_mode_load_and_a_job_without_image_is_refused
     assert "environments/dev.yaml:3" in msg and "needs an image" in msg
     _write(repo, "environments/dev.yaml", JOB.format(image="image: smoke:1", rollback="yes"))
     assert "rollback" in _error(repo) and "'auto'" in _error(repo)
+
+
+def test_auto_promote_needs_an_upstream(repo: Path) -> None:
+    staging = repo / "environments/staging.yaml"
+    staging.write_text(staging.read_text() + "autoPromote: true\n")
+    assert config.load_project(repo).env("staging").config.auto_promote
+    dev = repo / "environments/dev.yaml"
+    dev.write_text(dev.read_text() + "autoPromote: true\n")
+    msg = _error(repo)
+    assert "environments/dev.yaml:" in msg and "autoPromote: dev has no upstream" in msg, msg
