@@ -27,6 +27,7 @@ from promote.promotion import (
     people,
     policies,
     provenance,
+    supply,
 )
 from promote.secrets import gpg
 
@@ -300,6 +301,15 @@ def merge(
             f"PR #{number}: {len(denied)} policy violation(s) on its head {pr.head_sha[:12]}.",
             problems=[str(f) for f in denied],
             hint="Fix the manifests (or the policy, through its own PR) and push again.",
+        )
+    unverified = supply.check_head(s, pr.head_sha)
+    if unverified:  # signatures re-checked in the registry: a removed one blocks here
+        raise PolicyBlocked(
+            f"PR #{number}: {len(unverified)} supply-chain problem(s) on its head "
+            f"{pr.head_sha[:12]}.",
+            problems=unverified,
+            hint="Sign the image with a key in keys/image-signers/ (cosign sign --key), or "
+            "close the PR and promote a version that is signed.",
         )
     glass = breakglass.check(s, pr, verdict, now=now, reason=break_glass)
     merger = server.whoami() if server is not None else s.user(by)
