@@ -150,6 +150,9 @@ def plan_promotion(
         apps=apps,
     )
     soak = env.config.gates.soak
+    # The soak gate asks whether the source ran the versions its overlay names (a digest
+    # pinned only now, for the target, is not in the source's status).
+    as_source = {i.name: i for i in wanted}
     if env.config.gates.pin_digests:  # what the source ran is what the target gets
         wanted = supply.pin_digests(wanted, s.read_overlay(env)[1])
 
@@ -157,7 +160,7 @@ def plan_promotion(
         gate = plan.check_soak(
             soak,
             status_reader(src.name) if soak else None,
-            changes,
+            [dataclasses.replace(c, new=as_source.get(c.name, c.new)) for c in changes],
             source=src.name,
             now=now or datetime.now(UTC),
         )

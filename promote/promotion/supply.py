@@ -106,7 +106,7 @@ def check_head(s: engine.Session, head_sha: str) -> list[str]:
     overlays' ``images:`` entries, the only place promote pins or verifies them.
     """
     problems: list[str] = []
-    fresh = cosign.Cosign()  # no cache: merge is the last look before the change lands
+    fresh: cosign.Cosign | None = None  # no cache: merge is the last look before it lands
     for env in s.project.environments.values():
         gates = env.config.gates
         if not (gates.pin_digests or gates.signed_images):
@@ -124,7 +124,8 @@ def check_head(s: engine.Session, head_sha: str) -> list[str]:
                 for c in changes
                 if not c.new.digest
             ]
-        if gates.signed_images:
+        if gates.signed_images and changes:
+            fresh = fresh or cosign.Cosign()
             found = verify_signatures(s.root, changes, verifier=fresh)
             problems += [f"{env.name}: {g.reason}" for g in found if g.blocks]
     return problems

@@ -141,3 +141,31 @@ def test_set_image_to_main_runs_the_policies(
     assert ops.main_file("overlays/dev/kustomization.yaml") == before
     res = run_cli("set-image", "dev", "web-app=v7.0.0", "-C", str(ops.clone), env=ops.env)
     assert res.code == 0, res.stderr
+
+
+def test_soak_gate_accepts_the_source_tag_when_only_the_target_pins(
+    tmp_path: Path,
+    gpg_keys: Keys,  # noqa: F811
+    oci_registry: Registry,
+    tools_env: None,
+) -> None:
+    """Staging runs tags, prod pins digests: the soak gate compares staging's status with
+    staging's versions, not with the digest prod pins now (it used to block forever)."""
+    from datetime import UTC, datetime, timedelta
+
+    from promote.promotion import plan
+
+    gates = {"prod": {"pinDigests": True, "soak": "10m"}}
+    ops = supply_gitops(tmp_path, gpg_keys, oci_registry, gates)
+    digest = oci_registry.push("acme/web-app", "v2.3.2", "what staging runs")
+    since = datetime.now(UTC) - timedelta(hours=1)
+
+    def staging_status(env: str) -> plan.EnvStatus:
+        images = {"web-app": "v2.3.2", "api": "v1.7.5"}
+        return plan.EnvStatus(env, synced=True, healthy=True, images=images, since=since)
+
+    with engine.session(ops.clone) as s:
+        p = propose.plan_promotion(s, "prod", apps=["web-app"], status_reader=staging_status)
+    assert [c.new_version for c in p.changes] == [f"v2.3.2@{digest}"]
+    soak = [g for g in p.gates if g.name.startswith("soak")]
+    assert [g.status for g in soak] == [plan.GateStatus.PASSED], soak
