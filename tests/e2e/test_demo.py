@@ -19,8 +19,8 @@ from tests.helpers import Result, run_cli
 pytestmark = pytest.mark.e2e
 
 STORY = [
-    "prerequisites", "openbao", "registry", "people", "repository", "age-keys", "secrets", "publish",
-    "cluster", "agents", "ci-publish", "dev-sync", "promote-staging", "approve-staging",
+    "prerequisites", "openbao", "registry", "people", "repository", "age-keys", "secrets",
+    "publish", "cluster", "agents", "ci-publish", "dev-sync", "promote-staging", "approve-staging",
     "merge-staging", "staging-sync", "promote-prod", "approve-prod-rm1", "merge-prod-refused",
     "approve-prod-rm2", "merge-prod", "prod-sync", "prod-pinned", "drift", "status", "bad-version",
     "gate-refuses", "dev-recovers", "history", "teardown",
