@@ -28,16 +28,24 @@ from tests.integration.test_promotion_helpers import (  # noqa: F401  (gpg_keys 
 
 pytestmark = pytest.mark.integration
 LIVE_CANARY = "CANARY-live-3f9a01-in-the-cluster"
+SOPS_CANARY = "CANARY-sops-77c2e9-encrypted-in-git"
 ADMISSION_DEADLINE_S = 60.0  # the API server loads a new policy asynchronously
 
 
 def live_gitops(tmp: Path, keys: Keys, *, kubeconfig: str, namespace: str) -> GitOps:
     """The example layout whose staging runs in ``namespace`` of the cluster ``kubeconfig``
-    names: set in the first commit, where trust starts (a later direct push is unverified)."""
+    names: set in the first commit, where trust starts (a later direct push is unverified).
+    staging's db Secret is really encrypted with sops to staging's age key, written to
+    ``tmp/staging.agekey`` (the promoter holds it in the tests below: it is never used)."""
     work = copy_example(tmp / "work")
     install_keys(work, keys)
-    for env in ("dev", "staging"):
-        write_secret(work, env, "db", {"password": CANARY, "user": CANARY + "-user"})
+    write_secret(work, "dev", "db", {"password": CANARY, "user": CANARY + "-user"})
+    key = str(tmp / "staging.agekey")
+    for args, stdin in ((("keys", "init", "staging", "--out", key), None),
+                        (("secrets", "set", "staging", "db", "password=-", "user=app", "--no-pr"),
+                         SOPS_CANARY)):  # fmt: skip
+        res = run_cli(*args, cwd=work, input=stdin)
+        assert res.code == 0, res.stderr
     env_file = work / "environments/staging.yaml"
     env_file.write_text(
         env_file.read_text().replace(
@@ -85,8 +93,12 @@ def test_live_diff_shows_what_changes_and_never_a_secret(
     kubeconfig = str(control_plane.kubeconfig)
     ops = live_gitops(tmp_path, gpg_keys, kubeconfig=kubeconfig, namespace=namespace)
     deploy_staging_web_app(ops, cluster, namespace)
+    no_canary_in_secrets(cluster, namespace)
     args = ("to", "staging", "--live", "--dry-run", "-C", str(ops.clone))
-    res = run_cli(*args, "-o", "json", env={"KUBECONFIG": "/nonexistent"})  # main's, not ours
+    # The promoter could decrypt (staging's key is in its environment); the live check must
+    # not. KUBECONFIG points nowhere: the cluster settings are main's, not the shell's.
+    holder = {"KUBECONFIG": "/nonexistent", "SOPS_AGE_KEY_FILE": str(tmp_path / "staging.agekey")}
+    res = run_cli(*args, "-o", "json", env=holder)
     assert res.code == 0, res.stdout + res.stderr
     found = res.json()["live"]
     assert found["state"] == "checked" and found["rejections"] == []
@@ -102,10 +114,10 @@ def test_live_diff_shows_what_changes_and_never_a_secret(
     secret = by_object[f"v1 Secret {namespace}/db"]["text"]
     moved = [ln for ln in secret.splitlines() if ln[:1] in "+-" and ln[:3] not in ("+++", "---")]
     assert all("labels" in ln or "promote" in ln for ln in moved), moved  # keys, not values
-    text = run_cli(*args).stdout
+    text = run_cli(*args, env=holder).stdout
     assert "live: staging's cluster (v1." in text
     for out in (res.stdout + res.stderr, text):
-        assert CANARY not in out and LIVE_CANARY not in out
+        assert CANARY not in out and LIVE_CANARY not in out and SOPS_CANARY not in out
         assert base64.b64encode(LIVE_CANARY.encode()).decode() not in out
     rt = cluster.resource("apps/v1", "Deployment")  # a dry run stores nothing
     live = cluster.get(rt, namespace, "web-app")
@@ -124,17 +136,28 @@ def test_live_diff_shows_what_changes_and_never_a_secret(
     assert "not verified" in res.json()["live"]["reason"]
 
 
-def install_policy(cluster: client.Cluster, namespace: str) -> str:
-    name = f"staging-one-replica-{namespace}"
+def install_policy(
+    cluster: client.Cluster,
+    namespace: str,
+    *,
+    name: str,
+    resource: tuple[str, str],
+    expression: str,
+    message: str,
+    probe: dict[str, Any],
+) -> str:
+    """A ValidatingAdmissionPolicy + Deny binding for ``namespace``, in force once ``probe``
+    (which violates it) is rejected by a dry run."""
+    name = f"{name}-{namespace}"
+    group, plural = resource
     cluster.apply({
         "apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicy",
         "metadata": {"name": name},
         "spec": {
             "matchConstraints": {"resourceRules": [{
-                "apiGroups": ["apps"], "apiVersions": ["v1"], "resources": ["deployments"],
+                "apiGroups": [group], "apiVersions": ["v1"], "resources": [plural],
                 "operations": ["CREATE", "UPDATE"]}]},
-            "validations": [{"expression": "object.spec.replicas <= 1",
-                             "message": "at most one replica in this cluster"}],
+            "validations": [{"expression": expression, "message": message}],
         },
     })  # fmt: skip
     cluster.apply({
@@ -144,21 +167,45 @@ def install_policy(cluster: client.Cluster, namespace: str) -> str:
         "spec": {"policyName": name, "validationActions": ["Deny"], "matchResources": {
             "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}}}},
     })  # fmt: skip
-    probe = {"apiVersion": "apps/v1", "kind": "Deployment",
-             "metadata": {"name": "probe", "namespace": namespace},
-             "spec": {"replicas": 2, "selector": {"matchLabels": {"a": "b"}}, "template": {
-                 "metadata": {"labels": {"a": "b"}},
-                 "spec": {"containers": [{"name": "c", "image": "x:1"}]}}}}  # fmt: skip
     deadline = time.monotonic() + ADMISSION_DEADLINE_S
     while time.monotonic() < deadline:  # the API server loads the policy in the background
         try:
             cluster.apply(probe, dry_run=True)
         except ClusterError as exc:
-            if "at most one replica" in exc.message:
+            if message in exc.message:
                 return name
             raise
         time.sleep(0.2)
-    raise AssertionError("the policy was not enforced in time")
+    raise AssertionError(f"the policy {name} was not enforced in time")
+
+
+def one_replica(cluster: client.Cluster, namespace: str) -> str:
+    probe = {"apiVersion": "apps/v1", "kind": "Deployment",
+             "metadata": {"name": "probe", "namespace": namespace},
+             "spec": {"replicas": 2, "selector": {"matchLabels": {"a": "b"}}, "template": {
+                 "metadata": {"labels": {"a": "b"}},
+                 "spec": {"containers": [{"name": "c", "image": "x:1"}]}}}}  # fmt: skip
+    return install_policy(
+        cluster, namespace, name="one-replica", resource=("apps", "deployments"),
+        expression="object.spec.replicas <= 1", message="at most one replica in this cluster",
+        probe=probe,
+    )  # fmt: skip
+
+
+def no_canary_in_secrets(cluster: client.Cluster, namespace: str) -> str:
+    """The cluster itself refuses any Secret holding the canary: had promote sent the
+    decrypted value, the live check would report this rejection."""
+    value = base64.b64encode(SOPS_CANARY.encode()).decode()
+    meta = {"name": "probe", "namespace": namespace}
+    probe = {"apiVersion": "v1", "kind": "Secret", "metadata": meta, "data": {"k": value}}
+    return install_policy(
+        cluster, namespace, name="no-canary", resource=("", "secrets"),
+        # data values as CEL sees them: bytes, or their base64 text (either form is caught)
+        expression=f"!has(object.data) || !object.data.exists(k, "
+                   f"string(object.data[k]).contains('{SOPS_CANARY}') || "
+                   f"string(object.data[k]).contains('{value}'))",
+        message="the canary reached the API server", probe=probe,
+    )  # fmt: skip
 
 
 def test_admission_rejection_blocks_the_promotion(
@@ -170,7 +217,7 @@ def test_admission_rejection_blocks_the_promotion(
 ) -> None:
     ops = live_gitops(tmp_path, gpg_keys, kubeconfig=str(control_plane.kubeconfig),
                       namespace=namespace)  # fmt: skip
-    policy = install_policy(cluster, namespace)
+    policy = one_replica(cluster, namespace)
     res = run_cli("to", "staging", "--live", "-C", str(ops.clone), env=ops.env)
     assert res.code == 3, res.stdout + res.stderr
     out = res.stdout + res.stderr
