@@ -32,10 +32,10 @@ from typing import Any
 
 from promote import config
 from promote.cluster import apply, client, drift, statuses
-from promote.errors import ClusterError, ClusterUnavailable, PromoteError
+from promote.errors import ClusterError, ClusterUnavailable, GitError, PromoteError
 from promote.forge import local as local_forge
 from promote.promotion import diff, engine, plan
-from promote.reconcile import factory
+from promote.reconcile import factory, proofs
 from promote.reconcile.verify import Verifier
 
 log = logging.getLogger(__name__)
@@ -146,6 +146,10 @@ def untrusted(s: engine.Session, env: config.Environment) -> str:
     if not env.config.approvals.required:
         return ""
     roots = s.repo.run_text("rev-list", "--first-parent", "--max-parents=0", s.sha, what="git")
+    try:  # `promote trust` records live on the remote (as for `promote history`)
+        s.repo.fetch(s.remote, [f"+{proofs.TRUST_PREFIX}*:{proofs.TRUST_PREFIX}*"])
+    except GitError as exc:
+        log.info("trust records not fetched (%s); reading the local copies", exc)
     verifier = Verifier(s.repo, env=env.name, records=local_forge.tracked_records(s.remote))
     try:
         verdict = verifier.check(anchor=roots.split()[-1], verified=[], revision=s.sha)
