@@ -114,6 +114,10 @@ def test_set_image_to_main_pins_the_digest_and_verifies_the_signature(
     assert f"image {ref} has no valid cosign signature" in res.stderr
     assert "nothing pushed" in res.stderr
     assert ops.main_file("overlays/dev/kustomization.yaml") == before
+    res = run_cli("set-image", "dev", "web-app=v6.0.0", "--pr", "-C", str(ops.clone),
+                  env=ops.env)  # fmt: skip
+    assert res.code == 3 and f"image {ref} has no valid cosign signature" in res.stdout + res.stderr
+    assert "no PR opened" in res.stderr
 
     oci_registry.sign(ref, key)
     res = run_cli("set-image", "dev", "web-app=v6.0.0", "-C", str(ops.clone), "-o", "json",
