@@ -27,7 +27,7 @@ import dataclasses
 import enum
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from promote import config
@@ -67,7 +67,7 @@ class LiveCheck:
     server: str = ""  # the API server's version
     rejections: tuple[Rejection, ...] = ()
     diff: tuple[diff.ObjectDiff, ...] = ()
-    unchecked: tuple[str, ...] = field(default=())  # objects the server could not dry-run
+    unchecked: tuple[str, ...] = ()  # objects the server could not dry-run
     prunes: tuple[str, ...] = ()  # objects the agent would delete (in its inventory only)
 
     @property
@@ -185,7 +185,7 @@ def dry_run(
         if isinstance(r.error, statuses.Immutable):
             unchecked.append(f"{name}: needs replacing ({_server_message(r.error)})")
         elif isinstance(r.error, statuses.Invalid):
-            rejected.append(Rejection(_describe(by_key[r.key]), _server_message(r.error)))
+            rejected.append(Rejection(diff.describe(by_key[r.key]), _server_message(r.error)))
         elif isinstance(r.error, ClusterUnavailable):
             raise r.error
         elif r.error is not None:
@@ -247,10 +247,6 @@ def _prunes(cluster: client.Cluster, env: str, ns: str, keys: set[str]) -> list[
     """What the agent's inventory lists and the render no longer has."""
     recorded = apply.read_inventory(cluster, env=env, namespace=ns) or []
     return [client.describe_key(k) for k in recorded if k not in keys]
-
-
-def _describe(obj: dict[str, Any]) -> str:
-    return diff.describe(obj)
 
 
 def _server_message(exc: ClusterError) -> str:
