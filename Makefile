@@ -23,8 +23,10 @@ tools: venv
 	  "$$s" >/dev/null || exit 1; \
 	done
 
-# Only what `promote demo` runs: the local cluster (control plane + kwok) and kustomize; no Gitea.
-DEMO_TOOLS := tools/ensure-controlplane tools/ensure-kwok tools/ensure-kustomize
+# Only what `promote demo` runs: the local cluster (control plane + kwok), kustomize, and the
+# supply chain prod gates on (registry, crane, cosign; cold, cosign alone is ~16 min); no Gitea.
+DEMO_TOOLS := tools/ensure-controlplane tools/ensure-kwok tools/ensure-kustomize \
+  tools/ensure-registry tools/ensure-crane tools/ensure-cosign
 demo-tools: venv
 	@for s in $(DEMO_TOOLS); do \
 	  echo "== $$s" >&2; "$$s" >/dev/null || exit 1; \

@@ -23,7 +23,7 @@ from promote.cli.output import (
 from promote.errors import ExitCode, PolicyBlocked
 from promote.forge import base as forge_base
 from promote.promotion import auto, engine, history, plan, propose
-from promote.reconcile import audit, gate
+from promote.reconcile import audit, gate, live
 
 TitleOpt = typer.Option(None, "--title", help="PR title (default: generated from the plan).")
 AuthorOpt = typer.Option(
@@ -84,6 +84,18 @@ def _print_plan(p: plan.Plan, *, full_diff: bool) -> None:
         console.print(d.text, markup=False, end="")
 
 
+def _print_live(found: live.LiveCheck | None) -> None:
+    """``--live``: the server's rejections and what would change in the cluster."""
+    if found is None:
+        return
+    for r in found.rejections:
+        console.print(f"[red]live[/] {esc(found.env)}: {escape(str(r))}", highlight=False)
+    for d in found.diff:
+        console.print(d.text, markup=False, end="")
+    for name in found.prunes:
+        console.print(f"live: {name} would be pruned", markup=False)
+
+
 def _finish(
     p: plan.Plan,
     output: Format,
@@ -94,6 +106,7 @@ def _finish(
     title: str | None,
     author: str | None,
     opener: str | None = None,
+    live_check: live.LiveCheck | None = None,
 ) -> tuple[forge_base.PullRequest | None, bool]:
     """The common tail of to/rollback/set-image --pr: stop when empty or blocked, else open the
     PR; returns it and whether it already existed (an open PR proposing the same images)."""
@@ -102,9 +115,13 @@ def _finish(
     if p.blocked:
         if output == Format.json:
             errors = [{"code": "blocked", "message": m} for m in p.problems()]
-            emit_json({"plan": plan.to_dict(p), "errors": errors}, exit_code=ExitCode.BLOCKED)
+            extra = {"live": live_check.to_dict()} if live_check else {}
+            emit_json(
+                {"plan": plan.to_dict(p), **extra, "errors": errors}, exit_code=ExitCode.BLOCKED
+            )
             raise typer.Exit(ExitCode.BLOCKED)
         _print_plan(p, full_diff=False)
+        _print_live(live_check)
         raise PolicyBlocked(
             f"cannot promote into {p.target}: {len(p.problems())} problem(s); no PR opened.",
             problems=p.problems(),
@@ -132,6 +149,7 @@ def _report(
     output: Format,
     dry: bool,
     existing: bool = False,
+    live_check: live.LiveCheck | None = None,
 ) -> None:
     if output == Format.json:
         emit_json(
@@ -141,6 +159,7 @@ def _report(
                 "plan": plan.to_dict(p),
                 "pullRequest": prs.pr_to_dict(pr) if pr else None,
                 "existing": existing,
+                **({"live": live_check.to_dict()} if live_check else {}),
             }
         )
         return
@@ -148,6 +167,7 @@ def _report(
         console.print(f"{p.target} is already up to date; nothing to promote.", markup=False)
         return
     _print_plan(p, full_diff=dry)
+    _print_live(live_check)
     if pr is not None and existing:
         _print_existing(pr)
     elif pr is not None:
@@ -177,6 +197,13 @@ def to(
         envvar="PROMOTE_STATUS_FILE",
         help="Status JSON for the soak gate instead of the agents' promote-status-ENV.",
     ),
+    live_check: bool = typer.Option(
+        False,
+        "--live",
+        help="Also dry-run the change against ENV's cluster (server-side, dryRun=All; "
+        "settings from main): admission rejections block, the live diff is shown. Secrets "
+        "are sent with placeholder values, never decrypted.",
+    ),
     repo_dir: Path = common.RepoOpt,
     output: Format = OutputOpt,
 ) -> None:
@@ -184,14 +211,21 @@ def to(
     with handled(output):
         common.check_envs(repo_dir, env, source)
         from_file = engine.status_from_file(status_file) if status_file else None
+        found = None
         with (
             progress(f"Planning the promotion into {env}...", output),
             engine.session(repo_dir) as s,
         ):
             reader = from_file or gate.AgentStatusReader(s.project)
             p = propose.plan_promotion(s, env, source=source, apps=apps, status_reader=reader)
+            if live_check:
+                found = live.check_plan(s, p)
+                p = live.fold(p, found)
             if dry_run and p.blocked and output == Format.json:
-                emit_json({"plan": plan.to_dict(p)}, exit_code=ExitCode.BLOCKED)
+                emit_json(
+                    {"plan": plan.to_dict(p), "live": found.to_dict() if found else None},
+                    exit_code=ExitCode.BLOCKED,
+                )
                 raise typer.Exit(ExitCode.BLOCKED)
             pr, existing = _finish(
                 p,
@@ -202,8 +236,9 @@ def to(
                 title=title,
                 author=author,
                 opener=as_name,
+                live_check=found,
             )
-        _report(p, pr, output, dry_run, existing)
+        _report(p, pr, output, dry_run, existing, live_check=found)
 
 
 def rollback(

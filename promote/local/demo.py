@@ -1,9 +1,11 @@
 """``promote demo``: the whole story on the example layout, everything local, each step checked.
 
 Owns running the story of ``demo_story.py`` (a local Git forge, fresh age and GnuPG keys, a
-local cluster with controllers and kwok nodes, OpenBao and three agents; CI publishes an image
-to dev, it is promoted to staging with one approval and to prod, refused with one approval and
-merged with two, each past a soak gate; each agent deploys it and it rolls out Healthy; a
+local cluster with controllers and kwok nodes, OpenBao, a local OCI registry holding the
+story's images signed with cosign, and three agents; CI publishes an image to dev, it is
+promoted to staging with one approval and to prod (its tag pinned to the registry's digest, its
+signature verified), refused with one approval and merged with two, each past a soak gate;
+each agent deploys it and it rolls out Healthy; a
 hand-made change in prod is reverted; ``promote status`` shows the result; a broken build goes
 Degraded in dev, its verification fails, the dev agent rejects it and opens a rollback PR,
 ``promote to staging`` refuses it and dev1 merges the rollback (``badrelease.py``);

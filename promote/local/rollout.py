@@ -63,39 +63,6 @@ def wait_soaked(w: World, env: str) -> float:
     return time.monotonic() - started
 
 
-def bad_version(w: World, before: str) -> tuple[str, str]:
-    """CI pushes web-app v2.5.0 from the broken build to dev, which goes Progressing, then
-    Degraded at its progress deadline; main's new revision and what was seen."""
-    _ci_commit(w, f"CI: {APP} {BAD_TAG} (broken build)", bad=True)
-    main = seed.main_sha(w.remote)
-    w.wait_synced(("dev",), main)
-    seen = wait_health(w, "dev", "Progressing", revision=main)
-    doc = wait_health(w, "dev", "Degraded", revision=main)
-    details = "; ".join(f"{k}: {v}" for k, v in (doc.get("health_details") or {}).items())
-    w.narrator.say(f"dev agent /status: {seen.get('health')}, then Degraded: {details}")
-    return main, f"main {before[:8]} -> {main[:8]}; dev Degraded: {details}"
-
-
-def gate_refuses(w: World) -> str:
-    """``promote to staging`` exits 3 because dev is not healthy, and opens no PR."""
-    before = seed.pr_numbers(w.remote)
-    result = w.promote("to", "staging", actor="dev1", expect=3)
-    said = result.stderr + result.stdout
-    if "not healthy" not in said or seed.pr_numbers(w.remote) != before:
-        raise DemoError(f"`promote to staging` refused, but not for dev's health: {said}")
-    reason = next((ln.strip(" -") for ln in said.splitlines() if "not healthy" in ln), "")
-    return f"exit 3, no PR opened: {reason}"
-
-
-def recover(w: World, before: str) -> tuple[str, str]:
-    """CI reverts the broken build's commit; dev rolls back out to Healthy."""
-    _ci_commit(w, f"CI: revert {APP} {BAD_TAG}", bad=False)
-    main = seed.main_sha(w.remote)
-    w.wait_synced(("dev",), main)
-    wait_health(w, "dev", "Healthy", revision=main)
-    return main, f"main {before[:8]} -> {main[:8]}; dev runs {w.image('dev', APP)}, Healthy"
-
-
 def commit_bad_build(w: World, message: str) -> None:
     """CI pushes the broken build of web-app BAD_TAG to dev (see :func:`_ci_commit`)."""
     _ci_commit(w, message, bad=True)

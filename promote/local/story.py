@@ -15,8 +15,17 @@ import shutil
 from collections.abc import Callable
 
 from promote import config
-from promote.kustomize import render
-from promote.local import badrelease, controlplane, drift, nodes, rollout, seed, world
+from promote.kustomize import overlay, render
+from promote.local import (
+    badrelease,
+    controlplane,
+    drift,
+    nodes,
+    rollout,
+    seed,
+    supplychain,
+    world,
+)
 from promote.local.seed import DemoError
 from promote.local.world import ENVS, World
 from promote.secrets import sops
@@ -34,6 +43,7 @@ class Story:
         self.prs: dict[str, int] = {}
         self.public: dict[str, str] = {}
         self.bao: seed.OpenBao | None = None
+        self.supply = supplychain.SupplyChain()
 
     def steps(self) -> list[tuple[str, str, Callable[[], str]]]:
         return [
@@ -41,6 +51,8 @@ class Story:
              "kustomize, sops", self.prerequisites),
             ("openbao", "Start OpenBao (the Vault API) and store prod's payments API token",
              self.openbao),
+            ("registry", "Start a local OCI registry; push the images the story promotes and "
+             "sign them with a cosign key made now", self.registry),
             ("people", "Fresh GnuPG keys for rm1, rm2 (release managers) and dev1 (developer)",
              self.people),
             ("repository", "Seed a bare Git remote and a clone from the example layout",
@@ -74,6 +86,8 @@ class Story:
              lambda: self.merge("prod", "rm2")),
             ("prod-sync", "The prod agent deploys it; it rolls out Healthy",
              lambda: self.synced("prod")),
+            ("prod-pinned", "prod's gates resolved the tag to its digest and verified its "
+             "signature: prod runs exactly that digest", self.prod_pinned),
             ("drift", f"Someone scales prod's {APP} by hand; the prod agent reverts it",
              self.drift),
             ("status", "The release matrix: promote status", self.status),
@@ -117,6 +131,18 @@ class Story:
             f"secret/{VAULT_PATH} (KV v2); prod's agent gets a token that may read only that"
         )
 
+    # --- the supply chain: prod takes only signed images, pinned to their digests ----------
+
+    def registry(self) -> str:
+        """Every image dev names once CI has published TAG: what the story promotes to prod."""
+        kz = seed.example_root() / "overlays" / "dev" / "kustomization.yaml"
+        found = overlay.parse_images(kz.read_text(encoding="utf-8"), "overlays/dev")
+        images = [(i.name, TAG if i.name == APP else str(i.new_tag)) for i in found]
+        return supplychain.start(self.w, images, self.supply)
+
+    def prod_pinned(self) -> str:
+        return supplychain.check_pinned(self.w, self.supply, APP, TAG)
+
     def people(self) -> str:
         w = self.w
         root, outside = seed.gnupg_root(w.dir)
@@ -140,6 +166,7 @@ class Story:
         seed.set_vault_address(w.clone, list(ENVS), self.bao.address)
         seed.shorten_for_demo(w.clone)
         badrelease.configure(w.clone)  # dev verifies each deploy from the first commit
+        gated = supplychain.configure(w.clone, self.supply)
         for name in ("rm1", "rm2"):
             (w.clone / "keys" / "release-managers" / f"{name}.asc").write_text(self.public[name])
         developers = w.clone / "keys" / "developers"
@@ -157,7 +184,7 @@ class Story:
             f"bare remote {w.remote}, clone {w.clone}; keys/release-managers/rm1.asc, rm2.asc and "
             f"keys/developers/dev1.asc added; secrets.vault of every environment -> "
             f"{self.bao.address}; soak gates {seed.DEMO_SOAK_S}s on staging and prod, "
-            f"dev's progress deadline {seed.DEMO_PROGRESS_DEADLINE_S}s"
+            f"dev's progress deadline {seed.DEMO_PROGRESS_DEADLINE_S}s; {gated}"
         )
 
     def age_keys(self) -> str:
@@ -264,7 +291,7 @@ class Story:
             f"health {doc.get('health')} (kwok reports the Pods Running and Ready)"
         )
         image = w.image(env, APP)
-        if not image.endswith(f":{TAG}"):
+        if not image.split("@")[0].endswith(f":{TAG}"):  # prod pins its digest
             raise DemoError(
                 f"the {env} agent reports Synced but Deployment {w.namespaces[env]}/{APP} runs "
                 f"{image}, not {TAG}."
@@ -314,7 +341,7 @@ class Story:
         if row is None:
             raise DemoError(f"promote status shows no row for {APP}.")
         cells = row["environments"]
-        wrong = [e for e in ENVS if (cells[e]["tag"], cells[e]["sync"]) != (TAG, "Synced")]
+        wrong = [e for e in ENVS if (_tag(cells[e]["tag"]), cells[e]["sync"]) != (TAG, "Synced")]
         if wrong:
             raise DemoError(f"promote status: {APP} is not {TAG} Synced in {', '.join(wrong)}: "
                             f"{ {e: cells[e] for e in wrong} }")  # fmt: skip
@@ -332,7 +359,7 @@ class Story:
         if not entries:
             raise DemoError("promote history prod lists nothing.")
         top = entries[0]
-        changes = {(c["app"], c["to"]) for c in top.get("changes", [])}
+        changes = {(c["app"], _tag(c["to"])) for c in top.get("changes", [])}
         signed = {a["approver"] for a in top.get("approvals", []) if a["signature"] == "valid"}
         if (APP, TAG) not in changes or (top.get("pr") or {}).get("number") != self.prs["prod"]:
             raise DemoError(f"promote history prod: the newest entry is not PR "
@@ -349,6 +376,11 @@ class Story:
         if after == before:
             raise DemoError(f"the {what} did not move main (still {before[:12]}).")
         return after
+
+
+def _tag(version: str | None) -> str | None:
+    """The tag of ``TAG`` or ``TAG@sha256:...`` (prod's images are pinned)."""
+    return version.split("@")[0] if version else version
 
 
 def _check_no_plaintext(w: World) -> None:

@@ -20,6 +20,7 @@ from promote.forge import base as forge_base
 from promote.forge import factory as forge_factory
 from promote.git import repo as git_repo
 from promote.kustomize import folder, overlay
+from promote.policy import files
 from promote.promotion import (
     diff,
     engine,
@@ -66,7 +67,8 @@ def _plan_images(
         return base
     refused = rejections.gate(changes, s.rejections())
     after_text = plan.apply_changes(text, changes, base.overlay_file)
-    base = dataclasses.replace(base, overlay_after=after_text, gates=(refused,))
+    supplied = [*(gates(changes) if gates else ())]
+    base = dataclasses.replace(base, overlay_after=after_text, gates=(*supplied, refused))
     if not render_diff:
         return base
     s.kustomizer()  # find the binary once, before the threads need it
@@ -85,7 +87,7 @@ def _plan_images(
     result = None
     if source is not None and source_objs is not None:
         result = parity.check_parity(source.name, source_objs, env.name, after)
-    checked = [*(gates(changes) if gates else ()), _well_formed_gate(env, after)]
+    checked = [*supplied, _well_formed_gate(env, after)]
     return dataclasses.replace(
         base,
         diff=tuple(diff.diff_objects(before, after, default_namespace=ns)),
@@ -157,6 +159,9 @@ def plan_promotion(
         apps=apps,
     )
     soak = env.config.gates.soak
+    # The soak gate asks whether the source ran the versions its overlay names (a digest
+    # pinned only now, for the target, is not in the source's status).
+    as_source = {i.name: i for i in wanted}
     if env.config.gates.pin_digests:  # what the source ran is what the target gets
         wanted = supply.pin_digests(wanted, s.read_overlay(env)[1])
 
@@ -164,7 +169,7 @@ def plan_promotion(
         gate = plan.check_soak(
             soak,
             status_reader(src.name) if soak else None,
-            changes,
+            [dataclasses.replace(c, new=as_source.get(c.name, c.new)) for c in changes],
             source=src.name,
             now=now or datetime.now(UTC),
         )
@@ -231,9 +236,21 @@ def _wanted_from_args(
 def plan_set_image(
     s: engine.Session, target: str, specs: Sequence[str], *, render_diff: bool = True
 ) -> plan.Plan:
+    """set-image's plan at main, with ``target``'s supply gates: each tag pinned to its
+    digest (gates.pinDigests) and each image's signature verified (gates.signedImages)."""
     env = s.project.env(target)
-    wanted = _wanted_from_args(s.read_overlay(env)[1], specs, target)
-    return _plan_images(s, env, wanted, kind=forge_base.PRKind.SET_IMAGE, render_diff=render_diff)
+    current = s.read_overlay(env)[1]
+    wanted = _wanted_from_args(current, specs, target)
+    if env.config.gates.pin_digests:
+        wanted = supply.pin_digests(wanted, current)
+
+    def gates(changes: Sequence[plan.ImageChange]) -> list[plan.GateResult]:
+        signed = env.config.gates.signed_images
+        return supply.verify_signatures(s.root, changes) if signed else []
+
+    return _plan_images(
+        s, env, wanted, kind=forge_base.PRKind.SET_IMAGE, gates=gates, render_diff=render_diff
+    )
 
 
 # --- changing --------------------------------------------------------------------------------
@@ -337,14 +354,28 @@ def _opened_signer(
 def push_images(
     s: engine.Session, target: str, specs: Sequence[str], *, title: str | None = None
 ) -> tuple[plan.Plan, str | None]:
-    """``set-image`` straight to main; a lost push race re-reads main and tries again."""
+    """``set-image`` straight to main; a lost push race re-reads main and tries again.
+
+    The environment's gates run first, at main, as for a pull request: its policies (when the
+    repository has any) and schemas on the render after the change, the rejected versions,
+    and the supply gates (a tag pinned to its digest, a signature verified). Any problem is
+    PolicyBlocked (exit 3) and nothing is pushed. A retry after a lost race applies the same
+    checked image values to the new main.
+    """
     env = s.project.env(target)
     path = s.overlay_file(env)
+    checked = plan_set_image(s, target, specs, render_diff=bool(files.load(s.root).bindings))
+    if checked.blocked:
+        raise PolicyBlocked(
+            f"cannot set images in {target}: {len(checked.problems())} problem(s); nothing pushed.",
+            problems=checked.problems(),
+        )
+    pinned = {c.name: c.new for c in checked.changes}
     parent = s.sha
     for attempt in range(engine.MAX_PUSH_ATTEMPTS):
         raw = s.repo.read_file(parent, path)
         current = overlay.parse_images((raw or b"").decode("utf-8"), path)
-        wanted = _wanted_from_args(current, specs, target)
+        wanted = [pinned.get(i.name, i) for i in _wanted_from_args(current, specs, target)]
         p = plan.Plan(
             kind=forge_base.PRKind.SET_IMAGE,
             source=None,

@@ -27,6 +27,7 @@ from promote.promotion import (
     people,
     policies,
     provenance,
+    supply,
 )
 from promote.secrets import gpg
 
@@ -294,13 +295,7 @@ def merge(
         else:
             hint = f"Approve with `promote approve {number} --as NAME`."
         raise PolicyBlocked(verdict.summary(), problems=verdict.problems(), hint=hint)
-    denied = [f for f in policies.check_head(s, pr.head_sha) if f.blocks]
-    if denied:  # policies/ re-checked on the head: what would merge, not what was planned
-        raise PolicyBlocked(
-            f"PR #{number}: {len(denied)} policy violation(s) on its head {pr.head_sha[:12]}.",
-            problems=[str(f) for f in denied],
-            hint="Fix the manifests (or the policy, through its own PR) and push again.",
-        )
+    _recheck_gates(s, pr)
     glass = breakglass.check(s, pr, verdict, now=now, reason=break_glass)
     merger = server.whoami() if server is not None else s.user(by)
     message = (
@@ -322,6 +317,29 @@ def merge(
     )
     breakglass.announce(s, number, glass, by=merger, reason=break_glass)
     return pr, result, verdict
+
+
+def _recheck_gates(s: engine.Session, pr: forge_base.PullRequest) -> None:
+    """The gates again on the head, as it would merge (not as it was planned): policies/ on
+    every affected environment's render, then the supply gates (pins present, signatures
+    verified in the registry now: one removed since `promote to` blocks here)."""
+    number = pr.number
+    denied = [f for f in policies.check_head(s, pr.head_sha) if f.blocks]
+    if denied:
+        raise PolicyBlocked(
+            f"PR #{number}: {len(denied)} policy violation(s) on its head {pr.head_sha[:12]}.",
+            problems=[str(f) for f in denied],
+            hint="Fix the manifests (or the policy, through its own PR) and push again.",
+        )
+    unverified = supply.check_head(s, pr.head_sha)
+    if unverified:
+        raise PolicyBlocked(
+            f"PR #{number}: {len(unverified)} supply-chain problem(s) on its head "
+            f"{pr.head_sha[:12]}.",
+            problems=unverified,
+            hint="Sign the image with a key in keys/image-signers/ (cosign sign --key), or "
+            "close the PR and promote a version that is signed.",
+        )
 
 
 def parse_pr(text: str) -> int:

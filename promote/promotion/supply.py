@@ -15,10 +15,14 @@ import dataclasses
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from promote.kustomize import overlay
 from promote.promotion import plan
 from promote.supply import cosign, crane, images, tools
+
+if TYPE_CHECKING:
+    from promote.promotion import engine
 
 SIGNERS_DIR = "keys/image-signers"
 WORKERS = 4  # registry round trips in flight at once (8 was no faster on 2 cores)
@@ -90,3 +94,38 @@ def _verify(
         f"image {ref} has no valid cosign signature by a key in {SIGNERS_DIR}/ "
         f"({'; '.join(reasons)})",
     )
+
+
+def check_head(s: engine.Session, head_sha: str) -> list[str]:
+    """What blocks merging ``head_sha``: for every environment whose gates (main's config) pin
+    digests or require signatures, each image its overlay changes at the head must carry a
+    digest and verify against ``keys/image-signers/`` now.
+
+    The registry is asked again, past the verified-signature cache: a signature removed or
+    replaced since ``promote to`` checked it blocks the merge. Images are compared by the
+    overlays' ``images:`` entries, the only place promote pins or verifies them.
+    """
+    problems: list[str] = []
+    fresh: cosign.Cosign | None = None  # no cache: merge is the last look before it lands
+    for env in s.project.environments.values():
+        gates = env.config.gates
+        if not (gates.pin_digests or gates.signed_images):
+            continue
+        path = s.overlay_file(env)
+        raw = s.repo.read_file(head_sha, path)
+        if raw is None:
+            continue  # the PR removes the environment's overlay: nothing will run there
+        head = overlay.parse_images(raw.decode("utf-8"), f"{path}@{head_sha[:12]}")
+        changes = plan.image_changes(s.read_overlay(env)[1], head)
+        if gates.pin_digests:
+            problems += [
+                f"{env.name}: image {images.by_tag(c.new)} is not pinned to a digest at the "
+                f"head (gates.pinDigests); promote it again so its digest is resolved and pinned"
+                for c in changes
+                if not c.new.digest
+            ]
+        if gates.signed_images and changes:
+            fresh = fresh or cosign.Cosign()
+            found = verify_signatures(s.root, changes, verifier=fresh)
+            problems += [f"{env.name}: {g.reason}" for g in found if g.blocks]
+    return problems

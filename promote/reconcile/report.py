@@ -17,7 +17,7 @@ from promote import config
 from promote.cluster import client, drift
 from promote.errors import GitError, PromoteError, RemoteBranchMissing
 from promote.kustomize import folder
-from promote.promotion import diff
+from promote.promotion import diff, provenance
 from promote.reconcile import factory
 from promote.reconcile import source as source_mod
 from promote.reconcile import status as status_mod
@@ -101,10 +101,25 @@ def release_matrix(
                 "tag": tag,
                 "sync": st_doc.get("sync", "Unknown"),
                 "health": st_doc.get("health", "Unknown"),
-                "behindUpstream": bool(up and images.get(up, {}).get(app_name) not in (None, tag)),
+                "behindUpstream": bool(up and behind(images.get(up, {}).get(app_name), tag)),
             }
         matrix.append(row)
     return matrix
+
+
+def behind(upstream: str | None, mine: str | None) -> bool:
+    """Whether ``mine`` (a version: tag, ``tag@digest`` or digest) lags ``upstream``'s. A
+    digest pinned only here (gates.pinDigests) is the same release as the upstream's tag;
+    two digests compare as digests (the content), else the tags do."""
+    if upstream is None or upstream == mine:
+        return False
+    if mine is None:
+        return True
+    up_tag, up_digest = provenance.split_version(upstream)
+    my_tag, my_digest = provenance.split_version(mine)
+    if up_digest and my_digest:
+        return up_digest != my_digest
+    return up_tag != my_tag
 
 
 def _redacted_pair(live: dict[str, Any] | None, desired: dict[str, Any]) -> tuple[Any, Any]:

@@ -14,7 +14,8 @@ from promote.errors import RegistryError
 
 log = logging.getLogger(__name__)
 
-VERSIONS = {"crane": "v0.22.1", "cosign": "v3.1.3"}  # keep in step with tools/ensure-*
+# keep in step with tools/ensure-*; the registry only serves the demo and the tests
+VERSIONS = {"crane": "v0.22.1", "cosign": "v3.1.3", "registry": "v3.1.2"}
 
 
 def cache_root() -> Path:

@@ -1,7 +1,7 @@
 """`promote demo` as `make demo` runs it: every step's outcome read from its JSON summary.
 
 The demo starts real servers (kube-apiserver + etcd, controllers, scheduler and kwok nodes,
-OpenBao) and three agents; these tests
+OpenBao, an OCI registry) and three agents; these tests
 check that each step did what the narration says and that nothing is left running or on disk.
 """
 
@@ -19,14 +19,14 @@ from tests.helpers import Result, run_cli
 pytestmark = pytest.mark.e2e
 
 STORY = [
-    "prerequisites", "openbao", "people", "repository", "age-keys", "secrets", "publish",
-    "cluster", "agents", "ci-publish", "dev-sync", "promote-staging", "approve-staging",
+    "prerequisites", "openbao", "registry", "people", "repository", "age-keys", "secrets",
+    "publish", "cluster", "agents", "ci-publish", "dev-sync", "promote-staging", "approve-staging",
     "merge-staging", "staging-sync", "promote-prod", "approve-prod-rm1", "merge-prod-refused",
-    "approve-prod-rm2", "merge-prod", "prod-sync", "drift", "status", "bad-version",
+    "approve-prod-rm2", "merge-prod", "prod-sync", "prod-pinned", "drift", "status", "bad-version",
     "rollback-pr", "rejected-refused", "rollback", "history", "teardown",
 ]  # fmt: skip
 SERVERS = {
-    "agent-dev", "agent-staging", "agent-prod", "openbao", "etcd", "kube-apiserver",
+    "agent-dev", "agent-staging", "agent-prod", "openbao", "registry", "etcd", "kube-apiserver",
     "kube-controller-manager", "kube-scheduler", "kwok",
 }  # fmt: skip
 DEMO_TIMEOUT_S = 540  # the demo takes 1-2 minutes on 2 busy cores; its own waits are bounded
@@ -67,8 +67,14 @@ def test_demo_tells_the_whole_story_and_leaves_nothing_running(tmp_path: Path) -
         "the db Secrets and prod's payments-api (read from OpenBao) hold the values"
         in (steps["agents"])
     )
-    for env in ("dev", "staging", "prod"):
+    for env in ("dev", "staging"):
         assert "Deployment image registry.example.com/acme/web-app:v2.4.1" in steps[f"{env}-sync"]
+    # prod's gates: the demo's registry, the tag pinned to its digest, the signature verified.
+    assert "pushed and signed acme/web-app:v2.4.1, acme/api:v1.8.0" in steps["registry"]
+    assert "private half encrypted and removed after signing" in steps["registry"]
+    assert "/acme/web-app:v2.4.1@sha256:" in steps["prod-sync"]
+    assert steps["prod-pinned"].startswith("prod pins web-app v2.4.1@sha256:")
+    assert "PRIVATE KEY" not in res.stdout + res.stderr
     assert steps["promote-staging"].startswith("PR #1 into staging")
     assert steps["promote-prod"].startswith("PR #2 into prod")
     # The merge with one approval really exited 3, said what was missing and left main alone.

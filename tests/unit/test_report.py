@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import pytest
+
 from promote.reconcile.agent import PassReport
-from promote.reconcile.report import live_differences
+from promote.reconcile.report import behind, live_differences
 
 KEY = "/ConfigMap/prod/api-config"
+DIGEST_A = "sha256:" + "a" * 64
+DIGEST_B = "sha256:" + "b" * 64
 
 
 def _cm(level: str, revision: str) -> dict:
@@ -34,3 +38,21 @@ def test_a_changed_secret_value_shows_as_a_line_without_its_value() -> None:
     want = {**live, "data": {"password": "b3RoZXI="}}
     (entry,) = live_differences(PassReport(diffs=[("/Secret//db", live, want)]))
     assert "+  password: <changed>" in entry["diff"] and canary not in entry["diff"]
+
+
+@pytest.mark.parametrize(
+    ("upstream", "mine", "lags"),
+    [
+        ("v2.4.1", "v2.4.1", False),
+        ("v2.4.1", f"v2.4.1@{DIGEST_A}", False),  # pinned here only: the same release
+        (f"v2.4.1@{DIGEST_A}", f"v2.4.1@{DIGEST_A}", False),
+        (f"v2.4.1@{DIGEST_A}", f"v2.4.1@{DIGEST_B}", True),  # the tag moved: other content
+        ("v2.4.2", f"v2.4.1@{DIGEST_A}", True),
+        ("v2.4.1", None, True),
+        (None, "v2.4.1", False),
+    ],
+)
+def test_status_marks_behind_upstream_by_release_not_by_spelling(
+    upstream: str | None, mine: str | None, lags: bool
+) -> None:
+    assert behind(upstream, mine) is lags
