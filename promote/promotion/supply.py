@@ -90,3 +90,18 @@ def _verify(
         f"image {ref} has no valid cosign signature by a key in {SIGNERS_DIR}/ "
         f"({'; '.join(reasons)})",
     )
+
+
+def pinned_gate(changes: Sequence[plan.ImageChange]) -> plan.GateResult:
+    """``gates.pinDigests``: every promoted image names its digest (what was tested is what
+    arrives, even if its tag moves)."""
+    loose = [c.new.version for c in changes if not c.new.digest]
+    if not loose:
+        return plan.GateResult(
+            "pinned digests", plan.GateStatus.PASSED, "every image has its digest"
+        )
+    return plan.GateResult(
+        "pinned digests",
+        plan.GateStatus.BLOCKED,
+        f"{', '.join(loose)} carry no digest; promote again (the plan pins each tag's digest)",
+    )
