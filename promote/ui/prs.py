@@ -2,23 +2,27 @@
 commands to approve and merge) and its rendered diff per affected environment.
 
 Approvals are checked by ``promotion.review.check_approvals`` (each signature verified now
-against its approver's key on main) and judged by ``promotion.approvals.evaluate``: what
-``promote show`` and ``promote merge`` decide with. The diff page renders with kustomize
-through ``promotion.changes``; Secret values are redacted before any text is made.
+against its approver's key on main); an open PR's gates (the approval verdict, policies on its
+head, merge windows, rejected versions, holds, supply-chain gates) come from
+``promotion.readiness.assess``: what ``promote show`` prints, from what ``promote merge``
+decides with. The diff page renders with kustomize through ``promotion.changes``; Secret
+values are redacted before any text is made. ``/api/prs`` and ``/api/prs/N`` give the
+documents of ``promote prs -o json`` and ``promote show -o json``.
 """
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from promote.errors import NotFound, UsageError
 from promote.forge import base as forge_base
 from promote.forge import factory as forge_factory
-from promote.promotion import approvals, changes, review
+from promote.promotion import approvals, changes, documents, readiness, review
 
 if TYPE_CHECKING:
     from promote.promotion import engine
@@ -65,25 +69,58 @@ def _approval_rows(
     return rows
 
 
-def _detail(s: engine.Session, number: int) -> dict[str, Any]:
+def _now_key() -> tuple[datetime, int]:
+    """Now, and the minute it falls in: gates that depend on the clock (merge windows) are
+    kept per snapshot for a minute at most."""
+    now = datetime.now(UTC)
+    return now, int(now.timestamp() // 60)
+
+
+def _detail(s: engine.Session, number: int, now: datetime) -> dict[str, Any]:
     pr = s.forge.get(number)
     checked = review.check_approvals(s, s.forge.approvals(number))
-    verdict = review.evaluate(s, pr)  # the verdict `promote show`/`merge` give
     server = forge_factory.server_forge(s.forge)
     current = {i.name: i.version for i in s.read_overlay(s.project.env(pr.env))[1]}
     images = []
     for item in pr.images:
         name, _, version = item.partition("=")
         images.append({"name": name, "now": current.get(name, "(none)"), "to": version})
+    seen, gates, rows, candidates = None, None, [], []
+    if pr.state is forge_base.PRState.OPEN:
+        seen = review.inspect_pr(s, pr)  # the scope, from what the head changes
+        gates = readiness.assess(s, pr, now=now, seen=seen)  # what `promote show` prints
+        verdict = gates.verdict
+        rows = _approval_rows(checked, verdict)
+        # Who could still approve, over every environment the PR affects (its scope).
+        candidates = list(dict.fromkeys(n for e in verdict.envs for n in verdict.candidates(e)))
+    else:
+        rows = [{"checked": c, "outcome": "", "reason": ""} for c in checked]
     return {
         "pr": pr,
         "images": images,
-        "rows": _approval_rows(checked, verdict),
-        "verdict": verdict,
-        # Who could still approve, over every environment the PR affects (its scope).
-        "candidates": list(dict.fromkeys(n for e in verdict.envs for n in verdict.candidates(e))),
+        "rows": rows,
+        "seen": seen,
+        "gates": gates,
+        "candidates": candidates,
         "server": server.name if server is not None else None,
         "main": s.sha,
+    }
+
+
+def _document(s: engine.Session, number: int, now: datetime) -> dict[str, Any]:
+    """``promote show N -o json``: the same calls, the same shape."""
+    pr = s.forge.get(number)
+    checked = review.check_approvals(s, s.forge.approvals(number))
+    seen, gates = None, None
+    if pr.state is forge_base.PRState.OPEN:
+        seen = review.inspect_pr(s, pr, rendered=True)
+        gates = readiness.assess(s, pr, now=now, seen=seen)
+    return {
+        "pullRequest": documents.pr_to_dict(pr, body=True),
+        "head": documents.head_to_dict(seen) if seen else None,
+        "approvals": [documents.checked_to_dict(c) for c in checked],
+        "policy": documents.verdict_to_dict(gates.verdict) if gates else None,
+        "gates": readiness.to_dict(gates) if gates else None,
     }
 
 
@@ -95,9 +132,24 @@ def routes(ui: UI) -> list[Route]:
 
     def detail(request: Request) -> Response:
         number = number_of(request)
+        now, minute = _now_key()
         with ui.hub.use() as snap:
-            found = snap.memo(("pr", number), lambda: _detail(snap.session, number))
+            found = snap.memo(("pr", number, minute), lambda: _detail(snap.session, number, now))
         return ui.page(request, "pr.html", title=f"PR #{number}", **found)
+
+    def api_list(request: Request) -> Response:
+        with ui.hub.use() as snap:  # `promote prs --state all -o json`
+            every = snap.memo("prs-all", lambda: snap.session.forge.list())
+        return JSONResponse({"pullRequests": [documents.pr_to_dict(p) for p in every]})
+
+    def api_detail(request: Request) -> Response:
+        number = number_of(request)
+        now, minute = _now_key()
+        with ui.hub.use() as snap:
+            doc = snap.memo(
+                ("pr-doc", number, minute), lambda: _document(snap.session, number, now)
+            )
+        return JSONResponse(doc)
 
     def diff_page(request: Request) -> Response:
         number = number_of(request)
@@ -117,4 +169,6 @@ def routes(ui: UI) -> list[Route]:
         Route("/prs", listing, methods=["GET"]),
         Route("/prs/{number}", detail, methods=["GET"]),
         Route("/prs/{number}/diff", diff_page, methods=["GET"]),
+        Route("/api/prs", api_list, methods=["GET"]),
+        Route("/api/prs/{number}", api_detail, methods=["GET"]),
     ]
