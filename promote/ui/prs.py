@@ -12,8 +12,9 @@ documents of ``promote prs -o json`` and ``promote show -o json``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -28,6 +29,8 @@ if TYPE_CHECKING:
     from promote.promotion import engine
     from promote.ui.app import UI
     from promote.ui.hub import Snapshot
+
+T = TypeVar("T")
 
 
 def number_of(request: Request) -> int:
@@ -74,6 +77,15 @@ def _now_key() -> tuple[datetime, int]:
     kept per snapshot for a minute at most."""
     now = datetime.now(UTC)
     return now, int(now.timestamp() // 60)
+
+
+def _for_the_minute(snap: Snapshot, key: Any, minute: int, compute: Callable[[], T]) -> T:
+    """``compute()`` kept with the snapshot for the current minute: one entry per key, so a
+    long-lived snapshot does not gather one per minute."""
+    slot: list[Any] = snap.memo(key, lambda: [None, None])
+    if slot[0] != minute:
+        slot[:] = [minute, compute()]
+    return slot[1]
 
 
 def _detail(s: engine.Session, number: int, now: datetime) -> dict[str, Any]:
@@ -134,7 +146,9 @@ def routes(ui: UI) -> list[Route]:
         number = number_of(request)
         now, minute = _now_key()
         with ui.hub.use() as snap:
-            found = snap.memo(("pr", number, minute), lambda: _detail(snap.session, number, now))
+            found = _for_the_minute(
+                snap, ("pr", number), minute, lambda: _detail(snap.session, number, now)
+            )
         return ui.page(request, "pr.html", title=f"PR #{number}", **found)
 
     def api_list(request: Request) -> Response:
@@ -146,8 +160,8 @@ def routes(ui: UI) -> list[Route]:
         number = number_of(request)
         now, minute = _now_key()
         with ui.hub.use() as snap:
-            doc = snap.memo(
-                ("pr-doc", number, minute), lambda: _document(snap.session, number, now)
+            doc = _for_the_minute(
+                snap, ("pr-doc", number), minute, lambda: _document(snap.session, number, now)
             )
         return JSONResponse(doc)
 
