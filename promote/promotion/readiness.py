@@ -12,10 +12,12 @@ blocking a merge), and the target's supply-chain gates (``supply.pinned_gate``,
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from promote import config
 from promote.forge import base as forge_base
 from promote.policy.findings import Finding
 from promote.promotion import (
@@ -55,6 +57,54 @@ class Readiness:
         return self.verdict.ok and not self.blocking()
 
 
+@dataclass(frozen=True, slots=True)
+class Gates:
+    """The part of :class:`Readiness` that does not depend on the clock (kept while main and
+    the PR stay as they are); :meth:`at` adds the merge windows at a time."""
+
+    verdict: approvals.Verdict
+    policy: tuple[Finding, ...]
+    rejected: plan.GateResult
+    holds: tuple[holds.Hold, ...]
+    supply: tuple[plan.GateResult, ...]
+    configs: Mapping[str, config.EnvironmentConfig]  # the affected environments'
+
+    def at(self, now: datetime) -> Readiness:
+        states = tuple(
+            (e, windows.state(c.windows, now)) for e, c in self.configs.items() if c.windows.any
+        )
+        return Readiness(
+            verdict=self.verdict,
+            policy=self.policy,
+            window_states=states,
+            merge_windows=windows.check_merge(self.configs, now),
+            rejected=self.rejected,
+            holds=self.holds,
+            supply=self.supply,
+        )
+
+
+def gates(
+    s: engine.Session, pr: forge_base.PullRequest, *, seen: change.Inspection | None = None
+) -> Gates:
+    """``pr``'s gates under main's policy, but the windows (``seen``: its inspection)."""
+    verdict = review.evaluate(s, pr, seen)
+    envs = verdict.scope or (pr.env,)
+    changes = review.pr_changes(s, pr)
+    target = s.project.env(pr.env).config.gates
+    supplied = [supply.pinned_gate(changes)] if target.pin_digests and changes else []
+    if target.signed_images:
+        supplied += supply.verify_signatures(s.root, changes)
+    return Gates(
+        verdict=verdict,
+        policy=tuple(policies.check_head(s, pr.head_sha)),
+        rejected=rejections.gate(changes, s.rejections()),
+        holds=tuple(h for e in envs if (h := s.hold(e)) is not None),
+        supply=tuple(supplied),
+        configs={e: s.project.env(e).config for e in envs},
+    )
+
+
 def assess(
     s: engine.Session,
     pr: forge_base.PullRequest,
@@ -63,25 +113,7 @@ def assess(
     seen: change.Inspection | None = None,
 ) -> Readiness:
     """``pr``'s gates at ``now`` under main's policy (``seen``: its inspection, if made)."""
-    verdict = review.evaluate(s, pr, seen)
-    envs = verdict.scope or (pr.env,)
-    configs = {e: s.project.env(e).config for e in envs}
-    changes = review.pr_changes(s, pr)
-    target = s.project.env(pr.env).config.gates
-    supplied = [supply.pinned_gate(changes)] if target.pin_digests and changes else []
-    if target.signed_images:
-        supplied += supply.verify_signatures(s.root, changes)
-    return Readiness(
-        verdict=verdict,
-        policy=tuple(policies.check_head(s, pr.head_sha)),
-        window_states=tuple(
-            (e, windows.state(c.windows, now)) for e, c in configs.items() if c.windows.any
-        ),
-        merge_windows=windows.check_merge(configs, now),
-        rejected=rejections.gate(changes, s.rejections()),
-        holds=tuple(h for e in envs if (h := s.hold(e)) is not None),
-        supply=tuple(supplied),
-    )
+    return gates(s, pr, seen=seen).at(now)
 
 
 def _gate(g: plan.GateResult) -> dict[str, Any]:

@@ -12,9 +12,8 @@ documents of ``promote prs -o json`` and ``promote show -o json``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -29,8 +28,6 @@ if TYPE_CHECKING:
     from promote.promotion import engine
     from promote.ui.app import UI
     from promote.ui.hub import Snapshot
-
-T = TypeVar("T")
 
 
 def number_of(request: Request) -> int:
@@ -72,23 +69,9 @@ def _approval_rows(
     return rows
 
 
-def _now_key() -> tuple[datetime, int]:
-    """Now, and the minute it falls in: gates that depend on the clock (merge windows) are
-    kept per snapshot for a minute at most."""
-    now = datetime.now(UTC)
-    return now, int(now.timestamp() // 60)
-
-
-def _for_the_minute(snap: Snapshot, key: Any, minute: int, compute: Callable[[], T]) -> T:
-    """``compute()`` kept with the snapshot for the current minute: one entry per key, so a
-    long-lived snapshot does not gather one per minute."""
-    slot: list[Any] = snap.memo(key, lambda: [None, None])
-    if slot[0] != minute:
-        slot[:] = [minute, compute()]
-    return slot[1]
-
-
-def _detail(s: engine.Session, number: int, now: datetime) -> dict[str, Any]:
+def _detail(s: engine.Session, number: int) -> dict[str, Any]:
+    """What the PR page shows but the merge windows, which depend on the clock (``gates.at``
+    on each request: they open and close while main stays the same)."""
     pr = s.forge.get(number)
     checked = review.check_approvals(s, s.forge.approvals(number))
     server = forge_factory.server_forge(s.forge)
@@ -100,7 +83,7 @@ def _detail(s: engine.Session, number: int, now: datetime) -> dict[str, Any]:
     seen, gates, rows, candidates = None, None, [], []
     if pr.state is forge_base.PRState.OPEN:
         seen = review.inspect_pr(s, pr)  # the scope, from what the head changes
-        gates = readiness.assess(s, pr, now=now, seen=seen)  # what `promote show` prints
+        gates = readiness.gates(s, pr, seen=seen)  # what `promote show` prints
         verdict = gates.verdict
         rows = _approval_rows(checked, verdict)
         # Who could still approve, over every environment the PR affects (its scope).
@@ -119,20 +102,20 @@ def _detail(s: engine.Session, number: int, now: datetime) -> dict[str, Any]:
     }
 
 
-def _document(s: engine.Session, number: int, now: datetime) -> dict[str, Any]:
-    """``promote show N -o json``: the same calls, the same shape."""
+def _document(s: engine.Session, number: int) -> dict[str, Any]:
+    """``promote show N -o json``, but the gates' clock-dependent part (see ``_detail``)."""
     pr = s.forge.get(number)
     checked = review.check_approvals(s, s.forge.approvals(number))
     seen, gates = None, None
     if pr.state is forge_base.PRState.OPEN:
         seen = review.inspect_pr(s, pr, rendered=True)
-        gates = readiness.assess(s, pr, now=now, seen=seen)
+        gates = readiness.gates(s, pr, seen=seen)
     return {
         "pullRequest": documents.pr_to_dict(pr, body=True),
         "head": documents.head_to_dict(seen) if seen else None,
         "approvals": [documents.checked_to_dict(c) for c in checked],
         "policy": documents.verdict_to_dict(gates.verdict) if gates else None,
-        "gates": readiness.to_dict(gates) if gates else None,
+        "gates": gates,
     }
 
 
@@ -144,12 +127,10 @@ def routes(ui: UI) -> list[Route]:
 
     def detail(request: Request) -> Response:
         number = number_of(request)
-        now, minute = _now_key()
         with ui.hub.use() as snap:
-            found = _for_the_minute(
-                snap, ("pr", number), minute, lambda: _detail(snap.session, number, now)
-            )
-        return ui.page(request, "pr.html", title=f"PR #{number}", **found)
+            found = snap.memo(("pr", number), lambda: _detail(snap.session, number))
+        gates = found["gates"].at(datetime.now(UTC)) if found["gates"] else None
+        return ui.page(request, "pr.html", title=f"PR #{number}", **{**found, "gates": gates})
 
     def api_list(request: Request) -> Response:
         with ui.hub.use() as snap:  # `promote prs --state all -o json`
@@ -158,12 +139,11 @@ def routes(ui: UI) -> list[Route]:
 
     def api_detail(request: Request) -> Response:
         number = number_of(request)
-        now, minute = _now_key()
         with ui.hub.use() as snap:
-            doc = _for_the_minute(
-                snap, ("pr-doc", number), minute, lambda: _document(snap.session, number, now)
-            )
-        return JSONResponse(doc)
+            doc = snap.memo(("pr-doc", number), lambda: _document(snap.session, number))
+        gates = doc["gates"]
+        now = datetime.now(UTC)
+        return JSONResponse({**doc, "gates": readiness.to_dict(gates.at(now)) if gates else None})
 
     def diff_page(request: Request) -> Response:
         number = number_of(request)
