@@ -49,13 +49,17 @@ def world(root: Path, apps: int) -> tuple[Path, int]:
     b = bench_promotion.Bench(root, apps)
     signer = gpg.Signer(gnupghome=str(b.gnupg))
     with engine.session(b.clone) as s:
-        pr = propose.open_pull_request(s, propose.plan_promotion(s, "staging"), author="bench")
+        pr = propose.open_pull_request(
+            s, propose.plan_promotion(s, "staging"), opener="bench", signer=signer
+        )
     with engine.session(b.clone) as s:
         review.approve(s, pr.number, approver="rm1", signer=signer)
     with engine.session(b.clone) as s:
         review.merge(s, pr.number, by="bench")
     with engine.session(b.clone) as s:
-        prod = propose.open_pull_request(s, propose.plan_promotion(s, "prod"), author="bench")
+        prod = propose.open_pull_request(
+            s, propose.plan_promotion(s, "prod"), opener="bench", signer=signer
+        )
     with engine.session(b.clone) as s:
         review.approve(s, prod.number, approver="rm1", signer=signer)
     os.environ["GNUPGHOME"] = str(b.gnupg)

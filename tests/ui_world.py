@@ -8,6 +8,13 @@ too, so it waits for rm2. Each environment's agent runs passes against a real ku
 (decrypting the canary into the cluster) and dev's agent reverts a hand-made change, so the
 status ConfigMaps hold sync, health and a drift correction. The dashboard then runs on a real
 uvicorn server on 127.0.0.1 and a free port (``serve``).
+
+Release control and the trust chain (issue 18's later parts): staging verifies each deploy
+with an HTTP check that nothing answers, so its verification Fails; prod's only merge window
+opens hours from now, so it is closed; prod is on hold and web-app v2.5.0 is rejected (both
+records pushed to main); then someone pushes a policy straight to main, without a PR: it
+denies web-app v2.5.0 in prod (PR #2's head violates it) and prod's agent refuses the commit:
+Unverified, naming it and its file.
 """
 
 from __future__ import annotations
@@ -26,7 +33,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.gitops import GitOpsRepo, make_deployments_available, make_repo
+from tests.gitops import GitOpsRepo, git, make_deployments_available, make_repo
 from tests.helpers import run_cli
 from tests.integration.test_promotion_helpers import (  # noqa: F401  (gpg_keys: a fixture)
     gpg_keys,
@@ -34,6 +41,29 @@ from tests.integration.test_promotion_helpers import (  # noqa: F401  (gpg_keys:
 )
 
 CANARY = "CANARY-ui-3f9a2c71-never-on-a-page"
+POLICY_FILE = "policies/no-v2.5.0-in-prod.yaml"
+POLICY = """\
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicy
+metadata: {name: no-v2-5-0-in-prod}
+spec:
+  matchConstraints:
+    namespaceSelector:
+      matchExpressions:
+      - {key: kubernetes.io/metadata.name, operator: In, values: [NAMESPACE]}
+    resourceRules:
+    - {apiGroups: [apps], apiVersions: [v1], resources: [deployments], operations: [CREATE, UPDATE]}
+  validations:
+  - expression: "object.spec.template.spec.containers.all(c, !c.image.endsWith(':v2.5.0'))"
+    message: web-app v2.5.0 must not reach prod
+---
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicyBinding
+metadata: {name: no-v2-5-0-in-prod}
+spec:
+  policyName: no-v2-5-0-in-prod
+  validationActions: [Deny]
+"""
 ENVS = ("dev", "staging", "prod")
 DEADLINE_S = 60.0
 
@@ -47,6 +77,7 @@ class World:
     cluster: Any  # promote.cluster.client.Cluster
     prs: dict[str, int] = field(default_factory=dict)
     pin: str = ""  # the seeded commit the agents' verification starts at (--trust-from)
+    unapproved: str = ""  # the policy commit pushed to main without a PR
 
 
 def wait_for(check: Any, what: str, deadline_s: float = DEADLINE_S) -> Any:
@@ -141,6 +172,10 @@ def _agent(w: World, env: str) -> Any:
     return factory.build_agent(project, env, ov, cluster=w.cluster, resolver=resolver)
 
 
+def _frozen(at: datetime) -> Any:
+    return lambda: at
+
+
 def _run_agents(w: World) -> None:
     from promote.reconcile import loop as loop_mod
 
@@ -150,6 +185,11 @@ def _run_agents(w: World) -> None:
         assert report.error is None, report.error
         make_deployments_available(w.cluster, w.namespaces[env], ("web-app", "api"))
         assert agent.run_pass().error is None
+        if env == "staging":  # an hour later: healthy long enough, and the check fails
+            agent.clock = _frozen(datetime.now(UTC) + timedelta(hours=1))
+            agent.verify_deploy()
+            agent.write_status()
+            assert (agent.status.verification or {}).get("state") == "Failed", agent.status
         agent.cache.stop()
     # dev's agent runs its loop; someone scales web-app by hand; the agent reverts it.
     agent = _agent(w, "dev")
@@ -183,12 +223,52 @@ def build(tmp: Path, control_plane: Any, keys: Any) -> World:
         cluster.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
     repo = make_repo(tmp, namespace_map=namespaces)
     install_keys(repo.work, keys, ("rm1", "rm2", "dev1"))  # dev1 opens the PRs, signed
+    _release_settings(repo)
     age_keys = _secrets(repo, tmp)
     pin = repo.commit_all("release managers' keys and the db Secret in every environment")
     w = World(repo, control_plane.kubeconfig, namespaces, age_keys, cluster, pin=pin)
     _story(w, keys)
     _run_agents(w)
+    _release_control(w)
     return w
+
+
+def _release_settings(repo: GitOpsRepo) -> None:
+    """staging verifies each deploy against a port nothing listens on; prod's one merge
+    window opens (daily, for an hour) three hours from now."""
+    check = f"http://127.0.0.1:{free_port()}/ready"
+    repo.edit(
+        "environments/staging.yaml",
+        "sync:\n",
+        f"verification:\n  healthyFor: 1m\n  http:\n    url: {check}\n    timeout: 2s\nsync:\n",
+    )
+    opens = (datetime.now(UTC) + timedelta(hours=3)).replace(minute=0, second=0, microsecond=0)
+    repo.edit(
+        "environments/prod.yaml",
+        "sync:\n",
+        "windows:\n  allow:\n  - rrule: FREQ=DAILY\n"
+        f"    start: {opens:%Y-%m-%dT%H:%M:%S}\n    duration: 1h\n    timeZone: UTC\nsync:\n",
+    )
+
+
+def _release_control(w: World) -> None:
+    """A hold, a rejection, and a policy pushed to main without approval (see the module)."""
+    from promote.promotion import releases
+    from promote.reconcile import status as status_mod
+
+    now = datetime.now(UTC).replace(microsecond=0)
+    releases.hold(w.repo.work, "prod", reason="INC-7: payments freeze", now=now, who="rm2")
+    releases.reject(w.repo.work, "api", "v1.8.0", reason="leaks connections", now=now, who="rm1")
+    git(w.repo.work, "pull", "-q", "--rebase", "origin", "main")
+    (w.repo.work / "policies").mkdir(exist_ok=True)
+    (w.repo.work / POLICY_FILE).write_text(POLICY.replace("NAMESPACE", w.namespaces["prod"]))
+    w.unapproved = w.repo.commit_all("policies: no web-app v2.5.0 in prod (pushed, no PR)")
+    agent = _agent(w, "prod")
+    try:
+        agent.run_pass()
+        assert agent.status.sync == status_mod.SyncState.UNVERIFIED, agent.status.sync
+    finally:
+        agent.cache.stop()
 
 
 def free_port() -> int:

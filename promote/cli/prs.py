@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import typer
 
@@ -20,7 +20,7 @@ from promote.cli.output import (
 )
 from promote.errors import UsageError
 from promote.forge import base as forge_base
-from promote.promotion import approvals, change, engine, review
+from promote.promotion import change, documents, engine, readiness, review
 
 BreakGlassOpt = typer.Option(
     False,
@@ -39,6 +39,11 @@ def _break_glass(flag: bool, reason: str | None) -> str | None:
 
 
 ICON = {"valid": "[green]valid[/]", "forge": "[green]forge[/]"}
+# The JSON shapes live with the core, so the dashboard's API gives the same documents.
+pr_to_dict = documents.pr_to_dict
+checked_to_dict = documents.checked_to_dict
+verdict_to_dict = documents.verdict_to_dict
+head_to_dict = documents.head_to_dict
 
 
 def register(app: typer.Typer) -> None:
@@ -48,105 +53,6 @@ def register(app: typer.Typer) -> None:
     app.command("merge")(merge)
     app.command("close")(close)
     app.command("comment")(comment)
-
-
-def pr_to_dict(pr: forge_base.PullRequest, *, body: bool = False) -> dict[str, Any]:
-    out: dict[str, Any] = {
-        "number": pr.number,
-        "title": pr.title,
-        "state": str(pr.state),
-        "kind": str(pr.kind),
-        "env": pr.env,
-        "from": pr.source,
-        "branch": pr.branch,
-        "base": pr.base,
-        "head": pr.head_sha,
-        "author": pr.author,
-        "createdAt": pr.created_at.isoformat(),
-        "url": pr.url,
-        "sourceRevision": pr.source_revision,
-        "images": list(pr.images),
-        "merge": None
-        if pr.merge is None
-        else {
-            "sha": pr.merge.sha,
-            "method": pr.merge.method,
-            "at": pr.merge.at.isoformat(),
-            "by": pr.merge.by,
-            "head": pr.merge.head_sha,
-            "approvals": list(pr.merge.approvals),
-        },
-        "comments": [
-            {"author": c.author, "at": c.at.isoformat(), "text": c.text} for c in pr.comments
-        ],
-    }
-    if body:
-        out["body"] = pr.body
-    return out
-
-
-def checked_to_dict(c: approvals.CheckedApproval) -> dict[str, Any]:
-    return {
-        "approver": c.approval.approver,
-        "head": c.approval.head_sha,
-        "at": c.approval.at.isoformat(),
-        "comment": c.approval.comment,
-        "signature": str(c.signature),
-        "detail": c.detail,
-    }
-
-
-def verdict_to_dict(v: approvals.Verdict) -> dict[str, Any]:
-    return {
-        "mergeable": v.ok,
-        "scope": list(v.scope),
-        "environments": [
-            {"env": e.env, "required": e.required, "counted": list(e.counted), "ok": e.ok}
-            for e in v.envs
-        ],
-        "excluded": [{"person": n, "reason": r} for n, r in v.excluded],
-        "required": v.required,
-        "counted": list(v.counted),
-        "missing": v.missing,
-        "notCounted": [{"approver": n, "reason": r} for n, r in v.not_counted],
-        "refused": [{"approver": n, "reason": r} for n, r in v.refused],
-        "summary": v.summary(),
-    }
-
-
-def head_to_dict(seen: change.Inspection) -> dict[str, Any]:
-    """What the head actually changes (``show``/``approve -o json``): never a secret value."""
-    return {
-        "base": seen.base_sha,
-        "head": seen.head_sha,
-        "scope": list(seen.scope.envs),
-        "scopeReasons": dict(seen.scope.reasons),
-        "changedFiles": list(seen.changed),
-        "beyondPlan": list(seen.beyond_plan),
-        "differsFromPlan": seen.differs_from_plan,
-        "opener": seen.opener,
-        "openerProblem": seen.opener_problem,
-        "commits": [
-            {
-                "sha": c.sha,
-                "subject": c.subject,
-                "own": c.own,
-                "signer": c.signer,
-                "detail": c.detail,
-            }
-            for c in seen.commits
-        ],
-        "rendered": [
-            {
-                "env": d.env,
-                "error": d.error,
-                "diff": [
-                    {"object": o.ref, "action": str(o.action), "text": o.text} for o in d.diffs
-                ],
-            }
-            for d in seen.diffs
-        ],
-    }
 
 
 def print_head(seen: change.Inspection) -> None:
@@ -226,10 +132,11 @@ def show(
         with progress("Verifying approvals...", output), engine.session(repo_dir) as s:
             found = s.forge.get(number)
             checked = review.check_approvals(s, s.forge.approvals(number))
-            seen, verdict = None, None
+            seen, gates = None, None
             if found.state is forge_base.PRState.OPEN:
                 seen = review.inspect_pr(s, found, rendered=True)
-                verdict = review.evaluate(s, found, seen)
+                gates = readiness.assess(s, found, now=datetime.now(UTC), seen=seen)
+    verdict = gates.verdict if gates else None
     if output == Format.json:
         emit_json(
             {
@@ -237,6 +144,7 @@ def show(
                 "head": head_to_dict(seen) if seen else None,
                 "approvals": [checked_to_dict(c) for c in checked],
                 "policy": verdict_to_dict(verdict) if verdict else None,
+                "gates": readiness.to_dict(gates) if gates else None,
             }
         )
         return
@@ -263,11 +171,20 @@ def show(
         )
     for note in found.comments:
         console.print(f"  comment by {note.author}: {note.text}", markup=False)
-    if verdict is not None:
-        mark = "[green]mergeable[/]" if verdict.ok else "[yellow]not mergeable[/]"
-        console.print(f"{mark}: {esc(verdict.summary())}")
-        for problem in verdict.problems():
-            console.print(f"  - {problem}", markup=False)
+    if gates is not None:
+        _print_gates(gates)
+
+
+def _print_gates(gates: readiness.Readiness) -> None:
+    """Approvals, then what else stands before the merge now (what `merge` would say)."""
+    mark = "[green]mergeable[/]" if gates.ok else "[yellow]not mergeable[/]"
+    console.print(f"{mark}: {esc(gates.verdict.summary())}")
+    for problem in gates.verdict.problems() + gates.blocking():
+        console.print(f"  - {problem}", markup=False)
+    for env, w in gates.window_states:
+        console.print(f"  merge windows of {env}: {w.describe()}", markup=False)
+    for h in gates.holds:
+        console.print(f"  hold: {h.describe()}", markup=False)
 
 
 def approve(

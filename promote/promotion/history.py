@@ -18,7 +18,7 @@ from typing import Any
 from promote.errors import UsageError
 from promote.forge import base as forge_base
 from promote.kustomize import overlay
-from promote.promotion import approvals, engine, people, plan, rejections, review
+from promote.promotion import approvals, engine, holds, people, plan, rejections, review, scope
 
 
 class Judged(enum.StrEnum):
@@ -220,4 +220,69 @@ def to_dict(entry: Entry) -> dict[str, Any]:
             }
             for c in entry.approvals
         ],
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class RecordEvent:
+    """A release record placed or removed on main (DESIGN.md §6): not a change of the
+    environment's inputs, but part of its story (a rejection holds in every environment)."""
+
+    commit: str
+    at: datetime
+    kind: str  # reject | hold | resume | lift (a merged records PR, e.g. `promote unreject`)
+    subject: str
+    path: str | None  # the record written or removed
+    by: str | None
+    reason: str
+    pr: int | None = None
+
+
+def record_events(s: engine.Session, env_name: str) -> list[RecordEvent]:
+    """Release records on main that concern ``env_name``, newest first: every rejection and
+    its lifting, and the environment's own holds and resumes. Read from Git alone."""
+    s.project.env(env_name)
+    lifted = {
+        pr.merge.sha: pr
+        for pr in s.forge.list(state=forge_base.PRState.MERGED)
+        if pr.merge and pr.kind is forge_base.PRKind.RECORDS
+    }
+    own_hold = holds.record_path(env_name)
+    out = []
+    for commit in s.repo.log(s.sha, paths=[scope.RECORDS_ROOT], first_parent=True):
+        trailers = commit.trailers
+        kind, path = trailers.get("Promote-Kind", ""), trailers.get("Promote-Record")
+        pr = lifted.get(commit.sha)
+        if pr is not None and pr.merge is not None:
+            out.append(RecordEvent(commit.sha, commit.committed_at, "lift", pr.title, None,
+                                   pr.merge.by, "", pr.number))  # fmt: skip
+        elif kind == "reject" or (kind in ("hold", "resume") and path == own_hold):
+            by, reason = _record_author(s, commit.sha, kind, path)
+            out.append(RecordEvent(commit.sha, commit.committed_at, kind, commit.subject, path,
+                                   by or commit.author.name, reason))  # fmt: skip
+    return out
+
+
+def _record_author(s: engine.Session, sha: str, kind: str, path: str | None) -> tuple[str, str]:
+    """Who placed the record at ``sha`` and why, as the record itself says."""
+    raw = s.repo.read_file(sha, path) if path and kind != "resume" else None
+    if raw is None:
+        return "", ""
+    text = raw.decode("utf-8")
+    found = (
+        rejections.parse(text, path or "") if kind == "reject" else holds.parse(text, path or "")
+    )
+    return found.by, found.reason
+
+
+def record_to_dict(e: RecordEvent) -> dict[str, Any]:
+    return {
+        "commit": e.commit,
+        "at": e.at.isoformat(),
+        "kind": e.kind,
+        "subject": e.subject,
+        "record": e.path,
+        "by": e.by,
+        "reason": e.reason or None,
+        "pr": e.pr,
     }

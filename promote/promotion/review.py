@@ -25,8 +25,10 @@ from promote.promotion import (
     engine,
     judgement,
     people,
+    plan,
     policies,
     provenance,
+    rejections,
     supply,
 )
 from promote.secrets import gpg
@@ -256,15 +258,30 @@ def _reapply(s: engine.Session, pr: forge_base.PullRequest) -> forge_base.Resolv
             return None
         text = (s.repo.read_file(main_sha, path) or b"").decode("utf-8")
         current = {i.name: i for i in overlay.parse_images(text, path)}
-        wanted = []
-        for item in pr.images:
-            name, _, version = item.partition("=")
-            tag, digest = provenance.split_version(version)
-            mine = current.get(name)
-            wanted.append(overlay.Image(name, mine.new_name if mine else None, tag, digest))
+        wanted = _wanted(pr, current)
         return {path: overlay.set_images(text, wanted, path).encode("utf-8")}
 
     return resolve
+
+
+def _wanted(
+    pr: forge_base.PullRequest, current: Mapping[str, overlay.Image]
+) -> list[overlay.Image]:
+    """The image entries ``pr`` sets (its record's ``name=version`` list), named as in
+    ``current`` (the target's entries on main)."""
+    wanted = []
+    for item in pr.images:
+        name, _, version = item.partition("=")
+        tag, digest = provenance.split_version(version)
+        mine = current.get(name)
+        wanted.append(overlay.Image(name, mine.new_name if mine else None, tag, digest))
+    return wanted
+
+
+def pr_changes(s: engine.Session, pr: forge_base.PullRequest) -> list[plan.ImageChange]:
+    """What ``pr`` would change in its target's images against main now."""
+    current = s.read_overlay(s.project.env(pr.env))[1]
+    return plan.image_changes(current, _wanted(pr, {i.name: i for i in current}))
 
 
 def merge(
@@ -296,6 +313,12 @@ def merge(
             hint = f"Approve with `promote approve {number} --as NAME`."
         raise PolicyBlocked(verdict.summary(), problems=verdict.problems(), hint=hint)
     _recheck_gates(s, pr)
+    refused = rejections.gate(pr_changes(s, pr), s.rejections())
+    if refused.blocks:  # rejected after the PR was planned: it still moves nowhere
+        raise PolicyBlocked(
+            f"PR #{number}: {refused.reason}.",
+            hint="Close the PR, or lift the rejection first (`promote unreject APP VERSION`).",
+        )
     glass = breakglass.check(s, pr, verdict, now=now, reason=break_glass)
     merger = server.whoami() if server is not None else s.user(by)
     message = (

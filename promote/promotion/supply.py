@@ -129,3 +129,18 @@ def check_head(s: engine.Session, head_sha: str) -> list[str]:
             found = verify_signatures(s.root, changes, verifier=fresh)
             problems += [f"{env.name}: {g.reason}" for g in found if g.blocks]
     return problems
+
+
+def pinned_gate(changes: Sequence[plan.ImageChange]) -> plan.GateResult:
+    """``gates.pinDigests``: every promoted image names its digest (what was tested is what
+    arrives, even if its tag moves)."""
+    loose = [c.new.version for c in changes if not c.new.digest]
+    if not loose:
+        return plan.GateResult(
+            "pinned digests", plan.GateStatus.PASSED, "every image has its digest"
+        )
+    return plan.GateResult(
+        "pinned digests",
+        plan.GateStatus.BLOCKED,
+        f"{', '.join(loose)} carry no digest; promote again (the plan pins each tag's digest)",
+    )

@@ -82,15 +82,7 @@ class UI:
             context=settings.context,
             max_age_s=settings.refresh_s,
         )
-        self.templates = jinja2.Environment(
-            loader=jinja2.FileSystemLoader(HERE / "templates"),
-            autoescape=True,
-            undefined=jinja2.StrictUndefined,
-            trim_blocks=True,
-            lstrip_blocks=True,
-        )
-        self.templates.filters["short"] = lambda sha: (sha or "")[:12]
-        self.templates.filters["when"] = _when
+        self.templates = templates()
 
     def page(self, request: Request, name: str, status: int = 200, **context: Any) -> HTMLResponse:
         html = self.templates.get_template(name).render(
@@ -106,6 +98,20 @@ class UI:
     def close(self) -> None:
         self.hub.close()
         self.board.close()
+
+
+def templates() -> jinja2.Environment:
+    """The pages' templates: autoescaped, strict about missing values."""
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(HERE / "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["short"] = lambda sha: (sha or "")[:12]
+    env.filters["when"] = _when
+    return env
 
 
 def _when(value: datetime | str | None) -> str:

@@ -1,8 +1,11 @@
 """History pages: what reached an environment (``promote history``), and the rendered
 difference of that environment between any two points of main.
 
-Entries come from ``promotion.history.history`` (approvals verified now); the difference
-from ``promotion.changes.env_diff`` (rendered with kustomize, Secret values redacted).
+Entries come from ``reconcile.audit.history``, what ``promote history`` prints (approvals
+verified now, each change judged by the agent's rules: approved, restored or unapproved;
+rollbacks and break-glass merges named), and the release records beside them (rejections,
+holds) from ``promotion.history.record_events``; the difference from
+``promotion.changes.env_diff`` (rendered with kustomize, Secret values redacted).
 Revisions in a URL must be hexadecimal and on main: nothing else reaches a Git command.
 """
 
@@ -18,6 +21,7 @@ from starlette.routing import Route
 from promote.errors import NotFound
 from promote.promotion import changes
 from promote.promotion import history as history_mod
+from promote.reconcile import audit
 
 if TYPE_CHECKING:
     from promote.promotion import engine
@@ -44,12 +48,25 @@ def revision_on_main(s: engine.Session, text: str) -> str:
     return found
 
 
-def _entries(s: engine.Session, env: str) -> list[history_mod.Entry]:
-    return history_mod.history(s, env)
+Found = tuple[list[history_mod.Entry], list[history_mod.RecordEvent]]
+
+
+def _entries(s: engine.Session, env: str) -> Found:
+    return audit.history(s, env), history_mod.record_events(s, env)
+
+
+def timeline(found: Found) -> list[tuple[str, Any]]:
+    """Changes and records in one list, newest first (``("change" | "record", item)``)."""
+    items: list[tuple[Any, int, str, Any]] = [
+        (e.at, -i, "change", e) for i, e in enumerate(found[0])
+    ] + [(r.at, -i, "record", r) for i, r in enumerate(found[1])]
+    return [
+        (kind, item) for _, _, kind, item in sorted(items, key=lambda x: (x[0], x[1]), reverse=True)
+    ]
 
 
 def routes(ui: UI) -> list[Route]:
-    def entries(request: Request) -> tuple[str, list[history_mod.Entry], engine.Session]:
+    def entries(request: Request) -> tuple[str, Found, engine.Session]:
         with ui.hub.use() as snap:
             env = env_of(request, snap.session)
             found = snap.memo(("history", env), lambda: _entries(snap.session, env))
@@ -58,13 +75,20 @@ def routes(ui: UI) -> list[Route]:
     def page(request: Request) -> Response:
         env, found, s = entries(request)
         return ui.page(
-            request, "history.html", title=f"History of {env}", env=env, entries=found,
+            request, "history.html", title=f"History of {env}", env=env, entries=found[0],
+            timeline=timeline(found),
             pipeline=s.project.pipeline(), required=s.project.env(env).config.approvals.required,
         )  # fmt: skip
 
     def api(request: Request) -> Response:
         env, found, _ = entries(request)
-        return JSONResponse({"env": env, "entries": [history_mod.to_dict(e) for e in found]})
+        return JSONResponse(
+            {
+                "env": env,
+                "entries": [history_mod.to_dict(e) for e in found[0]],
+                "records": [history_mod.record_to_dict(r) for r in found[1]],
+            }
+        )
 
     def diff_page(request: Request) -> Response:
         with ui.hub.use() as snap:

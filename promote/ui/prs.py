@@ -2,23 +2,27 @@
 commands to approve and merge) and its rendered diff per affected environment.
 
 Approvals are checked by ``promotion.review.check_approvals`` (each signature verified now
-against its approver's key on main) and judged by ``promotion.approvals.evaluate``: what
-``promote show`` and ``promote merge`` decide with. The diff page renders with kustomize
-through ``promotion.changes``; Secret values are redacted before any text is made.
+against its approver's key on main); an open PR's gates (the approval verdict, policies on its
+head, merge windows, rejected versions, holds, supply-chain gates) come from
+``promotion.readiness.assess``: what ``promote show`` prints, from what ``promote merge``
+decides with. The diff page renders with kustomize through ``promotion.changes``; Secret
+values are redacted before any text is made. ``/api/prs`` and ``/api/prs/N`` give the
+documents of ``promote prs -o json`` and ``promote show -o json``.
 """
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from promote.errors import NotFound, UsageError
 from promote.forge import base as forge_base
 from promote.forge import factory as forge_factory
-from promote.promotion import approvals, changes, review
+from promote.promotion import approvals, changes, documents, readiness, review
 
 if TYPE_CHECKING:
     from promote.promotion import engine
@@ -66,24 +70,52 @@ def _approval_rows(
 
 
 def _detail(s: engine.Session, number: int) -> dict[str, Any]:
+    """What the PR page shows but the merge windows, which depend on the clock (``gates.at``
+    on each request: they open and close while main stays the same)."""
     pr = s.forge.get(number)
     checked = review.check_approvals(s, s.forge.approvals(number))
-    verdict = review.evaluate(s, pr)  # the verdict `promote show`/`merge` give
     server = forge_factory.server_forge(s.forge)
     current = {i.name: i.version for i in s.read_overlay(s.project.env(pr.env))[1]}
     images = []
     for item in pr.images:
         name, _, version = item.partition("=")
         images.append({"name": name, "now": current.get(name, "(none)"), "to": version})
+    seen, gates, rows, candidates = None, None, [], []
+    if pr.state is forge_base.PRState.OPEN:
+        seen = review.inspect_pr(s, pr)  # the scope, from what the head changes
+        gates = readiness.gates(s, pr, seen=seen)  # what `promote show` prints
+        verdict = gates.verdict
+        rows = _approval_rows(checked, verdict)
+        # Who could still approve, over every environment the PR affects (its scope).
+        candidates = list(dict.fromkeys(n for e in verdict.envs for n in verdict.candidates(e)))
+    else:
+        rows = [{"checked": c, "outcome": "", "reason": ""} for c in checked]
     return {
         "pr": pr,
         "images": images,
-        "rows": _approval_rows(checked, verdict),
-        "verdict": verdict,
-        # Who could still approve, over every environment the PR affects (its scope).
-        "candidates": list(dict.fromkeys(n for e in verdict.envs for n in verdict.candidates(e))),
+        "rows": rows,
+        "seen": seen,
+        "gates": gates,
+        "candidates": candidates,
         "server": server.name if server is not None else None,
         "main": s.sha,
+    }
+
+
+def _document(s: engine.Session, number: int) -> dict[str, Any]:
+    """``promote show N -o json``, but the gates' clock-dependent part (see ``_detail``)."""
+    pr = s.forge.get(number)
+    checked = review.check_approvals(s, s.forge.approvals(number))
+    seen, gates = None, None
+    if pr.state is forge_base.PRState.OPEN:
+        seen = review.inspect_pr(s, pr, rendered=True)
+        gates = readiness.gates(s, pr, seen=seen)
+    return {
+        "pullRequest": documents.pr_to_dict(pr, body=True),
+        "head": documents.head_to_dict(seen) if seen else None,
+        "approvals": [documents.checked_to_dict(c) for c in checked],
+        "policy": documents.verdict_to_dict(gates.verdict) if gates else None,
+        "gates": gates,
     }
 
 
@@ -97,7 +129,21 @@ def routes(ui: UI) -> list[Route]:
         number = number_of(request)
         with ui.hub.use() as snap:
             found = snap.memo(("pr", number), lambda: _detail(snap.session, number))
-        return ui.page(request, "pr.html", title=f"PR #{number}", **found)
+        gates = found["gates"].at(datetime.now(UTC)) if found["gates"] else None
+        return ui.page(request, "pr.html", title=f"PR #{number}", **{**found, "gates": gates})
+
+    def api_list(request: Request) -> Response:
+        with ui.hub.use() as snap:  # `promote prs --state all -o json`
+            every = snap.memo("prs-all", lambda: snap.session.forge.list())
+        return JSONResponse({"pullRequests": [documents.pr_to_dict(p) for p in every]})
+
+    def api_detail(request: Request) -> Response:
+        number = number_of(request)
+        with ui.hub.use() as snap:
+            doc = snap.memo(("pr-doc", number), lambda: _document(snap.session, number))
+        gates = doc["gates"]
+        now = datetime.now(UTC)
+        return JSONResponse({**doc, "gates": readiness.to_dict(gates.at(now)) if gates else None})
 
     def diff_page(request: Request) -> Response:
         number = number_of(request)
@@ -117,4 +163,6 @@ def routes(ui: UI) -> list[Route]:
         Route("/prs", listing, methods=["GET"]),
         Route("/prs/{number}", detail, methods=["GET"]),
         Route("/prs/{number}/diff", diff_page, methods=["GET"]),
+        Route("/api/prs", api_list, methods=["GET"]),
+        Route("/api/prs/{number}", api_detail, methods=["GET"]),
     ]

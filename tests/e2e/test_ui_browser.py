@@ -2,8 +2,10 @@
 Playwright's own: tools/ensure-chromium installs /usr/bin/chromium).
 
 A release manager clicks matrix -> PR -> diff -> history -> agents on the demo-like world of
-tests/ui_world.py and reads what the pages say; the matrix updates without a reload when an
-agent reports; a keyboard reaches and opens a link. Pages must run under their own CSP
+tests/ui_world.py and reads what the pages say, release control and the trust chain included
+(Unverified, a failed verification, a hold, a closed window, a policy violation, an
+unapproved change); the matrix updates without a reload when an agent reports; a keyboard
+reaches and opens a link. Pages must run under their own CSP
 without a console error. ``PROMOTE_UI_SCREENSHOTS=docs`` also writes the README's
 screenshots (docs/ui-*.png); otherwise they go to the test's temporary folder.
 """
@@ -102,7 +104,7 @@ def test_release_manager_clicks_matrix_pr_diff_history_and_agents(
     page.get_by_role("link", name="History").first.click()
     page.get_by_role("link", name="staging").click()
     expect(page.get_by_role("heading", name="History of staging")).to_be_visible()
-    latest = page.locator("ol.timeline > li").first
+    latest = page.locator("ol.timeline > li").filter(has_text="PR #").first
     expect(latest).to_contain_text(f"PR #{ui_world.prs['staging']}")
     expect(latest).to_contain_text("signature valid")
     shot(page, "history", tmp_path)
@@ -114,6 +116,56 @@ def test_release_manager_clicks_matrix_pr_diff_history_and_agents(
     expect(dev).to_contain_text("Drift corrections")
     expect(dev).to_contain_text("Deployment")
     shot(page, "agents", tmp_path)
+
+
+def test_release_manager_sees_unverified_failed_hold_closed_window_and_violation(
+    ui_world: World, dashboard: str, page: Any, tmp_path: Path
+) -> None:
+    from playwright.sync_api import expect
+
+    bad = re.compile(r"\bbad\b")
+    page.goto(f"{dashboard}/")
+    prod = page.locator("#env-prod")
+    unverified = prod.locator("li.unverified")
+    expect(unverified).to_contain_text(f"refuses commit {ui_world.unapproved[:12]}")
+    expect(unverified).to_contain_text("policies/no-v2.5.0-in-prod.yaml")
+    expect(unverified.get_by_text("Unverified", exact=True)).to_have_class(bad)
+    expect(prod.locator("li.hold")).to_contain_text("on hold")
+    expect(prod.locator("li.hold")).to_contain_text("INC-7: payments freeze")
+    window = prod.locator("li.window")
+    expect(window).to_contain_text("next opening")
+    expect(window.get_by_text("closed", exact=True)).to_have_class(bad)
+    failed = page.locator("#env-staging li.verification")
+    expect(failed.get_by_text("Failed", exact=True)).to_have_class(bad)
+    api = page.get_by_role("row").filter(has=page.get_by_role("rowheader", name="api"))
+    expect(api).to_contain_text("runs a rejected version: api v1.8.0 was rejected by rm1")
+    shot(page, "release", tmp_path)
+
+    n = ui_world.prs["prod"]
+    page.locator(f"#pr-{n}-web-app-prod").click()
+    gates = page.locator("#gates")
+    policy = gates.get_by_role("row").filter(has_text="Policies on the head")
+    expect(policy).to_contain_text("policy violation")
+    expect(policy).to_contain_text("web-app v2.5.0 must not reach prod")
+    expect(policy.get_by_text("violated", exact=True)).to_have_class(bad)
+    closed = gates.get_by_role("row").filter(has_text="Merge window of prod")
+    expect(closed.get_by_text("closed", exact=True)).to_have_class(bad)
+    expect(gates.get_by_role("row").filter(has_text="Hold on prod")).to_contain_text("rm2")
+    expect(gates.get_by_role("row").filter(has_text="Rejected versions")).to_contain_text(
+        "api v1.8.0"
+    )
+    expect(page.locator("#scope")).to_contain_text("prod: because of overlays/prod/")
+    gates.evaluate("el => el.scrollIntoView({block: 'start'})")
+    shot(page, "gates", tmp_path)
+
+    page.goto(f"{dashboard}/history/prod")
+    change = page.locator("ol.timeline > li.unapproved").first
+    expect(change).to_contain_text(f"commit {ui_world.unapproved[:12]}")
+    expect(change).to_contain_text("Reached prod without approval")
+    expect(change.get_by_text("unapproved", exact=True)).to_have_class(bad)
+    expect(page.locator("ol.timeline > li.record").filter(has_text="Hold prod")).to_contain_text(
+        "INC-7: payments freeze"
+    )
 
 
 def test_keyboard_reaches_a_pull_request_link_and_opens_it(
@@ -155,6 +207,6 @@ def test_matrix_updates_without_reload_when_an_agent_reports(
     status_mod.write(ui_world.cluster, failed, namespace=ns)
     try:
         expect(header).to_contain_text("last pass failed at render")  # htmx polled it in
-        expect(header.get_by_text("Failed", exact=True)).to_have_class(re.compile(r"\bbad\b"))
+        expect(header.get_by_text("Failed", exact=True).first).to_have_class(re.compile(r"\bbad\b"))
     finally:
         status_mod.write(ui_world.cluster, before, namespace=ns)

@@ -12,7 +12,8 @@ from urllib.parse import urljoin, urlparse
 import httpx
 import pytest
 
-from tests.ui_world import CANARY, World, free_port, serve
+from tests.helpers import run_cli
+from tests.ui_world import CANARY, POLICY_FILE, World, free_port, serve
 
 pytestmark = pytest.mark.integration
 
@@ -34,7 +35,9 @@ def test_matrix_shows_versions_sync_health_behind_and_drift(
     assert web["environments"]["staging"]["tag"] == "v2.5.0"
     assert web["environments"]["prod"]["behindUpstream"] is True
     assert web["environments"]["dev"]["corrected"] is True
-    assert web["environments"]["prod"]["prs"] == [{"number": ui_world.prs["prod"], "to": "v2.5.0"}]
+    assert web["environments"]["prod"]["prs"] == [
+        {"number": ui_world.prs["prod"], "to": "v2.5.0", "rejected": None}
+    ]
     words = text_of(get(dashboard, "/").text)
     assert "v2.5.0" in words and "Synced" in words and "Healthy" in words
     assert "behind staging" in words and "drift corrected" in words
@@ -59,6 +62,90 @@ def test_pr_page_shows_approvals_verified_now_and_what_is_missing(
     assert "web-app v2.3.1 v2.5.0" in words  # prod on main now, and what the PR sets
 
 
+def test_matrix_shows_verification_trust_chain_holds_windows_and_rejections(
+    ui_world: World, dashboard: str
+) -> None:
+    doc = get(dashboard, "/api/matrix").json()
+    release = doc["release"]
+    assert release["staging"]["verification"]["state"] == "Failed"
+    assert "127.0.0.1" in release["staging"]["verification"]["reason"]  # the failing check
+    unverified = release["prod"]["unverified"]
+    assert unverified["commit"] == ui_world.unapproved and POLICY_FILE in unverified["files"]
+    assert "INC-7: payments freeze" in release["prod"]["hold"]
+    assert release["prod"]["windows"]["open"] is False
+    assert release["prod"]["windows"]["nextOpening"]
+    assert release["dev"]["windows"] is None and release["dev"]["hold"] is None
+    api = next(r for r in doc["apps"] if r["app"] == "api")
+    assert "api v1.8.0 was rejected by rm1" in api["environments"]["staging"]["rejected"]
+    assert api["environments"]["prod"]["rejected"] is None  # prod runs v1.7.5
+    assert "leaks connections" in api["environments"]["prod"]["prs"][0]["rejected"]
+    words = text_of(get(dashboard, "/").text)
+    assert "verification: Failed" in words
+    assert f"trust chain: Unverified the agent refuses commit {ui_world.unapproved[:12]}" in words
+    assert f"(changes {POLICY_FILE})" in words
+    assert "on hold prod is on hold since" in words and "by rm2: INC-7" in words
+    assert "merge window: closed outside every allow window; next opening" in words
+    assert "rejected runs a rejected version: api v1.8.0" in words
+    assert "rejected offers a rejected version" in words
+
+
+def test_pr_page_shows_gates_scope_windows_rejections_and_holds(
+    ui_world: World, dashboard: str
+) -> None:
+    n = ui_world.prs["prod"]
+    words = text_of(get(dashboard, f"/prs/{n}").text)
+    assert "Scope: what this change affects prod : because of overlays/prod/" in words
+    assert "Policies on the head violated policy violation : prod:" in words
+    assert "policy no-v2-5-0-in-prod" in words and "must not reach prod" in words
+    assert "Merge window of prod closed outside every allow window; next opening" in words
+    assert "Rejected versions rejected api v1.8.0 was rejected by rm1" in words
+    assert "Hold on prod on hold prod is on hold since" in words
+    assert "Approvals missing PR #" in words and "into prod needs 2 approval(s)" in words
+    merged = text_of(get(dashboard, f"/prs/{ui_world.prs['staging']}").text)
+    assert "counted at merge" in merged and "Before merge" not in merged
+
+
+def test_pr_api_gives_what_promote_prs_and_show_print(ui_world: World, dashboard: str) -> None:
+    cwd = ui_world.repo.work
+    listed = run_cli("prs", "--state", "all", "-o", "json", cwd=cwd)
+    assert listed.code == 0, listed.stderr
+    api = get(dashboard, "/api/prs").json()
+    assert api["pullRequests"] == listed.json()["pullRequests"]
+    for n in ui_world.prs.values():
+        shown = run_cli("show", str(n), "-o", "json", cwd=cwd)
+        assert shown.code == 0, shown.stderr
+        doc = get(dashboard, f"/api/prs/{n}").json()
+        cli_doc = shown.json()
+        for key in ("pullRequest", "head", "approvals", "policy", "gates"):
+            assert doc[key] == cli_doc[key], key
+    gates = get(dashboard, f"/api/prs/{ui_world.prs['prod']}").json()["gates"]
+    assert gates["mergeable"] is False
+    assert [w["env"] for w in gates["windows"] if not w["open"]] == ["prod"]
+    assert any(f["policy"] == "no-v2-5-0-in-prod" and f["blocks"] for f in gates["policy"])
+    assert gates["rejected"]["status"] == "blocked" and gates["holds"][0]["by"] == "rm2"
+    assert get(dashboard, "/api/prs/999").status_code == 404
+
+
+def test_history_marks_unapproved_changes_and_lists_rejections_and_holds(
+    ui_world: World, dashboard: str
+) -> None:
+    api = get(dashboard, "/api/history/prod").json()
+    unapproved = [e for e in api["entries"] if e["unapproved"]]
+    assert unapproved[0]["commit"] == ui_world.unapproved  # newest first
+    assert unapproved[0]["files"] == [POLICY_FILE]
+    kinds = {r["kind"]: r for r in api["records"]}
+    assert kinds["hold"]["by"] == "rm2" and kinds["hold"]["reason"] == "INC-7: payments freeze"
+    assert kinds["reject"]["by"] == "rm1" and kinds["reject"]["reason"] == "leaks connections"
+    staging = get(dashboard, "/api/history/staging").json()["records"]
+    assert [r["kind"] for r in staging] == ["reject"]  # prod's hold is prod's
+    cli = run_cli("history", "prod", "-o", "json", cwd=ui_world.repo.work)
+    assert api["entries"] == cli.json()["entries"]  # what `promote history` prints
+    words = text_of(get(dashboard, "/history/prod").text)
+    assert f"Reached prod without approval : changed {POLICY_FILE}" in words
+    assert "rejected Reject api v1.8.0 · by rm1" in words and "Reason: leaks connections" in words
+    assert "on hold Hold prod · by rm2" in words and "Reason: INC-7: payments freeze" in words
+
+
 def test_pr_diff_renders_each_affected_environment_line_by_line(
     ui_world: World, dashboard: str
 ) -> None:
@@ -78,12 +165,17 @@ def test_history_lists_promotions_with_approvers_and_diffs_two_points(
     words = text_of(page)
     assert f"PR #{ui_world.prs['staging']}" in words and "merged by alice" in words
     assert "rm1" in words and "signature valid" in words
-    link = re.search(r'href="(/history/staging/diff\?from=[0-9a-f]+&amp;to=[0-9a-f]+)"', page)
+    api = get(dashboard, "/api/history/staging").json()
+    merged = next(
+        e for e in api["entries"] if e["pr"] and e["pr"]["number"] == ui_world.prs["staging"]
+    )
+    assert merged["approvals"][0]["signature"] == "valid"
+    link = re.search(
+        rf'href="(/history/staging/diff\?from=[0-9a-f]+&amp;to={merged["commit"]})"', page
+    )
     assert link is not None
     diff = text_of(get(dashboard, link.group(1).replace("&amp;", "&")).text)
     assert "+ - image: registry.example.com/acme/web-app:v2.5.0" in diff
-    api = get(dashboard, "/api/history/staging").json()
-    assert api["entries"][0]["approvals"][0]["signature"] == "valid"
 
 
 def test_history_refuses_revisions_that_are_not_on_main(dashboard: str) -> None:
@@ -123,8 +215,11 @@ def test_agents_page_reads_configmaps_and_agent_status_urls(ui_world: World) -> 
         server.shutdown()
     assert envs["dev"]["source"] == f"http://127.0.0.1:{port}/status"
     assert envs["staging"]["source"].startswith("ConfigMap ")
-    for env in ("dev", "staging", "prod"):
+    for env in ("dev", "staging"):
         assert envs[env]["error"] is None and envs[env]["status"]["sync"] == "Synced"
+    assert envs["prod"]["status"]["sync"] == "Unverified"  # a policy pushed without a PR
+    assert "Trust chain Unverified refuses commit" in words
+    assert "Verification Failed" in words
     assert "Drift corrections 1; last: Deployment" in words
     assert "Last error none" in words
 
@@ -153,7 +248,8 @@ def test_no_secret_value_on_any_page_or_api_response(ui_world: World, dashboard:
     live = ui_world.cluster.get(ui_world.cluster.resource("v1", "Secret"), ns, "db")
     assert base64.b64decode(live["data"]["password"]).decode() == CANARY
     envs = ("dev", "staging", "prod")
-    apis = ["/api/matrix", "/api/agents", *(f"/api/history/{e}" for e in envs)]
+    apis = ["/api/matrix", "/api/agents", "/api/prs", *(f"/api/history/{e}" for e in envs)]
+    apis += [f"/api/prs/{n}" for n in ui_world.prs.values()]
     pages = crawl(dashboard, ["/", "/prs", "/agents", "/history", *apis])
     assert len(pages) > 15 and any("/diff" in p for p in pages)
     encoded = base64.b64encode(CANARY.encode()).decode()
