@@ -12,7 +12,9 @@ A PR counts only when the forge names ``sha`` as its merge commit (``merge_commi
 commit that merely appears in some PR proves nothing. Answers about merged PRs do not change
 once merged (reviews after the merge are dropped by the caller), so they are kept on disk per
 SHA (:class:`MergeCache`): a later pass, or a restarted agent, asks the forge nothing for a step
-it has seen. "No PR merged this commit" is kept in memory only, so a restarted agent asks again.
+it has seen. "No PR merged this commit" is kept in memory for :data:`NEGATIVE_TTL_S` only: Gitea
+pushes the merge (and sends its push webhook) before it marks the PR merged, so an agent woken
+by that push may ask a moment too early.
 
 Must not: judge, or write anything to the forge. The token is the agent's, read from the
 variable ``forge.tokenEnv`` names; Gitea scopes ``read:repository`` + ``read:user``, GitHub
@@ -26,6 +28,7 @@ import logging
 import os
 import re
 import tempfile
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
@@ -41,6 +44,7 @@ log = logging.getLogger(__name__)
 
 _SHA = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
 CACHE_VERSION = 1
+NEGATIVE_TTL_S = 30.0  # how long "no PR merged it" is believed before the forge is asked again
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,12 +147,13 @@ class MergeLookup:
     def __init__(self, forge: ServerForge, *, cache_dir: Path | None = None) -> None:
         self.forge = forge
         self.cache = MergeCache(cache_dir)
-        self._none: set[str] = set()  # commits no PR merged (this agent's life only)
+        self._none: dict[str, float] = {}  # commit no PR merged -> when the forge said so
         self.calls = 0  # API requests made (bench/reconcile.py reports them)
 
     def merged_pull(self, sha: str) -> MergedPull | None:
         """The PR the forge says merged ``sha`` into main, or None (a direct push)."""
-        if sha in self._none:
+        said = self._none.get(sha)
+        if said is not None and time.monotonic() - said < NEGATIVE_TTL_S:
             return None
         cached = self.cache.get(sha)
         if cached is not None:
@@ -156,7 +161,7 @@ class MergeLookup:
         self.calls += 1
         data = self.forge.pull_of_commit(sha)
         if data is None or not merged_pull_of(data, sha):
-            self._none.add(sha)
+            self._none[sha] = time.monotonic()
             return None
         found = self._read(data, sha)
         self.cache.put(found)

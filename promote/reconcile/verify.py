@@ -133,7 +133,8 @@ class Verifier:
         verdict = self._check(anchor, known, revision, refs)
         self.cost.seconds = time.monotonic() - started
         self.cost.signatures = self._signatures() - signatures
-        self._verdicts[key] = verdict
+        if verdict.verified or self._source is None:  # a forge's "no PR merged it" may
+            self._verdicts[key] = verdict  # be a moment early: a refusal is asked again
         self._forget({anchor, revision, *known[-_MATCH_LIMIT:]})
         log.info("%s (%.3fs, %d steps)", verdict.summary(), self.cost.seconds, self.cost.steps)
         return verdict
