@@ -197,8 +197,17 @@ def test_pr_approved_and_merged_on_gitea_is_deployed(
     assert report.error is None and report.revision == squashed, report.error
     assert report.verdict is not None
     assert "(squash) approved by rm2" in dict(report.verdict.proofs)[squashed]
-    assert _image(cluster, namespace).endswith(":v3.1.0")
-    assert report.verdict is not None and report.verdict.verified
+    assert _image(cluster, namespace).endswith(":v3.1.0") and report.verdict.verified
+
+    # A fast-forward: main moves to the approved one-commit head itself.
+    number, head, _ = site.open_pr("v3.2.0")
+    site.approve(number, head, "rm1")
+    assert site.merge(number, style="fast-forward-only") == head
+    report = agent.run_pass()
+    assert report.error is None and report.revision == head, report.error
+    assert report.verdict is not None
+    assert "(fast-forward) approved by rm1" in dict(report.verdict.proofs)[head]
+    assert _image(cluster, namespace).endswith(":v3.2.0")
 
 
 def test_direct_push_to_main_on_gitea_is_unverified(
