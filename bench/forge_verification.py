@@ -5,7 +5,7 @@ them read from the agent's cache directory (a later pass or a restarted agent).
 A real Gitea (built from Go modules, ``tools/ensure-gitea``) on 127.0.0.1 holds the example
 layout; each merge is a PR changing prod's tag, approved by rm1 and merged by Gitea (merge
 commit). The agent's side reads a mirror of the repository and asks Gitea with a read-only
-token (``read:repository``, ``read:user``).
+token (``read:repository``, ``read:issue``, ``read:user``).
 
 Run: python bench/forge_verification.py [--passes 7]
 """
@@ -74,7 +74,7 @@ def _token(gitea: GiteaServer) -> str:
     r = httpx.post(
         f"{gitea.api_url}/users/{u.name}/tokens",
         auth=(u.name, u.password),
-        json={"name": "bench-agent", "scopes": ["read:repository", "read:user"]},
+        json={"name": "bench-agent", "scopes": ["read:repository", "read:issue", "read:user"]},
         timeout=30,
     )
     r.raise_for_status()

@@ -4,7 +4,8 @@ An agent verifying an environment whose pull requests live on Gitea or GitHub as
 with a READ-ONLY token, for each first-parent step of main: which pull request merged it
 (Gitea ``GET /repos/{o}/{r}/commits/{sha}/pull``, its merged-commit lookup; GitHub
 ``GET /repos/{o}/{r}/commits/{sha}/pulls``), that PR's head, who opened it, its reviews and the
-forge users who wrote its commits. :class:`MergedPull` is that answer as data; whether it proves
+forge users who wrote its commits (as the forge maps their e-mail addresses) or pushed them
+(Gitea's timeline names every pusher). :class:`MergedPull` is that answer as data; whether it proves
 the step is ``reconcile/forgeproofs.py``'s and ``promotion/judgement.py``'s, never this
 module's.
 
@@ -17,8 +18,9 @@ pushes the merge (and sends its push webhook) before it marks the PR merged, so 
 by that push may ask a moment too early.
 
 Must not: judge, or write anything to the forge. The token is the agent's, read from the
-variable ``forge.tokenEnv`` names; Gitea scopes ``read:repository`` + ``read:user``, GitHub
-fine-grained ``pull_requests:read`` + ``contents:read``.
+variable ``forge.tokenEnv`` names; Gitea scopes ``read:repository``, ``read:issue`` (the
+timeline: who pushed) and ``read:user``; GitHub fine-grained ``pull_requests:read`` and
+``contents:read``.
 """
 
 from __future__ import annotations
@@ -59,7 +61,10 @@ class MergedPull:
     merged_at: datetime
     author: str  # the forge user who opened it (``user.login``)
     reviews: tuple[payload.Review, ...] = ()
-    writers: tuple[str, ...] = field(default_factory=tuple)  # forge users of its commits
+    writers: tuple[str, ...] = field(default_factory=tuple)  # who wrote or pushed its commits
+    # Commits of the PR no push event names yet: Gitea writes a push's timeline event just
+    # after it moves the PR's head, so an early answer may miss a pusher. Not cached.
+    unrecorded: tuple[str, ...] = ()
 
     def to_doc(self) -> dict[str, Any]:
         doc = asdict(self)
@@ -89,6 +94,7 @@ class MergedPull:
             author=str(doc["author"]),
             reviews=reviews,
             writers=tuple(str(w) for w in doc.get("writers") or ()),
+            unrecorded=tuple(str(c) for c in doc.get("unrecorded") or ()),
         )
 
 
@@ -108,6 +114,28 @@ def writers_of(commits: Iterable[Mapping[str, Any]]) -> tuple[str, ...]:
             if login and login not in out:
                 out.append(login)
     return tuple(sorted(out))
+
+
+def pushers_of(events: Iterable[Mapping[str, Any]]) -> tuple[tuple[str, ...], set[str]]:
+    """The forge users who pushed to a PR's branch, from its issue timeline, and the commits
+    those pushes name. Gitea records every push as a ``pull_push`` event by the pusher
+    (whatever the commits' e-mail addresses say), its body listing the commits pushed (a force
+    push: ``[old, new]`` beside an ordinary event listing the new commits); GitHub names only
+    force-pushers (``head_ref_force_pushed``) and no commits."""
+    out: set[str] = set()
+    named: set[str] = set()
+    for e in events:
+        if e.get("type") == "pull_push":
+            out.add(payload.login_of(e, missing=""))
+            try:
+                body = json.loads(str(e.get("body") or "{}"))
+            except ValueError:
+                continue
+            if isinstance(body, dict) and not body.get("is_force_push"):
+                named.update(str(c) for c in body.get("commit_ids") or ())
+        elif e.get("event") == "head_ref_force_pushed":
+            out.add(payload.login_of(e, "actor", missing=""))
+    return tuple(sorted(out - {""})), named
 
 
 class MergeCache:
@@ -164,7 +192,8 @@ class MergeLookup:
             self._none[sha] = time.monotonic()
             return None
         found = self._read(data, sha)
-        self.cache.put(found)
+        if not found.unrecorded:
+            self.cache.put(found)
         return found
 
     def _read(self, data: Mapping[str, Any], sha: str) -> MergedPull:
@@ -186,7 +215,15 @@ class MergeLookup:
                 params=params,
             )
         )
-        self.calls += 2
+        events = self.forge.api.paginate(
+            f"repos/{repo}/issues/{number}/timeline",
+            what=f"read the timeline of PR #{number}",
+            params=params,
+        )
+        pushers, named = pushers_of(events)
+        self.calls += 3
+        shas = [str(c.get("sha") or "") for c in commits]
+        unrecorded = [c for c in shas if c not in named] if self.forge.kind == "gitea" else []
         head, base = data.get("head") or {}, data.get("base") or {}
         log.debug("forge: %s was merged by PR #%s", sha[:12], number)
         return MergedPull(
@@ -198,5 +235,6 @@ class MergeLookup:
             merged_at=payload.parse_time(data.get("merged_at")),
             author=payload.login_of(data, missing=""),
             reviews=tuple(reviews),
-            writers=writers_of(commits),
+            writers=tuple(sorted({*writers_of(commits), *pushers})),
+            unrecorded=tuple(unrecorded),
         )

@@ -6,7 +6,7 @@ forge they are reviews, which only the forge can vouch for: the agent asks it, w
 token (``forge/merges.py``), which PR merged each first-parent step, and judges that PR's head
 exactly as ``promote merge`` does (``promotion/judgement.py`` under the step's FIRST PARENT:
 scope from the change, every affected environment's policy, listed approvers by forge user,
-the PR's author and every forge user who wrote one of its commits excluded unless
+the PR's author and every forge user who wrote or pushed one of its commits excluded unless
 ``allowSelfApproval``, approvals bound to the head SHA). Reviews submitted after the merge,
 dismissed ones and those a later "changes requested" withdrew do not count.
 
@@ -30,10 +30,11 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from promote import config
-from promote.errors import GitError, PromoteError
+from promote.errors import ForgeUnavailable, GitError, PromoteError
 from promote.forge import base as forge_base
 from promote.forge import factory as forge_factory
 from promote.forge import merges, payload
@@ -44,6 +45,9 @@ from promote.reconcile import proofs
 log = logging.getLogger(__name__)
 
 FetchHead = Callable[[int], None]  # brings ``refs/pull/N/head`` into the mirror
+# How long after a merge an incomplete record of who pushed is waited for (a retryable error:
+# V stays deployed, no Unverified) before it refuses the step.
+SETTLE = timedelta(minutes=10)
 
 
 class ForgeProofs:
@@ -57,7 +61,9 @@ class ForgeProofs:
         env: str,
         main_branch: str,
         fetch_head: FetchHead | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
+        self._clock = clock
         self.env = env
         self.lookup = lookup
         self._repo = repo
@@ -73,6 +79,19 @@ class ForgeProofs:
             return None, f"no pull request on {self._forge} merged it (a direct push)"
         if found.base != self._main:
             return None, f"{self._forge} PR #{found.number} merged into {found.base!r}"
+        if found.unrecorded:
+            waited = self._clock() - found.merged_at
+            if waited < SETTLE:  # the forge is still writing who pushed: ask again soon
+                raise ForgeUnavailable(
+                    f"{self._forge} has not yet recorded who pushed commit "
+                    f"{found.unrecorded[0][:12]} of PR #{found.number} (merged "
+                    f"{waited.total_seconds():.0f} s ago); {self.env} stays at its verified "
+                    "revision and asks again."
+                )
+            return None, (
+                f"{self._forge} PR #{found.number}: no push of commit {found.unrecorded[0][:12]} "
+                "is recorded, so who pushed it is unknown"
+            )
         style, problem = self._style(step, found)
         if problem:
             return None, f"{self._forge} PR #{found.number}: {problem}"
@@ -136,7 +155,7 @@ class ForgeProofs:
         )
         before = [r for r in found.reviews if r.at <= found.merged_at]  # none after the merge
         approvals = payload.approvals_from_reviews(before, pr=n, env=pr.env)
-        writers = {w: f"wrote a commit of PR #{n} (per {self._forge})" for w in found.writers}
+        writers = {w: f"wrote or pushed a commit of PR #{n} ({self._forge})" for w in found.writers}
         base = self._repo.merge_base(step.parents[0], head) or step.parents[0]
         try:
             verdict = snap.tree.head_verdict(

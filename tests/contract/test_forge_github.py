@@ -117,6 +117,7 @@ class GitHub:
             ("POST", rf"{r}/issues/(\d+)/comments", self._comment),
             ("GET", rf"{r}/commits/([0-9a-f]{{40}})/pulls", self._commit_pulls),
             ("GET", rf"{r}/pulls/(\d+)/commits", self._pull_commits),
+            ("GET", rf"{r}/issues/(\d+)/timeline", self._timeline),
         ]
 
     # --- git ---------------------------------------------------------------------------------
@@ -323,6 +324,18 @@ class GitHub:
                 }
             )
         return self._page(request, items, f"/pulls/{n}/commits")
+
+    def _timeline(self, user: str, body: Any, request: httpx.Request, n: str) -> httpx.Response:
+        """Timeline events; a plain push appears as ``committed`` events, which name the
+        commit's git author, not a GitHub user (only force pushes name an ``actor``)."""
+        pr = self.pulls[int(n)]
+        head = pr["head_sha"] if pr["state"] == "closed" else self.sha(pr["branch"])
+        base = f"{pr['merge_sha']}^1" if pr["merge_sha"] else "main"
+        items = [
+            {"event": "committed", "sha": sha, "author": {"name": "?", "email": "?"}}
+            for sha in self._git("rev-list", "--reverse", f"{base}..{head}").splitlines()
+        ]
+        return self._page(request, items, f"/issues/{n}/timeline")
 
     def _merge(self, user: str, body: dict[str, Any], q: Any, n: str) -> httpx.Response:
         if self.before_merge is not None:

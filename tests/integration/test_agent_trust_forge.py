@@ -1,8 +1,8 @@
 """The agent verifies steps merged on Gitea (issue 13 item 5): a prod agent against the real
 kube-apiserver and a real Gitea, reading the forge's reviews with a READ-ONLY token
-(``read:repository``, ``read:user``). Only a change whose PR Gitea merged after listed
-approvers approved its head, with a merge that hides nothing, reaches prod; anything else
-leaves prod at its last verified revision, reported Unverified."""
+(``read:repository``, ``read:issue``, ``read:user``). Only a change whose PR Gitea merged
+after listed approvers approved its head, with a merge that hides nothing, reaches prod; anything
+else leaves prod at its last verified revision, reported Unverified."""
 
 from __future__ import annotations
 
@@ -92,6 +92,11 @@ class Site:
             while c.get(f"/repos/{self.repo}/pulls/{number}").json()["head"]["sha"] != head:
                 assert time.monotonic() < deadline, f"PR #{number} never showed {head[:12]}"
                 time.sleep(0.1)
+            # ... and its page shows the push (a timeline event naming the pusher), as a
+            # reviewer sees it before approving.
+            while head not in c.get(f"/repos/{self.repo}/issues/{number}/timeline").text:
+                assert time.monotonic() < deadline, f"PR #{number}: push of {head[:12]}?"
+                time.sleep(0.1)
 
     def merge(self, number: int, *, style: str = "merge", user: str = "dev1") -> str:
         """Merge on Gitea (as a user clicks the button); returns main's new tip."""
@@ -114,7 +119,7 @@ class Site:
             auth=(u.name, u.password),
             json={
                 "name": f"agent-{uuid.uuid4().hex[:6]}",
-                "scopes": ["read:repository", "read:user"],
+                "scopes": ["read:repository", "read:issue", "read:user"],
             },
             timeout=30,
         )
@@ -163,6 +168,18 @@ def agent(
     built.cache.stop()
 
 
+def _settled_pass(agent: Agent) -> Any:
+    """One agent pass once Gitea has recorded who pushed each commit: until then the verify
+    stage fails with a retryable error and prod stays at V (the loop would back off)."""
+    deadline = time.monotonic() + 30
+    while True:
+        report = agent.run_pass()
+        if report.error is None or "has not yet recorded who pushed" not in str(report.error):
+            return report
+        assert time.monotonic() < deadline, report.error
+        time.sleep(0.2)
+
+
 def _image(cluster: client.Cluster, ns: str) -> str:
     dep = cluster.get(cluster.resource("apps/v1", "Deployment"), ns, "web-app")
     assert dep is not None
@@ -181,7 +198,7 @@ def test_pr_approved_and_merged_on_gitea_is_deployed(
     number, head, _ = site.open_pr("v3.0.0")
     site.approve(number, head, "rm1")
     merged = site.merge(number)
-    report = agent.run_pass()
+    report = _settled_pass(agent)
     assert report.error is None and report.revision == merged, report.error
     assert report.verdict is not None and report.verdict.verified
     assert (
@@ -193,7 +210,7 @@ def test_pr_approved_and_merged_on_gitea_is_deployed(
     number, head, _ = site.open_pr("v3.1.0")
     site.approve(number, head, "rm2")
     squashed = site.merge(number, style="squash")
-    report = agent.run_pass()
+    report = _settled_pass(agent)
     assert report.error is None and report.revision == squashed, report.error
     assert report.verdict is not None
     assert "(squash) approved by rm2" in dict(report.verdict.proofs)[squashed]
@@ -203,7 +220,7 @@ def test_pr_approved_and_merged_on_gitea_is_deployed(
     number, head, _ = site.open_pr("v3.2.0")
     site.approve(number, head, "rm1")
     assert site.merge(number, style="fast-forward-only") == head
-    report = agent.run_pass()
+    report = _settled_pass(agent)
     assert report.error is None and report.revision == head, report.error
     assert report.verdict is not None
     assert "(fast-forward) approved by rm1" in dict(report.verdict.proofs)[head]
@@ -217,7 +234,7 @@ def test_direct_push_to_main_on_gitea_is_unverified(
     wt = site.clone("rm1")  # even a release manager's push is no approval
     site.commit_tag(wt, "v6.6.6-evil", "hotfix")
     pushed = site.push(wt, "main")
-    report = agent.run_pass()
+    report = _settled_pass(agent)
     assert report.error is None and report.head == pushed and report.revision != pushed
     assert _image(cluster, namespace) == before
     refused = _unverified(cluster, namespace)
@@ -240,6 +257,20 @@ def _by_commit_writer(site: Site) -> str:
     head = site.push(wt, branch)
     site.wait_head(number, head)
     site.approve(number, head, "rm1")  # ... and approves it: Gitea allows, prod does not
+    return site.merge(number)
+
+
+def _by_disguised_pusher(site: Site) -> str:
+    """rm1 pushes a commit under an address Gitea knows nobody by, and approves it: Gitea's
+    timeline still names rm1 as its pusher."""
+    number, _, _ = site.open_pr("v4.0.3")
+    branch = _branch(site, number)
+    wt = site.clone("rm1", branch)
+    site.gitea.git(wt, "config", "user.email", "nobody@elsewhere.example")
+    site.commit_tag(wt, "v4.0.4", "a little extra")
+    head = site.push(wt, branch)
+    site.wait_head(number, head)
+    site.approve(number, head, "rm1")
     return site.merge(number)
 
 
@@ -285,18 +316,19 @@ def _branch(site: Site, number: int) -> str:
     ("attack", "reason"),
     [
         (_by_non_approver, "promote-admin: not counted: not a listed approver of prod"),
-        (_by_commit_writer, "rm1: not counted: wrote a commit of PR"),
+        (_by_commit_writer, "rm1: not counted: wrote or pushed a commit of PR"),
+        (_by_disguised_pusher, "rm1: not counted: wrote or pushed a commit of PR"),
         (_on_older_head, "rm1: not counted: stale"),
         (_with_changed_merge_tree, "the merge's tree is not the plain merge of its parents"),
     ],
-    ids=["non-approver", "commit-writer", "older-head", "changed-merge-tree"],
+    ids=["non-approver", "commit-writer", "disguised-pusher", "older-head", "changed-tree"],
 )
 def test_merged_on_gitea_without_a_sound_approval_is_unverified(
     site: Site, agent: Agent, cluster: client.Cluster, namespace: str, attack: Any, reason: str
 ) -> None:
     before = _image(cluster, namespace)
     merged = attack(site)
-    report = agent.run_pass()
+    report = _settled_pass(agent)
     assert report.error is None and report.head == merged and report.revision != merged
     assert _image(cluster, namespace) == before
     refused = _unverified(cluster, namespace)
