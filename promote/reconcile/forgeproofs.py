@@ -76,7 +76,10 @@ class ForgeProofs:
         first parent's configuration)."""
         found = self.lookup.merged_pull(step.sha)
         if found is None:
-            return None, f"no pull request on {self._forge} merged it (a direct push)"
+            return None, (
+                f"no pull request on {self._forge} merged it (a direct push, or one of several "
+                "commits rebased or fast-forwarded onto main)"
+            )
         if found.base != self._main:
             return None, f"{self._forge} PR #{found.number} merged into {found.base!r}"
         if found.unrecorded:

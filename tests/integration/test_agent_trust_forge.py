@@ -239,7 +239,7 @@ def test_direct_push_to_main_on_gitea_is_unverified(
     assert _image(cluster, namespace) == before
     refused = _unverified(cluster, namespace)
     assert refused["commit"] == pushed and refused["files"] == [PROD_KZ]
-    assert "no pull request on Gitea merged it (a direct push)" in refused["reason"]
+    assert "no pull request on Gitea merged it (a direct push" in refused["reason"]
     assert 'promote_unverified_revision{env="prod"} 1.0' in agent.metrics.exposition().decode()
 
 
@@ -272,6 +272,26 @@ def _by_disguised_pusher(site: Site) -> str:
     site.wait_head(number, head)
     site.approve(number, head, "rm1")
     return site.merge(number)
+
+
+def _rebased_commits(site: Site) -> str:
+    """A two-commit PR, approved, merged with Gitea's "rebase": main gains two rewritten
+    commits, neither of them a head anyone reviewed."""
+    number, _, wt = site.open_pr("v4.3.0")
+    site.commit_tag(wt, "v4.3.1", "second commit")
+    head = site.push(wt, _branch(site, number))
+    site.wait_head(number, head)
+    site.approve(number, head, "rm1")
+    other = site.clone("rm2")  # main moves meanwhile (a dev-only change): the rebase rewrites
+    (other / "overlays/dev/kustomization.yaml").write_text(
+        (other / "overlays/dev/kustomization.yaml").read_text() + "# dev note\n"
+    )
+    site.gitea.git(other, "commit", "-qam", "dev note")
+    site.push(other, "main")
+    site.merge(number, style="rebase")
+    with site.api("rm1") as c:
+        commits = c.get(f"/repos/{site.repo}/commits", params={"sha": "main", "limit": 2}).json()
+    return str(commits[1]["sha"])  # the first rewritten commit: the step refused
 
 
 def _on_older_head(site: Site) -> str:
@@ -319,18 +339,26 @@ def _branch(site: Site, number: int) -> str:
         (_by_commit_writer, "rm1: not counted: wrote or pushed a commit of PR"),
         (_by_disguised_pusher, "rm1: not counted: wrote or pushed a commit of PR"),
         (_on_older_head, "rm1: not counted: stale"),
+        (_rebased_commits, "or one of several commits rebased or fast-forwarded onto main"),
         (_with_changed_merge_tree, "the merge's tree is not the plain merge of its parents"),
     ],
-    ids=["non-approver", "commit-writer", "disguised-pusher", "older-head", "changed-tree"],
+    ids=[
+        "non-approver",
+        "commit-writer",
+        "disguised-pusher",
+        "older-head",
+        "multi-commit-rebase",
+        "changed-tree",
+    ],
 )
 def test_merged_on_gitea_without_a_sound_approval_is_unverified(
     site: Site, agent: Agent, cluster: client.Cluster, namespace: str, attack: Any, reason: str
 ) -> None:
     before = _image(cluster, namespace)
-    merged = attack(site)
+    refused_commit = attack(site)
     report = _settled_pass(agent)
-    assert report.error is None and report.head == merged and report.revision != merged
+    assert report.error is None and report.revision != report.head
     assert _image(cluster, namespace) == before
     refused = _unverified(cluster, namespace)
-    assert refused["commit"] == merged and PROD_KZ in refused["files"]
+    assert refused["commit"] == refused_commit and PROD_KZ in refused["files"]
     assert reason in refused["reason"], refused["reason"]
