@@ -242,6 +242,15 @@ def test_direct_push_to_main_on_gitea_is_unverified(
     assert "no pull request on Gitea merged it (a direct push" in refused["reason"]
     assert 'promote_unverified_revision{env="prod"} 1.0' in agent.metrics.exposition().decode()
 
+    # Recovery: a revert (pushed directly too) brings prod's inputs back to a verified state.
+    site.gitea.git(wt, "revert", "--no-edit", pushed)
+    reverted = site.push(wt, "main")
+    healed = _settled_pass(agent)
+    assert healed.error is None and healed.revision == reverted, healed.error
+    assert _image(cluster, namespace) == before
+    st = status_mod.read(cluster, env="prod", namespace=namespace)
+    assert st is not None and st.sync != "Unverified" and st.unverified is None
+
 
 def _by_non_approver(site: Site) -> str:
     number, head, _ = site.open_pr("v4.0.0")
