@@ -6,6 +6,7 @@ else leaves prod at its last verified revision, reported Unverified."""
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 from collections.abc import Iterator
@@ -21,7 +22,7 @@ from promote.cluster import client
 from promote.reconcile import factory
 from promote.reconcile import status as status_mod
 from promote.reconcile.agent import Agent
-from tests.helpers import copy_example
+from tests.helpers import copy_example, run_cli
 
 if TYPE_CHECKING:
     from tests.gitea_fixture import GiteaServer
@@ -195,6 +196,7 @@ def _unverified(cluster: client.Cluster, ns: str) -> dict[str, Any]:
 def test_pr_approved_and_merged_on_gitea_is_deployed(
     site: Site, agent: Agent, cluster: client.Cluster, namespace: str
 ) -> None:
+    token = os.environ["GITEA_TOKEN"]  # the agent's read-only token reads history too
     number, head, _ = site.open_pr("v3.0.0")
     site.approve(number, head, "rm1")
     merged = site.merge(number)
@@ -215,6 +217,14 @@ def test_pr_approved_and_merged_on_gitea_is_deployed(
     assert report.verdict is not None
     assert "(squash) approved by rm2" in dict(report.verdict.proofs)[squashed]
     assert _image(cluster, namespace).endswith(":v3.1.0") and report.verdict.verified
+
+    # `promote history` judges the same way, from the forge's reviews.
+    clone = site.clone("dev1")
+    res = run_cli("history", "prod", "-o", "json", "-C", str(clone), env={"GITEA_TOKEN": token})
+    assert res.code == 0, res.stderr
+    judged = {e["commit"]: (e["judged"], e["why"]) for e in res.json()["entries"]}
+    assert judged[merged] == ("approved", "Gitea PR #1 (merge commit) approved by rm1")
+    assert judged[squashed][0] == "approved"
 
     # A fast-forward: main moves to the approved one-commit head itself.
     number, head, _ = site.open_pr("v3.2.0")
