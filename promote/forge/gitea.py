@@ -148,3 +148,16 @@ class GiteaForge(rest.ServerForge):
             },
             accept=(404, 405, 409, 422),
         )
+
+    def pull_of_commit(self, sha: str) -> dict[str, Any] | None:
+        # Gitea's merged-commit lookup: the PR whose merge_commit_sha is ``sha`` (merge,
+        # squash, rebase or fast-forward alike), 404 when none is.
+        resp = self.api.request(
+            "GET",
+            f"repos/{self.repo}/commits/{sha}/pull",
+            what=f"find the pull request that merged {sha[:12]}",
+            accept=(404,),
+        )
+        if resp.status_code == 404:
+            return None
+        return dict(http.decode(resp, f"read the pull request of {sha[:12]}", self.name))

@@ -139,3 +139,21 @@ class GitHubForge(rest.ServerForge):
             },
             accept=(404, 405, 409, 422),
         )
+
+    def pull_of_commit(self, sha: str) -> dict[str, Any] | None:
+        # "Lists the merged pull request that introduced the commit"; for a commit not on the
+        # default branch it lists open PRs instead, which the merge_commit_sha check drops.
+        resp = self.api.request(
+            "GET",
+            f"repos/{self.repo}/commits/{sha}/pulls",
+            what=f"find the pull request that merged {sha[:12]}",
+            params={"per_page": self._page_size},
+            accept=(404, 422),
+        )
+        if resp.status_code in (404, 422):  # 422: no such commit in the repository
+            return None
+        items = http.decode(resp, f"read the pull requests of {sha[:12]}", self.name) or []
+        for item in items:
+            if str(item.get("merge_commit_sha") or "") == sha and item.get("merged_at"):
+                return self._pull_json(int(item["number"]))  # the list omits ``merged``
+        return None

@@ -101,6 +101,10 @@ class ServerForge:
     ) -> httpx.Response:
         raise NotImplementedError
 
+    def pull_of_commit(self, sha: str) -> dict[str, Any] | None:
+        """The JSON of the PR the forge says merged ``sha`` (``forge/merges.py``), or None."""
+        raise NotImplementedError
+
     def _merge_retryable(self, resp: httpx.Response) -> bool:
         """The forge is still computing mergeability, or its view of the head lags the push."""
         text = self.api.message(resp).lower()

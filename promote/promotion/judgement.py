@@ -17,7 +17,7 @@ once per tree) and :meth:`PolicyTree.head_verdict` (one head's inspection and si
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from promote import config
@@ -55,8 +55,10 @@ class PolicyTree:
         head_sha: str,
         base_sha: str,
         server: bool = False,
+        writers: Mapping[str, str] | None = None,
     ) -> approvals.Verdict:
-        """Whether ``head_sha`` of ``pr`` is approved under this tree (see the module)."""
+        """Whether ``head_sha`` of ``pr`` is approved under this tree (see the module).
+        ``writers``: people the forge says wrote a commit of it (excluded like signers)."""
         # gpg checks the opener's and approvers' signatures while git answers the rest.
         signed = [(a.payload.encode(), a.signature) for a in found if a.payload and a.signature]
         if pr.opened is not None and pr.opened.signature:
@@ -80,7 +82,9 @@ class PolicyTree:
         finally:
             gpg_work.join()
         checked = verify_signatures(found, self.registry)
-        return judge(self.project, pr, seen, checked, head_sha=head_sha, server=server)
+        return judge(
+            self.project, pr, seen, checked, head_sha=head_sha, server=server, writers=writers
+        )
 
     def close(self) -> None:
         self.registry.close()
@@ -138,8 +142,10 @@ def judge(
     *,
     head_sha: str,
     server: bool = False,
+    writers: Mapping[str, str] | None = None,
 ) -> approvals.Verdict:
-    """The policy of every environment ``seen.scope`` affects, applied to ``checked``."""
+    """The policy of every environment ``seen.scope`` affects, applied to ``checked``;
+    ``writers``: commit writers the forge names, excluded beside the registered signers."""
     policies = {e: project.env(e).config.approvals for e in seen.scope.envs}
     needs = any(p.required for p in policies.values())
     refused: list[tuple[str, str]] = []
@@ -155,7 +161,7 @@ def judge(
         pr=pr.number,
         head_sha=head_sha,
         approvals=checked,
-        excluded=approvals.exclusions(opener, seen.writers()),
+        excluded=approvals.exclusions(opener, {**seen.writers(), **(writers or {})}),
         refused=refused,
         declared_env=pr.env,
     )

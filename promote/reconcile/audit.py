@@ -8,8 +8,8 @@ policy and keys) from main's first commit, where trust starts as ``promote init`
 marks every step that changed the environment's inputs: approved, restored (a revert to a
 verified state, or accepted with ``promote trust``), or unapproved. A step that changed the
 inputs without changing an image (a patch, a policy, a key) is listed too when it is not
-approved. Reads Git only (the clone's PR records, the remote's trust records when it can be
-reached); never the cluster.
+approved. Reads Git (the clone's PR records, the remote's trust records when it can be
+reached) and, on Gitea/GitHub, the forge's record of each merged PR; never the cluster.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from promote.errors import GitError
 from promote.forge import local as local_forge
 from promote.promotion import engine
 from promote.promotion import history as history_mod
-from promote.reconcile import proofs
+from promote.reconcile import factory, forgeproofs, proofs
 from promote.reconcile.verify import Audited, Verifier
 
 log = logging.getLogger(__name__)
@@ -49,7 +49,13 @@ def _audit(s: engine.Session, env: str, root: str) -> list[Audited]:
         s.repo.fetch(s.remote, [f"+{proofs.TRUST_PREFIX}*:{proofs.TRUST_PREFIX}*"])
     except GitError as exc:
         log.info("trust records not fetched (%s); reading the local copies", exc)
-    verifier = Verifier(s.repo, env=env, records=local_forge.tracked_records(s.remote))
+    # On Gitea/GitHub the approvals are the forge's reviews, read as the agent reads them.
+    forge = forgeproofs.for_project(
+        s.project.config, env, s.repo, url=s.remote, cache_root=factory.cache_root()
+    )
+    verifier = Verifier(
+        s.repo, env=env, records=local_forge.tracked_records(s.remote), proof_source=forge
+    )
     try:
         return verifier.audit(anchor=root, revision=s.sha)
     finally:

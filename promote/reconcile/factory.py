@@ -13,8 +13,8 @@ from pathlib import Path
 from promote import config
 from promote.cluster import client
 from promote.kustomize import render
+from promote.reconcile import forgeproofs, trust
 from promote.reconcile import source as source_mod
-from promote.reconcile import trust
 from promote.reconcile.agent import Agent, AgentSettings
 from promote.reconcile.desired import SecretResolver
 from promote.secrets import files, resolve
@@ -99,7 +99,12 @@ def build_agent(
     )
     gate = None
     if verifying:
-        gate = trust.TrustGate(src.repo, trust.TrustSettings(pin=ov.trust_from), env=env.name)
+        proofs = forgeproofs.for_project(
+            project.config, env.name, src.repo, url=url, cache_root=cache_root()
+        )
+        gate = trust.TrustGate(
+            src.repo, trust.TrustSettings(pin=ov.trust_from), env=env.name, proof_source=proofs
+        )
     return Agent(
         settings=settings,
         source=src,

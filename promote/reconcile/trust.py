@@ -21,7 +21,7 @@ from promote.git import repo as git_repo
 from promote.promotion import verification
 from promote.reconcile import status as status_mod
 from promote.reconcile.metrics import Metrics
-from promote.reconcile.verify import Verifier
+from promote.reconcile.verify import ProofSource, Verifier
 
 log = logging.getLogger(__name__)
 
@@ -46,10 +46,17 @@ class Decision:
 class TrustGate:
     """One environment's trust state; the agent restores it from its status once."""
 
-    def __init__(self, repo: git_repo.Repo, settings: TrustSettings, *, env: str) -> None:
+    def __init__(
+        self,
+        repo: git_repo.Repo,
+        settings: TrustSettings,
+        *,
+        env: str,
+        proof_source: ProofSource | None = None,
+    ) -> None:
         self.env = env
         self.settings = settings
-        self.verifier = Verifier(repo, env=env)
+        self.verifier = Verifier(repo, env=env, proof_source=proof_source)
         self._repo = repo
         self.pin: str | None = None
         self.verified: str | None = None  # V

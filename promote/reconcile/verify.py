@@ -17,7 +17,7 @@ import shutil
 import tempfile
 import time
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +36,10 @@ KEYS_ROOT = "keys/"
 RECORDS = "refs/promote/"  # PR and trust records: a verdict is kept until they change
 _MATCH_LIMIT = 50  # verified revisions compared when looking for a revert
 VALID = judgement.Status.VALID
+# Where approvals come from: given a step and its first parent's configuration, (proof,
+# refusal). None: the local forge's signed PR records in Git; a server forge plugs in
+# ``reconcile/forgeproofs.py``.
+ProofSource = Callable[[history.StepInfo, proofs.Snapshot], tuple[str | None, str]]
 
 
 @dataclass(slots=True)
@@ -93,8 +97,10 @@ class Verifier:
         env: str,
         work_dir: Path | None = None,
         records: str = proofs.PR_PREFIX,
+        proof_source: ProofSource | None = None,
     ) -> None:
         self.env = env
+        self._source = proof_source
         self._repo = repo
         self._work_dir = work_dir
         self.evidence = proofs.Evidence(repo, prefix=records)
@@ -127,7 +133,8 @@ class Verifier:
         verdict = self._check(anchor, known, revision, refs)
         self.cost.seconds = time.monotonic() - started
         self.cost.signatures = self._signatures() - signatures
-        self._verdicts[key] = verdict
+        if verdict.verified or self._source is None:  # a forge's "no PR merged it" may
+            self._verdicts[key] = verdict  # be a moment early: a refusal is asked again
         self._forget({anchor, revision, *known[-_MATCH_LIMIT:]})
         log.info("%s (%.3fs, %d steps)", verdict.summary(), self.cost.seconds, self.cost.steps)
         return verdict
@@ -221,7 +228,9 @@ class Verifier:
         policy = snap.policies.get(self.env)
         if policy is not None and policy.required == 0:
             return f"{self.env} required no approvals at {parent[:12]}", ""
-        if len(step.parents) == 1:
+        if self._source is not None:
+            proof, refusal = self._source(step, snap)
+        elif len(step.parents) == 1:
             proof, refusal = self._head_approved(step.sha, parent, snap)
         elif len(step.parents) == 2:
             proof, refusal = self._head_approved(step.parents[1], parent, snap)

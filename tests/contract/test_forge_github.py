@@ -34,11 +34,14 @@ import respx
 import typer
 from typer.testing import CliRunner
 
-from promote import errors
+from promote import config, errors
 from promote.cli import main as cli_main
 from promote.config import ForgeConfig
 from promote.forge import github as github_forge
 from promote.forge import http as forge_http
+from promote.reconcile import forgeproofs
+from promote.reconcile.source import GitSource
+from promote.reconcile.verify import Verifier
 from tests.helpers import copy_example
 from tests.integration.test_promotion_helpers import GitOps, git, publish
 
@@ -112,6 +115,9 @@ class GitHub:
             ("POST", rf"{r}/issues/(\d+)/labels", self._label),
             ("GET", rf"{r}/issues/(\d+)/comments", self._list_comments),
             ("POST", rf"{r}/issues/(\d+)/comments", self._comment),
+            ("GET", rf"{r}/commits/([0-9a-f]{{40}})/pulls", self._commit_pulls),
+            ("GET", rf"{r}/pulls/(\d+)/commits", self._pull_commits),
+            ("GET", rf"{r}/issues/(\d+)/timeline", self._timeline),
         ]
 
     # --- git ---------------------------------------------------------------------------------
@@ -273,6 +279,64 @@ class GitHub:
         self.reviews.setdefault(int(n), []).append(item)
         return httpx.Response(200, json=item)
 
+    def _commit_pulls(
+        self, user: str, body: Any, request: httpx.Request, sha: str
+    ) -> httpx.Response:
+        """ "Lists the merged pull request that introduced the commit to the repository. If the
+        commit is not present in the default branch, will only return open pull requests
+        associated with the commit." (422 "No commit found for SHA" for an unknown commit)"""
+        probe = subprocess.run(
+            ["git", "--git-dir", str(self.bare), "cat-file", "-e", f"{sha}^{{commit}}"],
+            capture_output=True,
+            check=False,
+        )
+        if probe.returncode != 0:
+            return _err(422, f"No commit found for SHA: {sha}")
+        merged = [p for p in self.pulls.values() if p["merge_sha"] == sha]
+        found = merged or [
+            p for p in self.pulls.values() if p["state"] == "open" and self.sha(p["branch"]) == sha
+        ]
+        items = [self._pr_json(p, simple=True) for p in found]
+        return self._page(request, items, f"/commits/{sha}/pulls")
+
+    def _pull_commits(self, user: str, body: Any, request: httpx.Request, n: str) -> httpx.Response:
+        """The PR's commits; ``author``/``committer`` are the GitHub users their e-mail
+        addresses belong to (null when none)."""
+        pr = self.pulls[int(n)]
+        head = pr["head_sha"] if pr["state"] == "closed" else self.sha(pr["branch"])
+        base = f"{pr['merge_sha']}^1" if pr["merge_sha"] else "main"
+        fmt = "%H%x00%an%x00%ae%x00%cn%x00%ce%x00%s"
+        items = []
+        for line in self._git(
+            "log", "--reverse", f"--format={fmt}", f"{base}..{head}"
+        ).splitlines():
+            sha, an, ae, cn, ce, subject = line.split("\0")
+            items.append(
+                {
+                    "sha": sha,
+                    "commit": {
+                        "author": {"name": an, "email": ae, "date": _now()},
+                        "committer": {"name": cn, "email": ce, "date": _now()},
+                        "message": subject,
+                    },
+                    "author": _user_of(ae),
+                    "committer": _user_of(ce),
+                }
+            )
+        return self._page(request, items, f"/pulls/{n}/commits")
+
+    def _timeline(self, user: str, body: Any, request: httpx.Request, n: str) -> httpx.Response:
+        """Timeline events; a plain push appears as ``committed`` events, which name the
+        commit's git author, not a GitHub user (only force pushes name an ``actor``)."""
+        pr = self.pulls[int(n)]
+        head = pr["head_sha"] if pr["state"] == "closed" else self.sha(pr["branch"])
+        base = f"{pr['merge_sha']}^1" if pr["merge_sha"] else "main"
+        items = [
+            {"event": "committed", "sha": sha, "author": {"name": "?", "email": "?"}}
+            for sha in self._git("rev-list", "--reverse", f"{base}..{head}").splitlines()
+        ]
+        return self._page(request, items, f"/issues/{n}/timeline")
+
     def _merge(self, user: str, body: dict[str, Any], q: Any, n: str) -> httpx.Response:
         if self.before_merge is not None:
             hook, self.before_merge = self.before_merge, None
@@ -316,6 +380,11 @@ class GitHub:
         return httpx.Response(
             200, json={"sha": sha, "merged": True, "message": "Pull Request successfully merged"}
         )
+
+
+def _user_of(email: str) -> dict[str, Any] | None:
+    name = email.split("@", 1)[0]
+    return {"login": name, "id": 7, "type": "User"} if name in TOKEN_OF else None
 
 
 # --- fixtures --------------------------------------------------------------------------------
@@ -740,3 +809,63 @@ def test_a_comment_by_a_deleted_user_is_shown(site: Site) -> None:
     site.cli("rm1", "approve", str(number))
     site.cli("rm2", "approve", str(number))
     site.cli("rm1", "merge", str(number))
+
+
+def test_an_agent_verifies_merges_from_github_reviews_with_a_read_only_token(
+    site: Site, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The agent's proof source (issue 13 item 5) asks GitHub which PR merged each step
+    (``GET /commits/{sha}/pulls``), its reviews and commits, and judges them under the first
+    parent's policy; it only reads."""
+    pin = site.github.sha("main")
+    assert pin is not None
+    number, _ = _opened(site, "dev1")
+    site.cli("rm1", "approve", str(number))
+    site.cli("rm2", "approve", str(number))
+    merged = json.loads(site.cli("dev1", "merge", str(number), "-o", "json").stdout)["merge"]
+
+    monkeypatch.setenv("GITHUB_TOKEN", TOKEN_OF["ci-bot"])  # the agent's own, read-only
+    src = GitSource(
+        str(site.ops.remote), branch="main", cache_root=tmp_path / "agent", history=True
+    )
+    src.fetch()
+    cfg = config.load_project(site.ops.clone).config
+    proofs = forgeproofs.for_project(
+        cfg, "staging", src.repo, url=src.url, cache_root=tmp_path / "agent"
+    )
+    assert proofs is not None
+    asked = len(site.github.requests)
+    verifier = Verifier(src.repo, env="staging", proof_source=proofs)
+    verdict = verifier.check(anchor=pin, verified=[pin], revision=merged["sha"])
+    assert verdict.verified, verdict.summary()
+    proof = dict(verdict.proofs)[merged["sha"]]
+    assert proof == f"GitHub PR #{number} (merge commit) approved by rm1, rm2"
+    calls = site.github.requests[asked:]
+    assert {r.method for r in calls} == {"GET"}
+    assert any(r.url.path.endswith(f"/commits/{merged['sha']}/pulls") for r in calls)
+
+    # A direct push to main: GitHub lists no merged PR for it (only open ones, if any).
+    other = tmp_path / "pusher"
+    git("clone", "-q", str(site.ops.remote), str(other), cwd=tmp_path)
+    kz = other / "overlays/staging/kustomization.yaml"
+    kz.write_text(kz.read_text().replace("value: info", "value: debug"))
+    git("-c", "user.name=rm1", "-c", "user.email=rm1@example.com", "commit", "-qam", "x", cwd=other)
+    git("push", "-q", "origin", "HEAD:main", cwd=other)
+    src.fetch()
+    pushed = git("rev-parse", "HEAD", cwd=other)
+    refused = verifier.check(anchor=merged["sha"], verified=[pin, merged["sha"]], revision=pushed)
+    assert not refused.verified and refused.offence is not None
+    assert refused.offence.commit == pushed
+    assert "no pull request on GitHub merged it (a direct push" in refused.offence.reason
+    verifier.close()
+
+    # A restarted agent reads the merge's answer from its cache directory: no request.
+    again = forgeproofs.for_project(
+        cfg, "staging", src.repo, url=src.url, cache_root=tmp_path / "agent"
+    )
+    assert again is not None
+    asked = len(site.github.requests)
+    fresh = Verifier(src.repo, env="staging", proof_source=again)
+    assert fresh.check(anchor=pin, verified=[pin], revision=merged["sha"]).verified
+    assert len(site.github.requests) == asked and again.lookup.cache.hits == 1
+    fresh.close()
