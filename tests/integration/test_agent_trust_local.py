@@ -1,0 +1,76 @@
+"""The trust chain on the local forge, the remaining items of issue 13: a fast-forward of main
+to an approved head of several commits, promote's own signed commits, signed-tag pins, and
+cluster settings read from a verified revision. Real kube-apiserver, real bare Git remote,
+real GnuPG."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+
+import pytest
+
+from promote.cluster import client
+from promote.promotion import engine, propose
+from promote.reconcile.agent import Agent
+from promote.secrets import gpg
+from tests.gitops import GitOpsRepo, git
+from tests.integration.test_agent_trust import (  # noqa: F401  (fixtures)
+    PROD_KZ,
+    _image,
+    _sign_approval,
+    cluster,
+    prod_agent,
+    repo,
+)
+from tests.integration.test_promotion_helpers import (  # noqa: F401  (gpg_keys is a fixture)
+    Keys,
+    gpg_keys,
+)
+
+pytestmark = pytest.mark.integration
+
+
+def _signed_commit(ops: GitOpsRepo, keys: Keys, who: str, message: str) -> str:
+    git(ops.work, "add", "-A")
+    subprocess.run(
+        ["git", "commit", "-q", f"-S{keys.fingerprints[who]}", "-m", message], cwd=ops.work,
+        env={**os.environ, "GNUPGHOME": str(keys.home)}, check=True, capture_output=True,
+    )  # fmt: skip
+    return git(ops.work, "rev-parse", "HEAD")
+
+
+def test_main_fast_forwarded_to_an_approved_head_of_several_commits_is_deployed(
+    repo: GitOpsRepo,  # noqa: F811
+    prod_agent: Agent,  # noqa: F811
+    cluster: client.Cluster,  # noqa: F811
+    namespace: str,
+    gpg_keys: Keys,  # noqa: F811
+) -> None:
+    """Approvals bind the head: main pushed by hand to exactly that head (a fast-forward over
+    the PR's commits) is verified; main at one of the PR's earlier commits is not."""
+    signer = gpg.Signer(gnupghome=str(gpg_keys.home))
+    with engine.session(repo.work) as s:
+        pr = propose.open_pull_request(
+            s, propose.plan_promotion(s, "prod"), opener="dev1", signer=signer
+        )
+    git(repo.work, "fetch", "-q", "origin")
+    git(repo.work, "checkout", "-q", "-B", "work", pr.head_sha)
+    repo.edit(PROD_KZ, "value: warn", "value: debug")
+    head = _signed_commit(repo, gpg_keys, "dev1", "and quieter logs")  # a registered developer
+    git(repo.work, "push", "-q", "origin", f"HEAD:refs/heads/{pr.branch}")
+    for name in ("rm1", "rm2"):
+        _sign_approval(repo, gpg_keys, pr.number, name)
+    before = _image(cluster, namespace)
+
+    git(repo.work, "push", "-q", "origin", f"{pr.head_sha}:main")  # the PR's first commit only
+    partial = prod_agent.run_pass()
+    assert partial.head == pr.head_sha and partial.verdict is not None
+    assert not partial.verdict.verified and _image(cluster, namespace) == before
+
+    git(repo.work, "push", "-q", "origin", f"{head}:main")  # the approved head, fast-forward
+    report = prod_agent.run_pass()
+    assert report.error is None, report.error
+    assert report.verdict is not None and report.verdict.verified, report.verdict.summary()
+    assert report.revision == head and _image(cluster, namespace).endswith(":v2.3.2")
+    assert any(f"PR #{pr.number}" in p for _, p in report.verdict.proofs)
