@@ -52,6 +52,9 @@ class Repo:
         self._path = path
         self._git_dir = git_dir
         self._proc = process.GitProcess(path, timeout_s=timeout_s)
+        # promote's own commits (merges, set-image, PR commits) are signed with this GnuPG key
+        # when set (``$PROMOTE_SIGNING_KEY``, read by the promotion session): see commit().
+        self.signing_key: str | None = None
 
     @classmethod
     def open(cls, path: Path | str) -> Repo:
@@ -317,13 +320,16 @@ class Repo:
         committer: Identity | None = None,
         when: datetime | None = None,
         sign_with: str | None = None,
+        record: bool = False,
     ) -> str:
         """A commit of ``tree``; its dates carry this machine's UTC offset at ``when`` (now).
 
         ``sign_with`` (a GnuPG key id or fingerprint) signs it as ``git commit -S`` does:
         git runs ``gpg`` (or ``gpg.program``) with the GNUPGHOME of the process, or the one
-        :meth:`environment` gives.
+        :meth:`environment` gives. Without it, :attr:`signing_key` signs every commit but a
+        ``record`` (PR and trust records carry their own signatures).
         """
+        sign_with = sign_with or (None if record else self.signing_key)
         moment = (when or datetime.now(UTC)).astimezone()  # the local zone's offset then
         text = message.rstrip("\n") + "\n"
         people = [values.clean_identity(author), values.clean_identity(committer or author)]

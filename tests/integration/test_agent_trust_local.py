@@ -5,16 +5,20 @@ real GnuPG."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 
 import pytest
 
+from promote import config
 from promote.cluster import client
 from promote.promotion import engine, propose
+from promote.reconcile import factory
 from promote.reconcile.agent import Agent
 from promote.secrets import gpg
 from tests.gitops import GitOpsRepo, git
+from tests.helpers import run_cli
 from tests.integration.test_agent_trust import (  # noqa: F401  (fixtures)
     PROD_KZ,
     _image,
@@ -74,3 +78,62 @@ def test_main_fast_forwarded_to_an_approved_head_of_several_commits_is_deployed(
     assert report.verdict is not None and report.verdict.verified, report.verdict.summary()
     assert report.revision == head and _image(cluster, namespace).endswith(":v2.3.2")
     assert any(f"PR #{pr.number}" in p for _, p in report.verdict.proofs)
+
+
+def _trust_ci_signer(ops: GitOpsRepo, keys: Keys) -> str:
+    """prod trusts the CI bot's key (rm3's here, filed as keys/ci/ci.asc)."""
+    (ops.work / "keys/ci").mkdir()
+    (ops.work / "keys/ci/ci.asc").write_text(keys.public["rm3"])
+    ops.edit("environments/prod.yaml", "  allowSelfApproval: false\n",
+             "  allowSelfApproval: false\n  trustedSigners: [keys/ci/ci.asc]\n")  # fmt: skip
+    return ops.commit_all("ci may sign prod changes")
+
+
+def test_set_image_pushed_signed_by_a_trusted_signer_deploys_and_unsigned_does_not(
+    repo: GitOpsRepo,  # noqa: F811
+    cluster: client.Cluster,  # noqa: F811
+    namespace: str,
+    gpg_keys: Keys,  # noqa: F811
+) -> None:
+    """CI's `promote set-image prod` signed with $PROMOTE_SIGNING_KEY (a key prod's
+    approvals.trustedSigners lists) is pushed and verified by the prod agent; without the key,
+    or with an untrusted one, set-image refuses; an unsigned push by hand stays Unverified."""
+    pin = _trust_ci_signer(repo, gpg_keys)
+    agent = factory.build_agent(
+        config.load_project(repo.work), "prod", factory.Overrides(trust_from=pin), cluster=cluster
+    )
+    home = {"GNUPGHOME": str(gpg_keys.home)}
+    try:
+        assert agent.run_pass().revision == pin
+        unsigned = run_cli("set-image", "prod", "web-app=v5.5.5", "-C", str(repo.work), env=home)
+        assert unsigned.code == 3 and "PROMOTE_SIGNING_KEY is not set" in unsigned.stderr
+        untrusted = run_cli(
+            "set-image", "prod", "web-app=v5.5.5", "-C", str(repo.work),
+            env={**home, "PROMOTE_SIGNING_KEY": gpg_keys.fingerprints["mallory"]},
+        )  # fmt: skip
+        assert untrusted.code == 3 and "not among its approvals.trustedSigners" in untrusted.stderr
+        assert git(repo.work, "ls-remote", "origin", "main").split()[0] == pin  # nothing pushed
+
+        signed = run_cli(
+            "set-image", "prod", "web-app=v5.5.5", "-C", str(repo.work), "-o", "json",
+            env={**home, "PROMOTE_SIGNING_KEY": gpg_keys.fingerprints["rm3"]},
+        )  # fmt: skip
+        assert signed.code == 0, signed.stderr
+        commit = json.loads(signed.stdout)["commit"]
+        shown = git(repo.work, "--git-dir", str(repo.remote), "cat-file", "commit", commit)
+        assert "-----BEGIN PGP SIGNATURE-----" in shown
+        report = agent.run_pass()
+        assert report.verdict is not None and report.verdict.verified, report.verdict.summary()
+        assert report.revision == commit and _image(cluster, namespace).endswith(":v5.5.5")
+        assert any("trusted signer keys/ci/ci.asc" in p for _, p in report.verdict.proofs)
+
+        git(repo.work, "fetch", "-q", "origin")
+        git(repo.work, "reset", "-q", "--hard", "origin/main")
+        repo.edit(PROD_KZ, "newTag: v5.5.5", "newTag: v5.5.6")
+        pushed = repo.commit_all("the same change, unsigned")
+        refused = agent.run_pass()
+        assert refused.verdict is not None and not refused.verdict.verified
+        assert refused.verdict.offence is not None and refused.verdict.offence.commit == pushed
+        assert refused.revision == commit and _image(cluster, namespace).endswith(":v5.5.5")
+    finally:
+        agent.cache.stop()
