@@ -52,9 +52,7 @@ class Repo:
         self._path = path
         self._git_dir = git_dir
         self._proc = process.GitProcess(path, timeout_s=timeout_s)
-        # promote's own commits (merges, set-image, PR commits) are signed with this GnuPG key
-        # when set (``$PROMOTE_SIGNING_KEY``, read by the promotion session): see commit().
-        self.signing_key: str | None = None
+        self.signing_key: str | None = None  # signs commit()s but records ($PROMOTE_SIGNING_KEY)
 
     @classmethod
     def open(cls, path: Path | str) -> Repo:
@@ -275,6 +273,12 @@ class Repo:
             self._proc, rev, paths=paths, first_parent=first_parent, max_count=max_count, walk=walk
         )
 
+    def tags(self, prefix: str) -> list[commitlog.TagInfo]:  # annotated: their signatures
+        return commitlog.read_tags(self._proc, prefix)
+
+    def tag_signed(self, name: str, rev: str, *, message: str, key: str) -> str:
+        return commitlog.write_signed_tag(self._proc, name, rev, message=message, key=key)
+
     def signed_payload(self, rev: str) -> tuple[bytes, bytes] | None:
         """(signature, signed data) of the commit ``rev``, or None when it is unsigned."""
         return commitlog.signed_payload(self._proc, rev, where=self.path)
@@ -326,8 +330,7 @@ class Repo:
 
         ``sign_with`` (a GnuPG key id or fingerprint) signs it as ``git commit -S`` does:
         git runs ``gpg`` (or ``gpg.program``) with the GNUPGHOME of the process, or the one
-        :meth:`environment` gives. Without it, :attr:`signing_key` signs every commit but a
-        ``record`` (PR and trust records carry their own signatures).
+        :meth:`environment` gives; else :attr:`signing_key` signs all but a ``record``.
         """
         sign_with = sign_with or (None if record else self.signing_key)
         moment = (when or datetime.now(UTC)).astimezone()  # the local zone's offset then

@@ -6,6 +6,7 @@ secret resolver) for the reconcile side; the CLI calls it, tests build agents di
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,8 +14,8 @@ from pathlib import Path
 from promote import config
 from promote.cluster import client
 from promote.kustomize import render
+from promote.reconcile import pins, trust
 from promote.reconcile import source as source_mod
-from promote.reconcile import trust
 from promote.reconcile.agent import Agent, AgentSettings
 from promote.reconcile.desired import SecretResolver
 from promote.secrets import files, resolve
@@ -99,7 +100,9 @@ def build_agent(
     )
     gate = None
     if verifying:
-        gate = trust.TrustGate(src.repo, trust.TrustSettings(pin=ov.trust_from), env=env.name)
+        tags = functools.partial(pins.read_pin, src.repo, env.name, project)
+        settings_ = trust.TrustSettings(pin=ov.trust_from, tags=tags)
+        gate = trust.TrustGate(src.repo, settings_, env=env.name)
     return Agent(
         settings=settings,
         source=src,

@@ -15,6 +15,7 @@ from promote import config
 from promote.cluster import client
 from promote.promotion import engine, propose
 from promote.reconcile import factory
+from promote.reconcile import status as status_mod
 from promote.reconcile.agent import Agent
 from promote.secrets import gpg
 from tests.gitops import GitOpsRepo, git
@@ -135,5 +136,64 @@ def test_set_image_pushed_signed_by_a_trusted_signer_deploys_and_unsigned_does_n
         assert refused.verdict is not None and not refused.verdict.verified
         assert refused.verdict.offence is not None and refused.verdict.offence.commit == pushed
         assert refused.revision == commit and _image(cluster, namespace).endswith(":v5.5.5")
+    finally:
+        agent.cache.stop()
+
+
+def _tag(ops: GitOpsRepo, keys: Keys, name: str, rev: str, *, signer: str | None) -> None:
+    """A tag pushed by hand: ``signer``'s signed annotated tag, or an unsigned annotated one."""
+    how = ["-s", "-u", keys.fingerprints[signer]] if signer else ["-a"]
+    subprocess.run(
+        ["git", "-c", "gpg.format=openpgp", "tag", "-f", *how, "-m", "pin", name, rev],
+        cwd=ops.work, env={**os.environ, "GNUPGHOME": str(keys.home)}, check=True,
+        capture_output=True,
+    )  # fmt: skip
+    git(ops.work, "push", "-q", "-f", "origin", f"refs/tags/{name}")
+
+
+def test_trust_starts_at_a_commit_prod_approvers_signed_tags_of(
+    repo: GitOpsRepo,  # noqa: F811
+    cluster: client.Cluster,  # noqa: F811
+    namespace: str,
+    gpg_keys: Keys,  # noqa: F811
+) -> None:
+    """No --trust-from: the prod agent starts at the commit enough of prod's approvers (2)
+    signed `promote/pin/prod/NAME` tags of; an unsigned tag, a tag signed with another
+    person's key, or too few signatures start nothing, with the reason."""
+    pin = git(repo.work, "rev-parse", "HEAD")
+    agent = factory.build_agent(
+        config.load_project(repo.work), "prod", factory.Overrides(), cluster=cluster
+    )
+    home = {"GNUPGHOME": str(gpg_keys.home)}
+
+    def refused(*words: str) -> None:
+        report = agent.run_pass()
+        assert report.error is not None and report.error.stage == "verify"
+        assert report.applied == [] and report.verdict is None
+        message = str(report.error.cause)
+        assert all(w in message for w in words), message
+
+    try:
+        refused("no trusted revision", "--trust-from")  # no tags at all
+        _tag(repo, gpg_keys, "promote/pin/prod/rm1", pin, signer=None)
+        refused("promote/pin/prod/rm1 is not signed")
+        _tag(repo, gpg_keys, "promote/pin/prod/rm1", pin, signer="mallory")
+        refused("promote/pin/prod/rm1 is not signed by a registered key")
+        _tag(repo, gpg_keys, "promote/pin/prod/rm1", pin, signer="rm2")
+        refused("promote/pin/prod/rm1 is signed with rm2's key, not rm1's")
+
+        by_dev = run_cli("pin", "prod", pin, "--as", "dev1", "-C", str(repo.work), env=home)
+        assert by_dev.code == 2 and "not an approver of prod" in by_dev.stderr
+        first = run_cli("pin", "prod", pin, "--as", "rm1", "-C", str(repo.work), env=home)
+        assert first.code == 0, first.stderr
+        refused(f"{pin[:12]} is signed by 1 of the 2 approvers prod requires (rm1)")
+        second = run_cli(
+            "pin", "prod", pin, "--as", "rm2", "-C", str(repo.work), "-o", "json", env=home
+        )
+        assert second.code == 0 and json.loads(second.stdout)["tag"] == "promote/pin/prod/rm2"
+        report = agent.run_pass()
+        assert report.error is None and report.revision == pin, report.error
+        st = status_mod.read(cluster, env="prod", namespace=namespace)
+        assert st is not None and st.trust is not None and st.trust["pin"] == pin
     finally:
         agent.cache.stop()
