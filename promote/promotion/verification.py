@@ -114,6 +114,7 @@ class Verdict:
     steps: int = 0
     touching: int = 0
     via: str = ""  # "chain", "unchanged", "trust record", "pin"
+    reached: str = ""  # the last trusted commit the walk reached (R when verified)
 
     def summary(self) -> str:
         if self.verified:
@@ -136,6 +137,7 @@ def conclude(chain: Chain, revision: str, base: str) -> Verdict:
         steps=chain.steps,
         touching=chain.touching,
         via="chain" if ok else "",
+        reached=chain.verified,
     )
 
 

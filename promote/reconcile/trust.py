@@ -18,6 +18,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from promote import config
 from promote.cluster import client
 from promote.errors import PolicyBlocked
 from promote.git import repo as git_repo
@@ -36,6 +37,44 @@ class TrustSettings:
     pin: str | None = None  # --trust-from: the revision trust starts at (else the stored one)
     # Without either: the signed pin tags, (commit, "") or ("", why not) (``pins.read_pin``).
     tags: Callable[[], tuple[str, str]] | None = None
+
+
+_CLUSTER_FIELDS = (
+    ("context", "context"),
+    ("kubeconfig", "kubeconfig"),
+    ("inCluster", "in_cluster"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Connection:
+    """The cluster settings an agent connected with, and where it read them: a verified
+    revision, or (without a pin to verify from) the checkout it runs in. Credentials follow
+    verified settings (issue 13 item 9): a pass stops before comparing or applying anything
+    when the revision it deploys, verified, says otherwise."""
+
+    namespace: str
+    cluster: config.ClusterConfig | None  # None: a client handed in (tests): namespace only
+    origin: str  # "the checkout", "verified revision 1a2b3c4d5e6f"
+    fixed: frozenset[str] = frozenset()  # set by the operator's flags: theirs, not compared
+
+    def check(self, env: str, at: config.ClusterConfig, *, revision: str) -> None:
+        ours = self.cluster
+        pairs = [("namespace", self.namespace, at.namespace)]
+        if ours is not None:
+            for name, attr in _CLUSTER_FIELDS:
+                if name not in self.fixed:
+                    pairs.append((name, getattr(ours, attr), getattr(at, attr)))
+        differ = [f"cluster.{n} {new!r} (not {old!r})" for n, old, new in pairs if old != new]
+        if differ:
+            raise PolicyBlocked(
+                f"environments/{env}.yaml at {revision[:12]}, the revision {env} deploys "
+                f"(verified), sets {', '.join(differ)}, but this connection was made with the "
+                f"settings of {self.origin}; credentials follow verified settings only, so "
+                "nothing was compared or applied.",
+                hint="Run it again (a verified change is read from Git), or from a checkout of "
+                "the verified revision; an unapproved change to these settings needs approval.",
+            )
 
 
 @dataclass(frozen=True, slots=True)

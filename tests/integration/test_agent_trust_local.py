@@ -5,9 +5,11 @@ real GnuPG."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
+from typing import Any
 
 import pytest
 
@@ -197,3 +199,57 @@ def test_trust_starts_at_a_commit_prod_approvers_signed_tags_of(
         assert st is not None and st.trust is not None and st.trust["pin"] == pin
     finally:
         agent.cache.stop()
+
+
+def _exists(api: client.Cluster, ns: str) -> bool:
+    return api.get(api.resource("v1", "Namespace"), None, ns) is not None
+
+
+def test_sync_and_diff_use_prod_cluster_settings_of_a_verified_revision_only(
+    repo: GitOpsRepo,  # noqa: F811
+    prod_agent: Agent,  # noqa: F811
+    cluster: client.Cluster,  # noqa: F811
+    namespace: str,
+    gpg_keys: Keys,  # noqa: F811
+    control_plane: Any,
+) -> None:
+    """An unapproved commit on main moving prod to another namespace is not followed by
+    `promote sync prod`/`diff prod`, even from a checkout holding it; once release managers
+    accept it, both follow it, even from a checkout that does not hold it yet."""
+    pin = git(repo.work, "rev-parse", "HEAD")
+    moved = f"{namespace}-moved"
+    repo.edit("environments/prod.yaml", f"namespace: {namespace}", f"namespace: {moved}")
+    repo.edit(PROD_KZ, f"namespace: {namespace}", f"namespace: {moved}")
+    pushed = repo.commit_all("prod moves to another namespace, unapproved")
+    flags = ("--trust-from", pin, "--kubeconfig", str(control_plane.kubeconfig))
+    flags += ("-C", str(repo.work))
+    home = {"GNUPGHOME": str(gpg_keys.home)}
+    try:
+        for command in ("diff", "sync"):
+            res = run_cli(command, "prod", *flags)
+            assert res.code == 3, f"{command}: exit {res.code}\n{res.stdout}\n{res.stderr}"
+            assert f"commit {pushed[:12]} changes" in res.stderr, res.stderr
+        assert not _exists(cluster, moved)  # nothing read from or written to the new namespace
+        st = status_mod.read(cluster, env="prod", namespace=namespace)
+        assert st is not None and st.revision == pin
+
+        for name in ("rm1", "rm2"):  # release managers accept the move
+            res = run_cli("trust", "prod", pushed, "--as", name, "--from", pin,
+                          "-C", str(repo.work), env=home)  # fmt: skip
+            assert res.code == 0, res.stderr
+        # The running agent, connected to the old namespace, stops there and says why.
+        stopped = prod_agent.run_pass()
+        assert stopped.error is not None and stopped.error.stage == "verify"
+        assert f"cluster.namespace '{moved}'" in str(stopped.error.cause)
+        assert stopped.applied == [] and not _exists(cluster, moved)
+        git(repo.work, "reset", "-q", "--hard", pin)  # a checkout without the change
+        synced = run_cli("sync", "prod", *flags)
+        assert synced.code == 0, synced.stderr
+        assert _image(cluster, moved)  # deployed into the verified namespace
+        st = status_mod.read(cluster, env="prod", namespace=moved)
+        assert st is not None and st.revision == pushed
+        diffed = run_cli("diff", "prod", *flags)
+        assert diffed.code == 0 and f"in sync with {pushed[:12]}" in diffed.stdout, diffed.stderr
+    finally:
+        with contextlib.suppress(Exception):
+            cluster.request("DELETE", f"/api/v1/namespaces/{moved}")
