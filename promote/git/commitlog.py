@@ -91,30 +91,6 @@ class TagInfo:
     payload: bytes  # the tag object without its signature: what gpg verifies
 
 
-def read_tags(proc: process.GitProcess, prefix: str) -> list[TagInfo]:
-    """The annotated tags under ``refs/tags/PREFIX``; a lightweight tag (no tag object, so
-    nothing signed) is listed unsigned. A signed tag carries its signature at the end of
-    its message, as ``git tag -s`` writes it and ``git verify-tag`` reads it."""
-    out = proc.text(
-        "for-each-ref", "--format=%(objectname) %(objecttype) %(refname)",
-        f"refs/tags/{prefix}", what="git for-each-ref refs/tags",
-    )  # fmt: skip
-    found = []
-    for line in out.splitlines():
-        sha, kind, ref = line.split(" ", 2)
-        name = ref.removeprefix("refs/tags/")
-        target = proc.object(f"{sha}^{{commit}}")
-        if target is None:
-            continue
-        data = (proc.object(sha) or ("", "", b""))[2] if kind == "tag" else b""
-        at = data.find(_TAG_SIGNATURE)
-        signed = kind == "tag" and at >= 0
-        found.append(
-            TagInfo(name, target[0], data[at:] if signed else None, data[:at] if signed else data)
-        )
-    return found
-
-
 def write_signed_tag(
     proc: process.GitProcess, name: str, rev: str, *, message: str, key: str
 ) -> str:

@@ -249,9 +249,11 @@ class Repo:
     def changed_paths(self, old: str, new: str) -> list[str]:
         """Paths whose content or mode differs between commits ``old`` and ``new`` (a rename is
         its two paths): what a change touches, for its scope."""
-        args = ("diff", "--name-only", "-z", "--no-renames", "--no-ext-diff", old, new)
-        out = self._proc.run(*args, what=f"git diff {old[:12]} {new[:12]}")[1]
-        return [values.text(p) for p in out.split(b"\x00") if p]
+        return [path for _, path in self.tree_changes(old, new)]
+
+    def tree_changes(self, old: str, new: str) -> list[tuple[str, str]]:
+        """``git diff --name-status --no-renames old new``, read in process: no git command."""
+        return trees.diff_trees(self._tree(old), self._tree(new), read_tree=self._tree)
 
     def commit_info(self, rev: str) -> CommitInfo:
         found = self.log(rev, max_count=1, walk=False)
@@ -272,9 +274,6 @@ class Repo:
         return commitlog.read_log(
             self._proc, rev, paths=paths, first_parent=first_parent, max_count=max_count, walk=walk
         )
-
-    def tags(self, prefix: str) -> list[commitlog.TagInfo]:  # annotated: their signatures
-        return commitlog.read_tags(self._proc, prefix)
 
     def tag_signed(self, name: str, rev: str, *, message: str, key: str) -> str:
         return commitlog.write_signed_tag(self._proc, name, rev, message=message, key=key)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from promote import config
 from promote.errors import UsageError
-from promote.git import commitlog
+from promote.git import commitlog, history
 from promote.git import repo as git_repo
 from promote.promotion import engine, people, review, verification
 
@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 def read_pin(repo: git_repo.Repo, env: str, project: config.Project) -> tuple[str, str]:
     """(commit, "") where ``env``'s signed pin tags in ``repo`` start trust; ("", why) when
     none do ("" and "" when there are no such tags)."""
-    tags = repo.tags(f"{verification.PIN_TAGS}{env}/")
+    tags = history.read_tags(repo, f"{verification.PIN_TAGS}{env}/")
     if not tags:
         return "", ""
     policy = project.env(env).config.approvals

@@ -236,7 +236,7 @@ class Verifier:
         if policy is not None and policy.required == 0:
             return f"{self.env} required no approvals at {parent[:12]}", ""
         if len(step.parents) == 1:
-            proof, refusal = self._head_approved(step.sha, parent, snap)
+            proof, refusal = self._head_approved(step.sha, parent, snap, base=parent)
             if proof is None:
                 proof = self._approved_later(step, ahead, snap) or proof
         elif len(step.parents) == 2:
@@ -271,7 +271,7 @@ class Verifier:
             run.append(later.sha)
             if not self.evidence.records_for(later.sha):
                 continue
-            proof, _ = self._head_approved(later.sha, step.parents[0], snap)
+            proof, _ = self._head_approved(later.sha, step.parents[0], snap, base=step.parents[0])
             if proof is not None:
                 proof = f"{proof} (main fast-forwarded to its head {later.sha[:12]})"
                 self._carried.update((sha, (proof, later.sha)) for sha in run)
@@ -279,10 +279,10 @@ class Verifier:
         return None
 
     def _head_approved(
-        self, head: str, parent: str, snap: proofs.Snapshot
+        self, head: str, parent: str, snap: proofs.Snapshot, *, base: str | None = None
     ) -> tuple[str | None, str]:
         return proofs.head_approved(
-            self._repo, self.evidence, env=self.env, parent=parent, snap=snap, head=head
+            self._repo, self.evidence, env=self.env, parent=parent, snap=snap, head=head, base=base
         )
 
     def _trusted_signer(self, sha: str, parent: str, signers: Sequence[str]) -> str | None:
