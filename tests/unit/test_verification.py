@@ -134,7 +134,7 @@ def _tag(name: str, target: str = A, signer: str | None = None, problem: str = "
         "unsigned",
         "ambiguous",
         "none",
-    ],  # fmt: skip
+    ],
 )
 def test_a_pin_starts_where_enough_approvers_signed_their_own_tags(
     tags: list[verification.PinTag], pinned: str, why: str
