@@ -15,7 +15,7 @@ import pytest
 
 from promote import config
 from promote.cluster import client
-from promote.promotion import engine, propose
+from promote.promotion import engine, propose, review
 from promote.reconcile import factory
 from promote.reconcile import status as status_mod
 from promote.reconcile.agent import Agent
@@ -24,6 +24,7 @@ from tests.gitops import GitOpsRepo, git
 from tests.helpers import run_cli
 from tests.integration.test_agent_trust import (  # noqa: F401  (fixtures)
     PROD_KZ,
+    _approved_prod_pr,
     _image,
     _sign_approval,
     cluster,
@@ -253,3 +254,36 @@ def test_sync_and_diff_use_prod_cluster_settings_of_a_verified_revision_only(
     finally:
         with contextlib.suppress(Exception):
             cluster.request("DELETE", f"/api/v1/namespaces/{moved}")
+
+
+def test_promotes_own_pr_commits_and_merges_are_signed_with_the_signing_key(
+    repo: GitOpsRepo,  # noqa: F811
+    prod_agent: Agent,  # noqa: F811
+    gpg_keys: Keys,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With PROMOTE_SIGNING_KEY set, the PR commit `promote to` writes and the merge commit
+    `promote merge` writes are signed with that key (git's own signing); the agent still
+    verifies the merge by its approvals."""
+    monkeypatch.setenv("GNUPGHOME", str(gpg_keys.home))
+    monkeypatch.setenv("PROMOTE_SIGNING_KEY", gpg_keys.fingerprints["rm3"])
+    pr = _approved_prod_pr(repo, gpg_keys)
+    repo.edit("overlays/dev/kustomization.yaml", "newTag: v2.4.0", "newTag: v2.4.1")
+    repo.commit_all("dev moves on: the PR merges with a merge commit")
+    with engine.session(repo.work) as s:
+        _, merged, _ = review.merge(s, pr.number, by="rm2")
+    assert merged.method == "merge-commit"
+    for sha in (pr.head_sha, merged.sha):
+        raw = git(repo.work, "--git-dir", str(repo.remote), "cat-file", "commit", sha)
+        assert "-----BEGIN PGP SIGNATURE-----" in raw, sha
+        shown = subprocess.run(
+            ["git", "--git-dir", str(repo.remote), "log", "-1", "--format=%G? %GF", sha],
+            env={**os.environ, "GNUPGHOME": str(gpg_keys.home)}, capture_output=True, text=True,
+            check=True,
+        ).stdout.split()  # fmt: skip
+        assert shown == ["G", gpg_keys.fingerprints["rm3"]] or shown[1:] == [
+            gpg_keys.fingerprints["rm3"]
+        ], shown
+    report = prod_agent.run_pass()
+    assert report.verdict is not None and report.verdict.verified, report.verdict.summary()
+    assert report.revision == merged.sha
