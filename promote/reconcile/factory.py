@@ -82,18 +82,17 @@ def verified_cluster(
     tags = functools.partial(pins.read_pin, src.repo, env, project)
     gate = trust.TrustGate(src.repo, trust.TrustSettings(pin=ov.trust_from, tags=tags), env=env)
     try:
-        head = src.fetch()
         gate.restore(None)
-        decision = gate.decide(head)
+        decision = gate.decide(src.fetch())
+        rev = decision.deploy if decision.verified else decision.verdict.reached or decision.deploy
+        with tempfile.TemporaryDirectory(prefix="promote-settings-") as tmp:
+            tree = src.export(rev, Path(tmp) / "tree")
+            return rev, config.load_project(tree, only=env).env(env).config.cluster
     except PromoteError as exc:
         log.info("%s: no verified cluster settings before connecting: %s", env, exc)
         return None
     finally:
         gate.verifier.close()
-    rev = decision.deploy if decision.verified else decision.verdict.reached or decision.deploy
-    with tempfile.TemporaryDirectory(prefix="promote-settings-") as tmp:
-        tree = src.export(rev, Path(tmp) / "tree")
-        return rev, config.load_project(tree, only=env).env(env).config.cluster
 
 
 def verifies(env: config.Environment, ov: Overrides) -> bool:
