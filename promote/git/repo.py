@@ -222,11 +222,12 @@ class Repo:
 
     def read_file(self, rev: str, path: str) -> bytes | None:
         """The bytes of ``path`` at ``rev``, or None when the file does not exist there."""
-        commit = self._proc.object(f"{rev}^{{commit}}")
-        if commit is None:
+        found = self._proc.object(f"{rev}:{path}")  # one object lookup when the file is there
+        if found is not None and found[1] == "blob":
+            return found[2]
+        if self._proc.object(f"{rev}^{{commit}}") is None:
             raise NotFound(f"{self.path}: {rev!r} names no commit in this repository.")
-        found = self._proc.object(f"{commit[0]}:{path}")
-        return found[2] if found and found[1] == "blob" else None
+        return None
 
     def export_tree(self, rev: str, dest: Path) -> Path:
         """Write the files of ``rev`` into ``dest`` (created), as ``git archive`` sees them."""
