@@ -77,7 +77,7 @@ COMMAND_OWNERS = {
     "prs": "prs", "show": "prs", "approve": "prs", "merge": "prs", "close": "prs",
     "comment": "prs",
     "reject": "releases", "unreject": "releases", "hold": "releases", "resume": "releases",
-    "trust": "trust",
+    "trust": "trust", "pin": "trust",
     "demo": "demo",
     "ui": "ui",
 }  # fmt: skip
