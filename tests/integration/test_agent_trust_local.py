@@ -82,6 +82,11 @@ def test_main_fast_forwarded_to_an_approved_head_of_several_commits_is_deployed(
     assert report.verdict is not None and report.verdict.verified, report.verdict.summary()
     assert report.revision == head and _image(cluster, namespace).endswith(":v2.3.2")
     assert any(f"PR #{pr.number}" in p for _, p in report.verdict.proofs)
+    # `promote history` judges the same way: neither of the PR's commits is unapproved.
+    assert prod_agent.trust is not None
+    audited = prod_agent.trust.verifier.audit(anchor=report.verdict.base, revision=head)
+    assert [a.step.sha for a in audited] == [pr.head_sha, head]
+    assert not any(a.unapproved for a in audited), audited
 
 
 def _trust_ci_signer(ops: GitOpsRepo, keys: Keys) -> str:
