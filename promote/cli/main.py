@@ -78,7 +78,7 @@ COMMAND_OWNERS = {
     "prs": "prs", "show": "prs", "approve": "prs", "merge": "prs", "close": "prs",
     "comment": "prs",
     "reject": "releases", "unreject": "releases", "hold": "releases", "resume": "releases",
-    "trust": "trust", "auto": "auto",
+    "trust": "trust", "pin": "trust", "auto": "auto",
     "demo": "demo",
     "ui": "ui",
 }  # fmt: skip

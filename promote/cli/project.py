@@ -47,7 +47,8 @@ def init(
     console.print("Next: `promote keys init <env>` for each environment, then `promote validate`.")
     console.print(
         "Then commit and push, and pin that first commit as where trust starts: start each "
-        "agent with `promote agent --env ENV --trust-from $(git rev-parse HEAD)`."
+        "agent with `promote agent --env ENV --trust-from $(git rev-parse HEAD)`, or have "
+        "ENV's approvers each sign it: `promote pin ENV $(git rev-parse HEAD) --as NAME`."
     )
 
 

@@ -11,11 +11,12 @@ from promote.cli import common
 from promote.cli.output import Format, OutputOpt, console, emit_json, handled, progress
 from promote.errors import UsageError
 from promote.promotion import engine
-from promote.reconcile import acceptance, factory
+from promote.reconcile import acceptance, factory, pins
 
 
 def register(app: typer.Typer) -> None:
     app.command("trust")(trust)
+    app.command("pin")(pin)
 
 
 def trust(
@@ -105,3 +106,26 @@ def _to_dict(a: acceptance.Acceptance) -> dict[str, Any]:
         "waiting": list(a.waiting),
         "accepted": a.accepted,
     }
+
+
+def pin(
+    env: str = typer.Argument(..., help="The environment whose agents start trusting REVISION."),
+    revision: str = typer.Argument(..., help="A commit of main (e.g. the first one)."),
+    as_name: str | None = typer.Option(
+        None, "--as", envvar="PROMOTE_USER", help="Your name as an approver of ENV."
+    ),
+    repo_dir: Path = common.RepoOpt,
+    output: Format = OutputOpt,
+) -> None:
+    """Sign and push the tag promote/pin/ENV/NAME naming REVISION: ENV's agents start trust
+    there once enough of its approvers have signed theirs (and no pin is given or stored)."""
+    with handled(output):
+        if not as_name:
+            raise UsageError("say whose key signs: --as NAME (an approver of the environment).")
+        with progress("Signing the pin...", output), engine.session(repo_dir) as s:
+            done = pins.sign_pin(s, env, revision, approver=as_name)
+    if output == Format.json:
+        emit_json({"env": done.env, "revision": done.revision, "tag": done.tag,
+                   "signer": done.signer})  # fmt: skip
+        return
+    console.print(f"Signed {done.tag} -> {done.revision[:12]} as {done.signer}.", markup=False)

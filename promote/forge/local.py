@@ -187,7 +187,7 @@ class LocalForge:
         # from one `for-each-ref` instead of reading every record ever written.
         message += records.trailer_lines(record)
         return self._repo.commit(
-            tree, [parent] if parent else [], message, author=self._repo.identity()
+            tree, [parent] if parent else [], message, author=self._repo.identity(), record=True
         )
 
     def open(self, draft: PullRequestDraft) -> PullRequest:

@@ -1,5 +1,5 @@
 """Reading commits: ``git log`` into :class:`~promote.git.values.CommitInfo` records, and a
-commit's signature apart from the data it signs.
+commit's (or an annotated tag's) signature apart from the data it signs.
 
 Owns the log format and its parsing, so one ``git log`` process lists any number of commits.
 Must not: write objects or refs, fetch, or verify a signature (gpg does that, elsewhere);
@@ -9,6 +9,7 @@ Must not: write objects or refs, fetch, or verify a signature (gpg does that, el
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -75,3 +76,26 @@ def signed_payload(
     if found is None:
         raise NotFound(f"{where}: {rev!r} names no commit in this repository.")
     return values.split_signature(found[2])
+
+
+_TAG_SIGNATURE = b"-----BEGIN PGP SIGNATURE-----"
+
+
+@dataclass(frozen=True, slots=True)
+class TagInfo:
+    """An annotated tag: its name, the commit it points at, and its signature (or None)."""
+
+    name: str  # without refs/tags/
+    target: str
+    signature: bytes | None
+    payload: bytes  # the tag object without its signature: what gpg verifies
+
+
+def write_signed_tag(
+    proc: process.GitProcess, name: str, rev: str, *, message: str, key: str
+) -> str:
+    """``git tag -s -u KEY NAME REV`` (git runs gpg with the process's GNUPGHOME), replacing
+    a local tag of that name; returns the tag object's SHA."""
+    args = ("-c", "gpg.format=openpgp", "tag", "-f", "-s", "-u", key, "-m", message, name, rev)
+    proc.text(*args, what=f"git tag -s {name}")
+    return proc.text("rev-parse", f"refs/tags/{name}", what="git rev-parse").strip()

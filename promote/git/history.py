@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from promote.git import commitlog
 from promote.git import repo as git_repo
 
 
@@ -57,14 +58,9 @@ def first_parent_steps(repo: git_repo.Repo, base: str, head: str) -> list[StepIn
 
 def changed_between(repo: git_repo.Repo, old: str, new: str) -> tuple[frozenset[str], bool]:
     """The paths that differ between commits ``old`` and ``new``, and whether a path appeared
-    or vanished (one ``git diff``)."""
-    out = repo.run_text(
-        "diff", "--name-status", "--no-renames", "--no-ext-diff", "-z", old, new,
-        what=f"git diff {old[:12]} {new[:12]}",
-    )  # fmt: skip
-    fields = [f for f in out.split("\x00") if f]
-    pairs = list(zip(fields[0::2], fields[1::2], strict=False))
-    moved = any(status.strip()[:1] in ("A", "D") for status, _ in pairs)
+    or vanished (the trees compared in process: no git command)."""
+    pairs = repo.tree_changes(old, new)
+    moved = any(status in ("A", "D") for status, _ in pairs)
     return frozenset(path for _, path in pairs), moved
 
 
@@ -82,3 +78,29 @@ def tree_blobs(repo: git_repo.Repo, rev: str) -> dict[str, str]:
 
 def tree_of(repo: git_repo.Repo, rev: str) -> str:
     return repo.run_text("rev-parse", f"{rev}^{{tree}}", what="git rev-parse").strip()
+
+
+_TAG_SIGNATURE = "-----BEGIN PGP SIGNATURE-----"
+
+
+def read_tags(repo: git_repo.Repo, prefix: str) -> list[commitlog.TagInfo]:
+    """The tags under ``refs/tags/PREFIX``, each with the commit it names and, for a signed
+    annotated tag, its signature apart from the data it signs (``git tag -s`` writes it at the
+    end of the message; ``git verify-tag`` reads it there). A lightweight tag is unsigned."""
+    out = repo.run_text(
+        "for-each-ref", "--format=%(objectname) %(objecttype) %(*objectname) %(refname)",
+        f"refs/tags/{prefix}", what="git for-each-ref refs/tags",
+    )  # fmt: skip
+    found = []
+    for line in out.splitlines():
+        sha, kind, peeled, ref = line.split(" ", 3)
+        name = ref.removeprefix("refs/tags/")
+        if kind == "commit":
+            found.append(commitlog.TagInfo(name, sha, None, b""))
+            continue
+        data = repo.run_text("cat-file", "tag", sha, what=f"git cat-file tag {name}")
+        at = data.find(_TAG_SIGNATURE)
+        payload = (data[:at] if at >= 0 else data).encode("utf-8", "surrogateescape")
+        signature = data[at:].encode("ascii", "replace") if at >= 0 else None
+        found.append(commitlog.TagInfo(name, peeled or sha, signature, payload))
+    return found

@@ -26,6 +26,9 @@ def open_mirror(url: str, cache_dir: Path, *, timeout_s: float = 600.0) -> repo.
     if not (path / "HEAD").exists():
         path.mkdir(parents=True, exist_ok=True)
         found.init_bare()
+        # Each fetch updates the commit-graph: the verification's walks (log, merge-base,
+        # ancestry) then read commits from it instead of parsing each object.
+        found.run_text("config", "fetch.writeCommitGraph", "true", what="git config")
     return found
 
 

@@ -52,6 +52,7 @@ class Repo:
         self._path = path
         self._git_dir = git_dir
         self._proc = process.GitProcess(path, timeout_s=timeout_s)
+        self.signing_key: str | None = None  # signs commit()s but records ($PROMOTE_SIGNING_KEY)
 
     @classmethod
     def open(cls, path: Path | str) -> Repo:
@@ -221,11 +222,12 @@ class Repo:
 
     def read_file(self, rev: str, path: str) -> bytes | None:
         """The bytes of ``path`` at ``rev``, or None when the file does not exist there."""
-        commit = self._proc.object(f"{rev}^{{commit}}")
-        if commit is None:
+        found = self._proc.object(f"{rev}:{path}")  # one object lookup when the file is there
+        if found is not None and found[1] == "blob":
+            return found[2]
+        if self._proc.object(f"{rev}^{{commit}}") is None:
             raise NotFound(f"{self.path}: {rev!r} names no commit in this repository.")
-        found = self._proc.object(f"{commit[0]}:{path}")
-        return found[2] if found and found[1] == "blob" else None
+        return None
 
     def export_tree(self, rev: str, dest: Path) -> Path:
         """Write the files of ``rev`` into ``dest`` (created), as ``git archive`` sees them."""
@@ -248,9 +250,11 @@ class Repo:
     def changed_paths(self, old: str, new: str) -> list[str]:
         """Paths whose content or mode differs between commits ``old`` and ``new`` (a rename is
         its two paths): what a change touches, for its scope."""
-        args = ("diff", "--name-only", "-z", "--no-renames", "--no-ext-diff", old, new)
-        out = self._proc.run(*args, what=f"git diff {old[:12]} {new[:12]}")[1]
-        return [values.text(p) for p in out.split(b"\x00") if p]
+        return [path for _, path in self.tree_changes(old, new)]
+
+    def tree_changes(self, old: str, new: str) -> list[tuple[str, str]]:
+        """``git diff --name-status --no-renames old new``, read in process: no git command."""
+        return trees.diff_trees(self._tree(old), self._tree(new), read_tree=self._tree)
 
     def commit_info(self, rev: str) -> CommitInfo:
         found = self.log(rev, max_count=1, walk=False)
@@ -271,6 +275,9 @@ class Repo:
         return commitlog.read_log(
             self._proc, rev, paths=paths, first_parent=first_parent, max_count=max_count, walk=walk
         )
+
+    def tag_signed(self, name: str, rev: str, *, message: str, key: str) -> str:
+        return commitlog.write_signed_tag(self._proc, name, rev, message=message, key=key)
 
     def signed_payload(self, rev: str) -> tuple[bytes, bytes] | None:
         """(signature, signed data) of the commit ``rev``, or None when it is unsigned."""
@@ -317,13 +324,15 @@ class Repo:
         committer: Identity | None = None,
         when: datetime | None = None,
         sign_with: str | None = None,
+        record: bool = False,
     ) -> str:
         """A commit of ``tree``; its dates carry this machine's UTC offset at ``when`` (now).
 
         ``sign_with`` (a GnuPG key id or fingerprint) signs it as ``git commit -S`` does:
         git runs ``gpg`` (or ``gpg.program``) with the GNUPGHOME of the process, or the one
-        :meth:`environment` gives.
+        :meth:`environment` gives; else :attr:`signing_key` signs all but a ``record``.
         """
+        sign_with = sign_with or (None if record else self.signing_key)
         moment = (when or datetime.now(UTC)).astimezone()  # the local zone's offset then
         text = message.rstrip("\n") + "\n"
         people = [values.clean_identity(author), values.clean_identity(committer or author)]

@@ -56,3 +56,35 @@ def edit_tree(
     out = io.BytesIO()
     tree_to_stream(rows, out.write)
     return store(b"tree", out.getvalue())
+
+
+def diff_trees(
+    old: bytes, new: bytes, *, read_tree: Callable[[str], bytes], prefix: str = ""
+) -> list[tuple[str, str]]:
+    """``(status, path)`` of every file that differs between two raw trees, as ``git diff
+    --name-status --no-renames`` lists them: ``A`` added, ``D`` deleted, ``M`` content or mode
+    changed; a file that became a folder is its deletion and the folder's files' addition.
+    Only subtrees whose ids differ are read (``read_tree``: a tree's raw data by its id)."""
+    from git.objects.fun import tree_entries_from_data
+
+    before = {name: (mode, sha) for sha, mode, name in tree_entries_from_data(old)}
+    after = {name: (mode, sha) for sha, mode, name in tree_entries_from_data(new)}
+    out: list[tuple[str, str]] = []
+    for name in sorted(before.keys() | after.keys()):
+        a, b = before.get(name), after.get(name)
+        if a == b:
+            continue
+        path = prefix + name
+        a_tree = a is not None and a[0] == values.TREE_MODE
+        b_tree = b is not None and b[0] == values.TREE_MODE
+        if a_tree or b_tree:
+            below_a = read_tree(a[1].hex()) if a is not None and a_tree else b""
+            below_b = read_tree(b[1].hex()) if b is not None and b_tree else b""
+            out += diff_trees(below_a, below_b, read_tree=read_tree, prefix=f"{path}/")
+            if a is not None and not a_tree:
+                out.append(("D", path))
+            if b is not None and not b_tree:
+                out.append(("A", path))
+        else:
+            out.append(("A" if a is None else "D" if b is None else "M", path))
+    return out

@@ -157,8 +157,22 @@ def images_only(
     for rev in (before, after):
         if (rev, path) not in cache:
             cache[rev, path] = _text(repo, rev, path) or ""
-    splits = [imagetag.split(cache[rev, path], path) for rev in (before, after)]
+    splits = [_split(cache[rev, path], path) for rev in (before, after)]
     return None not in splits and len({s.text for s in splits if s is not None}) == 1
+
+
+_SPLITS: dict[tuple[str, str], imagetag.Split | None] = {}  # (text, path) -> its split
+
+
+def _split(text: str, path: str) -> imagetag.Split | None:
+    """``imagetag.split``, remembered: a walk compares each kustomization text twice (as the
+    after of one step and the before of the next), and parsing YAML is what costs."""
+    key = (text, path)
+    if key not in _SPLITS:
+        if len(_SPLITS) > 256:
+            _SPLITS.clear()
+        _SPLITS[key] = imagetag.split(text, path)
+    return _SPLITS[key]
 
 
 def _rel(project: config.Project, env: str) -> str:

@@ -53,6 +53,7 @@ log = logging.getLogger(__name__)
 
 MAX_PUSH_ATTEMPTS = 60  # compare-and-swap retries of a push to main (concurrent writers)
 
+SIGNING_KEY_ENV = "PROMOTE_SIGNING_KEY"  # a GnuPG fingerprint: promote signs its commits
 RENDER_CACHE_SIZE = 64  # rendered overlays kept per clone (each a few kB to a few 100 kB)
 Objects = list[dict[str, Any]]
 
@@ -269,6 +270,7 @@ def status_from_file(path: Path) -> plan.StatusReader:
 def session(repo_dir: Path, *, offline: bool = False) -> Iterator[Session]:
     """Fetch the remote's main and open it; ``offline`` falls back to the last fetched main."""
     repo = git_repo.Repo.open(repo_dir)
+    repo.signing_key = os.environ.get(SIGNING_KEY_ENV) or None  # promote's own commits
     tmp: Path | None = None
     clients: list[ServerForge] = []
     try:

@@ -63,7 +63,8 @@ class Registry:
             self._shared(owners)
         self._ring: gpg.KeyRing | None = None
         self._signed: dict[tuple[bytes, str], Signed] = {}  # verifications already made
-        self._verifying = threading.Lock()
+        self._verifying = threading.Lock()  # guards the keyring and ``_pending``
+        self._pending: dict[tuple[bytes, str], threading.Lock] = {}
         self.verifications = 0  # gpg verifications run (the agent's bench reports them)
 
     def _add(self, path: Path, rel: str, seen: dict[str, list[Person]]) -> None:
@@ -145,21 +146,34 @@ class Registry:
         runs gpg once per signature)."""
         key = (payload, signature)
         found = self._signed.get(key)
-        if found is None:
-            with self._verifying:  # one gpg at a time: :meth:`prefetch` may run beside us
-                found = self._signed.get(key)
-                if found is None:
-                    found = self._signed[key] = self._who_signed(payload, signature)
+        if found is not None:
+            return found
+        with self._verifying:  # one gpg per signature: a prefetch may be verifying it now
+            lock = self._pending.setdefault(key, threading.Lock())
+        with lock:
+            found = self._signed.get(key)
+            if found is None:
+                found = self._signed[key] = self._who_signed(payload, signature)
         return found
 
     def prefetch(self, signed: Iterable[tuple[bytes, str]]) -> None:
         """Verify ``(payload, signature)`` pairs ahead of :meth:`who_signed` (the agent runs
-        this in a thread while Git answers its other questions). A failure is left for
-        :meth:`who_signed` to raise where it is asked."""
+        this in a thread while Git answers its other questions), one gpg each, side by side.
+        A failure is left for :meth:`who_signed` to raise where it is asked."""
         with contextlib.suppress(PromoteError):
             self._keyring()
-            for payload, signature in signed:
-                self.who_signed(payload, signature)
+            todo = [pair for pair in dict.fromkeys(signed) if pair not in self._signed]
+            workers = [
+                threading.Thread(target=self._quietly, args=pair, daemon=True) for pair in todo
+            ]
+            for worker in workers:
+                worker.start()
+            for worker in workers:
+                worker.join()
+
+    def _quietly(self, payload: bytes, signature: str) -> None:
+        with contextlib.suppress(PromoteError):
+            self.who_signed(payload, signature)
 
     def _who_signed(self, payload: bytes, signature: str) -> Signed:
         ring = self._keyring()
@@ -200,12 +214,13 @@ class Registry:
         return Status.BAD, signed.detail
 
     def _keyring(self) -> gpg.KeyRing | None:
-        if self._ring is None:
-            texts = [self._texts[p.path] for n, p in self.people.items() if self.sound(n)]
-            if not texts:
-                return None
-            self._ring = gpg.KeyRing("\n".join(texts))
-        return self._ring
+        with self._verifying:  # prefetch threads ask at once: one keyring
+            if self._ring is None:
+                texts = [self._texts[p.path] for n, p in self.people.items() if self.sound(n)]
+                if not texts:
+                    return None
+                self._ring = gpg.KeyRing("\n".join(texts))
+            return self._ring
 
     def __enter__(self) -> Registry:
         return self

@@ -351,6 +351,35 @@ def _opened_signer(
     return sign, name
 
 
+def check_direct_push(s: engine.Session, target: str) -> None:
+    """``set-image`` straight to main of an environment that requires approvals is allowed
+    only when promote signs its commits (``$PROMOTE_SIGNING_KEY``) with a key among that
+    environment's ``approvals.trustedSigners`` at main: the agents verify the signature."""
+    policy = s.project.env(target).config.approvals
+    if not policy.required:
+        return
+    key = (s.repo.signing_key or "").upper().removeprefix("0X")
+    trusted: list[str] = []
+    for entry in policy.trusted_signers:
+        if entry.startswith("keys/"):
+            trusted += gpg.key_fingerprints((s.root / entry).read_text(encoding="utf-8"))
+        else:
+            trusted.append(entry.upper().removeprefix("0X"))
+    if len(key) >= 16 and any(fp.upper().endswith(key) for fp in trusted):
+        return
+    why = (
+        f"{engine.SIGNING_KEY_ENV} ({key[-16:]}) is not among its approvals.trustedSigners"
+        if key
+        else f"{engine.SIGNING_KEY_ENV} is not set"
+    )
+    raise PolicyBlocked(
+        f"{target} requires {policy.required} approval(s) and {why}; nothing pushed.",
+        hint="Open a pull request (--pr), or sign promote's commits with a trusted signer's "
+        f"key: {engine.SIGNING_KEY_ENV}=FINGERPRINT, its public key listed in "
+        f"environments/{target}.yaml approvals.trustedSigners.",
+    )
+
+
 def push_images(
     s: engine.Session, target: str, specs: Sequence[str], *, title: str | None = None
 ) -> tuple[plan.Plan, str | None]:
@@ -362,6 +391,7 @@ def push_images(
     PolicyBlocked (exit 3) and nothing is pushed. A retry after a lost race applies the same
     checked image values to the new main.
     """
+    check_direct_push(s, target)
     env = s.project.env(target)
     path = s.overlay_file(env)
     checked = plan_set_image(s, target, specs, render_diff=bool(files.load(s.root).bindings))

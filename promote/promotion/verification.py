@@ -114,6 +114,7 @@ class Verdict:
     steps: int = 0
     touching: int = 0
     via: str = ""  # "chain", "unchanged", "trust record", "pin"
+    reached: str = ""  # the last trusted commit the walk reached (R when verified)
 
     def summary(self) -> str:
         if self.verified:
@@ -136,6 +137,7 @@ def conclude(chain: Chain, revision: str, base: str) -> Verdict:
         steps=chain.steps,
         touching=chain.touching,
         via="chain" if ok else "",
+        reached=chain.verified,
     )
 
 
@@ -211,3 +213,50 @@ def trust_counted(
         ):
             out.append(doc.approver)
     return tuple(out)
+
+
+# --- signed-tag pins: where an agent's trust starts, signed by the environment's approvers ------
+
+PIN_TAGS = "promote/pin/"  # refs/tags/promote/pin/ENV/NAME: NAME's signed tag of the pin
+
+
+@dataclass(frozen=True, slots=True)
+class PinTag:
+    """One tag ``promote/pin/ENV/NAME`` as checked: the commit it names and whose registered
+    key signed it (``signer`` None, with ``problem`` saying why, when nobody's)."""
+
+    name: str
+    target: str
+    signer: str | None
+    problem: str = ""
+
+
+def pin_from_tags(policy: ApprovalsConfig, env: str, tags: Sequence[PinTag]) -> tuple[str, str]:
+    """(commit, "") when enough approvers of ``policy`` (``required``, at least one) each
+    signed their own tag naming that commit; else ("", why), naming every tag refused."""
+    counted: dict[str, list[str]] = {}
+    problems = []
+    for tag in tags:
+        owner = tag.name.rsplit("/", 1)[-1]
+        if tag.signer is None:
+            problems.append(f"{tag.name} {tag.problem}")
+        elif tag.signer != owner:
+            problems.append(f"{tag.name} is signed with {tag.signer}'s key, not {owner}'s")
+        elif owner not in policy.approvers:
+            problems.append(f"{tag.name}: {owner} is not an approver of {env}")
+        elif owner not in counted.setdefault(tag.target, []):
+            counted[tag.target].append(owner)
+    need = max(policy.required, 1)
+    ready = sorted(sha for sha, names in counted.items() if len(names) >= need)
+    if len(ready) == 1:
+        return ready[0], ""
+    if ready:
+        shown = ", ".join(sha[:12] for sha in ready)
+        problems.append(f"the tags name {len(ready)} different commits ({shown})")
+    for sha, names in counted.items():
+        if len(names) < need:
+            problems.append(
+                f"{sha[:12]} is signed by {len(names)} of the {need} approvers {env} requires "
+                f"({', '.join(names)})"
+            )
+    return "", "; ".join(problems)

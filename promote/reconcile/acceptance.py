@@ -191,6 +191,7 @@ def _record(
             [old] if old else [],
             f"trust {env} {revision[:12]}: signed by {who}",
             author=s.repo.identity(),
+            record=True,
         )
         expect = old if old is not None else git_repo.MUST_NOT_EXIST
         try:

@@ -12,7 +12,7 @@ import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from promote import config
 from promote.cluster import apply, drift, validation
@@ -22,6 +22,9 @@ from promote.kustomize import render, sandbox
 from promote.promotion import validate
 from promote.reconcile.source import GitSource
 from promote.reconcile.status import Stage
+
+if TYPE_CHECKING:
+    from promote.reconcile import trust
 
 T = TypeVar("T")
 
@@ -105,6 +108,9 @@ class DesiredState:
         self._resolvers: dict[config.SecretsConfig, SecretResolver] = {}
         self._secrets_of: dict[str, config.SecretsConfig] = {}  # revision -> its setting
         self._work_dir = work_dir
+        # Set by the factory for an environment that verifies: the cluster settings in use,
+        # checked against those of each revision built (trust.Connection.check).
+        self.connection: trust.Connection | None = None
         # (revision, objects, the environment's settings at that revision)
         self._rendered: tuple[str, list[dict[str, Any]], config.EnvironmentConfig] | None = None
 
@@ -121,6 +127,10 @@ class DesiredState:
         if self._rendered is None or self._rendered[0] != revision:
             self._rendered = (revision, *self._render(revision))
         _, objects, settings = self._rendered  # same revision, same objects: kustomize runs once
+        if self.connection is not None:
+            stage(
+                Stage.VERIFY, self.connection.check, self.env, settings.cluster, revision=revision
+            )
         sync = settings.sync
         images = running_images(objects)
         resolver = self.resolver

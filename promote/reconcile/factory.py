@@ -6,18 +6,24 @@ secret resolver) for the reconcile side; the CLI calls it, tests build agents di
 
 from __future__ import annotations
 
+import functools
+import logging
 import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from promote import config
 from promote.cluster import client
+from promote.errors import PromoteError
 from promote.kustomize import render
-from promote.reconcile import forgeproofs, trust
+from promote.reconcile import forgeproofs, pins, trust
 from promote.reconcile import source as source_mod
 from promote.reconcile.agent import Agent, AgentSettings
 from promote.reconcile.desired import SecretResolver
 from promote.secrets import files, resolve
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,8 +47,12 @@ def cache_root() -> Path:
     return Path(os.environ.get("PROMOTE_CACHE", Path.home() / ".cache" / "promote")) / "agent"
 
 
-def connect_env(env: config.Environment, ov: Overrides) -> client.Cluster:
-    c = env.config.cluster
+def connect_env(
+    env: config.Environment, ov: Overrides, *, settings: config.ClusterConfig | None = None
+) -> client.Cluster:
+    """``settings``: the environment's cluster settings read from a verified revision (else
+    its file in ``env``'s checkout); a relative kubeconfig is the checkout's file either way."""
+    c = settings or env.config.cluster
     kubeconfig = ov.kubeconfig or c.kubeconfig
     if kubeconfig and not Path(kubeconfig).is_absolute() and not ov.kubeconfig:
         kubeconfig = str((env.file.parent.parent / kubeconfig).resolve())
@@ -60,6 +70,29 @@ def resolver_at_revision(project: config.Project, env: config.Environment) -> Se
     the exported tree is gone when an error is reported."""
     names = files.sources(project, env)
     return resolve.Resolver.for_environment(env, sources=lambda: names)
+
+
+def verified_cluster(
+    project: config.Project, env: str, ov: Overrides, src: source_mod.GitSource
+) -> tuple[str, config.ClusterConfig] | None:
+    """The environment's cluster settings at the last verified revision of main, verified
+    from the pin (``--trust-from`` or signed pin tags) without the cluster; None when no pin
+    is known here (the connection then uses the checkout's settings, and every pass checks
+    them against the verified revision it deploys: ``trust.Connection``)."""
+    tags = functools.partial(pins.read_pin, src.repo, env, project)
+    gate = trust.TrustGate(src.repo, trust.TrustSettings(pin=ov.trust_from, tags=tags), env=env)
+    try:
+        gate.restore(None)
+        decision = gate.decide(src.fetch())
+        rev = decision.deploy if decision.verified else decision.verdict.reached or decision.deploy
+        with tempfile.TemporaryDirectory(prefix="promote-settings-") as tmp:
+            tree = src.export(rev, Path(tmp) / "tree")
+            return rev, config.load_project(tree, only=env).env(env).config.cluster
+    except PromoteError as exc:
+        log.info("%s: no verified cluster settings before connecting: %s", env, exc)
+        return None
+    finally:
+        gate.verifier.close()
 
 
 def verifies(env: config.Environment, ov: Overrides) -> bool:
@@ -90,9 +123,14 @@ def build_agent(
     # requires approvals. The cluster connection (kubeconfig, context) and namespace come from
     # the operator (flags, the checkout the agent runs in): the agent needs them to read its
     # last verified revision from the cluster before it can trust anything in Git.
+    # Credentials follow verified settings (issue 13 item 9): with a pin known here, the
+    # cluster settings are read from the last verified revision, before connecting.
+    found = verified_cluster(project, env_name, ov, src) if verifying and not cluster else None
+    c = found[1] if found else env.config.cluster
+    origin = f"verified revision {found[0][:12]}" if found else "the checkout"
     settings = AgentSettings(
         env=env.name,
-        namespace=env.config.cluster.namespace,
+        namespace=c.namespace,
         self_heal=ov.self_heal,
         prune=ov.prune,
         allow_mass_prune=ov.allow_mass_prune,
@@ -102,15 +140,20 @@ def build_agent(
         proofs = forgeproofs.for_project(
             project.config, env.name, src.repo, url=url, cache_root=cache_root()
         )
-        gate = trust.TrustGate(
-            src.repo, trust.TrustSettings(pin=ov.trust_from), env=env.name, proof_source=proofs
-        )
-    return Agent(
+        tags = functools.partial(pins.read_pin, src.repo, env.name, project)
+        settings_ = trust.TrustSettings(pin=ov.trust_from, tags=tags)
+        gate = trust.TrustGate(src.repo, settings_, env=env.name, proof_source=proofs)
+    fixed = frozenset(n for n, v in (("kubeconfig", ov.kubeconfig), ("context", ov.context)) if v)
+    fixed |= {"context"} if ov.kubeconfig and not ov.context and not c.kubeconfig else set()
+    connection = trust.Connection(c.namespace, None if cluster else c, origin, fixed)
+    agent = Agent(
         settings=settings,
         source=src,
-        cluster=cluster or connect_env(env, ov),
+        cluster=cluster or connect_env(env, ov, settings=c),
         kustomize=render.Kustomize(),
         resolver=resolver,
         resolver_for=resolver_at_revision,
         trust=gate,
     )
+    agent.desired_state.connection = connection if gate is not None else None
+    return agent

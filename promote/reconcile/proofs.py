@@ -158,7 +158,14 @@ class Evidence:
 
 
 def head_approved(
-    repo: git_repo.Repo, evidence: Evidence, *, env: str, parent: str, snap: Snapshot, head: str
+    repo: git_repo.Repo,
+    evidence: Evidence,
+    *,
+    env: str,
+    parent: str,
+    snap: Snapshot,
+    head: str,
+    base: str | None = None,
 ) -> tuple[str | None, str]:
     """(proof, refusal): whether a PR approved ``head`` under the policy and keys at
     ``parent`` (``snap``), judged as ``promote merge`` judges it (``judgement``): the scope
@@ -168,7 +175,8 @@ def head_approved(
     found = evidence.records_for(head)
     if not found:
         return None, f"no PR approved its head {head[:12]}"
-    base = repo.merge_base(parent, head) or parent
+    # ``base``: the caller knows it (``head`` descends from ``parent`` by first parents).
+    base = base or repo.merge_base(parent, head) or parent
     reasons = []
     for rec in found:
         pr = replace(rec.pr, head_sha=head)

@@ -2,7 +2,8 @@
 
 A bare cache repository per remote (``mirror.open_mirror``, under ``$PROMOTE_AGENT_CACHE``),
 ``git fetch --depth 1`` of the branch (or, for an environment that verifies, its whole
-history with the PR and trust records: ``refs/promote/prs/*``, ``refs/promote/trust/*``), and
+history with the PR and trust records: ``refs/promote/prs/*``, ``refs/promote/trust/*``, and
+the signed pin tags ``refs/tags/promote/pin/*``), and
 an export of the tree at a revision into a folder for kustomize, all through ``promote.git``
 (the one Git adapter). Overlays hold only ciphertext, so exporting them to disk is safe; decryption
 happens later, in memory. A remote that cannot be reached is retryable (GitUnavailable); a
@@ -19,7 +20,7 @@ from promote.errors import GitError
 from promote.git import mirror
 from promote.git import repo as git_repo
 
-RECORD_PREFIXES = ("refs/promote/prs/", "refs/promote/trust/")
+RECORD_PREFIXES = ("refs/promote/prs/", "refs/promote/trust/", "refs/tags/promote/pin/")
 
 
 class GitSource:

@@ -2,8 +2,10 @@
 and which revision a pass may deploy (DESIGN.md §4 "The agent verifies").
 
 Trust starts at a pinned revision (``--trust-from SHA``; ``promote init`` prints it,
-``promote demo`` passes it). V and the pin are kept in the agent's status ConfigMap, in the
-cluster, where a Git pusher cannot change them; Git holds nothing the agent trusts by itself.
+``promote demo`` passes it), or at the commit the environment's approvers signed tags of
+(``reconcile/pins.py``), read while no pin is given or stored. V and the pin are kept in
+the agent's status ConfigMap, in the cluster, where a Git pusher cannot change them; Git
+holds nothing the agent trusts by itself.
 Each pass asks :meth:`TrustGate.decide`: the head when it is verified from V, else V again
 (self-heal keeps V in the cluster) with the verdict naming the first offending commit. If V
 is lost or is not an ancestor of the head, verification starts over from the pin; the head is
@@ -13,8 +15,10 @@ never adopted.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
+from promote import config
 from promote.cluster import client
 from promote.errors import PolicyBlocked
 from promote.git import repo as git_repo
@@ -31,6 +35,46 @@ HISTORY = 20  # verified revisions remembered (a rollback to one of them needs n
 @dataclass(frozen=True, slots=True)
 class TrustSettings:
     pin: str | None = None  # --trust-from: the revision trust starts at (else the stored one)
+    # Without either: the signed pin tags, (commit, "") or ("", why not) (``pins.read_pin``).
+    tags: Callable[[], tuple[str, str]] | None = None
+
+
+_CLUSTER_FIELDS = (
+    ("context", "context"),
+    ("kubeconfig", "kubeconfig"),
+    ("inCluster", "in_cluster"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Connection:
+    """The cluster settings an agent connected with, and where it read them: a verified
+    revision, or (without a pin to verify from) the checkout it runs in. Credentials follow
+    verified settings (issue 13 item 9): a pass stops before comparing or applying anything
+    when the revision it deploys, verified, says otherwise."""
+
+    namespace: str
+    cluster: config.ClusterConfig | None  # None: a client handed in (tests): namespace only
+    origin: str  # "the checkout", "verified revision 1a2b3c4d5e6f"
+    fixed: frozenset[str] = frozenset()  # set by the operator's flags: theirs, not compared
+
+    def check(self, env: str, at: config.ClusterConfig, *, revision: str) -> None:
+        ours = self.cluster
+        pairs = [("namespace", self.namespace, at.namespace)]
+        if ours is not None:
+            for name, attr in _CLUSTER_FIELDS:
+                if name not in self.fixed:
+                    pairs.append((name, getattr(ours, attr), getattr(at, attr)))
+        differ = [f"cluster.{n} {new!r} (not {old!r})" for n, old, new in pairs if old != new]
+        if differ:
+            raise PolicyBlocked(
+                f"environments/{env}.yaml at {revision[:12]}, the revision {env} deploys "
+                f"(verified), sets {', '.join(differ)}, but this connection was made with the "
+                f"settings of {self.origin}; credentials follow verified settings only, so "
+                "nothing was compared or applied.",
+                hint="Run it again (a verified change is read from Git), or from a checkout of "
+                "the verified revision; an unapproved change to these settings needs approval.",
+            )
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,14 +133,23 @@ class TrustGate:
 
     def decide(self, head: str) -> Decision:
         """What to deploy for ``head``; raises PolicyBlocked when there is nothing trusted."""
+        tagged = ""
+        if self.pin is None and not self.settings.pin and self.settings.tags is not None:
+            found, tagged = self.settings.tags()
+            if found:
+                log.info("%s: trust starts at %s (signed pin tags)", self.env, found[:12])
+                self.pin, self.verified, self.history = found, found, [found]
         if self.pin is None or self.verified is None:
             where = (
                 f" ({self.settings.pin} is not in the fetched history)" if self.settings.pin else ""
             )
+            if tagged:
+                where = f" (its pin tags do not count: {tagged})"
             raise PolicyBlocked(
                 f"{self.env} requires approvals but its agent has no trusted revision to start "
                 f"from{where}; start it with --trust-from SHA (a commit release managers trust, "
-                "e.g. the first one `promote init` made)."
+                "e.g. the first one `promote init` made), or have enough approvers sign "
+                f"`promote pin {self.env} SHA --as NAME`."
             )
         descends = self._repo.is_ancestor(self.verified, head)
         if not descends and self.verified != self.pin:

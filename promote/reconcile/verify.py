@@ -109,6 +109,7 @@ class Verifier:
         self._blobs: dict[str, dict[str, str]] = {}
         self._texts: change.TextCache = {}  # kustomizations read: a step's is its child's parent's
         self._verdicts: dict[tuple[str, str, str], verification.Verdict] = {}
+        self._carried: dict[str, tuple[str, str]] = {}  # this walk: sha -> (proof, its head)
         self.cost = Cost()
 
     def close(self) -> None:
@@ -154,12 +155,13 @@ class Verifier:
             return _refused(self.env, revision, anchor, f"{anchor[:12]} is not on main's line")
         chain = verification.start(self.env, anchor)
         before = self.snapshot(anchor)
-        for step in steps:
+        self._carried = {}
+        for i, step in enumerate(steps):
             changes = _changes_configuration(self._repo, step, self._texts)
             after = self.snapshot(step.sha) if changes else self._snaps.setdefault(step.sha, before)
-            chain = self._advance(chain, step, before, after, known)
-            if chain.trusted:
-                known.append(step.sha)
+            chain = self._advance(chain, step, before, after, known, ahead=(steps, i + 1))
+            if chain.trusted and self._carried.get(step.sha, ("", step.sha))[1] == step.sha:
+                known.append(step.sha)  # never a PR's inner commit: only its head was approved
             before = after
         self.cost.steps = len(steps)
         self.cost.merges = sum(len(s.parents) > 1 for s in steps)
@@ -179,11 +181,15 @@ class Verifier:
         known = [anchor]
         before = self.snapshot(anchor)
         out = []
-        for step in history.first_parent_steps(self._repo, anchor, revision):
+        self._carried = {}
+        steps = history.first_parent_steps(self._repo, anchor, revision)
+        for i, step in enumerate(steps):
             changes = _changes_configuration(self._repo, step, self._texts)
             after = self.snapshot(step.sha) if changes else self._snaps.setdefault(step.sha, before)
             judged: list[verification.Step] = []
-            chain = self._advance(chain, step, before, after, known, seen=judged)
+            chain = self._advance(
+                chain, step, before, after, known, seen=judged, ahead=(steps, i + 1)
+            )
             if chain.trusted:
                 known.append(step.sha)
             if judged[0].touched:
@@ -201,9 +207,10 @@ class Verifier:
         known: list[str],
         *,
         seen: list[verification.Step] | None = None,
+        ahead: tuple[Sequence[history.StepInfo], int] = ((), 0),
     ) -> verification.Chain:
         """``chain`` after ``step``; ``seen`` (an audit) collects the step, proved even when
-        the chain is already broken."""
+        the chain is already broken; ``ahead``: the walk's steps and where the next one is."""
         if isinstance(before, str) or isinstance(after, str):
             touched = tuple(sorted(step.changed))  # a side that does not load: all of it counts
         else:
@@ -211,7 +218,7 @@ class Verifier:
             touched = verification.touched_inputs(self.env, step.changed, layout)
         proof, refusal = None, ""
         if touched and (chain.trusted or seen is not None):
-            proof, refusal = self._prove(step, before)
+            proof, refusal = self._prove(step, before, ahead)
         judged = verification.Step(step.sha, step.parents[0], touched, proof, refusal)
         if seen is not None:
             seen.append(judged)
@@ -221,8 +228,15 @@ class Verifier:
 
     # --- proving one step -------------------------------------------------------------------
 
-    def _prove(self, step: history.StepInfo, snap: proofs.Snapshot | str) -> tuple[str | None, str]:
+    def _prove(
+        self,
+        step: history.StepInfo,
+        snap: proofs.Snapshot | str,
+        ahead: tuple[Sequence[history.StepInfo], int] = ((), 0),
+    ) -> tuple[str | None, str]:
         parent = step.parents[0]
+        if step.sha in self._carried:
+            return self._carried[step.sha][0], ""
         if isinstance(snap, str):
             return None, f"the configuration at its parent {parent[:12]} does not load: {snap}"
         policy = snap.policies.get(self.env)
@@ -231,7 +245,9 @@ class Verifier:
         if self._source is not None:
             proof, refusal = self._source(step, snap)
         elif len(step.parents) == 1:
-            proof, refusal = self._head_approved(step.sha, parent, snap)
+            proof, refusal = self._head_approved(step.sha, parent, snap, base=parent)
+            if proof is None:
+                proof = self._approved_later(step, ahead, snap) or proof
         elif len(step.parents) == 2:
             proof, refusal = self._head_approved(step.parents[1], parent, snap)
             if proof is not None and not proofs.merge_is_plain(
@@ -245,11 +261,37 @@ class Verifier:
             proof = signed or proof
         return proof, refusal
 
+    def _approved_later(
+        self,
+        step: history.StepInfo,
+        ahead: tuple[Sequence[history.StepInfo], int],
+        snap: proofs.Snapshot,
+    ) -> str | None:
+        """An approved PR head of several commits that main was fast-forwarded to: ``step`` is
+        its first commit when a later step of this walk, reached through single-parent steps,
+        is a head approved under the policy at ``step``'s parent (the approval's scope then
+        covers every commit since that parent). Those steps are proved by it; main stopped at
+        an inner commit is never verified, as the head is not in that walk."""
+        steps, start = ahead
+        run = [step.sha]
+        for later in steps[start:]:
+            if len(later.parents) != 1:
+                return None
+            run.append(later.sha)
+            if not self.evidence.records_for(later.sha):
+                continue
+            proof, _ = self._head_approved(later.sha, step.parents[0], snap, base=step.parents[0])
+            if proof is not None:
+                proof = f"{proof} (main fast-forwarded to its head {later.sha[:12]})"
+                self._carried.update((sha, (proof, later.sha)) for sha in run)
+                return proof
+        return None
+
     def _head_approved(
-        self, head: str, parent: str, snap: proofs.Snapshot
+        self, head: str, parent: str, snap: proofs.Snapshot, *, base: str | None = None
     ) -> tuple[str | None, str]:
         return proofs.head_approved(
-            self._repo, self.evidence, env=self.env, parent=parent, snap=snap, head=head
+            self._repo, self.evidence, env=self.env, parent=parent, snap=snap, head=head, base=base
         )
 
     def _trusted_signer(self, sha: str, parent: str, signers: Sequence[str]) -> str | None:

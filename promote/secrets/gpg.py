@@ -135,9 +135,14 @@ class KeyRing:
         shutil.rmtree(self._home, ignore_errors=True)
 
     def verify(self, payload: bytes, signature: str) -> Verification:
-        sig_file = Path(self._home) / "approval.sig"
-        sig_file.write_text(signature, encoding="utf-8")
-        result = self._gpg.verify_data(str(sig_file), payload)
+        """Thread-safe: each call writes its own signature file (gpg reads it by name)."""
+        fd, name = tempfile.mkstemp(prefix="approval-", suffix=".sig", dir=self._home)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as out:
+                out.write(signature)
+            result = self._gpg.verify_data(name, payload)
+        finally:
+            Path(name).unlink(missing_ok=True)
         primary = str(result.pubkey_fingerprint or result.fingerprint or "")
         valid = bool(result.valid) and primary in self.fingerprints
         detail = str(result.status or "no signature found")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
@@ -100,3 +101,44 @@ def test_trust_signatures_count_only_for_their_env_revision_and_a_verified_base(
     )
     assert verification.trust_counted(policy, signed, env="prod", revision="R", bases=["X"]) == ()
     assert verification.parse_trust('{"type": "promote.approval/v1"}', "s") is None
+
+
+PROD = ApprovalsConfig(required=2, approvers=["rm1", "rm2"])
+A, B = "a" * 40, "b" * 40
+
+
+def _tag(name: str, target: str = A, signer: str | None = None, problem: str = "") -> Any:
+    """``name``'s tag, signed by ``signer`` (default: its owner) or, with ``problem``, by nobody."""
+    who = None if problem else signer or name
+    return verification.PinTag(f"promote/pin/prod/{name}", target, who, problem)
+
+
+@pytest.mark.parametrize(
+    ("tags", "pinned", "why"),
+    [
+        ([_tag("rm1"), _tag("rm2")], A, ""),
+        ([_tag("rm1"), _tag("rm2"), _tag("rm1", B)], A, ""),
+        ([_tag("rm1")], "", "signed by 1 of the 2 approvers prod requires (rm1)"),
+        ([_tag("rm1"), _tag("rm2", signer="rm1")], "", "signed with rm1's key, not rm2's"),
+        ([_tag("rm1"), _tag("dev1")], "", "dev1 is not an approver of prod"),
+        ([_tag("rm1", problem="is not signed"), _tag("rm2")], "", "rm1 is not signed"),
+        ([_tag("rm1"), _tag("rm2"), _tag("rm1", B), _tag("rm2", B)], "", "2 different commits"),
+        ([], "", ""),
+    ],
+    ids=[
+        "two-approvers",
+        "extra-tag",
+        "too-few",
+        "wrong-key",
+        "not-approver",
+        "unsigned",
+        "ambiguous",
+        "none",
+    ],
+)
+def test_a_pin_starts_where_enough_approvers_signed_their_own_tags(
+    tags: list[verification.PinTag], pinned: str, why: str
+) -> None:
+    found, reason = verification.pin_from_tags(PROD, "prod", tags)
+    assert found == pinned
+    assert why in reason and (why or not pinned or not reason)
