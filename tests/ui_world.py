@@ -107,12 +107,12 @@ def _secrets(repo: GitOpsRepo, tmp: Path) -> dict[str, Path]:
 
 
 def _story(w: World, keys: Any) -> None:
-    from promote.promotion import engine, propose, review
+    from promote.promotion import engine, propose, review, setimage
     from promote.secrets import gpg
 
     signer = gpg.Signer(gnupghome=str(keys.home))
     with engine.session(w.repo.work) as s:
-        propose.push_images(s, "dev", ["web-app=v2.5.0"])
+        setimage.push_images(s, "dev", ["web-app=v2.5.0"])
     with engine.session(w.repo.work) as s:
         p = propose.plan_promotion(s, "staging")
         assert not p.blocked, p.problems()

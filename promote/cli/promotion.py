@@ -22,7 +22,7 @@ from promote.cli.output import (
 )
 from promote.errors import ExitCode, PolicyBlocked
 from promote.forge import base as forge_base
-from promote.promotion import auto, engine, history, plan, propose
+from promote.promotion import auto, engine, history, plan, propose, setimage
 from promote.reconcile import audit, gate, live
 
 TitleOpt = typer.Option(None, "--title", help="PR title (default: generated from the plan).")
@@ -289,7 +289,7 @@ def set_image(
     with handled(output), progress(f"Updating {env}...", output), engine.session(repo_dir) as s:
         commit = None
         if as_pr:
-            p = propose.plan_set_image(s, env, images)
+            p = setimage.plan_set_image(s, env, images)
             pr, existing = _finish(
                 p,
                 output,
@@ -301,7 +301,7 @@ def set_image(
                 opener=as_name,
             )
         else:
-            p, commit = propose.push_images(s, env, images, title=title)
+            p, commit = setimage.push_images(s, env, images, title=title)
             pr, existing = None, False
     if output == Format.json:
         emit_json(

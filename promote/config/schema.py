@@ -242,6 +242,18 @@ def _build(cls: type[_T], data: Any, loc: _Loc, errors: list[_Error]) -> _T | No
     return cls(**kwargs) if len(errors) == before else None
 
 
+def _wall_clock(value: Any) -> tuple[datetime | None, str, str]:
+    """A wall-clock time (YAML's timestamp, or ISO 8601 text) without an offset, or None with
+    the message and the fix."""
+    try:
+        parsed = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+    except ValueError:
+        return None, "Input should be a date and time, e.g. 2026-01-05T09:00:00", _CORRECT
+    if parsed.tzinfo is not None:
+        return None, "Input should be a wall-clock time without an offset", "drop the offset"
+    return parsed, "", _CORRECT
+
+
 def _convert(hint: Any, value: Any, loc: _Loc, errors: list[_Error]) -> Any:
     """``value`` as ``hint``, lax the way YAML is written by hand, or None after an error."""
     origin, args = typing.get_origin(hint), typing.get_args(hint)
@@ -273,15 +285,10 @@ def _convert(hint: Any, value: Any, loc: _Loc, errors: list[_Error]) -> Any:
             return parse_duration(value)
         except ValueError as exc:
             msg = str(exc)
-    elif hint is datetime:  # a wall-clock time: YAML's timestamp, or ISO 8601 text
-        try:
-            parsed = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
-        except ValueError:
-            parsed, msg = None, "Input should be a date and time, e.g. 2026-01-05T09:00:00"
-        if parsed is not None and parsed.tzinfo is None:
-            return parsed
+    elif hint is datetime:
+        parsed, msg, fix = _wall_clock(value)
         if parsed is not None:
-            msg, fix = "Input should be a wall-clock time without an offset", "drop the offset"
+            return parsed
     elif hint is bool:  # YAML true/false, and yes/no/on/off/1/0 as text or 0/1 as numbers
         text = str(value).strip().lower() if isinstance(value, str | int) else None
         if isinstance(value, bool) or text in _TRUE | _FALSE:

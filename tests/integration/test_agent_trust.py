@@ -16,7 +16,7 @@ import pytest
 from promote import config
 from promote.cluster import client
 from promote.forge import base as forge_base
-from promote.promotion import engine, propose, releases, review
+from promote.promotion import engine, propose, releases, review, setimage
 from promote.reconcile import factory
 from promote.reconcile import status as status_mod
 from promote.reconcile.agent import Agent
@@ -267,7 +267,7 @@ def test_dev_only_push_never_blocks_prod(
     repo: GitOpsRepo, prod_agent: Agent, cluster: client.Cluster, namespace: str
 ) -> None:
     with engine.session(repo.work) as s:
-        _, commit = propose.push_images(s, "dev", ["web-app=v7.0.0"])
+        _, commit = setimage.push_images(s, "dev", ["web-app=v7.0.0"])
     assert commit
     report = prod_agent.run_pass()
     assert report.error is None and report.revision == commit and report.head == commit

@@ -12,7 +12,7 @@ import pytest
 
 from promote import config
 from promote.cluster import client
-from promote.promotion import engine, plan, propose, review
+from promote.promotion import engine, plan, propose, review, setimage
 from promote.reconcile import factory
 from promote.reconcile.agent import Agent
 from promote.secrets import gpg
@@ -82,7 +82,7 @@ def test_an_approved_merge_waits_for_the_window_and_a_break_glass_merge_does_not
     agent.clock = lambda: CLOSED
     reason = "INC-7: checkout down"
     with engine.session(repo.work) as s:
-        hotfix = propose.plan_set_image(s, "prod", ["web-app=v2.3.3"])
+        hotfix = setimage.plan_set_image(s, "prod", ["web-app=v2.3.3"])
         number = _approved(repo, gpg_keys, hotfix, glass=reason)
     with engine.session(repo.work) as s:
         _, glass, _ = review.merge(s, number, by="rm2", now=CLOSED, break_glass=reason)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from promote import config, errors
-from promote.promotion import engine, propose, review, validate
+from promote.promotion import engine, propose, review, setimage, validate
 from promote.secrets import gpg
 from tests.helpers import copy_example, run_cli
 from tests.integration.test_promotion_helpers import (  # noqa: F401  (gpg_keys is a fixture)
@@ -94,7 +94,7 @@ def add_policy(ops: GitOps, text: str) -> None:
 def test_policy_violation_blocks_promote_to(ops: GitOps) -> None:
     add_policy(ops, SEMVER)
     with engine.session(ops.clone) as s:
-        propose.push_images(s, "dev", ["web-app=v3.0.0-rc1"])
+        setimage.push_images(s, "dev", ["web-app=v3.0.0-rc1"])
     with engine.session(ops.clone) as s:
         p = propose.plan_promotion(s, "staging")
     assert p.blocked and p.policy_bindings == 1
@@ -118,7 +118,7 @@ def _markdown(ops: GitOps) -> str:
 
 def test_merge_rechecks_policies_on_the_head(ops: GitOps, gpg_keys: Keys) -> None:  # noqa: F811
     with engine.session(ops.clone) as s:
-        propose.push_images(s, "dev", ["web-app=v3.0.0-rc1"])
+        setimage.push_images(s, "dev", ["web-app=v3.0.0-rc1"])
     with engine.session(ops.clone) as s:  # no policy yet: the plan passes and the PR opens
         p = propose.plan_promotion(s, "staging")
         assert not p.blocked and p.policy_bindings == 0

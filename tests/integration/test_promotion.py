@@ -12,7 +12,7 @@ import pytest
 from promote import errors
 from promote.forge import base as forge_base
 from promote.forge.base import Approval, PRKind, PullRequest
-from promote.promotion import approvals, engine, history, plan, propose, review
+from promote.promotion import approvals, engine, history, plan, propose, review, setimage
 from promote.secrets import gpg
 from tests.integration.test_promotion_helpers import (  # noqa: F401  (gpg_keys is a fixture)
     CANARY,
@@ -84,7 +84,7 @@ def inject(ops: GitOps, keys: Keys, number: int, name: str, *, signer: str | Non
 
 def test_whole_flow_dev_to_staging_to_prod(ops: GitOps, gpg_keys: Keys) -> None:  # noqa: F811
     with engine.session(ops.clone) as s:
-        p, commit = propose.push_images(s, "dev", ["web-app=v3.0.0"])
+        p, commit = setimage.push_images(s, "dev", ["web-app=v3.0.0"])
     assert commit and [c.trailer for c in p.changes] == ["web-app=v3.0.0"]
     assert "newTag: v3.0.0" in ops.main_file("overlays/dev/kustomization.yaml")
 
@@ -343,7 +343,7 @@ def test_conflicting_prs_both_merge_by_reapplying_images(ops: GitOps) -> None:
     ops.commit_and_push("no approvals")
     first = promote(ops, "staging", apps=["web-app"])  # v2.4.0
     with engine.session(ops.clone) as s:
-        propose.push_images(s, "dev", ["web-app=v2.5.0"])
+        setimage.push_images(s, "dev", ["web-app=v2.5.0"])
     second = promote(ops, "staging", apps=["web-app"])  # v2.5.0, same line as the first
     assert merge(ops, second.number) == "fast-forward"
     assert merge(ops, first.number) == "merge-commit"
@@ -354,7 +354,7 @@ def test_conflicting_prs_both_merge_by_reapplying_images(ops: GitOps) -> None:
 def test_history_after_promotions_and_a_rollback(ops: GitOps, gpg_keys: Keys) -> None:  # noqa: F811
     def ship(tag: str) -> None:
         with engine.session(ops.clone) as s:
-            propose.push_images(s, "dev", [f"web-app={tag}"])
+            setimage.push_images(s, "dev", [f"web-app={tag}"])
         pr = promote(ops, "staging", apps=["web-app"])
         approve(ops, gpg_keys, pr.number, "rm1")
         merge(ops, pr.number)

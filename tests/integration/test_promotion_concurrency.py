@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from promote.kustomize import overlay
-from promote.promotion import engine, propose, review
+from promote.promotion import engine, propose, review, setimage
 from tests.integration.test_promotion_helpers import GitOps, many_apps, publish
 
 pytestmark = pytest.mark.integration
@@ -49,7 +49,7 @@ def test_ten_parallel_promotions_of_different_apps_all_land(ops: GitOps) -> None
 def test_ten_parallel_set_image_pushes_all_land(ops: GitOps) -> None:
     def push(app: str) -> str | None:
         with engine.session(ops.clone) as s:
-            return propose.push_images(s, "dev", [f"{app}=v9.{app[-1]}"])[1]
+            return setimage.push_images(s, "dev", [f"{app}=v9.{app[-1]}"])[1]
 
     with ThreadPoolExecutor(max_workers=len(APPS)) as pool:
         commits = list(pool.map(push, APPS))

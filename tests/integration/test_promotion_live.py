@@ -14,7 +14,7 @@ import pytest
 
 from promote.cluster import apply, client
 from promote.errors import ClusterError
-from promote.promotion import engine, propose
+from promote.promotion import engine, setimage
 from tests.helpers import copy_example, run_cli
 from tests.integration.test_promotion_helpers import (  # noqa: F401  (gpg_keys is a fixture)
     CANARY,
@@ -57,7 +57,7 @@ def live_gitops(tmp: Path, keys: Keys, *, kubeconfig: str, namespace: str) -> Gi
     kz.write_text(kz.read_text().replace("namespace: staging", f"namespace: {namespace}"))
     ops = publish(work, tmp)
     with engine.session(ops.clone) as s:
-        propose.push_images(s, "dev", ["web-app=v3.0.0"])
+        setimage.push_images(s, "dev", ["web-app=v3.0.0"])
     return ops
 
 

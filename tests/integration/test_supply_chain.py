@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from promote import errors
-from promote.promotion import engine, propose, review
+from promote.promotion import engine, propose, review, setimage
 from promote.secrets import gpg
 from promote.supply import crane
 from tests.helpers import run_cli
@@ -46,7 +46,7 @@ def supply_gitops(tmp: Path, keys: Keys, registry: Registry, gates: dict[str, di
 
 def set_dev(ops: GitOps, spec: str) -> None:
     with engine.session(ops.clone) as s:
-        propose.push_images(s, "dev", [spec])
+        setimage.push_images(s, "dev", [spec])
 
 
 def test_pinned_digest_survives_a_moved_tag(
