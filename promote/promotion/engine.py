@@ -163,9 +163,8 @@ class Session:
             with contextlib.suppress(OSError):  # an upgraded binary must not reuse old renders
                 st = Path(argv[0]).stat()
                 self._binary = f"{argv} {st.st_size} {st.st_mtime_ns}"
-            store = renderstore.RenderStore(
-                render.cache_dir() / "renders", binary=self._binary or str(argv)
-            )
+            where = os.environ.get("PROMOTE_RENDER_STORE") or render.cache_dir() / "renders"
+            store = renderstore.RenderStore(Path(where), binary=self._binary or str(argv))
             self._kustomize = render.Kustomize(argv, store=store)
         return self._kustomize
 
