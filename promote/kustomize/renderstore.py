@@ -12,8 +12,9 @@ new key; where the files came from (a checkout, an export of a commit) does not 
 What is kept is kustomize's output, which holds only what the repository holds: Secrets as
 SOPS ciphertext (plaintext never reaches kustomize). Files live under
 ``$PROMOTE_RENDER_STORE``, by default ``$PROMOTE_CACHE/renders`` (mode 0700 folder, 0600
-files), gzip-compressed, the ``MAX_ENTRIES`` most recently used kept. An overlay whose inputs hold a symbolic link is never
-cached (kustomize follows links; their targets are not hashed). A remote base is pinned to a
+files), gzip-compressed, the ``MAX_ENTRIES`` most recently used kept. An overlay whose
+inputs hold a symbolic link is never cached (kustomize follows links; their targets are not
+hashed). A remote base is pinned to a
 commit in a kustomization's text (the sandbox allows no other), which is part of the key.
 ``PROMOTE_RENDER_CACHE=off`` turns the store off.
 """
