@@ -28,6 +28,10 @@ from promote import config
 from promote.promotion import scope
 
 MAX_ENTRIES = 8  # the deployed revision, a few PR heads, a rollback target
+# Objects held across entries (the newest entry is always kept): at 1,000 objects per render
+# all MAX_ENTRIES fit; at 10,000 two do (the deployed revision and one PR head), so the
+# agent's memory grows by one render, not eight.
+MAX_OBJECTS = 20_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,11 +50,15 @@ class Rendered:
 
 
 class RenderCache:
-    """The last ``MAX_ENTRIES`` renders of one environment, most recently used last."""
+    """The last renders of one environment (at most ``MAX_ENTRIES``, ``MAX_OBJECTS`` objects
+    together), most recently used last."""
 
-    def __init__(self, env: str, *, max_entries: int = MAX_ENTRIES) -> None:
+    def __init__(
+        self, env: str, *, max_entries: int = MAX_ENTRIES, max_objects: int = MAX_OBJECTS
+    ) -> None:
         self.env = env
         self._max = max_entries
+        self._max_objects = max_objects
         self._entries: list[Rendered] = []
         self._lock = threading.Lock()
         self.hits = 0
@@ -72,6 +80,11 @@ class RenderCache:
             self._entries = [e for e in self._entries if e.blobs != entry.blobs]
             self._entries.append(entry)
             del self._entries[: -self._max]
+            while len(self._entries) > 1 and self._objects() > self._max_objects:
+                del self._entries[0]
+
+    def _objects(self) -> int:
+        return sum(len(e.objects) for e in self._entries)
 
     def __len__(self) -> int:
         return len(self._entries)

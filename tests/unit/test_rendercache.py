@@ -63,3 +63,16 @@ def test_a_removed_input_misses_and_old_entries_leave() -> None:
             )
         )  # fmt: skip
     assert len(cache) == 2 and cache.find(TREE) is None
+
+
+def test_large_renders_are_bounded_by_their_objects() -> None:
+    cache = rendercache.RenderCache("dev", max_objects=3)
+    for n in range(3):
+        cache.keep(
+            rendercache.entry_for(
+                "dev", INPUTS, {**TREE, "promote.yaml": f"p{n}"},
+                objects=[{"kind": "ConfigMap"}] * 2, settings=config.EnvironmentConfig(),
+            )
+        )  # fmt: skip
+    assert len(cache) == 1  # the newest is always kept, even alone over the bound
+    assert cache.find({**TREE, "promote.yaml": "p2"}) is not None
