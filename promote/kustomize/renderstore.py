@@ -25,6 +25,7 @@ import contextlib
 import gzip
 import hashlib
 import os
+import threading
 from pathlib import Path
 
 from promote.kustomize import folder
@@ -69,7 +70,7 @@ class RenderStore:
     def put(self, key: str, text: str) -> None:
         with contextlib.suppress(OSError):
             self.where.mkdir(mode=0o700, parents=True, exist_ok=True)
-            tmp = self.where / f".{key}.{os.getpid()}.tmp"
+            tmp = self.where / f".{key}.{os.getpid()}.{threading.get_ident()}.tmp"
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "wb") as f:
                 f.write(gzip.compress(text.encode("utf-8"), compresslevel=1))
