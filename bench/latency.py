@@ -3,15 +3,20 @@
 An environment of 1,000 objects (bench/reconcile.py's 250 apps x Deployment, Service,
 ConfigMap, SOPS Secret) in a bare remote on disk, deployed by an agent loop (in this process)
 against a local kube-apiserver + etcd (no nodes). Each "merge" changes one app's ConfigMap and
-pushes a commit to main; its latency runs from just before the push to the moment the agent's
-status ConfigMap reports that revision Synced (read every 10 ms).
+lands on main; its latency runs from just before the push to main to the moment the agent's
+status ConfigMap reports that revision Synced (read every 10 ms). Three modes:
 
-  notifications   the bare remote's post-receive hook (``promote hooks install``) POSTs a
-                  signed notification to the agent's /hooks/git
-  polling         no hook: the agent finds the revision at its next poll
+  pr-notified     a PR: the change is pushed to a branch first (the hook notifies the agent,
+                  which renders the branch's head ahead), reviewed (the benchmark waits until
+                  that render is done, then the random wait below), then merged by a
+                  fast-forward push to main, which notifies the agent
+  push-notified   a commit pushed straight to main, never seen before; the bare remote's
+                  post-receive hook (``promote hooks install``) POSTs a signed notification to
+                  the agent's /hooks/git
+  polled          the same without the hook: the agent finds the revision at its next poll
 
-One agent loop polls every ``--poll`` seconds (default 5 s, the agent's default) in both
-modes; merges alternate between them (the hook installed, then removed), so both see the same
+One agent loop polls every ``--poll`` seconds (default 5 s, the agent's default) in every
+mode; merges rotate through the modes (the hook installed, then removed), so all see the same
 machine load, and each merge waits a random 0..poll s first, landing at a random point of the
 poll cycle.
 
@@ -30,6 +35,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pyrage
@@ -45,6 +51,14 @@ from promote.reconcile import status as status_mod
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import reconcile  # a sibling script in bench/: its repository builder
 
+AHEAD, NOTIFIED, POLLED = "pr-notified", "push-notified", "polled"
+MODES = (AHEAD, NOTIFIED, POLLED)
+LABELS = {
+    AHEAD: "PR merged, notified (head rendered ahead)",
+    NOTIFIED: "direct push to main, notified",
+    POLLED: "direct push, polling every {poll:g} s (baseline)",
+}
+
 
 def git(cwd: Path, *args: str) -> str:
     proc = subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True)
@@ -57,16 +71,22 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def merge(work: Path, app: int, n: int) -> str:
-    """One change to app ``app``'s ConfigMap, committed and pushed to main; its SHA."""
+def commit(work: Path, app: int, n: int) -> str:
+    """One change to app ``app``'s ConfigMap, committed on top of main; its SHA."""
     f = work / "overlays" / "bench" / f"app{app:03d}.yaml"
     text = f.read_text()
     head, _, tail = text.partition("data: {LOG_LEVEL: ")
     _level, _, rest = tail.partition(",")
     f.write_text(f"{head}data: {{LOG_LEVEL: merge{n},{rest}")
     git(work, "-c", "user.name=b", "-c", "user.email=b@b", "commit", "-q", "-am", f"merge {n}")
-    git(work, "push", "-q", "origin", "HEAD:main")
     return git(work, "rev-parse", "HEAD")
+
+
+def merge(work: Path, app: int, n: int) -> str:
+    """A direct push to main of one change; its SHA."""
+    rev = commit(work, app, n)
+    git(work, "push", "-q", "origin", "HEAD:main")
+    return rev
 
 
 def wait_synced(cluster: client.Cluster, rev: str, started: float, timeout: float = 60) -> float:
@@ -81,9 +101,9 @@ def wait_synced(cluster: client.Cluster, rev: str, started: float, timeout: floa
 
 def run(
     work: Path, remote: Path, cluster: client.Cluster, *, poll_s: float, merges: int, apps: int
-) -> tuple[list[float], list[float]]:
-    """One agent loop polling every ``poll_s``; merges alternate between the two modes (the
-    hook installed, or removed) so both see the same machine load. Returns (notified, polled)."""
+) -> dict[str, list[float]]:
+    """One agent loop polling every ``poll_s``; merges rotate through the modes (the hook
+    installed, or removed) so all see the same machine load. Returns each mode's latencies."""
     project = config.load_project(work)
     agent = factory.build_agent(
         project, "bench", factory.Overrides(repo_url=str(remote)), cluster=cluster
@@ -102,26 +122,40 @@ def run(
         raise SystemExit(f"first pass failed: {lp.last_report and lp.last_report.error}")
     secret = os.environ[webhook.SECRET_ENV].encode()
     hook = remote / "hooks" / "post-receive"
-    notified: list[float] = []
-    polled: list[float] = []
-    for n in range(2 * merges):
-        notify = n % 2 == 0
-        if notify:
+    times: dict[str, list[float]] = {m: [] for m in MODES}
+    for n in range(len(MODES) * merges):
+        mode = MODES[n % len(MODES)]
+        if mode != POLLED:
             hooks.install_post_receive(
                 remote, urls=[f"http://{listen}{webhook.PATH}"], secret=secret
             )
         elif hook.exists():
             hook.unlink()
+        if mode == AHEAD:  # a PR: its branch pushed first, reviewed, then merged
+            rev = commit(work, n % apps, n)
+            wanted = lp.rendered_ahead + 1
+            git(work, "push", "-q", "origin", f"HEAD:refs/heads/pr/{n}")
+            wait_until(lambda: lp.rendered_ahead >= wanted, 120)  # noqa: B023 (called here)
         time.sleep(random.uniform(0, poll_s))  # a random point of the poll cycle
         t = time.perf_counter()
-        rev = merge(work, n % apps, n)
-        (notified if notify else polled).append(wait_synced(cluster, rev, t))
-        mode = "notified" if notify else "polled"
-        print(f"merge {n + 1}/{2 * merges} ({mode}): {(notified if notify else polled)[-1]:.2f} s",
-              file=sys.stderr)  # fmt: skip
+        if mode == AHEAD:
+            git(work, "push", "-q", "origin", "HEAD:main")  # the merge: a fast-forward
+        else:
+            rev = merge(work, n % apps, n)
+        times[mode].append(wait_synced(cluster, rev, t))
+        print(f"merge {n + 1}/{len(MODES) * merges} ({mode}): {times[mode][-1]:.2f} s, "
+              f"load {os.getloadavg()[0]:.1f}", file=sys.stderr)  # fmt: skip
     lp.stop()
     runner.join(30)  # its caches stop before the control plane does
-    return notified, polled
+    return times
+
+
+def wait_until(cond: Callable[[], bool], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"not rendered ahead within {timeout} s")
+        time.sleep(0.01)
 
 
 def pct(values: list[float], q: float) -> float:
@@ -150,18 +184,19 @@ def main() -> None:
         git(tmp, "clone", "-q", "--bare", str(work), str(remote))
         git(work, "remote", "add", "origin", str(remote))
         cluster = client.Cluster(client.connect(kubeconfig=str(info.kubeconfig)))
-        notified, polled = run(
-            work, remote, cluster, poll_s=args.poll, merges=args.merges, apps=args.apps
-        )
+        times = run(work, remote, cluster, poll_s=args.poll, merges=args.merges, apps=args.apps)
+        load = os.getloadavg()
 
     rows = [("mode", "p50", "p99", "mean", "max", "target")]
-    for name, values, target in (
-        ("notifications (post-receive hook)", notified, "p50 < 1 s"),
-        (f"polling every {args.poll:g} s (baseline)", polled, f"p50 < {args.poll + 1:g} s"),
+    for mode, target in (
+        (AHEAD, "p50 < 1 s"),
+        (NOTIFIED, "p50 < 1 s"),
+        (POLLED, f"p50 < {args.poll + 1:g} s"),
     ):
+        values = times[mode]
         rows.append(
             (
-                name,
+                LABELS[mode].format(poll=args.poll),
                 f"{statistics.median(values):.2f} s",
                 f"{pct(values, 0.99):.2f} s",
                 f"{statistics.mean(values):.2f} s",
@@ -172,7 +207,8 @@ def main() -> None:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     print(
         f"\nbench/latency.py: merge -> applied and Synced, {args.apps * 4:,} objects, "
-        f"{args.merges} merges per mode"
+        f"{args.merges} merges per mode, {os.cpu_count()} CPUs, load average at the end "
+        f"{load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} (1 / 5 / 15 min)"
     )
     for r in rows:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)))

@@ -146,9 +146,25 @@ class Pipeline:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--apps", type=int, default=100)
+    parser.add_argument(
+        "--baseline",
+        metavar="TREE",
+        help="first run this benchmark as the promote source tree TREE has it (e.g. a "
+        "worktree of main), in a child process, and print its table before this one's",
+    )
     args = parser.parse_args()
+    if args.baseline:
+        tree = Path(args.baseline).resolve()
+        proc = subprocess.run(
+            [sys.executable, str(tree / "bench" / "pipeline.py"), "--apps", str(args.apps)],
+            env={**os.environ, "PYTHONPATH": str(tree)}, capture_output=True, text=True,
+            check=False, timeout=1800,
+        )  # fmt: skip
+        table = proc.stdout.strip() or proc.stderr[-2000:]
+        print(f"baseline: the code of {tree}\n{table}\n\nthis tree:", flush=True)
     root = Path(tempfile.mkdtemp(prefix="promote-pipeline-"))
     os.environ[webhook.SECRET_ENV] = os.urandom(16).hex()
+    os.environ["PROMOTE_RENDER_STORE"] = str(root / "renders")  # no renders of earlier runs
     steps: list[tuple[str, float]] = []
 
     def step(name: str, fn: object) -> object:

@@ -20,6 +20,10 @@ from promote.kustomize import overlay
 from promote.kustomize.overlay import KUSTOMIZATION_NAMES
 from promote.promotion import scope
 
+# libyaml when present: a 100-app layout has 200 kustomizations, read for every environment
+# on both sides of a change (the pure-Python loader took 1 s of each `promote merge`).
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
 
 def kustomization_path(overlay_dir: Path) -> Path:
     for name in KUSTOMIZATION_NAMES:
@@ -85,7 +89,7 @@ def input_paths(root: Path, overlay_dir: Path) -> frozenset[str]:
         seen.add(folder)
         out.add("" if name == "." else f"{name}/")
         try:
-            doc = yaml.safe_load(kustomization_path(folder).read_text(encoding="utf-8"))
+            doc = yaml.load(kustomization_path(folder).read_text(encoding="utf-8"), _Loader)
         except (ConfigError, OSError, UnicodeDecodeError, yaml.YAMLError):
             return
         for value in _strings(doc):

@@ -19,6 +19,7 @@ import yaml
 
 from promote import childproc
 from promote.errors import RenderError
+from promote.kustomize import renderstore
 from promote.kustomize import sandbox as sandbox_mod
 
 log = logging.getLogger(__name__)
@@ -58,14 +59,34 @@ def find_kustomize() -> list[str]:
 class Kustomize:
     """The kustomize binary, found once; ``build`` is its one verb."""
 
-    def __init__(self, argv: list[str] | None = None, *, timeout_s: float = 120) -> None:
+    def __init__(
+        self,
+        argv: list[str] | None = None,
+        *,
+        timeout_s: float = 120,
+        store: renderstore.RenderStore | None = None,
+    ) -> None:
         self._argv = argv or find_kustomize()
         self._limits = childproc.Limits.from_env(os.environ, timeout_s=timeout_s)
+        self._store = store  # renders kept on disk by input content (the CLI's commands)
 
     def build_text(self, overlay_dir: Path, *, sandbox: sandbox_mod.Sandbox | None = None) -> str:
         """kustomize's output for ``overlay_dir``, after checking that it reads nothing outside
         ``sandbox`` (by default the repository the overlay sits in, no remote bases)."""
-        (sandbox or sandbox_mod.Sandbox(sandbox_mod.guess_root(overlay_dir))).check(overlay_dir)
+        box = sandbox or sandbox_mod.Sandbox(sandbox_mod.guess_root(overlay_dir))
+        box.check(overlay_dir)
+        key = None
+        if self._store is not None and renderstore.enabled():
+            key = self._store.key(box.root, overlay_dir)
+            text = self._store.get(key) if key else None
+            if text is not None:
+                return text
+        text = self._run(overlay_dir)
+        if key is not None and self._store is not None:
+            self._store.put(key, text)
+        return text
+
+    def _run(self, overlay_dir: Path) -> str:
         argv = [*self._argv, _RESTRICTOR, str(overlay_dir)]
         started = time.monotonic()
         try:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -288,8 +289,13 @@ def env_diff(
     rel = _rel(project, env)
     ns = project.env(env).config.cluster.namespace
     try:
-        before = kustomize.build(base / rel) if (base / rel).is_dir() else []
-        after = kustomize.build(head / rel) if (head / rel).is_dir() else []
+        # The two builds are separate kustomize processes: side by side on two cores.
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            sides = [
+                pool.submit(kustomize.build, root / rel) if (root / rel).is_dir() else None
+                for root in (base, head)
+            ]
+            before, after = (side.result() if side is not None else [] for side in sides)
     except PromoteError as exc:
         text = str(exc).replace(str(head), "<head>").replace(str(base), "<base>")
         return EnvDiff(env, error=text)

@@ -42,7 +42,7 @@ from promote.forge import base as forge_base
 from promote.forge import factory as forge_factory
 from promote.git import archive
 from promote.git import repo as git_repo
-from promote.kustomize import folder, imagetag, overlay, render
+from promote.kustomize import folder, imagetag, overlay, render, renderstore
 from promote.kustomize import sandbox as sandbox_mod
 from promote.promotion import holds, plan, rejections
 
@@ -164,7 +164,9 @@ class Session:
             with contextlib.suppress(OSError):  # an upgraded binary must not reuse old renders
                 st = Path(argv[0]).stat()
                 self._binary = f"{argv} {st.st_size} {st.st_mtime_ns}"
-            self._kustomize = render.Kustomize(argv)
+            where = os.environ.get("PROMOTE_RENDER_STORE") or render.cache_dir() / "renders"
+            store = renderstore.RenderStore(Path(where), binary=self._binary or str(argv))
+            self._kustomize = render.Kustomize(argv, store=store)
         return self._kustomize
 
     @property

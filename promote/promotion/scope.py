@@ -105,16 +105,21 @@ def inputs_equal(
     Governance files count as inputs of every environment, so two trees that differ in
     ``keys/`` or ``environments/`` are never equal for any environment; records do not.
     """
+    return input_blobs(env, layout, blobs_a) == input_blobs(env, layout, blobs_b)
+
+
+def input_blobs(env: str, layout: Layout, blobs: Mapping[str, str]) -> dict[str, str]:
+    """The part of a tree (``path -> blob id``) that ``env``'s render and settings depend on:
+    the paths its overlay reads and every governance file; records and other environments'
+    overlays left out. Two trees with equal input blobs render ``env`` identically."""
     inputs = layout.inputs.get(env, frozenset())
+    folders = tuple(i for i in inputs if i.endswith("/"))  # _reads, for 1,000s of paths
+    outside = (layout.overlays_root, layout.records_root)
 
     def relevant(path: str) -> bool:
-        if _reads(inputs, path):
-            return True
-        return not path.startswith(layout.overlays_root) and not layout.is_record(path)
+        return path in inputs or path.startswith(folders) or not path.startswith(outside)
 
-    mine = {p: b for p, b in blobs_a.items() if relevant(p)}
-    theirs = {p: b for p, b in blobs_b.items() if relevant(p)}
-    return mine == theirs
+    return {p: b for p, b in blobs.items() if relevant(p)}
 
 
 def strictest(envs: Sequence[str], required: Mapping[str, int]) -> str | None:

@@ -113,11 +113,11 @@ class Agent(verifying.Verifying, healing.Healing):
         return self.sync_settings.self_heal
 
     # --- the pass ---------------------------------------------------------------------------
-    def run_pass(self, *, dry_run: bool = False) -> PassReport:
-        started = time.monotonic()
-        report = PassReport()
+    def run_pass(self, *, dry_run: bool = False, head: str | None = None) -> PassReport:
+        """One pass; ``head``: the branch head the loop fetched just now (not fetched again)."""
+        started, report = time.monotonic(), PassReport()
         try:
-            report.head = report.revision = self.desired_state.fetch()
+            report.head = report.revision = head or self.desired_state.fetch()
             found = self._verified(report)
             report.admission = stage(
                 Stage.VERIFY, self.windows.admit_in, self.status, found, self.clock()
@@ -233,8 +233,8 @@ class Agent(verifying.Verifying, healing.Healing):
         todo = []
         for obj in desired:
             key = client.object_key(obj)
-            changed = self._applied.get(key) != _digest(obj)
-            if key in report.out_of_sync and (changed or self.self_heal):
+            stale = key in report.out_of_sync  # the digest only when it matters (json.dumps)
+            if stale and (self.self_heal or self._applied.get(key) != _digest(obj)):
                 todo.append(obj)
         results = apply.apply_objects(
             self.cluster, todo, mode=apply.ApplyMode.FORCE, workers=self.settings.workers
@@ -250,8 +250,8 @@ class Agent(verifying.Verifying, healing.Healing):
         self.metrics.objects_applied.labels(self.settings.env).inc(len(report.applied))
         for obj in desired:  # objects in sync count as applied at this digest
             key = client.object_key(obj)
-            if key not in report.out_of_sync:
-                self._applied.setdefault(key, _digest(obj))
+            if key not in report.out_of_sync and key not in self._applied:
+                self._applied[key] = _digest(obj)
         if errors:
             raise StageFailed(Stage.APPLY, errors[0])
 

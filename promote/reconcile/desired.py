@@ -2,13 +2,16 @@
 
 The first half of a reconcile pass, up to the objects to compare with the cluster. Every step
 only computes; a failure raises :class:`StageFailed` naming its stage, and nothing is applied.
-A revision renders to the same objects, so the rendered (still encrypted) objects are kept per
-revision; Secrets are resolved on every build because Vault values may change without a commit.
+Inputs render to the same objects, so the rendered (still encrypted) objects are kept in memory
+by the content of their inputs (``reconcile/rendercache.py``), and other branches' heads can be
+rendered ahead (``prerender``); Secrets are resolved on every build because Vault values may
+change without a commit.
 """
 
 from __future__ import annotations
 
 import tempfile
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,8 +21,9 @@ from promote import config
 from promote.cluster import apply, drift, validation
 from promote.errors import PromoteError
 from promote.git import archive
-from promote.kustomize import render, sandbox
+from promote.kustomize import folder, render, sandbox
 from promote.promotion import validate
+from promote.reconcile import rendercache
 from promote.reconcile.source import GitSource
 from promote.reconcile.status import Stage
 
@@ -111,22 +115,25 @@ class DesiredState:
         # Set by the factory for an environment that verifies: the cluster settings in use,
         # checked against those of each revision built (trust.Connection.check).
         self.connection: trust.Connection | None = None
-        # (revision, objects, the environment's settings at that revision)
-        self._rendered: tuple[str, list[dict[str, Any]], config.EnvironmentConfig] | None = None
+        self.renders = rendercache.RenderCache(env)  # renders by input content, in memory
+        # One render at a time: a pass that misses waits for a pre-render in flight (often
+        # of the very inputs it needs) rather than running a second kustomize beside it.
+        self._render_lock = threading.Lock()
+        self._last: tuple[str, config.EnvironmentConfig] | None = None  # the last built
 
     def fetch(self) -> str:
         return stage(Stage.FETCH, self.source.fetch)
 
     def settings_at(self, revision: str) -> config.EnvironmentConfig | None:
         """The environment's settings at ``revision`` if it is the one last rendered."""
-        if self._rendered is not None and self._rendered[0] == revision:
-            return self._rendered[2]
+        if self._last is not None and self._last[0] == revision:
+            return self._last[1]
         return None
 
     def build(self, revision: str) -> Desired:
-        if self._rendered is None or self._rendered[0] != revision:
-            self._rendered = (revision, *self._render(revision))
-        _, objects, settings = self._rendered  # same revision, same objects: kustomize runs once
+        entry = self._rendered(revision)
+        objects, settings = entry.objects, entry.settings
+        self._last = (revision, settings)
         if self.connection is not None:
             stage(
                 Stage.VERIFY, self.connection.check, self.env, settings.cluster, revision=revision
@@ -152,6 +159,46 @@ class DesiredState:
             settings.rollback,
         )
 
+    def prerender(self, ref: str) -> bool:
+        """Render the head of another branch (a PR's) into the cache, so that a merge whose
+        inputs equal it deploys without a render. Only computes: no resolver is built (no
+        Vault address from an unverified commit is contacted), nothing is decrypted or
+        applied; its objects are used only for a revision whose inputs are identical, after
+        that revision is verified. True when it rendered."""
+        revision = stage(Stage.FETCH, self.source.fetch_ref, ref)
+        with self._render_lock:
+            blobs = stage(Stage.FETCH, self.source.blobs, revision)
+            if self.renders.find(blobs) is not None:
+                return False
+            self.renders.keep(self._render(revision, blobs, keep_resolver=False))
+        return True
+
+    def _rendered(self, revision: str) -> rendercache.Rendered:
+        """The render of ``revision``: from the cache when its inputs were rendered before
+        (a previous pass, a pre-rendered PR head, a rollback target), else kustomize."""
+        blobs = stage(Stage.FETCH, self.source.blobs, revision)
+        entry = self._usable(revision, blobs)
+        if entry is None:
+            with self._render_lock:
+                entry = self._usable(revision, blobs)  # a pre-render may just have made it
+                if entry is None:
+                    entry = self._render(revision, blobs, keep_resolver=True)
+                    self.renders.keep(entry)
+        return entry
+
+    def _usable(self, revision: str, blobs: dict[str, str]) -> rendercache.Rendered | None:
+        entry = self.renders.find(blobs)
+        if entry is None:
+            return None
+        wanted = entry.settings.secrets
+        if len(self._secrets_of) > 64:
+            self._secrets_of.clear()  # revisions deployed long ago
+        building = self.resolver is None and self._resolver_for is not None
+        if building and wanted not in self._resolvers:
+            return None  # its resolver is built from a render's tree: render this one
+        self._secrets_of[revision] = wanted
+        return entry
+
     def _keep_resolver(
         self, revision: str, project: config.Project, environment: config.Environment
     ) -> None:
@@ -163,7 +210,9 @@ class DesiredState:
         if self._resolver_for is not None and wanted not in self._resolvers:
             self._resolvers[wanted] = stage(Stage.DECRYPT, self._resolver_for, project, environment)
 
-    def _render(self, revision: str) -> tuple[list[dict[str, Any]], config.EnvironmentConfig]:
+    def _render(
+        self, revision: str, blobs: dict[str, str], *, keep_resolver: bool
+    ) -> rendercache.Rendered:
         """Export the tree at ``revision``, render the environment's overlay, validate it.
 
         The environment's settings (selfHeal, prune, ignore rules, verification) come from the same
@@ -189,9 +238,13 @@ class DesiredState:
             findings = validate.check_rendered(
                 project, environment, objects, namespace=self.namespace
             )
-            self._keep_resolver(revision, project, environment)
+            inputs = folder.input_paths(tree, environment.overlay_dir)
+            if keep_resolver:
+                self._keep_resolver(revision, project, environment)
         if findings:
             shown = "; ".join(str(f) for f in findings[:5])
             more = f" (+{len(findings) - 5} more)" if len(findings) > 5 else ""
             raise StageFailed(Stage.VALIDATE, PromoteError(shown + more))
-        return objects, environment.config
+        return rendercache.entry_for(
+            self.env, inputs, blobs, objects=objects, settings=environment.config
+        )

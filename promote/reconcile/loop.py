@@ -3,7 +3,9 @@
 The loop is the only place that decides *when*: a full pass every ``interval`` (the safety
 net) and immediately on a new revision, found by polling every ``poll_s`` or at once when a
 verified push notification wakes the loop (``notify``; ``POST /hooks/git``, see ``webhook``);
-a heal as soon as the watch cache reports a change on a managed object; capped exponential
+a heal as soon as the watch cache reports a change on a managed object; a render, in the
+background, of another branch's head when a verified push notification names it (a PR's:
+its merge then finds the render in the cache; nothing is deployed from it); capped exponential
 backoff after a retryable failure (Git, API server, Vault). A permanent failure (an invalid
 object, an immutable field: ``retryable`` False) is not retried: the loop waits for a new
 revision, or the next full resync. With several replicas, only the Lease holder passes or
@@ -76,8 +78,14 @@ class AgentLoop:
         self._wake = threading.Event()  # set by notify() and stop(): look for a revision now
         self.notifications = 0  # notify() calls: verified pushes to the agent's branch
         self.webhook = webhook_mod.WebhookReceiver(
-            branch=agent.source.branch, wake=self.notify, settings=settings.webhook
+            branch=agent.source.branch,
+            wake=self.notify,
+            ahead=self.render_ahead,
+            settings=settings.webhook,
         )
+        self._ahead: str | None = None  # the latest branch pushed, waiting to be rendered
+        self._ahead_wake = threading.Event()
+        self.rendered_ahead = 0  # branch heads rendered into the cache
         self.last_report: PassReport | None = None
         self.passes = 0
         self.polls = 0  # looks for a new revision between passes
@@ -110,6 +118,8 @@ class AgentLoop:
         self._serve()
         heal = threading.Thread(target=self._heal_loop, name="self-heal", daemon=True)
         heal.start()
+        ahead = threading.Thread(target=self._ahead_loop, name="render-ahead", daemon=True)
+        ahead.start()
         delays = backoff_delays(self.settings.backoff_min_s, self.settings.backoff_max_s)
         failures = 0
         next_full = 0.0
@@ -125,12 +135,13 @@ class AgentLoop:
                 woken = self._wake.is_set()
                 self._wake.clear()  # a notification from here on wakes the wait below
                 due = now >= next_full or failures > 0
+                revision = None
                 if not due and (woken or now >= next_poll):
                     next_poll = now + self.settings.poll_s
                     revision = self._peek_revision()
                     due = revision is not None and revision != last_revision
                 if due:
-                    report = self.agent.run_pass()
+                    report = self.agent.run_pass(head=revision)
                     self.last_report = report
                     self.passes += 1
                     if report.error and _transient(report):
@@ -190,6 +201,28 @@ class AgentLoop:
                 self.stop_event.wait(0.2)
             elif self.agent.wait_for_heal_work(0.5):
                 self.agent.heal_pending()
+
+    def render_ahead(self, ref: str) -> None:
+        """A branch other than the agent's was pushed (a PR's head): render it into the cache
+        in the background. Pushes coalesce: only the latest waiting branch is rendered, one
+        at a time, so a flood of pushes costs at most one render in flight."""
+        self._ahead = ref
+        self._ahead_wake.set()
+
+    def _ahead_loop(self) -> None:
+        while not self.stop_event.is_set():
+            self._ahead_wake.wait(1.0)
+            self._ahead_wake.clear()
+            ref, self._ahead = self._ahead, None
+            if ref is None or self.stop_event.is_set():
+                continue
+            if self.settings.leader_election and not self.elector.is_leader:
+                continue  # a standby deploys nothing: its renders would go unused
+            try:
+                if self.agent.desired_state.prerender(ref):
+                    self.rendered_ahead += 1
+            except PromoteError as exc:  # the pass that may deploy it reports any error
+                log.info("%s: rendering %s ahead failed: %s", self.agent.settings.env, ref, exc)
 
     def notify(self) -> None:
         """A push happened: look for a new revision now rather than at the next poll. The

@@ -14,13 +14,15 @@ retries both, with backoff).
 from __future__ import annotations
 
 import subprocess
+import threading
 from pathlib import Path
 
 from promote.errors import GitError
-from promote.git import mirror
+from promote.git import history, mirror
 from promote.git import repo as git_repo
 
 RECORD_PREFIXES = ("refs/promote/prs/", "refs/promote/trust/", "refs/tags/promote/pin/")
+AHEAD_REF = "refs/promote-ahead/head"  # the last branch head fetched to render ahead
 
 
 class GitSource:
@@ -39,6 +41,9 @@ class GitSource:
         self._cache_root = cache_root
         self._timeout_s = timeout_s
         self._repo: git_repo.Repo | None = None
+        # Fetches into the one cache repository go one at a time (a pass's, a poll's, a
+        # pre-render's): two at once race on its shallow file and refs.
+        self._lock = threading.Lock()
 
     @property
     def cache_root(self) -> Path:
@@ -56,8 +61,22 @@ class GitSource:
         specs = [f"+refs/heads/{self.branch}:{ref}"]
         if self.history:
             specs += [f"+{p}*:{p}*" for p in RECORD_PREFIXES]
-        self.repo.fetch(self.url, specs, depth=None if self.history else 1, prune=self.history)
-        return self.repo.resolve(ref)
+        with self._lock:
+            self.repo.fetch(self.url, specs, depth=None if self.history else 1, prune=self.history)
+            return self.repo.resolve(ref)
+
+    def fetch_ref(self, ref: str) -> str:
+        """Fetch another branch's head (a PR's, to render it ahead) and return its SHA; the
+        payload that named the branch is not trusted for the SHA."""
+        if not ref.startswith("refs/heads/") or ".." in ref or ref.endswith("/"):
+            raise GitError(f"{ref!r} is not a branch ref; only refs/heads/* are rendered ahead.")
+        with self._lock:
+            self.repo.fetch(self.url, [f"+{ref}:{AHEAD_REF}"], depth=None if self.history else 1)
+            return self.repo.resolve(AHEAD_REF)
+
+    def blobs(self, revision: str) -> dict[str, str]:
+        """``path -> blob id`` of every file at ``revision`` (what the render cache compares)."""
+        return history.tree_blobs(self.repo, revision)
 
     def export(self, revision: str, dest: Path) -> Path:
         """Write the tree at ``revision`` into ``dest`` (created)."""

@@ -3,6 +3,8 @@
 A verified push to the agent's branch only wakes the loop (``AgentLoop.notify``): the loop then
 fetches, verifies and deploys exactly as a poll would, so a notification carries no trust and
 nothing in its body is deployed. Polling stays the fallback when notifications are lost.
+A verified push to any other branch (a PR's) hands its ref to ``ahead``: the loop fetches that
+branch and renders it into the render cache, deploying nothing (``DesiredState.prerender``).
 
 Accepted signatures, both HMAC-SHA256 of the raw body with the shared secret
 (``$PROMOTE_WEBHOOK_SECRET``), compared in constant time:
@@ -94,6 +96,17 @@ def pushed_ref(body: bytes) -> str | None:
     return ref if isinstance(ref, str) else None
 
 
+def _deleted(body: bytes) -> bool:
+    """Whether a push payload deletes its ref (``after`` all zeros, or ``deleted: true``)."""
+    try:
+        doc = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return False
+    if not isinstance(doc, dict):
+        return False
+    return doc.get("deleted") is True or str(doc.get("after", "")).strip("0") == ""
+
+
 class WebhookReceiver:
     """Decides, for one request, whether to wake the loop; see the module docstring."""
 
@@ -102,6 +115,7 @@ class WebhookReceiver:
         *,
         branch: str,
         wake: Callable[[], None],
+        ahead: Callable[[str], None] | None = None,
         secret: bytes | None = None,
         settings: WebhookSettings | None = None,
     ) -> None:
@@ -111,9 +125,11 @@ class WebhookReceiver:
         self._secret = secret
         self._ref = f"refs/heads/{branch}"
         self._wake = wake
+        self._ahead = ahead
         self.settings = settings or WebhookSettings()
         self._bucket = TokenBucket(self.settings.rate_per_s, self.settings.burst)
         self.accepted = 0  # notifications that woke the loop
+        self.ahead = 0  # pushes to other branches handed on to render ahead
         self.refused: dict[int, int] = {}  # status code → count
 
     @property
@@ -151,9 +167,13 @@ class WebhookReceiver:
             return Reply(200, "pong")
         if event != "push":
             return Reply(202, f"ignored: {event} event")
-        ref = pushed_ref(body)
-        if ref != self._ref:
-            return Reply(202, f"ignored: push to {ref or 'no ref'}, not {self._ref}")
-        self.accepted += 1
-        self._wake()
-        return Reply(202, "pass scheduled")
+        ref, deleted = pushed_ref(body), _deleted(body)
+        if ref == self._ref:
+            self.accepted += 1
+            self._wake()
+            return Reply(202, "pass scheduled")
+        if ref and ref.startswith("refs/heads/") and not deleted and self._ahead is not None:
+            self.ahead += 1
+            self._ahead(ref)
+            return Reply(202, f"render ahead scheduled for {ref}; no pass")
+        return Reply(202, f"ignored: push to {ref or 'no ref'}, not {self._ref}")

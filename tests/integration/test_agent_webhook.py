@@ -9,6 +9,7 @@ hook ``promote hooks install`` writes into a bare remote.
 from __future__ import annotations
 
 import json
+import shlex
 import socket
 import threading
 import uuid
@@ -21,6 +22,7 @@ import pytest
 
 from promote import config
 from promote.cluster import client
+from promote.kustomize import render
 from promote.reconcile import factory, webhook
 from promote.reconcile import loop as loop_mod
 from promote.reconcile.agent import Agent
@@ -223,3 +225,117 @@ def test_hooks_install_refuses_a_foreign_hook_and_needs_the_secret(
     )
     assert res.code == 1 and "did not write" in res.stderr
     assert hook.read_text() == "#!/bin/sh\necho mine\n"
+
+
+def _counting_kustomize(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Point agents built from now on at the real kustomize through a wrapper that counts its
+    runs in the returned file (one line per ``kustomize build``)."""
+    real = render.find_kustomize()
+    count = tmp_path / "kustomize-runs"
+    count.write_text("")
+    wrapper = tmp_path / "kustomize-counting"
+    wrapper.write_text(
+        f"#!/bin/sh\necho run >> {shlex.quote(str(count))}\nshift\n"
+        f'exec {" ".join(shlex.quote(a) for a in real)} "$@"\n'
+    )
+    wrapper.chmod(0o755)
+    monkeypatch.setenv("PROMOTE_KUSTOMIZE", str(wrapper))
+    return count
+
+
+def _push_branch(repo: GitOpsRepo, url: str, branch: str) -> str:
+    """Commit the working tree's changes on ``branch`` (from main), push it and notify the
+    agent as a forge would; main is left where it was. Returns the branch's head."""
+    git(repo.work, "checkout", "-q", "-b", branch)
+    git(repo.work, "commit", "-q", "-am", f"change on {branch}")
+    head = git(repo.work, "rev-parse", "HEAD")
+    git(repo.work, "push", "-q", "origin", f"HEAD:refs/heads/{branch}")
+    git(repo.work, "checkout", "-q", "main")
+    body = _push_payload(ref=f"refs/heads/{branch}", after=head)
+    r = httpx.post(f"{url}/hooks/git", content=body, headers=_github_headers(body))
+    assert r.status_code == 202 and "render ahead" in r.text, r.text
+    return head
+
+
+def _merge(repo: GitOpsRepo, url: str, head: str) -> None:
+    """Fast-forward main to ``head`` on the remote and notify the agent."""
+    git(repo.work, "merge", "-q", "--ff-only", head)
+    git(repo.work, "push", "-q", "origin", "HEAD:main")
+    body = _push_payload(after=head)
+    r = httpx.post(f"{url}/hooks/git", content=body, headers=_github_headers(body))
+    assert r.status_code == 202 and "pass scheduled" in r.text, r.text
+
+
+def _image(cluster: client.Cluster, ns: str) -> str:
+    dep = cluster.get(cluster.resource("apps/v1", "Deployment"), ns, "web-app")
+    assert dep is not None
+    return str(dep["spec"]["template"]["spec"]["containers"][0]["image"])
+
+
+def test_a_pushed_pr_head_is_rendered_ahead_and_its_merge_deploys_without_a_render(
+    repo: GitOpsRepo,
+    start: Start,
+    cluster: client.Cluster,
+    namespace: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv(webhook.SECRET_ENV, SECRET)
+    runs = _counting_kustomize(tmp_path, monkeypatch)
+    agent, lp, url = start()
+    assert len(runs.read_text().splitlines()) == 1  # the first pass
+    repo.edit("overlays/dev/kustomization.yaml", "newTag: v2.4.0", "newTag: v2.4.1")
+    head = _push_branch(repo, url, "promote/dev/render-ahead")
+    wait_for(lambda: lp.rendered_ahead == 1, timeout=60)
+    # Rendered, not deployed: no pass ran and the cluster still runs the old version.
+    assert lp.passes == 1 and _image(cluster, namespace).endswith(":v2.4.0")
+    assert len(runs.read_text().splitlines()) == 2
+    _merge(repo, url, head)
+    report = wait_for(
+        lambda: lp.last_report if lp.last_report and lp.last_report.revision == head else None,
+        timeout=30,
+    )
+    assert report.error is None and _image(cluster, namespace).endswith(":v2.4.1")
+    assert len(runs.read_text().splitlines()) == 2  # the merge's pass rendered nothing
+    assert httpx.get(f"{url}/status").json()["sync"] == "Synced"
+    # A change to another environment's overlay leaves dev's inputs as they were: the pass
+    # for it renders nothing either; a change to dev's own overlay renders again.
+    repo.edit("overlays/prod/kustomization.yaml", "newTag: v2.3.1", "newTag: v2.3.2")
+    other = repo.commit_all("prod only")
+    lp.notify()
+    wait_for(lambda: lp.last_report and lp.last_report.revision == other, timeout=30)
+    assert len(runs.read_text().splitlines()) == 2
+    repo.edit("overlays/dev/kustomization.yaml", "newTag: v2.4.1", "newTag: v2.4.2")
+    mine = repo.commit_all("dev again")
+    lp.notify()
+    wait_for(lambda: lp.last_report and lp.last_report.revision == mine, timeout=30)
+    assert len(runs.read_text().splitlines()) == 3
+    assert agent.desired_state.renders.hits >= 2
+
+
+def test_a_head_rendered_ahead_is_never_deployed_unverified(
+    repo: GitOpsRepo,
+    start: Start,
+    cluster: client.Cluster,
+    namespace: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The agent verifies (pinned at the first commit): an unapproved change pushed to a
+    branch and then straight onto main is rendered ahead, and still never deployed."""
+    monkeypatch.setenv(webhook.SECRET_ENV, SECRET)
+    with (repo.work / "environments" / "dev.yaml").open("a") as f:
+        f.write("approvals:\n  required: 1\n  approvers: [rm1, rm2]\n")
+    pin = repo.commit_all("dev requires an approval")
+    _agent, lp, url = start(trust_from=pin)
+    repo.edit("overlays/dev/kustomization.yaml", "newTag: v2.4.0", "newTag: v2.4.1")
+    head = _push_branch(repo, url, "feature/unapproved")
+    wait_for(lambda: lp.rendered_ahead == 1, timeout=60)
+    _merge(repo, url, head)
+    report = wait_for(
+        lambda: lp.last_report if lp.last_report and lp.last_report.head == head else None,
+        timeout=30,
+    )
+    assert report.revision == pin and report.verdict is not None
+    assert not report.verdict.verified
+    assert _image(cluster, namespace).endswith(":v2.4.0")
+    assert httpx.get(f"{url}/status").json()["sync"] == "Unverified"

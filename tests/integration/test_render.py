@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 import pytest
 
 from promote.errors import RenderError
-from promote.kustomize import render
+from promote.kustomize import render, renderstore
 from tests.helpers import copy_example
 
 ENC = "ENC[AES256_GCM,data:Zm9v,iv:aXY=,tag:dGFn,type:str]"
@@ -59,3 +60,48 @@ def test_kustomize_error_reaches_user_with_overlay_path(tmp_path: Path) -> None:
         render.render(repo / "overlays/dev")
     msg = str(exc.value)
     assert str(repo / "overlays/dev") in msg and "missing-app" in msg
+
+
+def _counting(tmp_path: Path) -> tuple[render.Kustomize, Path, renderstore.RenderStore]:
+    """A Kustomize keeping renders in a store under ``tmp_path``, running the real binary
+    through a wrapper that counts its runs (one line each in the returned file)."""
+    real = render.find_kustomize()
+    runs = tmp_path / "runs"
+    runs.write_text("")
+    wrapper = tmp_path / "kustomize-counting"
+    wrapper.write_text(
+        f"#!/bin/sh\necho run >> {shlex.quote(str(runs))}\nshift\n"
+        f'exec {" ".join(shlex.quote(a) for a in real)} "$@"\n'
+    )
+    wrapper.chmod(0o755)
+    store = renderstore.RenderStore(tmp_path / "renders", binary="test")
+    return render.Kustomize([str(wrapper), "build"], store=store), runs, store
+
+
+def test_a_render_is_reused_only_while_every_file_it_reads_is_unchanged(tmp_path: Path) -> None:
+    kz, runs, store = _counting(tmp_path)
+    repo = copy_example(tmp_path / "r")
+    other = copy_example(tmp_path / "export")  # the same files elsewhere: an export
+    prod = kz.build(repo / "overlays" / "prod")
+    assert kz.build(other / "overlays" / "prod") == prod
+    assert kz.build(repo / "overlays" / "dev") != prod
+    (repo / "overlays" / "staging" / "kustomization.yaml").write_text("garbage: [")
+    assert kz.build(repo / "overlays" / "prod") == prod  # staging is not an input of prod
+    assert len(runs.read_text().splitlines()) == 2  # prod once, dev once
+    base = repo / "overlays" / "base" / "web-app" / "service.yaml"
+    base.write_text(base.read_text().replace("port: 80", "port: 8080"))
+    changed = kz.build(repo / "overlays" / "prod")
+    assert changed != prod and len(runs.read_text().splitlines()) == 3
+    files = list(store.where.iterdir())
+    assert files and {f.stat().st_mode & 0o777 for f in files} == {0o600}
+    assert store.where.stat().st_mode & 0o777 == 0o700
+
+
+def test_an_overlay_reading_a_link_is_never_kept(tmp_path: Path) -> None:
+    kz, runs, _store = _counting(tmp_path)
+    repo = copy_example(tmp_path / "r")
+    extra = repo / "overlays" / "prod" / "extra.yaml"
+    extra.symlink_to(repo / "overlays" / "base" / "web-app" / "service.yaml")
+    kz.build(repo / "overlays" / "prod")
+    kz.build(repo / "overlays" / "prod")
+    assert len(runs.read_text().splitlines()) == 2

@@ -156,3 +156,21 @@ def test_our_verdict_is_the_api_servers(
     )
     with pytest.raises(ClusterError, match="duplicate entries for key"):
         _apply_dry_run(cluster, dep)
+
+
+def test_a_verdict_kept_by_content_is_the_same_on_every_render() -> None:
+    """An agent renders again on each revision: a kept verdict must name the same problems,
+    and an object that changes is judged anew."""
+    from promote.cluster import openapi
+
+    schemas = openapi.Schemas()
+    bad: dict[str, Any] = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "web"},
+        "spec": {"ports": [{"port": "eighty"}]},
+    }
+    first = schemas.errors(bad)
+    assert first and schemas.errors(bad) == first == schemas.errors(dict(bad))
+    bad["spec"]["ports"][0]["port"] = 80
+    assert schemas.errors(bad) == []

@@ -109,3 +109,23 @@ def test_token_bucket_refills() -> None:
     assert bucket.take() and bucket.take()
     # 1,000 tokens a second: one is back within a few milliseconds (bounded wait, no sleep)
     assert any(bucket.take() for _ in range(100_000))
+
+
+def test_a_signed_push_to_another_branch_is_rendered_ahead_never_deployed() -> None:
+    wakes: list[int] = []
+    ahead: list[str] = []
+    r = webhook.WebhookReceiver(
+        branch="main", wake=lambda: wakes.append(1), ahead=ahead.append, secret=SECRET
+    )
+
+    def signed(doc: dict[str, object]) -> int:
+        body = json.dumps(doc).encode()
+        return _send(r, body, {"x-gitea-signature": webhook.sign(SECRET, body)})
+
+    assert signed({"ref": "refs/heads/promote/prod/ab12", "after": "b" * 40}) == 202
+    assert signed({"ref": "refs/heads/gone", "after": "0" * 40}) == 202  # a deletion
+    assert signed({"ref": "refs/heads/gone", "after": "c" * 40, "deleted": True}) == 202
+    assert signed({"ref": "refs/tags/v1", "after": "d" * 40}) == 202  # not a branch
+    body = json.dumps({"ref": "refs/heads/evil", "after": "e" * 40}).encode()
+    assert _send(r, body, {"x-gitea-signature": "00" * 32}) == 401  # unsigned: nothing
+    assert ahead == ["refs/heads/promote/prod/ab12"] and r.ahead == 1 and not wakes
