@@ -122,8 +122,7 @@ class AgentLoop:
         ahead.start()
         delays = backoff_delays(self.settings.backoff_min_s, self.settings.backoff_max_s)
         failures = 0
-        next_full = 0.0
-        next_poll = 0.0  # a look for a new revision every poll_s, or when notified
+        next_full = next_poll = 0.0  # a look for a new revision every poll_s, or when notified
         last_revision: str | None = None
         try:
             while not self.stop_event.is_set():
@@ -155,14 +154,8 @@ class AgentLoop:
                         )
                         self.stop_event.wait(delay)
                         continue
-                    if report.error:
-                        _log_permanent(self.agent.settings.env, report)
                     failures = 0
-                    last_revision = report.head or report.revision
-                    if report.verdict is not None and not report.verdict.verified:
-                        last_revision = None  # look again each poll: a trust record may come
-                    if report.admission is not None and report.admission.waiting:
-                        last_revision = None  # look again each poll: the window may open
+                    last_revision = self._settled(report)
                     next_full = time.monotonic() + self.interval_s
                     self.agent.healing_enabled = True
                 # Verification after deploy between passes: a soak ending, a Job finishing;
@@ -181,6 +174,18 @@ class AgentLoop:
             self.elector.release()
             if self._server is not None:
                 self._server.shutdown()
+
+    def _settled(self, report: PassReport) -> str | None:
+        """After a pass that did not fail transiently: the revision not to pass again until
+        main moves, or None to look again at each poll (a trust record may come, or the
+        merge window may open)."""
+        if report.error:
+            _log_permanent(self.agent.settings.env, report)
+        if report.verdict is not None and not report.verdict.verified:
+            return None
+        if report.admission is not None and report.admission.waiting:
+            return None
+        return report.head or report.revision
 
     def _peek_revision(self) -> str | None:
         self.polls += 1

@@ -23,9 +23,11 @@ from promote import config
 from promote.errors import GitError, GpgError, PromoteError
 from promote.forge import base as forge_base
 from promote.forge import records
+from promote.git import history
 from promote.git import repo as git_repo
 from promote.kustomize import overlay
-from promote.promotion import judgement, scope, verification
+from promote.kustomize.overlay import KUSTOMIZATION_NAMES
+from promote.promotion import change, judgement, scope, verification
 from promote.secrets import gpg
 
 log = logging.getLogger(__name__)
@@ -235,3 +237,22 @@ def _reapplied(text: str, path: str, images: Sequence[str]) -> bytes | None:
     except PromoteError as exc:  # an overlay that does not parse: not promote's merge
         log.debug("%s: cannot reproduce the merge's overlay: %s", path, exc)
         return None
+
+
+def changes_configuration(
+    repo: git_repo.Repo, step: history.StepInfo, texts: change.TextCache
+) -> bool:
+    """Whether a layout or a policy may differ after ``step`` (else its parent's is reused).
+
+    A kustomization whose only change is in ``images:`` (every promotion, every set-image)
+    names the same files as before: the layout stays, no snapshot is loaded."""
+    if step.added_or_removed:
+        return True
+    for path in step.changed:
+        if path == config.PROJECT_FILE or path.startswith((f"{config.ENV_DIR}/", "keys/")):
+            return True
+        if path.rsplit("/", 1)[-1] in KUSTOMIZATION_NAMES and not change.images_only(
+            repo, path, step.parents[0], step.sha, texts=texts
+        ):
+            return True
+    return False

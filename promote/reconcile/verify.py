@@ -21,12 +21,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from promote import config
 from promote.errors import PromoteError
 from promote.git import history
 from promote.git import repo as git_repo
 from promote.kustomize import folder
-from promote.kustomize.overlay import KUSTOMIZATION_NAMES
 from promote.promotion import change, judgement, scope, verification
 from promote.reconcile import proofs
 
@@ -52,25 +50,6 @@ class Cost:
     signatures: int = 0
     snapshots: int = 0
     cached: bool = False
-
-
-def _changes_configuration(
-    repo: git_repo.Repo, step: history.StepInfo, texts: change.TextCache
-) -> bool:
-    """Whether a layout or a policy may differ after ``step`` (else its parent's is reused).
-
-    A kustomization whose only change is in ``images:`` (every promotion, every set-image)
-    names the same files as before: the layout stays, no snapshot is loaded."""
-    if step.added_or_removed:
-        return True
-    for path in step.changed:
-        if path == config.PROJECT_FILE or path.startswith((f"{config.ENV_DIR}/", KEYS_ROOT)):
-            return True
-        if path.rsplit("/", 1)[-1] in KUSTOMIZATION_NAMES and not change.images_only(
-            repo, path, step.parents[0], step.sha, texts=texts
-        ):
-            return True
-    return False
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,7 +136,7 @@ class Verifier:
         before = self.snapshot(anchor)
         self._carried = {}
         for i, step in enumerate(steps):
-            changes = _changes_configuration(self._repo, step, self._texts)
+            changes = proofs.changes_configuration(self._repo, step, self._texts)
             after = self.snapshot(step.sha) if changes else self._snaps.setdefault(step.sha, before)
             chain = self._advance(chain, step, before, after, known, ahead=(steps, i + 1))
             if chain.trusted and self._carried.get(step.sha, ("", step.sha))[1] == step.sha:
@@ -184,7 +163,7 @@ class Verifier:
         self._carried = {}
         steps = history.first_parent_steps(self._repo, anchor, revision)
         for i, step in enumerate(steps):
-            changes = _changes_configuration(self._repo, step, self._texts)
+            changes = proofs.changes_configuration(self._repo, step, self._texts)
             after = self.snapshot(step.sha) if changes else self._snaps.setdefault(step.sha, before)
             judged: list[verification.Step] = []
             chain = self._advance(
