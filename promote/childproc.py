@@ -14,12 +14,16 @@ input is:
 A 9-level YAML alias bomb made kustomize reach 6.7 GB in 30 s; under the default budget it is
 stopped at 1 GiB within a fraction of a second. The caller turns :class:`Exceeded` into its
 own error class, naming what it ran; nothing here logs the child's output (it may be
-plaintext for sops).
+plaintext for sops). A child that cannot be started at all (no such file, a folder, not
+executable) raises :class:`NotStarted`, whose text says why in words; :func:`unusable` checks a
+binary the same way before anything runs, so a ``PROMOTE_<TOOL>`` path is judged when it is read.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
+import shutil
 import subprocess
 import threading
 import time
@@ -62,6 +66,32 @@ class Exceeded(Exception):
         self.peak_mb = peak_mb
 
 
+class NotStarted(Exception):
+    """The binary could not be started; the text says why ("/x/kustomize does not exist")."""
+
+
+def unusable(binary: str | os.PathLike[str]) -> str | None:
+    """Why ``binary`` cannot be run, in words, or None when it looks runnable.
+
+    A bare name (``git``) is looked up on PATH, as ``exec`` would."""
+    text = os.fspath(binary)
+    if os.sep not in text:
+        return None if shutil.which(text) else f"{text} is not found on PATH"
+    path = Path(text)
+    if not path.exists():
+        return f"{text} does not exist"
+    if path.is_dir():
+        return f"{text} is a folder, not a program"
+    if not os.access(path, os.X_OK):
+        return f"{text} is not executable (chmod +x it)"
+    return None
+
+
+def _not_started(argv: Sequence[str], exc: OSError) -> NotStarted:
+    reason = unusable(argv[0]) or f"{argv[0]} cannot be started ({exc.strerror or exc})"
+    return NotStarted(reason)
+
+
 def go_env(environ: Mapping[str, str], limits: Limits) -> dict[str, str]:
     """``environ`` plus GOMEMLIMIT at half the memory budget, unless the user set one."""
     return {"GOMEMLIMIT": f"{max(limits.max_rss_mb // 2, 64)}MiB", **environ}
@@ -91,14 +121,17 @@ def run(
     with a timeout cannot be resumed with input on Python 3.11: the rest is never written.)
     """
     started = time.monotonic()
-    proc = subprocess.Popen(
-        list(argv),
-        stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=dict(env),
-        cwd=cwd,
-    )
+    try:
+        proc = subprocess.Popen(
+            list(argv),
+            stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=dict(env),
+            cwd=cwd,
+        )
+    except OSError as exc:  # ENOENT, EACCES, ENOEXEC: the program, not its input
+        raise _not_started(argv, exc) from exc
     out: dict[str, bytes] = {}
     threads = [
         threading.Thread(target=_drain, args=(proc.stdout, out, "out"), daemon=True),

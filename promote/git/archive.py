@@ -58,6 +58,10 @@ def extract(data: bytes, dest: Path) -> Path:
             env=os.environ,
             limits=childproc.Limits.from_env(os.environ, timeout_s=120),
         )
+    except childproc.NotStarted as exc:
+        raise GitError(
+            f"{dest}: cannot unpack the exported tree: {exc}.", hint="Install GNU tar."
+        ) from exc
     except childproc.Exceeded as exc:
         raise GitError(f"{dest}: unpacking the exported tree was stopped: tar {exc}.") from exc
     if proc.returncode != 0:

@@ -39,6 +39,13 @@ def find_kustomize() -> list[str]:
     """argv for kustomize: $PROMOTE_KUSTOMIZE, `kustomize`, our cache, `kubectl kustomize`."""
     explicit = os.environ.get("PROMOTE_KUSTOMIZE")
     if explicit:
+        problem = childproc.unusable(explicit)
+        if problem:
+            raise RenderError(
+                f"PROMOTE_KUSTOMIZE names no program to run: {problem}.",
+                hint="Set PROMOTE_KUSTOMIZE to the path of the kustomize binary, or unset it "
+                "to use `kustomize` (or `kubectl kustomize`) from PATH.",
+            )
         return [explicit, "build"]
     found = shutil.which("kustomize")
     if found:
@@ -91,6 +98,12 @@ class Kustomize:
         started = time.monotonic()
         try:
             proc = childproc.run(argv, limits=self._limits, env=_go_env(self._limits))
+        except childproc.NotStarted as exc:
+            raise RenderError(
+                f"{overlay_dir}: cannot run kustomize: {exc}.",
+                hint="Set PROMOTE_KUSTOMIZE to the kustomize binary, or put kustomize (or "
+                "kubectl) on PATH (`tools/ensure-kustomize` installs it).",
+            ) from exc
         except childproc.Exceeded as exc:
             raise RenderError(
                 f"{overlay_dir}: kustomize build was stopped: it {exc} (a YAML alias bomb or an "

