@@ -9,7 +9,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from promote.errors import UsageError
+from promote.errors import GitError, UsageError
 
 _IGNORED = {".git", ".gitignore", "README.md", ".DS_Store"}
 
@@ -133,5 +133,16 @@ def init_project(target: Path, envs: list[str]) -> list[str]:
             continue
         path.write_text(text, encoding="utf-8")
     if not (target / ".git").exists():
-        subprocess.run(["git", "init", "-q", "-b", "main", str(target)], check=True)
+        try:
+            subprocess.run(["git", "init", "-q", "-b", "main", str(target)], check=True)
+        except OSError as exc:  # no git on PATH
+            raise GitError(
+                f"{target}: files written, but `git init` cannot run: git is not found on PATH.",
+                hint="Install git, then run `git init -b main` in it.",
+            ) from exc
+        except subprocess.CalledProcessError as exc:
+            raise GitError(
+                f"{target}: files written, but `git init` failed (exit {exc.returncode}).",
+                hint="Run `git init -b main` in it to see why.",
+            ) from exc
     return sorted(files)

@@ -9,9 +9,12 @@ under us (a lost compare-and-swap), or anything else.
 from __future__ import annotations
 
 import functools
+import os
 import re
+import shutil
 from typing import TYPE_CHECKING, Any
 
+from promote import childproc
 from promote.errors import GitError, GitUnavailable, PushRejected
 from promote.git import values
 
@@ -48,10 +51,25 @@ def translate(stderr: str, stdout: bytes, status: int, what: str) -> GitError:
 def load() -> Any:
     """The ``git`` module (GitPython), imported on first use; it runs ``git version`` once
     and fails to import when there is no git to run."""
+    variable = "GIT_PYTHON_GIT_EXECUTABLE"  # GitPython's own override of `git` on PATH
+    binary = os.environ.get(variable)
+    if binary and (problem := childproc.unusable(binary)):
+        raise GitError(
+            f"cannot run git: {variable} names no program to run: {problem}.",
+            hint=f"Set {variable} to the git binary, or unset it to use git from PATH.",
+        )
+    if not binary and shutil.which("git") is None:  # GitPython would print ~15 lines of help
+        raise GitError(
+            "cannot run git: not found on PATH.",
+            hint="Install git (e.g. `apt-get install git`) and put it on PATH.",
+        )
     try:
         import git
-    except ImportError as exc:
-        raise GitError(f"cannot use Git ({exc}).", hint="Is git installed and on PATH?") from exc
+    except ImportError as exc:  # git runs but `git version` failed: keep its first line only
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise GitError(
+            f"cannot use Git ({first}).", hint="Check that `git version` runs in this shell."
+        ) from exc
     return git
 
 

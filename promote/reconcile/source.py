@@ -85,12 +85,18 @@ class GitSource:
 
 def default_url(repo_dir: Path, remote: str) -> str:
     """The URL of ``remote`` in a working clone, or the clone itself when it has none."""
-    proc = subprocess.run(
-        ["git", "-C", str(repo_dir), "remote", "get-url", remote],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    try:
+        proc = subprocess.run(
+            ["git", "-C", str(repo_dir), "remote", "get-url", remote],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    except OSError as exc:  # no git on PATH: the same paragraph as every other git command
+        raise GitError(
+            "cannot run git: not found on PATH.",
+            hint="Install git (e.g. `apt-get install git`) and put it on PATH.",
+        ) from exc
     if proc.returncode == 0 and proc.stdout.strip():
         url = proc.stdout.strip()
         if not ("://" in url or url.startswith("/") or ":" in url.split("/")[0]):

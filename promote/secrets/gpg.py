@@ -52,6 +52,13 @@ class KeyState(enum.StrEnum):
 
 
 def _gpg(home: str | None, *, autostart: bool = True) -> gnupg.GPG:
+    # Checked first: python-gnupg logs a missing binary at ERROR, traceback and all, before
+    # it raises, and that would print ahead of our one paragraph.
+    if shutil.which("gpg") is None:
+        raise GpgError(
+            "cannot run gpg: not found on PATH.",
+            hint="Install GnuPG 2 (e.g. `apt-get install gnupg`) and put `gpg` on PATH.",
+        )
     try:
         return gnupg.GPG(gnupghome=home, options=None if autostart else ["--no-autostart"])
     except (OSError, ValueError, RuntimeError) as exc:

@@ -4,11 +4,19 @@ the fix, exit 1, never a traceback nor a library's log lines (item: a new user's
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from tests.helpers import Result, copy_example, run_cli
+from tests.integration.test_promotion_helpers import (  # noqa: F401  (gpg_keys is a fixture)
+    GitOps,
+    Keys,
+    example_gitops,
+    gpg_keys,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -61,3 +69,44 @@ def test_promote_sops_that_names_no_program_is_named(secrets_repo: Path) -> None
         cwd=secrets_repo, input="x", env={"PROMOTE_SOPS": "/nonexistent/sops"},
     )  # fmt: skip
     _one_paragraph(res, 1, "PROMOTE_SOPS", "/nonexistent/sops does not exist")
+
+
+def test_without_git_on_path_one_paragraph_says_so(tmp_path: Path) -> None:
+    repo = copy_example(tmp_path / "r")
+    subprocess.run(["git", "init", "-q", "-b", "main", str(repo)], check=True)
+    path = _path_without(tmp_path, "git")
+    for args in (("history", "dev"), ("status",)):
+        res = run_cli(*args, cwd=repo, env={"PATH": path})
+        _one_paragraph(res, 1, "cannot run git: not found on PATH", "install git")
+
+
+@pytest.fixture
+def ops(tmp_path: Path, gpg_keys: Keys) -> GitOps:  # noqa: F811
+    ops = example_gitops(tmp_path, gpg_keys)
+    ops.env = {"GNUPGHOME": str(gpg_keys.home), "PROMOTE_USER": "dev1"}
+    return ops
+
+
+def _pr(ops: GitOps) -> str:
+    assert (
+        run_cli("set-image", "dev", "web-app=v3.0.0", "-C", str(ops.clone), env=ops.env).code == 0
+    )
+    opened = run_cli("to", "staging", "-o", "json", "-C", str(ops.clone), env=ops.env)
+    assert opened.code == 0, opened.stderr
+    return str(opened.json()["pullRequest"]["number"])
+
+
+def test_approve_without_gpg_prints_only_our_message(ops: GitOps, tmp_path: Path) -> None:
+    number = _pr(ops)
+    env = {**ops.env, "PATH": _path_without(tmp_path, "gpg")}
+    res = run_cli("approve", number, "--as", "rm2", "-C", str(ops.clone), env=env)
+    _one_paragraph(res, 1, "cannot run gpg: not found on PATH", "GnuPG")
+    assert "ERROR" not in res.stderr, res.stderr
+
+
+def test_missing_tools_name_no_library(tmp_path: Path) -> None:
+    """`promote init` without git: the files are written and the message says what to do."""
+    path = _path_without(tmp_path, "git")
+    res = run_cli("init", str(tmp_path / "gitops"), env={"PATH": path})
+    _one_paragraph(res, 1, "git init", "Install git")
+    assert shutil.which("git")  # the other tests' git is still there
