@@ -21,6 +21,7 @@ from promote.errors import UsageError
 from promote.git import commitlog, history
 from promote.git import repo as git_repo
 from promote.promotion import engine, people, review, verification
+from promote.secrets import gpg
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +75,9 @@ def sign_pin(s: engine.Session, env: str, revision: str, *, approver: str) -> Pi
         person = review.approver_person(reg, approver, main=s.main)
     name = f"{verification.PIN_TAGS}{env}/{approver}"
     message = f"promote pin: trust for {env} starts at {sha}\n"
-    tag = s.repo.tag_signed(name, sha, message=message, key=person.primaries[0])
+    # git would only say "gpg failed to sign the data": name the keyring and the key first
+    key = gpg.Signer().secret_key_for(person.primaries, who=approver, action="sign the pin")
+    tag = s.repo.tag_signed(name, sha, message=message, key=key)
     ref = f"refs/tags/{name}"
     old = s.repo.ls_remote(s.remote, ref).get(ref, git_repo.MUST_NOT_EXIST)
     s.repo.push(s.remote, [git_repo.RefUpdate(ref, tag, old)])

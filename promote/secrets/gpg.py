@@ -85,19 +85,25 @@ class Signer:
         """Primary fingerprints of the secret keys this keyring holds."""
         return frozenset(str(k["fingerprint"]).upper() for k in self._gpg.list_keys(secret=True))
 
+    def secret_key_for(self, fingerprints: Sequence[str], *, who: str, action: str) -> str:
+        """The first of ``fingerprints`` (the keys of ``who``'s public key file) whose secret
+        key this keyring holds; GpgError naming the keyring when there is none. ``action``
+        ("approve", "sign the pin") completes the message's advice."""
+        secret = {str(k["fingerprint"]).upper() for k in self._gpg.list_keys(secret=True)}
+        where = f"GNUPGHOME={self._home}" if self._home else "your default GnuPG keyring"
+        usable = [f for f in fingerprints if f.upper() in secret]
+        if not usable:
+            raise GpgError(
+                f"no secret key for {who} (fingerprint {', '.join(fingerprints)}) in {where}; "
+                f"{action} with the key whose public half is keys/release-managers/{who}.asc.",
+                hint="Import your secret key (`gpg --import`) or point GNUPGHOME at your keyring.",
+            )
+        return usable[0]
+
     def sign(self, payload: bytes, *, fingerprints: Sequence[str], who: str) -> str:
         """An ASCII-armoured detached signature of ``payload`` by the first of ``fingerprints``
         (the keys of ``who``'s public key file) whose secret key this keyring holds."""
-        secret = {k["fingerprint"] for k in self._gpg.list_keys(secret=True)}
-        where = f"GNUPGHOME={self._home}" if self._home else "your default GnuPG keyring"
-        usable = [f for f in fingerprints if f in secret]
-        fingerprint = usable[0] if usable else ""
-        if not fingerprint:
-            raise GpgError(
-                f"no secret key for {who} (fingerprint {', '.join(fingerprints)}) in {where}; "
-                f"approve with the key whose public half is keys/release-managers/{who}.asc.",
-                hint="Import your secret key (`gpg --import`) or point GNUPGHOME at your keyring.",
-            )
+        fingerprint = self.secret_key_for(fingerprints, who=who, action="approve")
         started = time.monotonic()
         sig = self._gpg.sign(payload, keyid=fingerprint, detach=True, binary=False)
         log.debug("gpg sign took %.3fs", time.monotonic() - started)

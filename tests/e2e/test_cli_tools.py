@@ -110,3 +110,29 @@ def test_missing_tools_name_no_library(tmp_path: Path) -> None:
     res = run_cli("init", str(tmp_path / "gitops"), env={"PATH": path})
     _one_paragraph(res, 1, "git init", "Install git")
     assert shutil.which("git")  # the other tests' git is still there
+
+
+def test_pin_without_the_signers_secret_key_names_the_keyring(
+    ops: GitOps,
+    gpg_keys: Keys,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """rm2's keyring, pinning as rm1: say whose key is missing where, before git runs gpg."""
+    rm2_home = tmp_path / "rm2-gnupg"
+    rm2_home.mkdir(mode=0o700)
+    secret = subprocess.run(
+        ["gpg", "--homedir", str(gpg_keys.home), "--batch", "--pinentry-mode", "loopback",
+         "--passphrase", "", "--export-secret-keys", gpg_keys.fingerprints["rm2"]],
+        capture_output=True, check=True, timeout=60,
+    ).stdout  # fmt: skip
+    subprocess.run(
+        ["gpg", "--homedir", str(rm2_home), "--batch", "--import"],
+        input=secret, capture_output=True, check=True, timeout=60,
+    )  # fmt: skip
+    sha = ops.git("rev-parse", "origin/main").strip()
+    env = {**ops.env, "GNUPGHOME": str(rm2_home)}
+    res = run_cli("pin", "prod", sha, "--as", "rm1", "-C", str(ops.clone), env=env)
+    fpr = gpg_keys.fingerprints["rm1"]
+    _one_paragraph(res, 1, f"no secret key for rm1 (fingerprint {fpr})", str(rm2_home))
+    assert "gpg failed to sign" not in res.stderr and "git tag" not in res.stderr, res.stderr
+    subprocess.run(["gpgconf", "--homedir", str(rm2_home), "--kill", "gpg-agent"], check=False)
