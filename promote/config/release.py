@@ -5,6 +5,7 @@ what spans fields); kept apart so each module stays small. No I/O.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -98,10 +99,47 @@ def window_problem(rule: WindowRule) -> str | None:
         return f"timeZone {rule.time_zone!r} is not an IANA time zone; write e.g. Europe/Berlin."
     if rule.duration <= timedelta(0):
         return "duration must be positive; write e.g. 8h."
+    problem = rrule_problem(rule.rrule)
+    if problem:
+        return f"rrule {rule.rrule!r} is not an RFC 5545 RRULE: {problem}"
     try:
         du.rrulestr(rule.rrule, dtstart=rule.start.replace(tzinfo=tz))
-    except (ValueError, TypeError) as exc:
-        return f"rrule {rule.rrule!r} is not an RFC 5545 RRULE ({exc}); write e.g. FREQ=DAILY."
+    except (ValueError, TypeError):  # dateutil's wording is Python's ("not enough values…")
+        return f"rrule {rule.rrule!r} is not an RFC 5545 RRULE; {_RRULE_EXAMPLE}"
+    return None
+
+
+_RRULE_EXAMPLE = "write NAME=VALUE parts joined by ';', e.g. FREQ=WEEKLY;BYDAY=MO,TU,WE,TH."
+_FREQS = ("SECONDLY", "MINUTELY", "HOURLY", "DAILY", "WEEKLY", "MONTHLY", "YEARLY")
+_RRULE_INTS = ("COUNT", "INTERVAL", "BYSECOND", "BYMINUTE", "BYHOUR", "BYMONTHDAY",
+               "BYYEARDAY", "BYWEEKNO", "BYMONTH", "BYSETPOS")  # fmt: skip
+_RRULE_PARTS = ("FREQ", "UNTIL", "BYDAY", "WKST", *_RRULE_INTS)
+_WEEKDAY = re.compile(r"[+-]?\d{0,2}(MO|TU|WE|TH|FR|SA|SU)")
+
+
+def rrule_problem(text: str) -> str | None:
+    """What is wrong with an RRULE in RFC 5545's own terms (parts, FREQ, BYDAY), or None;
+    dateutil checks the rest."""
+    parts = text.strip().removeprefix("RRULE:").split(";")
+    named: dict[str, str] = {}
+    for part in parts:
+        name, eq, value = part.partition("=")
+        name = name.strip().upper()
+        if not eq or not name or not value.strip():
+            return f"{part.strip()!r} is not a NAME=VALUE part; {_RRULE_EXAMPLE}"
+        if name not in _RRULE_PARTS:
+            return f"{name} is not an RRULE part (RFC 5545 has {', '.join(_RRULE_PARTS)})."
+        named[name] = value.strip().upper()
+    if "FREQ" not in named:
+        return f"FREQ is missing (one of {', '.join(_FREQS)}); {_RRULE_EXAMPLE}"
+    if named["FREQ"] not in _FREQS:
+        return f"FREQ={named['FREQ']} is not one of {', '.join(_FREQS)}."
+    for day in filter(None, named.get("BYDAY", "").split(",")):
+        if not _WEEKDAY.fullmatch(day):
+            return f"BYDAY={day} is not a weekday: write MO, TU, WE, TH, FR, SA or SU."
+    for name in _RRULE_INTS:
+        if name in named and not all(re.fullmatch(r"[+-]?\d+", v) for v in named[name].split(",")):
+            return f"{name}={named[name]} is not a number (or comma-separated numbers)."
     return None
 
 

@@ -136,3 +136,27 @@ def test_pin_without_the_signers_secret_key_names_the_keyring(
     _one_paragraph(res, 1, f"no secret key for rm1 (fingerprint {fpr})", str(rm2_home))
     assert "gpg failed to sign" not in res.stderr and "git tag" not in res.stderr, res.stderr
     subprocess.run(["gpgconf", "--homedir", str(rm2_home), "--kill", "gpg-agent"], check=False)
+
+
+@pytest.mark.parametrize(
+    ("rrule", "expected"),
+    [
+        ("every monday", "'every monday' is not a NAME=VALUE part"),
+        ("BYDAY=MO", "FREQ is missing"),
+        ("FREQ=WEEKLY;BYDAY=monday", "BYDAY=MONDAY is not a weekday"),
+        ("FREQ=SOMETIMES", "FREQ=SOMETIMES is not one of"),
+    ],
+)
+def test_bad_rrule_is_explained_in_rfc_5545_terms(
+    tmp_path: Path, rrule: str, expected: str
+) -> None:
+    repo = copy_example(tmp_path / "r")
+    prod = repo / "environments/prod.yaml"
+    prod.write_text(
+        prod.read_text()
+        + f"windows:\n  allow:\n  - rrule: {rrule}\n    start: 2026-01-05T09:00:00\n"
+        "    duration: 8h\n"
+    )
+    res = run_cli("validate", cwd=repo)
+    _one_paragraph(res, 1, "environments/prod.yaml", "not an RFC 5545 RRULE", expected)
+    assert "unpack" not in res.stderr and "expected 2" not in res.stderr, res.stderr
