@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import urllib3
@@ -67,6 +68,13 @@ def connect(
     *, kubeconfig: str | None = None, context: str | None = None, in_cluster: bool = False
 ) -> k8s_client.ApiClient:
     """An ApiClient for a kubeconfig file/context, or the pod's service account."""
+    # the library would say "Invalid kube-config file. No configuration found."
+    if not in_cluster and kubeconfig and not Path(kubeconfig).expanduser().is_file():
+        raise ClusterError(
+            f"kubeconfig {kubeconfig} does not exist (or is not a file).",
+            hint="Set cluster.kubeconfig in the environment file, or --kubeconfig, to an existing "
+            "kubeconfig file.",
+        )
     try:
         if in_cluster:
             cfg = k8s_client.Configuration()

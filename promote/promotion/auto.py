@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from promote.errors import PolicyBlocked, PromoteError
+from promote.errors import PolicyBlocked, PromoteError, UsageError
 from promote.forge import base as forge_base
 from promote.promotion import engine, plan, propose, releases, review
 
@@ -63,7 +63,14 @@ def auto_targets(repo_dir: Path, only: Sequence[str] = ()) -> list[str]:
     """The environments with ``autoPromote: true``, in pipeline order (``only``: a subset)."""
     with engine.session(repo_dir, offline=True) as s:
         for name in only:
-            s.project.env(name)  # a usage error naming the known environments
+            # an unknown name is a usage error naming the known environments
+            if not s.project.env(name).config.auto_promote:
+                raise UsageError(
+                    f"--env {name}: environments/{name}.yaml does not set autoPromote: true, "
+                    "so `promote auto` never promotes into it.",
+                    hint=f"Set `autoPromote: true` in environments/{name}.yaml, or use "
+                    f"`promote to {name}` to promote by hand.",
+                )
         return [
             e
             for e in s.project.pipeline()

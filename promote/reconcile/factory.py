@@ -15,7 +15,7 @@ from pathlib import Path
 
 from promote import config
 from promote.cluster import client
-from promote.errors import PromoteError
+from promote.errors import PromoteError, UsageError
 from promote.kustomize import render
 from promote.reconcile import forgeproofs, pins, trust
 from promote.reconcile import source as source_mod
@@ -53,6 +53,13 @@ def connect_env(
     """``settings``: the environment's cluster settings read from a verified revision (else
     its file in ``env``'s checkout); a relative kubeconfig is the checkout's file either way."""
     c = settings or env.config.cluster
+    if ov.kubeconfig and not Path(ov.kubeconfig).expanduser().is_file():
+        raise UsageError(
+            f"--kubeconfig {ov.kubeconfig}: "
+            + ("is a folder" if Path(ov.kubeconfig).is_dir() else "the file does not exist")
+            + "; pass the path of a kubeconfig file (or leave it out to use each "
+            "environment's cluster settings).",
+        )
     kubeconfig = ov.kubeconfig or c.kubeconfig
     if kubeconfig and not Path(kubeconfig).is_absolute() and not ov.kubeconfig:
         kubeconfig = str((env.file.parent.parent / kubeconfig).resolve())

@@ -15,7 +15,7 @@ from typing import Any
 
 from promote import config
 from promote.cluster import client, drift
-from promote.errors import GitError, PromoteError, RemoteBranchMissing
+from promote.errors import GitError, PromoteError, RemoteBranchMissing, UsageError
 from promote.kustomize import folder
 from promote.promotion import diff, provenance
 from promote.reconcile import factory
@@ -80,6 +80,8 @@ def read_statuses(project: config.Project, ov: factory.Overrides) -> dict[str, d
         try:
             cluster = factory.connect_env(env, ov)
             st = status_mod.read(cluster, env=name, namespace=env.config.cluster.namespace)
+        except UsageError:
+            raise  # the command line is wrong (--kubeconfig): not one environment's state
         except PromoteError as exc:
             error = str(exc)
         out[name] = {"status": st.to_dict() if st else None, "error": error}

@@ -160,3 +160,16 @@ def test_bad_rrule_is_explained_in_rfc_5545_terms(
     res = run_cli("validate", cwd=repo)
     _one_paragraph(res, 1, "environments/prod.yaml", "not an RFC 5545 RRULE", expected)
     assert "unpack" not in res.stderr and "expected 2" not in res.stderr, res.stderr
+
+
+def test_auto_for_an_environment_without_auto_promote_names_it(ops: GitOps) -> None:
+    res = run_cli("auto", "--once", "--env", "staging", "-C", str(ops.clone), env=ops.env)
+    _one_paragraph(res, 2, "--env staging", "environments/staging.yaml", "autoPromote: true")
+    assert "No environment sets" not in res.stdout
+
+
+def test_status_with_a_kubeconfig_that_does_not_exist_says_so(ops: GitOps) -> None:
+    args = ("status", "--kubeconfig", "/nonexistent/kubeconfig", "-C", str(ops.clone))
+    res = run_cli(*args, env=ops.env)
+    _one_paragraph(res, 2, "--kubeconfig /nonexistent/kubeconfig", "does not exist")
+    assert "Unknown" not in res.stdout, res.stdout
