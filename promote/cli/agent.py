@@ -19,6 +19,7 @@ from promote.cli.output import (
     esc,
     handled,
     new_table,
+    print_broken,
     progress,
 )
 from promote.cluster import client
@@ -311,8 +312,7 @@ def _print_status(
             cells.append(f"{esc(c['tag'] or '-')}{mark}\n{esc(c['sync'])} · {esc(c['health'])}")
         table.add_row(esc(row["app"]), *cells)
     console.print(table)
-    for name, exc in at_main.broken.items():
-        console.print(f"[red]{esc(name)}: {esc(str(exc))}[/]", soft_wrap=True)
+    print_broken(at_main.broken)
     for name, e in envs.items():
         if name in at_main.broken:
             continue  # its file's error, printed above

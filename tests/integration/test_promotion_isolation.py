@@ -33,7 +33,7 @@ def test_status_shows_every_environment_and_marks_the_broken_one(ops: GitOps) ->
     _break_prod(ops)
     shown = cli(ops, "status", code=1)
     assert "dev" in shown.stdout and "staging" in shown.stdout  # the matrix is there
-    assert "prod: environments/prod.yaml:" in shown.stdout.replace("\n", " ") + shown.stderr
+    assert "error: prod: environments/prod.yaml:" in shown.stderr
     assert "Mars/Olympus" in shown.stdout + shown.stderr
     doc = cli(ops, "status", "-o", "json", code=1).json()
     assert doc["pipeline"] == ["dev", "staging", "prod"]
@@ -66,3 +66,12 @@ def test_a_staging_pr_merges_but_one_touching_the_broken_prod_is_refused(ops: Gi
     refused = cli(ops, "approve", str(number), "--as", "rm1", code=1)
     assert "environments/prod.yaml" in refused.stderr and "Mars/Olympus" in refused.stderr
     assert "v6.6.6" not in ops.main_file(PROD_KZ)
+
+
+def test_envs_lists_the_others_and_names_the_broken_file(ops: GitOps) -> None:  # noqa: F811
+    _break_prod(ops)
+    ops.git("pull", "-q", "origin", "main")  # the working tree has the broken file too
+    shown = cli(ops, "envs", code=1)
+    assert "dev -> staging" in shown.stdout and "prod: environments/prod.yaml" in shown.stderr
+    doc = cli(ops, "envs", "-o", "json", code=1).json()
+    assert doc["pipeline"] == ["dev", "staging"] and "prod.yaml" in doc["errors"][0]["message"]
