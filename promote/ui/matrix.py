@@ -82,8 +82,8 @@ def release_state(
     agent's verification and trust chain, the hold, the merge windows now, and any state
     the agent reports that this page does not know yet (its name and message, as given)."""
     status = entry.get("status") or {}
-    if env in main["broken"]:
-        error = main["broken"][env]
+    if env in main["project"].broken:
+        error = str(main["project"].broken[env])
         return {
             **dict.fromkeys(("verification", "unverified", "hold", "windows")),
             "error": error,
