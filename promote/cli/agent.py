@@ -19,6 +19,7 @@ from promote.cli.output import (
     esc,
     handled,
     new_table,
+    print_broken,
     progress,
 )
 from promote.cluster import client
@@ -262,38 +263,59 @@ def status(
     repo_dir: Path = common.RepoOpt,
     output: Format = OutputOpt,
 ) -> None:
-    """The release matrix: apps down, environments across: tag in Git, sync, health, behind."""
+    """The release matrix: apps down, environments across: tag in Git, sync, health, behind.
+    An environment whose file does not load is shown with its error (exit 1 at the end)."""
     with handled(output):
-        project = common.load(repo_dir)
+        project = common.load(repo_dir, isolate=True)
         with progress("Reading Git and each environment's status...", output):
             images, revision, at_main = report_mod.git_images(project, repo_url)
             envs = report_mod.read_statuses(
                 project, factory.Overrides(kubeconfig=kubeconfig, context=context)
             )
         matrix = report_mod.release_matrix(at_main, images, envs)
+    code = ExitCode.ERROR if at_main.broken else ExitCode.OK
     if output == Format.json:
         emit_json(
             {
                 "revision": revision,
-                "pipeline": at_main.pipeline(),
+                "pipeline": at_main.pipeline(broken=True),
                 "apps": matrix,
                 "environments": envs,
-            }
+                "errors": [{"code": e.code, "message": str(e)} for e in at_main.broken.values()],
+            },
+            exit_code=code,
         )
-        return
+        raise typer.Exit(code)
+    _print_status(at_main, revision, matrix, envs)
+    raise typer.Exit(code)
+
+
+def _print_status(
+    at_main: config.Project,
+    revision: str,
+    matrix: list[dict[str, Any]],
+    envs: dict[str, dict[str, Any]],
+) -> None:
     table = new_table(title=f"promote status @ {revision[:12]}")
     table.add_column("app")
-    for name in at_main.pipeline():
+    names = at_main.pipeline(broken=True)
+    for name in names:
         table.add_column(name)
     for row in matrix:
         cells = []
-        for name in at_main.pipeline():
+        for name in names:
             c = row["environments"][name]
+            if c["error"]:
+                cells.append("[red]broken file[/]")
+                continue
             mark = " [yellow](behind)[/]" if c["behindUpstream"] else ""
             cells.append(f"{esc(c['tag'] or '-')}{mark}\n{esc(c['sync'])} · {esc(c['health'])}")
         table.add_row(esc(row["app"]), *cells)
     console.print(table)
+    print_broken(at_main.broken)
     for name, e in envs.items():
+        if name in at_main.broken:
+            continue  # its file's error, printed above
         checked = (e["status"] or {}).get("verification")
         if checked:
             console.print(

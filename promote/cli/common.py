@@ -17,8 +17,9 @@ RepoOpt = typer.Option(
 )
 
 
-def load(repo_dir: Path) -> config.Project:
-    return config.load_project(repo_dir)
+def load(repo_dir: Path, *, isolate: bool = False) -> config.Project:
+    """``isolate``: an environment whose file does not load is in ``Project.broken``."""
+    return config.load_project(repo_dir, isolate=isolate)
 
 
 def load_for(repo_dir: Path, env: str) -> config.Project:

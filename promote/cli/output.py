@@ -12,7 +12,7 @@ import contextlib
 import enum
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import typer
@@ -69,6 +69,13 @@ def emit_json(payload: dict[str, Any], *, exit_code: int = 0) -> None:
     body.update(payload)
     sys.stdout.write(json.dumps(body, indent=2, default=str, sort_keys=False) + "\n")
     sys.stdout.flush()
+
+
+def print_broken(broken: Mapping[str, errors.PromoteError]) -> None:
+    """Each environment whose file does not load, on stderr as an error (the command then
+    exits 1 after printing what the other environments show)."""
+    for name, exc in broken.items():
+        err_console.print(f"[bold red]error:[/] {esc(name)}: {esc(str(exc))}", markup=True)
 
 
 def fail(exc: errors.PromoteError, fmt: Format) -> NoReturn:

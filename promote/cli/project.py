@@ -16,6 +16,7 @@ from promote.cli.output import (
     esc,
     handled,
     new_table,
+    print_broken,
     progress,
 )
 from promote.config import scaffold
@@ -76,14 +77,17 @@ def _env_row(env: config.Environment) -> dict[str, object]:
 
 
 def envs(repo_dir: Path = common.RepoOpt, output: Format = OutputOpt) -> None:
-    """Show the pipeline in promotion order with each environment's settings."""
+    """Show the pipeline in promotion order with each environment's settings (an environment
+    whose file does not load: its error, after the others; exit 1)."""
     with handled(output):
-        project = common.load(repo_dir)
+        project = common.load(repo_dir, isolate=True)
     order = project.pipeline()
     rows = [_env_row(project.environments[n]) for n in order]
+    code = ExitCode.ERROR if project.broken else ExitCode.OK
     if output == Format.json:
-        emit_json({"pipeline": order, "environments": rows})
-        return
+        errs = [{"code": e.code, "message": str(e)} for e in project.broken.values()]
+        emit_json({"pipeline": order, "environments": rows, "errors": errs}, exit_code=code)
+        raise typer.Exit(code)
     console.print("Pipeline: " + " -> ".join(f"[bold]{esc(n)}[/]" for n in order))
     table = new_table(show_lines=False)
     for col in ("env", "upstream", "cluster / namespace", "approvals", "sync", "gates"):
@@ -111,6 +115,8 @@ def envs(repo_dir: Path = common.RepoOpt, output: Format = OutputOpt) -> None:
         )
         table.add_row(*map(esc, cells))
     console.print(table)
+    print_broken(project.broken)
+    raise typer.Exit(code)
 
 
 def validate_cmd(

@@ -1,9 +1,10 @@
-"""Checks of one environment file that need more than its schema: ``trustedSigners`` entries
-and merge windows (their zones, RRULEs and break-glass quorum).
+"""Checks of one environment file that need more than its schema: its upstream, overlay,
+approvals, ``trustedSigners`` entries, merge windows (zones, RRULEs, break-glass quorum) and
+verification.
 
-Owns these two checks and their messages (file, line, field and fix). Must not: read any file
-other than the key files ``trustedSigners`` names, or know about other environments
-(``model`` checks across files and calls these).
+Owns these checks and their messages (file, line, field and fix). Must not: read any file
+other than the key files ``trustedSigners`` names and the overlay folder, or know more about
+other environments than their names (``model`` checks across files and calls these).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import TYPE_CHECKING
 import yaml
 
 from promote.config import schema
-from promote.config.release import window_problem
+from promote.config.release import http_problem, job_problem, window_problem
 from promote.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -65,3 +66,57 @@ def check_windows(env: model.Environment, node: yaml.Node | None, display: str) 
             "approvers are listed, so no break-glass merge could ever happen; add approvers "
             "or lower it."
         )
+
+
+def check_environment(
+    name: str, env: model.Environment, node: yaml.Node | None, names: set[str]
+) -> None:
+    """One environment file against the others: upstream, overlay, approvals, signers, windows."""
+    display = f"environments/{name}.yaml"
+    cfg = env.config
+    if cfg.upstream is not None and cfg.upstream not in names:
+        line = schema.line_of(node, ["upstream"])
+        raise ConfigError(
+            f"{display}:{line}: upstream: {cfg.upstream!r} names no environment "
+            f"(known: {', '.join(sorted(names))}); set it to one of them or remove it."
+        )
+    if cfg.upstream == name:
+        raise ConfigError(
+            f"{display}: upstream: an environment cannot be its own upstream; "
+            "name the environment promotions come from, or remove the field."
+        )
+    if not env.overlay_dir.is_dir():
+        field = "overlay" if cfg.overlay else "overlay (default overlays/<env>)"
+        rel = cfg.overlay or f"overlays/{name}"
+        raise ConfigError(
+            f"{display}: {field}: the folder {rel}/ does not exist; create it with a "
+            "kustomization.yaml, or point `overlay:` at the right folder."
+        )
+    appr = cfg.approvals
+    if appr.required > len(appr.approvers):
+        line = schema.line_of(node, ["approvals", "required"])
+        where = f"{display}:{line}" if line else display
+        raise ConfigError(
+            f"{where}: approvals.required is {appr.required} but only "
+            f"{len(appr.approvers)} approvers are listed; add approvers or lower it."
+        )
+    if len(set(appr.approvers)) != len(appr.approvers):
+        raise ConfigError(
+            f"{display}: approvals.approvers lists a name twice; list each approver once."
+        )
+    check_signers(env, node, display)
+    check_windows(env, node, display)
+    if cfg.auto_promote and cfg.upstream is None:
+        line = schema.line_of(node, ["autoPromote"])
+        raise ConfigError(
+            f"{display}:{line or '?'}: autoPromote: {name} has no upstream to promote from; "
+            "set `upstream:` or remove autoPromote."
+        )
+    check = cfg.verification.http if cfg.verification else None
+    if check is not None and (problem := http_problem(check)):
+        line = schema.line_of(node, ["verification", "http"])
+        raise ConfigError(f"{display}:{line or '?'}: verification.http: {problem}")
+    job = cfg.verification.job if cfg.verification else None
+    if job is not None and (problem := job_problem(job)):
+        line = schema.line_of(node, ["verification", "job"])
+        raise ConfigError(f"{display}:{line or '?'}: verification.job: {problem}")

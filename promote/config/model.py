@@ -18,17 +18,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Literal
-
-import yaml
+from typing import Any, Literal
 
 from promote.config import checks, schema
 from promote.config.release import (
     RollbackMode,
     VerificationConfig,
     WindowsConfig,
-    http_problem,
-    job_problem,
 )
 from promote.errors import ConfigError
 
@@ -193,10 +189,18 @@ class Project:
     root: Path
     config: ProjectConfig
     environments: Mapping[str, Environment]
+    # Environments whose own file does not load (``load_project(isolate=True)``), with why:
+    # using one raises its error; the others work (issue 14's rule, for every command).
+    broken: Mapping[str, ConfigError] = field(default_factory=dict)
+    # Those of them whose file parsed but failed a check: their overlay is known, so what a
+    # change touches can still be told (kustomize.folder.layout).
+    unchecked: Mapping[str, Environment] = field(default_factory=dict)
 
     def env(self, name: str) -> Environment:
         from promote.errors import UsageError
 
+        if name in self.broken:
+            raise self.broken[name]
         try:
             return self.environments[name]
         except KeyError:
@@ -206,8 +210,11 @@ class Project:
                 f"(one file per environment in {ENV_DIR}/)."
             ) from None
 
-    def pipeline(self) -> list[str]:
-        return pipeline_order({n: e.upstream for n, e in self.environments.items()})
+    def pipeline(self, *, broken: bool = False) -> list[str]:
+        """Environments in promotion order; ``broken`` adds those in ``Project.broken`` last
+        (their upstream is unknown), for a report that shows every environment."""
+        order = pipeline_order({n: e.upstream for n, e in self.environments.items()})
+        return order + sorted(self.broken) if broken else order
 
     def downstream(self, name: str) -> list[str]:
         return [n for n in self.pipeline() if self.environments[n].upstream == name]
@@ -222,12 +229,15 @@ class Project:
 # --- loading --------------------------------------------------------------------------------
 
 
-def load_project(root: Path | str, *, only: str | None = None) -> Project:
+def load_project(root: Path | str, *, only: str | None = None, isolate: bool = False) -> Project:
     """Load the project at ``root``; raise ConfigError naming file, line, field and fix.
 
     ``only`` (an agent) reads ``promote.yaml`` and that one environment's file: the other
     environments' files are only listed by name, so one environment's broken file never stops
     another environment's agent (issue 14). The project then holds that environment alone.
+    ``isolate`` carries an environment whose own file fails (its YAML, schema or checks) in
+    ``Project.broken`` instead of raising, so a command about another environment still works;
+    ``promote.yaml`` and the checks across files still raise. ``promote validate`` is strict.
     """
     root = Path(root).resolve()
     project_file = root / PROJECT_FILE
@@ -242,7 +252,6 @@ def load_project(root: Path | str, *, only: str | None = None) -> Project:
         data, node = schema.read_yaml(project_file, PROJECT_FILE)
         project_cfg = schema.validate(ProjectConfig, data, node, PROJECT_FILE)
     envs: dict[str, Environment] = {}
-    nodes: dict[str, yaml.Node | None] = {}
     files = sorted(env_dir.glob("*.yaml")) if env_dir.is_dir() else []
     names = {path.stem for path in files}
     if only is not None and only not in names:
@@ -250,94 +259,46 @@ def load_project(root: Path | str, *, only: str | None = None) -> Project:
             f"{ENV_DIR}/{only}.yaml: no such file at this revision; the environment {only!r} "
             f"is not defined here (defined: {', '.join(sorted(names)) or 'none'})."
         )
+    broken: dict[str, ConfigError] = {}
+    unchecked: dict[str, Environment] = {}
     for path in files:
-        name = path.stem
+        name, env = path.stem, None
         if only is not None and name != only:
             continue
-        display = f"{ENV_DIR}/{path.name}"
-        if not _ENV_NAME.match(name):
-            raise ConfigError(
-                f"{display}: {name!r} is not a valid environment name; rename the file to "
-                "lower-case letters, digits and dashes (e.g. prod.yaml)."
-            )
-        data, nodes[name] = schema.read_yaml(path, display)
-        cfg = schema.validate(EnvironmentConfig, data, nodes[name], display)
-        overlay = root / (cfg.overlay or f"overlays/{name}")
-        envs[name] = Environment(name=name, file=path, config=cfg, overlay_dir=overlay)
+        try:
+            env, node = _read_environment(root, path)
+            checks.check_environment(name, env, node, names)
+            envs[name] = env
+        except ConfigError as exc:
+            if not isolate:
+                raise
+            broken[name] = exc
+            if env is not None:
+                unchecked[name] = env
+    if not envs and broken:
+        raise next(iter(broken.values()))
     if not envs:
         raise ConfigError(
             f"{ENV_DIR}/: no environment files; add one YAML file per environment, "
             f"e.g. {ENV_DIR}/dev.yaml (`promote init` writes dev, staging and prod)."
         )
-    _check_semantics(envs, nodes, project_cfg, names)
-    return Project(root=root, config=project_cfg, environments=envs)
-
-
-def _check_semantics(
-    envs: dict[str, Environment],
-    nodes: dict[str, yaml.Node | None],
-    project_cfg: ProjectConfig,
-    names: set[str],
-) -> None:
-    """Checks across files; ``names`` are all environments, ``envs`` those that were read."""
-    for name, env in envs.items():
-        _check_environment(name, env, nodes[name], names)
     _check_upstream_cycles(envs)
     _check_project(project_cfg, names)
+    return Project(root, project_cfg, envs, broken=broken, unchecked=unchecked)
 
 
-def _check_environment(
-    name: str, env: Environment, node: yaml.Node | None, names: set[str]
-) -> None:
-    """One environment file against the others: upstream, overlay, approvals, signers, windows."""
-    display = f"{ENV_DIR}/{name}.yaml"
-    cfg = env.config
-    if cfg.upstream is not None and cfg.upstream not in names:
-        line = schema.line_of(node, ["upstream"])
+def _read_environment(root: Path, path: Path) -> tuple[Environment, Any]:
+    """One environment file, read and validated against its schema (not yet checked)."""
+    name, display = path.stem, f"{ENV_DIR}/{path.name}"
+    if not _ENV_NAME.match(name):
         raise ConfigError(
-            f"{display}:{line}: upstream: {cfg.upstream!r} names no environment "
-            f"(known: {', '.join(sorted(names))}); set it to one of them or remove it."
+            f"{display}: {name!r} is not a valid environment name; rename the file to "
+            "lower-case letters, digits and dashes (e.g. prod.yaml)."
         )
-    if cfg.upstream == name:
-        raise ConfigError(
-            f"{display}: upstream: an environment cannot be its own upstream; "
-            "name the environment promotions come from, or remove the field."
-        )
-    if not env.overlay_dir.is_dir():
-        field = "overlay" if cfg.overlay else "overlay (default overlays/<env>)"
-        rel = cfg.overlay or f"overlays/{name}"
-        raise ConfigError(
-            f"{display}: {field}: the folder {rel}/ does not exist; create it with a "
-            "kustomization.yaml, or point `overlay:` at the right folder."
-        )
-    appr = cfg.approvals
-    if appr.required > len(appr.approvers):
-        line = schema.line_of(node, ["approvals", "required"])
-        where = f"{display}:{line}" if line else display
-        raise ConfigError(
-            f"{where}: approvals.required is {appr.required} but only "
-            f"{len(appr.approvers)} approvers are listed; add approvers or lower it."
-        )
-    if len(set(appr.approvers)) != len(appr.approvers):
-        raise ConfigError(
-            f"{display}: approvals.approvers lists a name twice; list each approver once."
-        )
-    checks.check_signers(env, node, display)
-    checks.check_windows(env, node, display)
-    if cfg.auto_promote and cfg.upstream is None:
-        line = schema.line_of(node, ["autoPromote"])
-        raise ConfigError(
-            f"{display}:{line or '?'}: autoPromote: {name} has no upstream to promote from; "
-            "set `upstream:` or remove autoPromote."
-        )
-    check = cfg.verification.http if cfg.verification else None
-    if check is not None and (problem := http_problem(check)):
-        line = schema.line_of(node, ["verification", "http"])
-        raise ConfigError(f"{display}:{line or '?'}: verification.http: {problem}")
-    job = cfg.verification.job if cfg.verification else None
-    if job is not None and (problem := job_problem(job)):
-        line = schema.line_of(node, ["verification", "job"])
-        raise ConfigError(f"{display}:{line or '?'}: verification.job: {problem}")
+    data, node = schema.read_yaml(path, display)
+    cfg = schema.validate(EnvironmentConfig, data, node, display)
+    overlay = root / (cfg.overlay or f"overlays/{name}")
+    return Environment(name=name, file=path, config=cfg, overlay_dir=overlay), node
 
 
 def _check_upstream_cycles(envs: dict[str, Environment]) -> None:

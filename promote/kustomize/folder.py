@@ -122,7 +122,18 @@ def _maybe_path(text: str) -> bool:
 
 
 def layout(project: config.Project) -> scope.Layout:
-    """Each environment's render inputs in ``project``'s tree (a checkout or an export)."""
-    envs = tuple(project.pipeline())
-    inputs = {e: input_paths(project.root, project.env(e).overlay_dir) for e in envs}
+    """Each environment's render inputs in ``project``'s tree (a checkout or an export).
+
+    An environment whose file does not load (``Project.broken``) is in the layout too, so a
+    change touching it is refused with its error rather than needing nobody's approval: its
+    overlay's inputs when its file parsed, else the whole overlays folder (unknown overlay).
+    """
+    envs = tuple(project.pipeline(broken=True))
+    inputs: dict[str, frozenset[str]] = {}
+    for e in envs:
+        known = project.environments.get(e) or project.unchecked.get(e)
+        if known is not None and known.overlay_dir.is_dir():
+            inputs[e] = input_paths(project.root, known.overlay_dir)
+        else:
+            inputs[e] = frozenset({scope.OVERLAYS_ROOT})
     return scope.Layout(envs, inputs)

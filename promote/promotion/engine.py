@@ -279,7 +279,10 @@ def session(repo_dir: Path, *, offline: bool = False) -> Iterator[Session]:
         # Only the remote, main branch and forge access come from the worktree; the rest
         # (policy, environments, the forge PRs go to) from main.
         has_file = (repo.path / config.PROJECT_FILE).is_file()
-        cfg = config.load_project(repo.path).config if has_file else config.ProjectConfig()
+        # Isolated (here and for main): one environment's broken file stops only the commands
+        # that use that environment (Project.env raises its error), never the others.
+        wt = config.load_project(repo.path, isolate=True) if has_file else None
+        cfg = wt.config if wt is not None else config.ProjectConfig()
         remote, main = cfg.remote, cfg.main_branch
         tracking = f"refs/remotes/{remote}/{main}"
         url = repo.remote_url(remote)  # a clear error when the remote is not configured
@@ -292,7 +295,7 @@ def session(repo_dir: Path, *, offline: bool = False) -> Iterator[Session]:
             sha = repo.resolve(tracking)
             tmp = archive.scratch_dir("promote-main-")
             root = repo.export_tree(sha, tmp / "tree")
-            project = config.load_project(root)
+            project = config.load_project(root, isolate=True)
             if early is not None and project.config.forge == cfg.forge:
                 forge: forge_base.Forge = early
             else:

@@ -41,7 +41,8 @@ def git_images(
     except RemoteBranchMissing as exc:
         raise _empty_repository(project, url) from exc
     with tempfile.TemporaryDirectory(prefix="promote-status-") as tmp:
-        at_rev = config.load_project(src.export(revision, Path(tmp) / "tree"))
+        # Isolated: one environment's broken file is that column's error, not the command's.
+        at_rev = config.load_project(src.export(revision, Path(tmp) / "tree"), isolate=True)
         return images_in(at_rev), revision, at_rev
 
 
@@ -73,11 +74,11 @@ def _empty_repository(project: config.Project, url: str) -> GitError:
 def read_statuses(project: config.Project, ov: factory.Overrides) -> dict[str, dict[str, Any]]:
     """``{env: {"status": dict | None, "error": str | None}}`` from each environment's cluster."""
     out: dict[str, dict[str, Any]] = {}
-    for name in project.pipeline():
-        env = project.env(name)
+    for name in project.pipeline(broken=True):
         st: status_mod.EnvStatus | None = None
         error = None
         try:
+            env = project.env(name)  # a broken file: its ConfigError is this row's error
             cluster = factory.connect_env(env, ov)
             st = status_mod.read(cluster, env=name, namespace=env.config.cluster.namespace)
         except UsageError:
@@ -91,11 +92,21 @@ def read_statuses(project: config.Project, ov: factory.Overrides) -> dict[str, d
 def release_matrix(
     project: config.Project, images: ImagesByEnv, statuses: Mapping[str, dict[str, Any]]
 ) -> list[dict[str, Any]]:
-    """Apps down, environments across: tag in Git, sync, health, behind its upstream."""
+    """Apps down, environments across: tag in Git, sync, health, behind its upstream; a
+    column whose environment file does not load has that error in each cell."""
     matrix = []
     for app_name in sorted({a for m in images.values() for a in m}):
         row: dict[str, Any] = {"app": app_name, "environments": {}}
-        for name in project.pipeline():
+        for name in project.pipeline(broken=True):
+            if name in project.broken:
+                row["environments"][name] = {
+                    "tag": None,
+                    "sync": "Unknown",
+                    "health": "Unknown",
+                    "behindUpstream": False,
+                    "error": str(project.broken[name]),
+                }
+                continue
             up = project.env(name).upstream
             tag = images.get(name, {}).get(app_name)
             st_doc = (statuses.get(name) or {}).get("status") or {}
@@ -104,6 +115,7 @@ def release_matrix(
                 "sync": st_doc.get("sync", "Unknown"),
                 "health": st_doc.get("health", "Unknown"),
                 "behindUpstream": bool(up and behind(images.get(up, {}).get(app_name), tag)),
+                "error": None,
             }
         matrix.append(row)
     return matrix

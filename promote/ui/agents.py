@@ -45,7 +45,7 @@ class StatusBoard:
         context: str | None,
         max_age_s: float,
     ) -> None:
-        unknown = sorted(set(urls) - set(project.environments))
+        unknown = sorted(set(urls) - set(project.environments) - set(project.broken))
         if unknown:
             raise PromoteError(
                 f"--agent-url names {', '.join(unknown)}, not an environment of "

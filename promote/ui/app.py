@@ -73,7 +73,9 @@ class UI:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        local = config.load_project(settings.repo_dir)  # cluster access comes from here
+        # Cluster access comes from here; an environment whose file does not load is shown
+        # with its error, and the others still are (isolate).
+        local = config.load_project(settings.repo_dir, isolate=True)
         self.hub = hub.Hub(settings.repo_dir, max_age_s=settings.refresh_s)
         self.board = agents.StatusBoard(
             local,

@@ -29,6 +29,7 @@ from typing import Any, TypeVar
 
 from promote.errors import PromoteError
 from promote.forge import factory as forge_factory
+from promote.git import repo as git_repo
 from promote.promotion import engine
 
 log = logging.getLogger(__name__)
@@ -125,10 +126,19 @@ class Hub:
             key = version_key(s)
         except PromoteError as exc:
             stack.close()
-            self.error = str(exc)
-            log.warning("could not refresh main: %s", exc)
             if self._current is None:
                 raise
+            # The page and /api/matrix say which main failed and which one they still show:
+            # a stale page that looks current is worse than an error (issue: the broken push).
+            shown = self._current.session
+            ref = f"refs/remotes/{shown.remote}/{shown.main}"
+            failed = _tracking_sha(self.repo_dir, ref)
+            self.error = (
+                f"could not load main at {failed[:12]}: {exc}; showing {shown.sha[:12]}"
+                if failed and failed != shown.sha
+                else f"could not refresh main: {exc}; showing {shown.sha[:12]}"
+            )
+            log.warning("%s", self.error)
             self._checked = time.monotonic()
             return
         self.error = None
@@ -154,3 +164,15 @@ class Hub:
         if close_old and old is not None:
             old.stack.close()
         shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def _tracking_sha(repo_dir: Path, ref: str) -> str | None:
+    """The fetched main the failed session read. Its own Git process: the snapshot's is
+    used by one request at a time, and taking its lock here could wait on a request."""
+    with contextlib.suppress(PromoteError):
+        repo = git_repo.Repo.open(repo_dir)
+        try:
+            return repo.try_resolve(ref)
+        finally:
+            repo.close()
+    return None

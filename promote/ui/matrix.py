@@ -57,11 +57,14 @@ def _main_view(snap: Snapshot) -> dict[str, Any]:
                 if rejections.matches(r, image):
                     running[(env, image.app)] = r.describe()
     holds = {e: h.describe() for e in s.project.pipeline() if (h := s.hold(e)) is not None}
+    p = s.project
     return {
         "revision": s.sha,
-        "project": s.project,
-        "pipeline": s.project.pipeline(),
-        "upstream": {e: s.project.env(e).upstream for e in s.project.pipeline()},
+        "project": p,
+        # with each environment whose file does not load (its column carries the error)
+        "pipeline": p.pipeline(broken=True),
+        "upstream": {e: None if e in p.broken else p.env(e).upstream for e in p.pipeline()},
+        "broken": {e: str(exc) for e, exc in p.broken.items()},
         "images": images,
         "open_prs": open_prs,
         "running_rejected": running,
@@ -79,6 +82,13 @@ def release_state(
     agent's verification and trust chain, the hold, the merge windows now, and any state
     the agent reports that this page does not know yet (its name and message, as given)."""
     status = entry.get("status") or {}
+    if env in main["project"].broken:
+        error = str(main["project"].broken[env])
+        return {
+            **dict.fromkeys(("verification", "unverified", "hold", "windows")),
+            "error": error,
+            "other": [],
+        }
     cfg = main["project"].env(env).config.windows
     window = windows.state(cfg, now) if cfg.any else None
     extra = []
@@ -90,6 +100,7 @@ def release_state(
         elif isinstance(value, str | int | bool) and value not in ("", None):
             extra.append({"name": key, "state": str(value), "message": ""})
     return {
+        "error": None,
         "verification": status.get("verification"),
         "unverified": status.get("unverified"),
         "hold": main["holds"].get(env),
@@ -119,8 +130,10 @@ def view(ui: UI) -> dict[str, Any]:
             cell["corrected"] = _names_app(str(correction.get("object", "")), row["app"])
     return {
         "revision": main["revision"],
+        "error": ui.hub.error,  # main could not be refreshed: what is shown is older
+        "broken": main["broken"],
         "pipeline": main["pipeline"],
-        "upstream": main["upstream"],
+        "upstream": {e: main["upstream"].get(e) for e in main["pipeline"]},
         "rows": rows,
         "statuses": statuses,
         "release": {
@@ -148,6 +161,8 @@ def routes(ui: UI) -> list[Route]:
         return JSONResponse(
             {
                 "revision": v["revision"],
+                "error": v["error"],
+                "errors": [{"environment": e, "message": m} for e, m in v["broken"].items()],
                 "pipeline": v["pipeline"],
                 "apps": v["rows"],
                 "environments": v["statuses"],
