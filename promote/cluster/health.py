@@ -18,6 +18,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 Obj = Mapping[str, Any]
@@ -149,9 +150,14 @@ def _deployment(obj: Obj) -> HealthStatus:
     # The controller never gives up; it only flags the rollout after progressDeadlineSeconds
     # (600 by default) by setting this reason on the Progressing condition (status False).
     for cond in _conditions(obj):
-        if cond.get("type") == "Progressing" and cond.get("reason") == "ProgressDeadlineExceeded":
-            message = f'Deployment "{_name(obj)}" exceeded its progress deadline'
-            return HealthStatus(Health.DEGRADED, message)
+        if cond.get("type") != "Progressing" or cond.get("reason") != "ProgressDeadlineExceeded":
+            continue
+        if _predates_template(obj, cond):
+            # The previous rollout's verdict, kept until the controller sees the new one make
+            # progress: not about the pods the current template asks for (see below).
+            continue
+        message = f'Deployment "{_name(obj)}" exceeded its progress deadline'
+        return HealthStatus(Health.DEGRADED, message)
     # The API server defaults spec.replicas to 1; an HPA-managed manifest may leave it out.
     desired = _int(spec, "replicas", default=1)
     updated, total = _int(status, "updatedReplicas"), _int(status, "replicas")
@@ -165,6 +171,41 @@ def _deployment(obj: Obj) -> HealthStatus:
         # Available means Ready for minReadySeconds, so this lags readiness by that much.
         return _waiting(f"{_ROLLOUT}: {available} of {updated} updated replicas are available...")
     return _ok()  # also scaled to 0 with nothing left running
+
+
+def _predates_template(obj: Obj, cond: Obj) -> bool:
+    """Whether ``cond`` was set before the pod template was last written.
+
+    After a rollback to a ReplicaSet that is already Ready, the controller's first status for
+    the new generation keeps the failed rollout's ProgressDeadlineExceeded (it replaces the
+    condition only once it counts progress, and nothing has moved yet), so observedGeneration
+    is current while the condition is not. A deadline for the current template can only pass
+    at least progressDeadlineSeconds (>= 1 s) after that template was written, so a condition
+    updated no later than the write (``managedFields``, the newest time of an entry owning
+    ``spec.template``, not the status subresource) is the old rollout's. Conditions carry the
+    controller's clock and managedFields the API server's; without managedFields (stripped,
+    very old servers) the condition counts, as in kubectl and Argo CD. Limit: that manager's
+    entry also moves when it changes only the metadata it owns (the agent re-applies an object
+    only when its render changed), which hides a standing deadline until the next rollout.
+    """
+    updated = _time(cond.get("lastUpdateTime"))
+    found = _field(obj, "metadata", "managedFields")
+    written = [
+        stamp
+        for entry in (found if isinstance(found, list) else [])
+        if isinstance(entry, Mapping) and not entry.get("subresource")
+        and isinstance(_field(entry, "fieldsV1", "f:spec", "f:template"), Mapping)
+        and (stamp := _time(entry.get("time"))) is not None
+    ]  # fmt: skip
+    return updated is not None and bool(written) and updated <= max(written)
+
+
+def _time(value: Any) -> datetime | None:
+    """An RFC 3339 time from a status document; None when absent or malformed."""
+    try:
+        return datetime.fromisoformat(str(value).replace("Z", "+00:00")) if value else None
+    except ValueError:
+        return None
 
 
 def _statefulset(obj: Obj) -> HealthStatus:

@@ -57,8 +57,8 @@ class BadRelease:
              f"to {self.tag}, the last verified version", self.rollback_pr),
             ("rejected-refused", f"dev1 tries to promote it: {APP} {BAD_TAG} is rejected, "
              "exit 3", self.refused),
-            ("rollback", f"dev1 merges the rollback; dev runs {APP} {self.tag} again",
-             self.merge_rollback),
+            ("rollback", f"dev1 merges the rollback; dev runs {APP} {self.tag} again and "
+             "verifies it", self.merge_rollback),
         ]  # fmt: skip
 
     def bad_version(self) -> str:
@@ -118,7 +118,33 @@ class BadRelease:
         image = w.image("dev", APP)
         if not image.endswith(f":{self.tag}"):
             raise DemoError(f"after the rollback dev runs {image}, not {self.tag}.")
-        return f"PR #{self.pr} merged: main {before[:8]} -> {self.story.main[:8]}; dev {image}"
+        v = self._verified_again()
+        return (
+            f"PR #{self.pr} merged: main {before[:8]} -> {self.story.main[:8]}; dev {image}, "
+            f"verification {v['state']}: {v['reason']}"
+        )
+
+    def _verified_again(self) -> dict[str, Any]:
+        """dev verifies the restored version (the failed rollout's leftovers must not fail it)
+        and starts no second rollback: the status still names the one for BAD_TAG."""
+        w = self.story.w
+
+        def judged(doc: dict[str, Any]) -> dict[str, Any] | None:
+            v = doc.get("verification") or {}
+            restored = (v.get("images") or {}).get(APP) == self.tag
+            now = restored and v.get("revision") == self.story.main
+            return v if now and v.get("state") != "Running" else None
+
+        v = _wait_status(w, judged, f"a verdict for {APP} {self.tag} after the rollback")
+        rb = (w.agent_status("dev") or {}).get("rollback") or {}
+        if v["state"] != "Verified" or (rb.get("images") or {}).get(APP) != BAD_TAG:
+            raise DemoError(
+                f"after the rollback dev's verification of {APP} {self.tag} is {v['state']} "
+                f"({v['reason']}) and its rollback status names {rb.get('images')}; expected "
+                f"Verified, and the one rollback of {BAD_TAG}."
+            )
+        w.narrator.say(f"dev agent /status: verification {v['state']}: {v['reason']}")
+        return v
 
 
 def _wait_status(w: World, pick: Callable[[dict[str, Any]], Any], what: str) -> Any:

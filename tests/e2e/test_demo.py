@@ -95,7 +95,10 @@ def test_demo_tells_the_whole_story_and_leaves_nothing_running(tmp_path: Path) -
     assert refused.startswith("exit 3, no PR opened: ")
     assert "web-app v2.5.0 was rejected by promote-agent/dev" in refused
     assert "verification failed in dev" in refused
-    assert steps["rollback"].endswith("dev registry.example.com/acme/web-app:v2.4.1")
+    # ... and verifies it: the failed rollout's leftover condition does not fail it again.
+    assert steps["rollback"].endswith(
+        "dev registry.example.com/acme/web-app:v2.4.1, verification Verified: Healthy for 3s"
+    )
     assert "approved by rm1 and rm2 (verified)" in steps["history"]
     assert "AGE-SECRET-KEY" not in res.stdout + res.stderr
 

@@ -314,3 +314,34 @@ def test_rollback_auto_in_an_environment_requiring_approvals_is_verified_by_its_
         assert dep is not None and GOOD in dep["spec"]["template"]["spec"]["containers"][0]["image"]
     finally:
         agent.cache.stop()
+
+
+def test_after_an_automatic_rollback_dev_verifies_the_good_version_and_rolls_back_no_more(
+    tmp_path: Path, rollout_namespace: str, rollout_cluster: Any, agents: Any
+) -> None:
+    """The failed rollout's ProgressDeadlineExceeded, still on the Deployment for a moment
+    after the rollback, must not fail the version the rollback restores (nor roll back again):
+    its verdict is judged from its own rollout."""
+    kubeconfig = str(rollout_cluster.kubeconfig)
+    settings = "verification:\n  healthyFor: 1h\nrollback: auto\n"
+    repo = _repo(tmp_path, rollout_namespace, kubeconfig, settings)
+    agent = agents(repo)
+    _fail_verification(agent, repo)
+    assert (outcome := agent.roll_back_failed()) is not None and outcome.merged, outcome
+    assert agent.run_pass().error is None
+    agent.healing_enabled = True  # every watch event judged, as in the loop
+    seen: list[tuple[str, str]] = []
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline and (agent.status.health != "Healthy" or len(seen) < 40):
+        if agent.wait_for_heal_work(0.25):
+            agent.heal_pending()
+        seen.append((str(agent.status.health), str((agent.status.verification or {})["state"])))
+    assert agent.status.health == "Healthy", agent.status.health_details
+    assert "Failed" not in {state for _, state in seen}, (seen, agent.status.verification)
+    assert agent.pending_rollback is None and agent.roll_back_failed() is None
+    verdict = _verify_later(agent, "Verified")
+    assert verdict["images"]["web-app"] == "v2.4.0"
+    events = agent.cluster.request("GET", f"/api/v1/namespaces/{rollout_namespace}/events")
+    failed = [e["message"] for e in events["items"] if e["reason"] == "VerificationFailed"]
+    assert len(failed) == 1 and "web-app=v2.5.0" in failed[0], failed
+    assert len(_rollback_prs(repo)) == 1

@@ -49,6 +49,24 @@ CASES = [
         Health.DEGRADED,
         'Deployment "web" exceeded its progress deadline',
     ),
+    (
+        "deployment-degraded-deadline-after-apply.yaml",
+        Health.DEGRADED,
+        'Deployment "web" exceeded its progress deadline',
+    ),
+    (
+        # the failed rollout's condition, still there after a rollback: the new generation
+        # is not observed yet (kubectl rollout status's rule)
+        "deployment-stale-deadline-generation.yaml",
+        Health.PROGRESSING,
+        "observed deployment generation less than desired generation",
+    ),
+    (
+        # observed, but the condition is older than the template the rollback wrote
+        "deployment-stale-deadline-rollback.yaml",
+        Health.PROGRESSING,
+        "1 old replicas are pending termination",
+    ),
     ("deployment-terminating.yaml", Health.PROGRESSING, "Pending deletion"),
     ("statefulset-healthy.yaml", Health.HEALTHY, "partitioned roll out complete: 3 new pods"),
     ("statefulset-progressing-generation.yaml", Health.PROGRESSING, "spec update to be observed"),
@@ -202,4 +220,6 @@ def test_module_does_no_io() -> None:
         for node in ast.walk(tree)
         if isinstance(node, ast.ImportFrom) and node.module
     }
-    assert imported <= {"__future__", "collections", "dataclasses", "enum", "typing"}
+    # datetime parses condition and managedFields times; the clock is never read.
+    assert imported <= {"__future__", "collections", "dataclasses", "datetime", "enum", "typing"}
+    assert "now(" not in Path(health.__file__).read_text()
