@@ -215,7 +215,7 @@ def propose(
                 env=env,
                 scope=found.envs,
                 base_sha=s.sha,
-                required=required.get(env, 0),
+                policies={e: s.project.env(e).config.approvals for e in found.envs},
                 opener=opener,
                 signer=gpg.Signer(),
             )

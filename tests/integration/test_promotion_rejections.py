@@ -6,12 +6,15 @@ rejection); lifting it is a PR that needs the strictest environment's (prod's: 2
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from tests.integration.test_promotion_helpers import (  # noqa: F401  (gpg_keys is a fixture)
     GitOps,
     Keys,
     gpg_keys,
+    push_to_branch,
 )
 from tests.integration.test_promotion_trust import cli, ops  # noqa: F401  (ops is a fixture)
 
@@ -71,3 +74,32 @@ def test_unreject_of_a_version_never_rejected_is_a_usage_error(ops: GitOps) -> N
     refused = cli(ops, "unreject", "web-app", "v9.9.9", code=2)
     assert "not rejected on main" in refused.stderr
     assert cli(ops, "reject", "nope", "v1", "--reason", "x", code=2).code == 2
+
+
+def test_an_approver_may_not_open_a_pr_their_exclusion_makes_unmergeable(ops: GitOps) -> None:  # noqa: F811
+    _reject(ops)
+    refused = cli(ops, "unreject", "web-app", "v2.4.0", "--as", "rm1", code=3)
+    text = " ".join(refused.stderr.split())
+    assert "rm1 may not open" in text and "prod needs 2 approval(s) from rm1, rm2" in text
+    assert "only 1 other approver (rm2)" in text and "dev1" in text  # who may open it
+    assert ops.git("ls-remote", "origin", "refs/heads/promote/*") == ""  # nothing pushed
+    direct = cli(ops, "set-image", "prod", "web-app=v2.3.2", "--pr", "--as", "rm2", code=3)
+    assert "rm2 may not open this PR" in direct.stderr  # every flow that opens a PR
+    assert ops.git("ls-remote", "origin", "refs/heads/promote/*") == ""
+
+
+def test_merge_says_when_the_approvals_can_no_longer_be_met(ops: GitOps) -> None:  # noqa: F811
+    _reject(ops)
+    opened = cli(ops, "unreject", "web-app", "v2.4.0", "-o", "json").json()["pullRequest"]
+    number = str(opened["number"])
+
+    def note(root: Path) -> None:
+        (root / "NOTES.md").write_text("reviewed\n")
+
+    push_to_branch(ops, opened["branch"], note, sign_as="rm1")  # rm1 now wrote a commit of it
+    cli(ops, "approve", number, "--as", "rm2")
+    blocked = cli(ops, "merge", number, code=3)
+    text = " ".join(blocked.stderr.split())
+    assert "can no longer be met" in text and "Missing: 1 more from -" not in text
+    assert "rm1 signed commit" in text and "open it again" in text
+
