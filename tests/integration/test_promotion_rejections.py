@@ -6,8 +6,10 @@ rejection); lifting it is a PR that needs the strictest environment's (prod's: 2
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.integration.test_promotion_helpers import (  # noqa: F401  (gpg_keys is a fixture)
@@ -17,6 +19,7 @@ from tests.integration.test_promotion_helpers import (  # noqa: F401  (gpg_keys 
     push_to_branch,
 )
 from tests.integration.test_promotion_trust import cli, ops  # noqa: F401  (ops is a fixture)
+from tests.ui_world import free_port, serve
 
 pytestmark = pytest.mark.integration
 RECORD = "releases/rejected/web-app/v2.4.0.yaml"
@@ -103,3 +106,26 @@ def test_merge_says_when_the_approvals_can_no_longer_be_met(ops: GitOps) -> None
     assert "can no longer be met" in text and "Missing: 1 more from -" not in text
     assert "rm1 signed commit" in text and "open it again" in text
 
+
+def test_promotes_own_unreject_pr_is_explained_by_its_plan(ops: GitOps) -> None:  # noqa: F811
+    _reject(ops)
+    _reject(ops, "v2.5.0")
+    opened = cli(ops, "unreject", "web-app", "v2.4.0", "-o", "json").json()["pullRequest"]
+    number = str(opened["number"])
+    shown = cli(ops, "show", number)
+    assert "differs from the plan" not in shown.stdout
+    assert "unreject web-app v2.4.0" in " ".join(shown.stdout.split())
+    assert cli(ops, "show", number, "-o", "json").json()["head"]["beyondPlan"] == []
+    from promote.ui import app
+
+    with serve(app.Settings(repo_dir=ops.clone, port=free_port())) as base:
+        page = httpx.get(f"{base}/prs/{number}", timeout=60)
+    words = " ".join(re.sub(r"<[^>]+>", " ", page.text).split())
+    assert "unreject web-app v2.4.0" in words and "differs from the plan" not in words
+
+    def lift_another(root: Path) -> None:
+        (root / "releases/rejected/web-app/v2.5.0.yaml").unlink()
+
+    push_to_branch(ops, opened["branch"], lift_another, sign_as="dev1")
+    head = cli(ops, "show", number, "-o", "json").json()["head"]
+    assert head["beyondPlan"] == ["releases/rejected/web-app/v2.5.0.yaml"]
