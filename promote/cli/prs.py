@@ -150,7 +150,7 @@ def show(
         return
     console.print(f"[bold]PR #{found.number}[/] {esc(found.title)}")
     console.print(
-        f"  {found.state} · {found.kind} into {found.env} · branch {found.branch} "
+        f"  {found.state} · {documents.kind_label(found)} · branch {found.branch} "
         f"@ {found.head_sha[:12]} · by {found.author} · {found.url}",
         markup=False,
     )

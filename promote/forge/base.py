@@ -101,6 +101,7 @@ class PullRequestDraft:
     author_identity: str = ""  # "Name <email>" from git config
     source_revision: str | None = None
     images: tuple[str, ...] = ()  # "name=version" after the change
+    lifts: tuple[str, ...] = ()  # release records the change removes (a records PR's plan)
     # The local forge calls it with the number it claims: the opener's signature over the PR.
     sign: Callable[[int], Opened] | None = field(default=None, repr=False, compare=False)
 
@@ -123,6 +124,7 @@ class PullRequest:
     author_identity: str = ""
     source_revision: str | None = None
     images: tuple[str, ...] = ()
+    lifts: tuple[str, ...] = ()  # release records its plan removes (``unreject``)
     comments: tuple[Comment, ...] = field(default_factory=tuple)
     merge: MergeResult | None = None
     closed_at: datetime | None = None

@@ -168,6 +168,7 @@ def pull_request(
         author_identity=identity,
         source_revision=meta.get("sourceRevision"),
         images=tuple(str(i) for i in meta.get("images") or ()),
+        lifts=tuple(str(p) for p in meta.get("lifts") or ()),
         comments=tuple(comments),
         merge=merge,
         closed_at=parse_time(data["closed_at"]) if data.get("closed_at") else None,

@@ -49,6 +49,7 @@ def new_record(
         "createdAt": created_at.isoformat(),
         "state": str(base.PRState.OPEN),
         "images": list(draft.images),
+        "lifts": list(draft.lifts),
         "approvals": [],
         "comments": [],
         "merged": None,
@@ -81,6 +82,7 @@ def to_pull_request(record: Record, body: str, *, head_sha: str, url: str) -> ba
         author_identity=record.get("authorIdentity", ""),
         source_revision=record.get("sourceRevision"),
         images=tuple(record.get("images", ())),
+        lifts=tuple(record.get("lifts", ())),
         comments=tuple(
             base.Comment(c["author"], datetime.fromisoformat(c["at"]), c["text"])
             for c in record.get("comments", ())

@@ -259,6 +259,7 @@ class ServerForge:
             "source": draft.source,
             "sourceRevision": draft.source_revision,
             "images": list(draft.images),
+            "lifts": list(draft.lifts),
             "author": draft.author,
             "authorIdentity": draft.author_identity,
         }

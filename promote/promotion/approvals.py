@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import enum
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from promote.config import ApprovalsConfig
@@ -137,8 +137,7 @@ class Verdict:
             has = ", ".join(e.counted) or "none"
             text = f"{e.env} needs {e.rule()}; counted: {len(e.counted)} ({has})."
             if e.missing:
-                who = " or ".join(self.candidates(e)) or "-"
-                text += f" Missing: {e.missing} more from {who}."
+                text += self._missing(e)
             parts.append(text)
         if len(self.envs) == 1:
             head = f"PR #{self.pr} into "
@@ -151,6 +150,20 @@ class Verdict:
             names = ", ".join(name for name, _ in self.refused)
             text += f" Refused: {names} failed verification."
         return text
+
+    def _missing(self, e: EnvVerdict) -> str:
+        """Who could still approve, or why nobody can: an excluded approver (the opener, a
+        commit's signer) leaves fewer eligible approvers than ``e`` needs (issue 21)."""
+        candidates = self.candidates(e)
+        if len(candidates) >= e.missing:
+            return f" Missing: {e.missing} more from {' or '.join(candidates)}."
+        barred = "; ".join(f"{n} {why}" for n, why in self.excluded if n in e.approvers)
+        return (
+            f" This can no longer be met: {e.missing} more needed but only {len(candidates)} "
+            f"listed approver(s) may still give one ({', '.join(candidates) or 'none'}): "
+            f"{barred}, and {e.env} disallows self-approval. Close this PR and open it again "
+            f"by someone who is not an approver of {e.env}, without commits by its approvers."
+        )
 
     def problems(self) -> list[str]:
         return [f"{n}: REFUSED: {r}" for n, r in self.refused] + [
@@ -261,6 +274,26 @@ def _why_not(
             f"({', '.join(uncovered)} not approved); approve again"
         )
     return None
+
+
+def unmeetable(policies: Mapping[str, ApprovalsConfig], excluded: Iterable[str]) -> list[str]:
+    """Each policy of ``policies`` that ``excluded`` people (e.g. whoever would open the PR)
+    leave with fewer eligible approvers than it requires: no approvals could ever merge it."""
+    barred = set(excluded)
+    out = []
+    for env, policy in policies.items():
+        if policy.allow_self_approval or not policy.required:
+            continue
+        eligible = [a for a in policy.approvers if a not in barred]
+        if len(eligible) < policy.required:
+            others = f" ({', '.join(eligible)})" if eligible else ""
+            out.append(
+                f"{env} needs {policy.required} approval(s) from {', '.join(policy.approvers)} "
+                f"and disallows self-approval; without {', '.join(sorted(barred))} only "
+                f"{len(eligible)} other approver{'' if len(eligible) == 1 else 's'}{others} "
+                "could approve"
+            )
+    return out
 
 
 def exclusions(opener: str | None, writers: Mapping[str, str] | None = None) -> dict[str, str]:

@@ -252,9 +252,11 @@ def _beyond_plan(
     base_sha: str,
     head_sha: str,
 ) -> list[str]:
-    """Files the head changes that the PR's plan (its env's images) does not explain."""
+    """Files the head changes that the PR's plan (its env's images, the records it lifts)
+    does not explain: a lifted record must be gone at the head, not edited."""
     path = _overlay_files(project).get(pr.env)
-    out = [p for p in changed if p != path]
+    lifted = {p for p in pr.lifts if repo.read_file(head_sha, p) is None}
+    out = [p for p in changed if p != path and p not in lifted]
     if path in changed:
         names = provenance.names_trailer(repo.commit_info(head_sha).trailers)  # a rollback's
         planned = provenance.apply_images(_text(repo, base_sha, path) or "", pr.images, path, names)

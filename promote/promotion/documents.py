@@ -10,7 +10,24 @@ from __future__ import annotations
 from typing import Any
 
 from promote.forge import base as forge_base
-from promote.promotion import approvals, change
+from promote.promotion import approvals, change, holds, rejections
+
+
+def kind_label(pr: forge_base.PullRequest) -> str:
+    """What a PR does, as its command says it: ``unreject api v1.8.0`` for a PR lifting
+    release records (they restrict every environment), else ``promotion into prod``."""
+    if not pr.lifts:
+        return f"{pr.kind} into {pr.env}"
+    return ", ".join(_lift_label(p) for p in pr.lifts) + " (every environment)"
+
+
+def _lift_label(path: str) -> str:
+    found = rejections.from_path(path)
+    if found is not None:
+        return f"unreject {found[0]} {found[1]}"
+    if path.startswith(f"{holds.HOLDS_DIR}/"):
+        return f"resume {path.removeprefix(f'{holds.HOLDS_DIR}/').removesuffix('.yaml')}"
+    return f"lift {path}"
 
 
 def pr_to_dict(pr: forge_base.PullRequest, *, body: bool = False) -> dict[str, Any]:
@@ -29,6 +46,8 @@ def pr_to_dict(pr: forge_base.PullRequest, *, body: bool = False) -> dict[str, A
         "url": pr.url,
         "sourceRevision": pr.source_revision,
         "images": list(pr.images),
+        "lifts": list(pr.lifts),
+        "label": kind_label(pr),
         "merge": None
         if pr.merge is None
         else {

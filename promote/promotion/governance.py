@@ -215,13 +215,19 @@ def propose(
                 env=env,
                 scope=found.envs,
                 base_sha=s.sha,
-                required=required.get(env, 0),
+                policies={e: s.project.env(e).config.approvals for e in found.envs},
                 opener=opener,
                 signer=gpg.Signer(),
             )
         commit = _commit(s, changed, text, kind=kind, env=env, found=found, sign_with=fingerprint)
         draft = _Draft(
-            kind, env, text, body, name or s.user(author), sign(commit) if sign else None
+            kind,
+            env,
+            text,
+            body,
+            name or s.user(author),
+            sign(commit) if sign else None,
+            lifts=tuple(p for p in removed if layout.is_record(p)),
         )
         pr = _open(s, commit, draft)
         return Proposal(result, pr, found, tuple(sorted(changed)))
@@ -304,6 +310,7 @@ class _Draft:
     body: str
     author: str
     sign: Callable[[int], forge_base.Opened] | None = None
+    lifts: tuple[str, ...] = ()  # the records it removes: its plan (``change``)
 
 
 def _open(s: engine.Session, commit: str, d: _Draft) -> forge_base.PullRequest:
@@ -327,6 +334,7 @@ def _open(s: engine.Session, commit: str, d: _Draft) -> forge_base.PullRequest:
             author=d.author,
             author_identity=str(s.repo.identity()),
             source_revision=s.sha,
+            lifts=d.lifts,
             sign=d.sign,
         )
     )

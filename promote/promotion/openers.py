@@ -9,12 +9,13 @@ whether an approval counts (``approvals``/``judgement`` do).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 
-from promote.errors import ConfigError
+from promote import config
+from promote.errors import ConfigError, PolicyBlocked
 from promote.forge import base as forge_base
-from promote.promotion import engine, people
+from promote.promotion import approvals, engine, people
 from promote.secrets import gpg
 
 
@@ -24,18 +25,23 @@ def opened_signer(
     env: str,
     scope: Sequence[str],
     base_sha: str,
-    required: int,
+    policies: Mapping[str, config.ApprovalsConfig],
     opener: str | None,
     signer: gpg.Signer,
 ) -> tuple[Callable[[str], Callable[[int], forge_base.Opened]] | None, str | None, str | None]:
     """The opened signature of a PR into ``env`` affecting ``scope``, by the user's registered
     key (any PR on the local forge: promotions, rollbacks, lifting a rejection): (a maker of
-    it for a head commit, the opener's name, their key's fingerprint to sign commits with)."""
+    it for a head commit, the opener's name, their key's fingerprint to sign commits with).
+    ``policies``: the approvals of every environment the PR affects (``scope``). An opener
+    may not approve, so one who leaves a policy unmeetable is refused before anything is
+    pushed: the PR could never merge."""
     with people.Registry(s.root, where=s.main) as reg:
         name = people.choose_signer(reg, signer.secret_fingerprints(), name=opener)
         person = reg.sound(name) if name else None
+        if person is not None:
+            _check_opener(person.name, policies, sorted(n for n in reg.people if reg.sound(n)))
     if person is None:
-        if required:
+        if any(p.required for p in policies.values()):
             raise ConfigError(
                 f"{env} requires approvals, and a PR into it is signed by whoever opens "
                 "it; your GnuPG keyring (GNUPGHOME) holds no registered key. Register your "
@@ -61,3 +67,20 @@ def opened_signer(
         return sign
 
     return for_head, person.name, person.primaries[0]
+
+
+def _check_opener(
+    name: str, policies: Mapping[str, config.ApprovalsConfig], registered: Sequence[str]
+) -> None:
+    """Refuse ``name`` as the opener when excluding them leaves a policy unmeetable, naming
+    the registered people who could open the PR instead."""
+    problems = approvals.unmeetable(policies, [name])
+    if not problems:
+        return
+    instead = [n for n in registered if n != name and not approvals.unmeetable(policies, [n])]
+    who = ", ".join(instead) or "a registered person who is not an approver"
+    raise PolicyBlocked(
+        f"{name} may not open this PR: the opener cannot approve it, and {'; '.join(problems)},"
+        f" so it could never merge; nothing was pushed. Have someone else open it ({who}), "
+        "e.g. with their key in GNUPGHOME or `--as NAME`."
+    )

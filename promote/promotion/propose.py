@@ -306,7 +306,7 @@ def _opened_signer(
         env=p.target,
         scope=[p.target],
         base_sha=p.revision,
-        required=p.approvals.required,
+        policies={p.target: p.approvals},
         opener=opener,
         signer=signer,
     )

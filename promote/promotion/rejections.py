@@ -51,6 +51,16 @@ def record_path(app: str, version: str) -> str:
     return f"{REJECTED_DIR}/{app}/{version.replace(':', '-')}.yaml"
 
 
+def from_path(path: str) -> tuple[str, str] | None:
+    """(app, version) of a record's path (:func:`record_path` reversed), else None."""
+    rest = path.removeprefix(f"{REJECTED_DIR}/")
+    app, _, file = rest.partition("/")
+    if rest == path or not app or not file.endswith(".yaml") or "/" in file:
+        return None
+    version = file.removesuffix(".yaml").replace("sha256-", "sha256:", 1)
+    return app, version
+
+
 def check_version(app: str, version: str) -> None:
     """A usage error unless ``app`` is a plain name and ``version`` a tag and/or digest."""
     if not app or "/" in app or reference.name_problem(app) is not None:

@@ -30,6 +30,7 @@ from starlette.staticfiles import StaticFiles
 
 from promote import config
 from promote.errors import NotFound, PromoteError, UsageError
+from promote.promotion import documents
 from promote.ui import agents, history, hub, matrix, prs, security
 
 log = logging.getLogger(__name__)
@@ -113,6 +114,7 @@ def templates() -> jinja2.Environment:
     )
     env.filters["short"] = lambda sha: (sha or "")[:12]
     env.filters["when"] = _when
+    env.filters["kind_label"] = documents.kind_label
     return env
 
 

@@ -6,14 +6,20 @@ rejection); lifting it is a PR that needs the strictest environment's (prod's: 2
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
+import httpx
 import pytest
 
 from tests.integration.test_promotion_helpers import (  # noqa: F401  (gpg_keys is a fixture)
     GitOps,
     Keys,
     gpg_keys,
+    push_to_branch,
 )
 from tests.integration.test_promotion_trust import cli, ops  # noqa: F401  (ops is a fixture)
+from tests.ui_world import free_port, serve
 
 pytestmark = pytest.mark.integration
 RECORD = "releases/rejected/web-app/v2.4.0.yaml"
@@ -71,3 +77,55 @@ def test_unreject_of_a_version_never_rejected_is_a_usage_error(ops: GitOps) -> N
     refused = cli(ops, "unreject", "web-app", "v9.9.9", code=2)
     assert "not rejected on main" in refused.stderr
     assert cli(ops, "reject", "nope", "v1", "--reason", "x", code=2).code == 2
+
+
+def test_an_approver_may_not_open_a_pr_their_exclusion_makes_unmergeable(ops: GitOps) -> None:  # noqa: F811
+    _reject(ops)
+    refused = cli(ops, "unreject", "web-app", "v2.4.0", "--as", "rm1", code=3)
+    text = " ".join(refused.stderr.split())
+    assert "rm1 may not open" in text and "prod needs 2 approval(s) from rm1, rm2" in text
+    assert "only 1 other approver (rm2)" in text and "dev1" in text  # who may open it
+    assert ops.git("ls-remote", "origin", "refs/heads/promote/*") == ""  # nothing pushed
+    direct = cli(ops, "set-image", "prod", "web-app=v2.3.2", "--pr", "--as", "rm2", code=3)
+    assert "rm2 may not open this PR" in direct.stderr  # every flow that opens a PR
+    assert ops.git("ls-remote", "origin", "refs/heads/promote/*") == ""
+
+
+def test_merge_says_when_the_approvals_can_no_longer_be_met(ops: GitOps) -> None:  # noqa: F811
+    _reject(ops)
+    opened = cli(ops, "unreject", "web-app", "v2.4.0", "-o", "json").json()["pullRequest"]
+    number = str(opened["number"])
+
+    def note(root: Path) -> None:
+        (root / "NOTES.md").write_text("reviewed\n")
+
+    push_to_branch(ops, opened["branch"], note, sign_as="rm1")  # rm1 now wrote a commit of it
+    cli(ops, "approve", number, "--as", "rm2")
+    blocked = cli(ops, "merge", number, code=3)
+    text = " ".join(blocked.stderr.split())
+    assert "can no longer be met" in text and "Missing: 1 more from -" not in text
+    assert "rm1 signed commit" in text and "open it again" in text
+
+
+def test_promotes_own_unreject_pr_is_explained_by_its_plan(ops: GitOps) -> None:  # noqa: F811
+    _reject(ops)
+    _reject(ops, "v2.5.0")
+    opened = cli(ops, "unreject", "web-app", "v2.4.0", "-o", "json").json()["pullRequest"]
+    number = str(opened["number"])
+    shown = cli(ops, "show", number)
+    assert "differs from the plan" not in shown.stdout
+    assert "unreject web-app v2.4.0" in " ".join(shown.stdout.split())
+    assert cli(ops, "show", number, "-o", "json").json()["head"]["beyondPlan"] == []
+    from promote.ui import app
+
+    with serve(app.Settings(repo_dir=ops.clone, port=free_port())) as base:
+        page = httpx.get(f"{base}/prs/{number}", timeout=60)
+    words = " ".join(re.sub(r"<[^>]+>", " ", page.text).split())
+    assert "unreject web-app v2.4.0" in words and "differs from the plan" not in words
+
+    def lift_another(root: Path) -> None:
+        (root / "releases/rejected/web-app/v2.5.0.yaml").unlink()
+
+    push_to_branch(ops, opened["branch"], lift_another, sign_as="dev1")
+    head = cli(ops, "show", number, "-o", "json").json()["head"]
+    assert head["beyondPlan"] == ["releases/rejected/web-app/v2.5.0.yaml"]

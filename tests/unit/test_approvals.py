@@ -219,3 +219,29 @@ def test_payload_signs_the_sorted_scope() -> None:
     assert json.loads(text)["scope"] == ["dev", "prod"]
     a = forge_base.approval_from_record({"payload": text, "signature": "sig"})
     assert a.scope == ("dev", "prod")
+
+
+TWO_SELF_OK = ApprovalsConfig(required=2, approvers=["rm1", "rm2"], allow_self_approval=True)
+
+
+@pytest.mark.parametrize(
+    ("policy", "barred", "unmeetable"),
+    [
+        (PROD, ["rm1"], False),  # rm2 and rm3 remain for 2
+        (ApprovalsConfig(required=2, approvers=["rm1", "rm2"]), ["rm1"], True),
+        (ApprovalsConfig(required=2, approvers=["rm1", "rm2"]), ["dev1"], False),
+        (TWO_SELF_OK, ["rm1"], False),
+        (DEV, ["rm1"], False),
+    ],
+)
+def test_an_opener_who_leaves_too_few_approvers_makes_the_policy_unmeetable(
+    policy: ApprovalsConfig, barred: list[str], unmeetable: bool
+) -> None:
+    assert bool(approvals.unmeetable({"prod": policy}, barred)) is unmeetable
+
+
+def test_summary_says_when_the_approvals_can_no_longer_be_met() -> None:
+    two = ApprovalsConfig(required=2, approvers=["rm1", "rm2"])
+    text = verdict(ok("rm2"), policy=two, author="rm1").summary()
+    assert "can no longer be met" in text and "rm1 opened the PR" in text
+    assert "Missing: 1 more from" not in text

@@ -64,3 +64,10 @@ def test_a_broken_record_names_its_file() -> None:
 def test_bad_names_and_versions_are_usage_errors(app: str, version: str) -> None:
     with pytest.raises(UsageError):
         rejections.check_version(app, version)
+
+
+@pytest.mark.parametrize("version", ["v2.5.0", f"sha256:{'a' * 64}", f"v2.5.0@sha256:{'b' * 64}"])
+def test_a_record_path_names_its_app_and_version_again(version: str) -> None:
+    path = rejections.record_path("web-app", version)
+    assert rejections.from_path(path) == ("web-app", version)
+    assert rejections.from_path("releases/holds/prod.yaml") is None
