@@ -49,29 +49,8 @@ def git(cwd: Path, *args: str) -> None:
     subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True)
 
 
-def make_repo(root: Path, apps: int, age_recipient: str) -> Path:
-    work = root / "work"
-    (work / "environments").mkdir(parents=True)
-    (work / "keys" / "bench").mkdir(parents=True)
-    (work / "keys" / "bench" / "age.txt").write_text(age_recipient + "\n")
-    (work / "promote.yaml").write_text("mainBranch: main\n")
-    (work / "environments" / "bench.yaml").write_text(
-        "overlay: overlays/bench\ncluster:\n  namespace: bench\n"
-        "sync:\n  interval: 1h\n  selfHeal: true\n  prune: true\n"
-    )
-    (work / ".sops.yaml").write_text(
-        "creation_rules:\n- path_regex: overlays/bench/.*\\.sops\\.yaml$\n"
-        f"  age: {age_recipient}\n  encrypted_regex: ^(data|stringData)$\n"
-        "  mac_only_encrypted: true\n"
-    )
-    ov = work / "overlays" / "bench"
-    (ov / "secrets").mkdir(parents=True)
-    sops = Path(sys.executable).parent / "sops"
-    resources = []
-    for i in range(apps):
-        name = f"app{i:03d}"
-        (ov / f"{name}.yaml").write_text(
-            f"""apiVersion: apps/v1
+def app_manifests(name: str, i: int) -> str:
+    return f"""apiVersion: apps/v1
 kind: Deployment
 metadata: {{name: {name}, labels: {{app: {name}}}}}
 spec:
@@ -98,6 +77,39 @@ kind: ConfigMap
 metadata: {{name: {name}-config}}
 data: {{LOG_LEVEL: info, INDEX: "{i}"}}
 """
+
+
+def make_repo(root: Path, apps: int, age_recipient: str) -> Path:
+    work = root / "work"
+    (work / "environments").mkdir(parents=True)
+    (work / "keys" / "bench").mkdir(parents=True)
+    (work / "keys" / "bench" / "age.txt").write_text(age_recipient + "\n")
+    (work / "promote.yaml").write_text("mainBranch: main\n")
+    (work / "environments" / "bench.yaml").write_text(
+        "overlay: overlays/bench\ncluster:\n  namespace: bench\n"
+        "sync:\n  interval: 1h\n  selfHeal: true\n  prune: true\n"
+    )
+    (work / ".sops.yaml").write_text(
+        "creation_rules:\n- path_regex: overlays/bench/.*\\.sops\\.yaml$\n"
+        f"  age: {age_recipient}\n  encrypted_regex: ^(data|stringData)$\n"
+        "  mac_only_encrypted: true\n"
+    )
+    ov = work / "overlays" / "bench"
+    base = work / "overlays" / "base"
+    sops = Path(sys.executable).parent / "sops"
+
+    # Per-app folders, as a user with thousands of objects lays them out: overlays/base/<app>/
+    # holds the app's manifests, overlays/bench/<app>/ its base plus this environment's
+    # Secret; the environment's kustomization lists the folders (kustomize/shards.py builds
+    # such an overlay in chunks). No `namespace:`: the agent puts objects in its namespace.
+    def one(i: int) -> str:
+        name = f"app{i:03d}"
+        (base / name).mkdir(parents=True)
+        (base / name / "app.yaml").write_text(app_manifests(name, i))
+        (base / name / "kustomization.yaml").write_text("resources:\n- app.yaml\n")
+        (ov / name).mkdir(parents=True)
+        (ov / name / "kustomization.yaml").write_text(
+            f"resources:\n- ../../base/{name}\n- db.sops.yaml\n"
         )
         plain = (
             f"apiVersion: v1\nkind: Secret\nmetadata:\n  name: {name}-db\ntype: Opaque\n"
@@ -108,7 +120,7 @@ data: {{LOG_LEVEL: info, INDEX: "{i}"}}
                 str(sops),
                 "encrypt",
                 "--filename-override",
-                f"overlays/bench/secrets/{name}-db.sops.yaml",
+                f"overlays/bench/{name}/db.sops.yaml",
                 "--input-type",
                 "yaml",
                 "--output-type",
@@ -120,11 +132,12 @@ data: {{LOG_LEVEL: info, INDEX: "{i}"}}
             cwd=work,
             check=True,
         ).stdout
-        (ov / "secrets" / f"{name}-db.sops.yaml").write_bytes(out)
-        resources += [f"{name}.yaml", f"secrets/{name}-db.sops.yaml"]
-    (ov / "kustomization.yaml").write_text(
-        "namespace: bench\nresources:\n" + "".join(f"- {r}\n" for r in resources)
-    )
+        (ov / name / "db.sops.yaml").write_bytes(out)
+        return name
+
+    with ThreadPoolExecutor(4) as pool:
+        names = list(pool.map(one, range(apps)))
+    (ov / "kustomization.yaml").write_text("resources:\n" + "".join(f"- {n}\n" for n in names))
     git(work, "init", "-q", "-b", "main")
     git(work, "add", "-A")
     git(work, "-c", "user.name=b", "-c", "user.email=b@b", "commit", "-q", "-m", "bench")
