@@ -43,7 +43,13 @@ class Peer:
     """One gitops-agent process over ``objects`` in ``namespace``."""
 
     def __init__(
-        self, kubeconfig: Path, objects: list[dict[str, Any]], namespace: str, *, resync_s: int
+        self,
+        kubeconfig: Path,
+        objects: list[dict[str, Any]],
+        namespace: str,
+        *,
+        resync_s: int,
+        agent: Path,
     ) -> None:
         self._tmp = tempfile.TemporaryDirectory(prefix="promote-peer-", dir="/dev/shm")
         self.repo = Path(self._tmp.name)
@@ -60,7 +66,7 @@ class Peer:
             )
         self.port = _free_port()
         self._argv = [
-            str(binary()),
+            str(agent),
             str(self.repo),
             "--kubeconfig",
             str(kubeconfig),
@@ -129,13 +135,14 @@ def measure(
     cluster: Any,
     objects: list[dict[str, Any]],
     *,
+    agent: Path,
     namespace: str = "bench-peer",
     resync_s: int = 60,
     noops: int = 3,
 ) -> dict[str, float]:
     """First sync, no-op sync (median), how long one manual change stays, peak RSS."""
     cluster.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
-    peer = Peer(kubeconfig, objects, namespace, resync_s=resync_s)
+    peer = Peer(kubeconfig, objects, namespace, resync_s=resync_s, agent=agent)
     try:
         first = peer.start()
         noop = sorted(peer.sync_now() for _ in range(noops))[noops // 2]

@@ -191,6 +191,8 @@ def main() -> None:
     verification_cost.report(verification_cost.measure(args.verify_commits))
     if args.verify_only:
         return
+    # Before PROMOTE_CACHE points into the run's scratch folder (the tools' cache is not).
+    peer_agent = None if args.no_peer else peer.binary()
     ident = pyrage.x25519.Identity.generate()
     with (
         tempfile.TemporaryDirectory(prefix="promote-bench-") as tmp_s,
@@ -232,9 +234,11 @@ def main() -> None:
         floor_s = ssa_floor(cluster, desired)
         k_diff = kubectl(info.kubeconfig, "diff", "--server-side", "-f", "-", stdin=stdin)
         argo = None
-        if not args.no_peer:
+        if peer_agent is not None:
             print("gitops-engine's agent on the same objects...", file=sys.stderr)
-            argo = peer.measure(info.kubeconfig, cluster, desired, resync_s=args.peer_resync)
+            argo = peer.measure(
+                info.kubeconfig, cluster, desired, agent=peer_agent, resync_s=args.peer_resync
+            )
 
         # no-op pass
         noop = []
