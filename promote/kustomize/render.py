@@ -64,10 +64,19 @@ class Kustomize:
         self._argv = argv or find_kustomize()
         self._limits = childproc.Limits.from_env(os.environ, timeout_s=timeout_s)
 
-    def build_text(self, overlay_dir: Path, *, sandbox: sandbox_mod.Sandbox | None = None) -> str:
+    def build_text(
+        self,
+        overlay_dir: Path,
+        *,
+        sandbox: sandbox_mod.Sandbox | None = None,
+        checked: bool = False,
+    ) -> str:
         """kustomize's output for ``overlay_dir``, after checking that it reads nothing outside
-        ``sandbox`` (by default the repository the overlay sits in, no remote bases)."""
-        (sandbox or sandbox_mod.Sandbox(sandbox_mod.guess_root(overlay_dir))).check(overlay_dir)
+        ``sandbox`` (by default the repository the overlay sits in, no remote bases); a caller
+        that has just made that check itself says ``checked`` (it reads every kustomization of
+        the tree: ~7 ms per folder, a third of the render of 1,000 per-app folders)."""
+        if not checked:
+            (sandbox or sandbox_mod.Sandbox(sandbox_mod.guess_root(overlay_dir))).check(overlay_dir)
         return self._run(overlay_dir)
 
     def _run(self, overlay_dir: Path) -> str:
@@ -98,14 +107,17 @@ class Kustomize:
         *,
         sandbox: sandbox_mod.Sandbox | None = None,
         scratch: Path | None = None,
+        checked: bool = False,
     ) -> list[dict[str, Any]]:
         """The overlay's objects. Given ``scratch`` (an empty folder this call may write), an
         overlay of many plain folders is built in chunks, in parallel (``shards``): the same
         objects, in time linear in their number instead of kustomize's quadratic."""
         chunks = shards.plan(overlay_dir) if scratch is not None else None
         if scratch is None or chunks is None:
-            return parse_objects(self.build_text(overlay_dir, sandbox=sandbox), str(overlay_dir))
-        (sandbox or sandbox_mod.Sandbox(sandbox_mod.guess_root(overlay_dir))).check(overlay_dir)
+            text = self.build_text(overlay_dir, sandbox=sandbox, checked=checked)
+            return parse_objects(text, str(overlay_dir))
+        if not checked:
+            (sandbox or sandbox_mod.Sandbox(sandbox_mod.guess_root(overlay_dir))).check(overlay_dir)
         started = time.monotonic()
         folders = shards.write_chunks(chunks, scratch)
         with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
