@@ -93,10 +93,13 @@ class Peer:
         return self._wait_sync(0, timeout_s) - started
 
     def sync_now(self, *, timeout_s: float = 600) -> float:
-        """Ask for a sync over its API; seconds until it ended."""
-        seen = len(self._syncs)
-        started = time.perf_counter()
+        """Ask for a sync over its API; seconds from its start until it ended. The API answers
+        once the loop took the request, that is when the sync starts: a sync its timer started
+        before (at 10,000 objects one can take longer than the period) has ended by then."""
         urllib.request.urlopen(f"http://127.0.0.1:{self.port}/api/v1/sync", timeout=timeout_s)
+        started = time.perf_counter()
+        with self._cond:
+            seen = len(self._syncs)
         return self._wait_sync(seen, timeout_s) - started
 
     def syncs(self) -> int:
