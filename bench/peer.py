@@ -92,7 +92,7 @@ class Peer:
         threading.Thread(target=self._read, daemon=True).start()
         return self._wait_sync(0, timeout_s) - started
 
-    def sync_now(self, *, timeout_s: float = 600) -> float:
+    def sync_now(self, *, timeout_s: float = 1800) -> float:
         """Ask for a sync over its API; seconds from its start until it ended. The API answers
         once the loop took the request, that is when the sync starts: a sync its timer started
         before (at 10,000 objects one can take longer than the period) has ended by then."""

@@ -183,7 +183,12 @@ def main() -> None:
     parser.add_argument("--verify-commits", type=int, default=1000)
     parser.add_argument("--verify-only", action="store_true", help="only the verification cost")
     parser.add_argument("--no-peer", action="store_true", help="skip gitops-engine's agent")
-    parser.add_argument("--peer-resync", type=int, default=60, help="its --resync-seconds")
+    parser.add_argument(
+        "--peer-resync",
+        type=int,
+        default=60,
+        help="its --resync-seconds; above its sync time (600 at 10,000 objects)",
+    )
     args = parser.parse_args()
     if args.objects:
         args.apps = max(1, args.objects // 4)
