@@ -12,6 +12,7 @@ import logging
 import os
 import shutil
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from promote import childproc
 from promote.errors import RenderError
 from promote.kustomize import renderstore
 from promote.kustomize import sandbox as sandbox_mod
+from promote.kustomize import shards
 
 log = logging.getLogger(__name__)
 
@@ -77,11 +79,20 @@ class Kustomize:
         self._limits = childproc.Limits.from_env(os.environ, timeout_s=timeout_s)
         self._store = store  # renders kept on disk by input content (the CLI's commands)
 
-    def build_text(self, overlay_dir: Path, *, sandbox: sandbox_mod.Sandbox | None = None) -> str:
+    def build_text(
+        self,
+        overlay_dir: Path,
+        *,
+        sandbox: sandbox_mod.Sandbox | None = None,
+        checked: bool = False,
+    ) -> str:
         """kustomize's output for ``overlay_dir``, after checking that it reads nothing outside
-        ``sandbox`` (by default the repository the overlay sits in, no remote bases)."""
+        ``sandbox`` (by default the repository the overlay sits in, no remote bases); a caller
+        that has just made that check itself says ``checked`` (it reads every kustomization of
+        the tree: ~7 ms per folder, a third of the render of 1,000 per-app folders)."""
         box = sandbox or sandbox_mod.Sandbox(sandbox_mod.guess_root(overlay_dir))
-        box.check(overlay_dir)
+        if not checked:
+            box.check(overlay_dir)
         key = None
         if self._store is not None and renderstore.enabled():
             key = self._store.key(box.root, overlay_dir)
@@ -122,9 +133,40 @@ class Kustomize:
         return proc.stdout.decode("utf-8", "replace")
 
     def build(
-        self, overlay_dir: Path, *, sandbox: sandbox_mod.Sandbox | None = None
+        self,
+        overlay_dir: Path,
+        *,
+        sandbox: sandbox_mod.Sandbox | None = None,
+        scratch: Path | None = None,
+        checked: bool = False,
     ) -> list[dict[str, Any]]:
-        return parse_objects(self.build_text(overlay_dir, sandbox=sandbox), str(overlay_dir))
+        """The overlay's objects. Given ``scratch`` (an empty folder this call may write), an
+        overlay of many plain folders is built in chunks, in parallel (``shards``): the same
+        objects, in time linear in their number instead of kustomize's quadratic."""
+        chunks = shards.plan(overlay_dir) if scratch is not None else None
+        if scratch is None or chunks is None:
+            text = self.build_text(overlay_dir, sandbox=sandbox, checked=checked)
+            return parse_objects(text, str(overlay_dir))
+        if not checked:
+            (sandbox or sandbox_mod.Sandbox(sandbox_mod.guess_root(overlay_dir))).check(overlay_dir)
+        started = time.monotonic()
+        folders = shards.write_chunks(chunks, scratch)
+        with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+            texts = list(pool.map(self._build_chunk, folders))
+        objects = [o for text in texts for o in parse_objects(text, str(overlay_dir))]
+        shards.check_unique(objects, str(overlay_dir))
+        log.info(
+            "kustomize build %s: %d objects in %d chunks, %.3fs",
+            overlay_dir,
+            len(objects),
+            len(folders),
+            time.monotonic() - started,
+        )
+        return objects
+
+    def _build_chunk(self, chunk_dir: Path) -> str:
+        # Checked as a whole by build(): a chunk names only the overlay's own folders.
+        return self._run(chunk_dir)
 
 
 def _go_env(limits: childproc.Limits) -> dict[str, str]:

@@ -232,6 +232,8 @@ class DesiredState:
                     self.kustomize.build,
                     environment.overlay_dir,
                     sandbox=box,
+                    scratch=Path(tmp) / "chunks",
+                    checked=True,  # just above: ``reads``
                 )
             except StageFailed as exc:  # name the repository's paths, not the scratch tree's
                 raise StageFailed(exc.stage, exc.cause.relative_to(tree)) from exc.__cause__
