@@ -20,9 +20,8 @@ import yaml
 
 from promote import childproc
 from promote.errors import RenderError
-from promote.kustomize import renderstore
+from promote.kustomize import renderstore, shards
 from promote.kustomize import sandbox as sandbox_mod
-from promote.kustomize import shards
 
 log = logging.getLogger(__name__)
 
