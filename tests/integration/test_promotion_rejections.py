@@ -71,3 +71,14 @@ def test_unreject_of_a_version_never_rejected_is_a_usage_error(ops: GitOps) -> N
     refused = cli(ops, "unreject", "web-app", "v9.9.9", code=2)
     assert "not rejected on main" in refused.stderr
     assert cli(ops, "reject", "nope", "v1", "--reason", "x", code=2).code == 2
+
+
+def test_rejecting_again_with_another_reason_says_it_was_not_recorded(ops: GitOps) -> None:  # noqa: F811
+    _reject(ops)
+    again = cli(ops, "reject", "web-app", "v2.4.0", "--reason", "leaks memory")
+    assert "Already rejected" in again.stdout and "crashes on start" in again.stdout
+    assert "'leaks memory' was not recorded" in again.stdout
+    shown = cli(ops, "reject", "web-app", "v2.4.0", "--reason", "leaks memory", "-o", "json")
+    body = shown.json()
+    assert body["commit"] is None and body["notRecorded"] == {"reason": "leaks memory"}
+    assert "promote unreject web-app v2.4.0" in body["hint"]
