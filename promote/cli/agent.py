@@ -40,8 +40,8 @@ def register(app: typer.Typer) -> None:
     app.add_typer(group, name="hooks")
 
 
-KubeconfigOpt = typer.Option(None, "--kubeconfig", help="Kubeconfig file (default: env file).")
-ContextOpt = typer.Option(None, "--context", help="Kubeconfig context (default: env file).")
+KubeconfigOpt = common.KubeconfigOpt
+ContextOpt = common.ContextOpt
 RepoUrlOpt = typer.Option(None, "--repo", help="Git URL to deploy from (default: the remote).")
 BranchOpt = typer.Option(None, "--branch", help="Branch to deploy (default: mainBranch).")
 TrustFromOpt = typer.Option(
