@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ from promote.cli.output import (
 from promote.cluster import client
 from promote.errors import ExitCode, PolicyBlocked, UsageError
 from promote.git import hooks as hooks_mod
-from promote.reconcile import factory, webhook
+from promote.reconcile import control, factory, webhook
 from promote.reconcile import loop as loop_mod
 from promote.reconcile import report as report_mod
 from promote.reconcile.agent import Agent
@@ -266,20 +267,17 @@ def status(
     with handled(output):
         project = common.load(repo_dir)
         with progress("Reading Git and each environment's status...", output):
-            images, revision, at_main = report_mod.git_images(project, repo_url)
+            images, revision, at_main, records = report_mod.git_images(project, repo_url)
             envs = report_mod.read_statuses(
                 project, factory.Overrides(kubeconfig=kubeconfig, context=context)
             )
         matrix = report_mod.release_matrix(at_main, images, envs)
+        control.mark_rejected(matrix, records)
+        main, now = {"project": at_main, **records}, datetime.now(UTC)
+        release = {e: control.release_state(main, e, envs.get(e) or {}, now) for e in envs}
     if output == Format.json:
-        emit_json(
-            {
-                "revision": revision,
-                "pipeline": at_main.pipeline(),
-                "apps": matrix,
-                "environments": envs,
-            }
-        )
+        emit_json({"revision": revision, "pipeline": at_main.pipeline(), "apps": matrix,
+                   "environments": envs, "release": release})  # fmt: skip
         return
     table = new_table(title=f"promote status @ {revision[:12]}")
     table.add_column("app")
@@ -290,10 +288,17 @@ def status(
         for name in at_main.pipeline():
             c = row["environments"][name]
             mark = " [yellow](behind)[/]" if c["behindUpstream"] else ""
+            mark += " [red](rejected)[/]" if c["rejected"] else ""
             cells.append(f"{esc(c['tag'] or '-')}{mark}\n{esc(c['sync'])} · {esc(c['health'])}")
         table.add_row(esc(row["app"]), *cells)
     console.print(table)
+    for row in matrix:
+        for name, c in row["environments"].items():
+            if c["rejected"]:
+                console.print(f"{name}: runs a rejected version: {c['rejected']}", markup=False)
     for name, e in envs.items():
+        for line in control.describe(name, release[name]):
+            console.print(line, markup=False)
         checked = (e["status"] or {}).get("verification")
         if checked:
             console.print(
