@@ -308,9 +308,6 @@ def status(
         if rolled:
             done = ", ".join(rolled.get("rejected") or []) or "nothing"
             console.print(f"{name}: rollback: rejected {done}; {rolled['message']}", markup=False)
-        waiting = (e["status"] or {}).get("window")
-        if waiting:  # a new revision waits for a merge window (reconcile/windowgate.py)
-            console.print(f"{name}: OutOfWindow: {waiting['message']}", markup=False)
         if e["error"]:
             console.print(f"[dim]{esc(name)}: status unavailable: {esc(e['error'])}[/]")
         elif e["status"] and e["status"].get("last_error"):

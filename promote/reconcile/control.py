@@ -45,10 +45,10 @@ def main_records(
 def release_state(
     main: dict[str, Any], env: str, entry: dict[str, Any], now: datetime
 ) -> dict[str, Any]:
-    """One environment's release control: the agent's verification and trust chain, the hold
-    (``main["holds"]``, from :func:`main_records`), the merge windows of ``main["project"]``
-    now, and any state the agent reports that this code does not know yet (its name and
-    message, as given: a newer agent's state is shown, not dropped)."""
+    """One environment's release control: the agent's verification, trust chain and a revision
+    waiting for a merge window, the hold (``main["holds"]``, from :func:`main_records`), the
+    merge windows of ``main["project"]`` now, and any state the agent reports that this code
+    does not know yet (its name and message, as given: a newer agent's state is shown)."""
     status = entry.get("status") or {}
     cfg = main["project"].env(env).config.windows
     window = windows.state(cfg, now) if cfg.any else None
@@ -63,6 +63,7 @@ def release_state(
     return {
         "verification": status.get("verification"),
         "unverified": status.get("unverified"),
+        "outOfWindow": status.get("window"),  # a new revision waits (reconcile/windowgate.py)
         "hold": main["holds"].get(env),
         "windows": None
         if window is None
@@ -93,6 +94,9 @@ def describe(env: str, state: dict[str, Any]) -> list[str]:
             f"{env}: Unverified: the agent refuses commit {str(found.get('commit', '?'))[:12]}"
             f"{files}: {found.get('reason', '')}; it keeps the last verified revision"
         )
+    waiting = state["outOfWindow"]
+    if waiting:
+        lines.append(f"{env}: OutOfWindow: {waiting.get('message', '')}")
     win = state["windows"]
     if win is not None:
         lines.append(f"{env}: merge windows {'open' if win['open'] else 'closed'}: {win['text']}")
