@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ from promote.cli.output import (
 from promote.cluster import client
 from promote.errors import ExitCode, PolicyBlocked, UsageError
 from promote.git import hooks as hooks_mod
-from promote.reconcile import factory, webhook
+from promote.reconcile import control, factory, webhook
 from promote.reconcile import loop as loop_mod
 from promote.reconcile import report as report_mod
 from promote.reconcile.agent import Agent
@@ -41,8 +42,8 @@ def register(app: typer.Typer) -> None:
     app.add_typer(group, name="hooks")
 
 
-KubeconfigOpt = typer.Option(None, "--kubeconfig", help="Kubeconfig file (default: env file).")
-ContextOpt = typer.Option(None, "--context", help="Kubeconfig context (default: env file).")
+KubeconfigOpt = common.KubeconfigOpt
+ContextOpt = common.ContextOpt
 RepoUrlOpt = typer.Option(None, "--repo", help="Git URL to deploy from (default: the remote).")
 BranchOpt = typer.Option(None, "--branch", help="Branch to deploy (default: mainBranch).")
 TrustFromOpt = typer.Option(
@@ -268,25 +269,30 @@ def status(
     with handled(output):
         project = common.load(repo_dir, isolate=True)
         with progress("Reading Git and each environment's status...", output):
-            images, revision, at_main = report_mod.git_images(project, repo_url)
+            images, revision, at_main, records = report_mod.git_images(project, repo_url)
             envs = report_mod.read_statuses(
                 project, factory.Overrides(kubeconfig=kubeconfig, context=context)
             )
         matrix = report_mod.release_matrix(at_main, images, envs)
+        control.mark_rejected(matrix, records)
+        main, now = {"project": at_main, **records}, datetime.now(UTC)
+        names = at_main.pipeline(broken=True)
+        release = {e: control.release_state(main, e, envs.get(e) or {}, now) for e in names}
     code = ExitCode.ERROR if at_main.broken else ExitCode.OK
     if output == Format.json:
         emit_json(
             {
                 "revision": revision,
-                "pipeline": at_main.pipeline(broken=True),
+                "pipeline": names,
                 "apps": matrix,
                 "environments": envs,
+                "release": release,
                 "errors": [{"code": e.code, "message": str(e)} for e in at_main.broken.values()],
             },
             exit_code=code,
         )
         raise typer.Exit(code)
-    _print_status(at_main, revision, matrix, envs)
+    _print_status(at_main, revision, matrix, envs, release)
     raise typer.Exit(code)
 
 
@@ -295,6 +301,7 @@ def _print_status(
     revision: str,
     matrix: list[dict[str, Any]],
     envs: dict[str, dict[str, Any]],
+    release: dict[str, dict[str, Any]],
 ) -> None:
     table = new_table(title=f"promote status @ {revision[:12]}")
     table.add_column("app")
@@ -309,13 +316,20 @@ def _print_status(
                 cells.append("[red]broken file[/]")
                 continue
             mark = " [yellow](behind)[/]" if c["behindUpstream"] else ""
+            mark += " [red](rejected)[/]" if c["rejected"] else ""
             cells.append(f"{esc(c['tag'] or '-')}{mark}\n{esc(c['sync'])} · {esc(c['health'])}")
         table.add_row(esc(row["app"]), *cells)
     console.print(table)
     print_broken(at_main.broken)
+    for row in matrix:
+        for name, c in row["environments"].items():
+            if c.get("rejected"):
+                console.print(f"{name}: runs a rejected version: {c['rejected']}", markup=False)
     for name, e in envs.items():
         if name in at_main.broken:
             continue  # its file's error, printed above
+        for line in control.describe(name, release[name]):
+            console.print(line, markup=False)
         checked = (e["status"] or {}).get("verification")
         if checked:
             console.print(
@@ -325,9 +339,6 @@ def _print_status(
         if rolled:
             done = ", ".join(rolled.get("rejected") or []) or "nothing"
             console.print(f"{name}: rollback: rejected {done}; {rolled['message']}", markup=False)
-        waiting = (e["status"] or {}).get("window")
-        if waiting:  # a new revision waits for a merge window (reconcile/windowgate.py)
-            console.print(f"{name}: OutOfWindow: {waiting['message']}", markup=False)
         if e["error"]:
             console.print(f"[dim]{esc(name)}: status unavailable: {esc(e['error'])}[/]")
         elif e["status"] and e["status"].get("last_error"):

@@ -32,6 +32,8 @@ def auto_cmd(
         envvar="PROMOTE_AUTO_STATUS_FILE",
         help="Status JSON instead of the agents' promote-status-ENV ConfigMaps.",
     ),
+    kubeconfig: str | None = common.KubeconfigOpt,
+    context: str | None = common.ContextOpt,
     repo_dir: Path = common.RepoOpt,
     output: Format = OutputOpt,
 ) -> None:
@@ -41,7 +43,9 @@ def auto_cmd(
         with handled(output):
             targets = auto.auto_targets(repo_dir, envs)
             reader: plan.StatusReader = (
-                engine.status_from_file(status_file) if status_file else _agents(repo_dir)
+                engine.status_from_file(status_file)
+                if status_file
+                else _agents(repo_dir, kubeconfig=kubeconfig, context=context)
             )
         results = auto.promote_all(
             repo_dir, targets, status_reader=reader, now=datetime.now(UTC), opener=as_name
@@ -55,9 +59,9 @@ def auto_cmd(
         stop.wait(interval)
 
 
-def _agents(repo_dir: Path) -> plan.StatusReader:
+def _agents(repo_dir: Path, *, kubeconfig: str | None, context: str | None) -> plan.StatusReader:
     with engine.session(repo_dir, offline=True) as s:
-        return gate.AgentStatusReader(s.project)
+        return gate.AgentStatusReader(s.project, kubeconfig=kubeconfig, context=context)
 
 
 def _report(results: list[auto.Result], output: Format, code: int) -> None:

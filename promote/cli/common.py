@@ -15,6 +15,9 @@ RepoOpt = typer.Option(
     help="The GitOps repository's working tree (default: .).",
     envvar="PROMOTE_REPO_DIR",
 )
+# Every command that reaches a cluster takes both (the demo's hints pass --kubeconfig to each).
+KubeconfigOpt = typer.Option(None, "--kubeconfig", help="Kubeconfig file (default: env file).")
+ContextOpt = typer.Option(None, "--context", help="Kubeconfig context (default: env file).")
 
 
 def load(repo_dir: Path, *, isolate: bool = False) -> config.Project:

@@ -14,6 +14,7 @@ import sys
 import typer
 
 from promote import __version__
+from promote.cli import output
 
 _COMMAND_MODULES = [
     "project",
@@ -102,4 +103,13 @@ def load_commands(argv: list[str] | None = None) -> None:
 
 def run() -> None:
     load_commands()
-    app()
+    if not output.json_requested(sys.argv[1:]):
+        app()
+        return
+    # Non-standalone: click raises what it would print as a usage box, and -o json gets the
+    # error envelope instead (README: errors as {"status": "error", ...}).
+    try:
+        code = app(standalone_mode=False)
+    except (typer.TyperException, typer.Abort) as exc:
+        code = output.click_error_json(exc)
+    sys.exit(code if isinstance(code, int) else 0)

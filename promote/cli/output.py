@@ -96,6 +96,34 @@ def fail(exc: errors.PromoteError, fmt: Format) -> NoReturn:
     raise typer.Exit(code)
 
 
+def json_requested(argv: list[str]) -> bool:
+    """Whether the command line asks for json (read before click parses it: a usage error
+    stops parsing before ``--output`` has a value)."""
+    for i, arg in enumerate(argv):
+        if arg in ("-o", "--output") and argv[i + 1 : i + 2] == ["json"]:
+            return True
+        if arg in ("-ojson", "--output=json"):
+            return True
+    return False
+
+
+def click_error_json(exc: typer.TyperException | typer.Abort) -> int:
+    """The json envelope for what the parser refuses (an unknown option, a missing argument)
+    or an abort; returns the exit code: 2 for usage, as the text form's."""
+    if isinstance(exc, typer.Abort):
+        emit_json({"errors": [{"code": "error", "message": "Aborted."}]}, exit_code=1)
+        return 1
+    code = int(getattr(exc, "exit_code", 1))
+    message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+    ctx = getattr(exc, "ctx", None)
+    if code == errors.ExitCode.USAGE:
+        path = ctx.command_path if ctx is not None else "promote"
+        message = f"{path}: {message} (see `{path} --help`)."
+    kind = errors.UsageError.code if code == errors.ExitCode.USAGE else errors.PromoteError.code
+    emit_json({"errors": [{"code": kind, "message": message}]}, exit_code=code)
+    return code
+
+
 @contextlib.contextmanager
 def handled(fmt: Format) -> Iterator[None]:
     """Map PromoteError to its exit code; anything else is a bug and shows its traceback."""

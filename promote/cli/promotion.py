@@ -22,7 +22,7 @@ from promote.cli.output import (
 from promote.errors import ExitCode, PolicyBlocked
 from promote.forge import base as forge_base
 from promote.promotion import auto, engine, history, plan, propose, setimage
-from promote.reconcile import gate, live
+from promote.reconcile import factory, gate, live
 
 TitleOpt = typer.Option(None, "--title", help="PR title (default: generated from the plan).")
 AuthorOpt = typer.Option(
@@ -202,6 +202,8 @@ def to(
         "settings from main): admission rejections block, the live diff is shown. Secrets "
         "are sent with placeholder values, never decrypted.",
     ),
+    kubeconfig: str | None = common.KubeconfigOpt,
+    context: str | None = common.ContextOpt,
     repo_dir: Path = common.RepoOpt,
     output: Format = OutputOpt,
 ) -> None:
@@ -209,15 +211,13 @@ def to(
     with handled(output):
         common.check_envs(repo_dir, env, source)
         from_file = engine.status_from_file(status_file) if status_file else None
-        found = None
-        with (
-            progress(f"Planning the promotion into {env}...", output),
-            engine.session(repo_dir) as s,
-        ):
-            reader = from_file or gate.AgentStatusReader(s.project)
+        found, ov = None, factory.Overrides(kubeconfig=kubeconfig, context=context)
+        with progress(f"Planning into {env}...", output), engine.session(repo_dir) as s:
+            reader = from_file or gate.AgentStatusReader(s.project, kubeconfig=kubeconfig,
+                                                         context=context)  # fmt: skip
             p = propose.plan_promotion(s, env, source=source, apps=apps, status_reader=reader)
             if live_check:
-                found = live.check_plan(s, p)
+                found = live.check_plan(s, p, overrides=ov)
                 p = live.fold(p, found)
             if dry_run and p.blocked and output == Format.json:
                 emit_json(

@@ -43,11 +43,16 @@ def reject(
             now=datetime.now(UTC),
         )
     r = placed.record
+    hint = _not_recorded_hint(
+        placed.not_recorded,
+        f"lift it (`promote unreject {r.app} {r.version}`, a PR) and reject it again",
+    )
     if output == Format.json:
-        emit_json({"rejection": _to_dict(r), "commit": placed.commit})
+        emit_json({"rejection": _to_dict(r), "commit": placed.commit, **hint})
         return
     if placed.commit is None:
         console.print(f"Already rejected: {r.describe()}", markup=False)
+        _print_hint(hint)
         return
     console.print(f"Rejected {r.app} {r.version}: {r.path}, pushed {placed.commit[:12]} to main.")
 
@@ -120,15 +125,35 @@ def resume(
 
 def _report_hold(held: releases.Held, output: Format, *, placed: bool) -> None:
     h = held.hold
+    hint = {} if h is None or not placed else _not_recorded_hint(
+        held.not_recorded, f"`promote resume {h.env}`, then `promote hold {h.env} --reason ...`"
+    )  # fmt: skip
     if output == Format.json:
         found = None if h is None else {"env": h.env, "reason": h.reason, "at": h.at.isoformat(),
                                          "by": h.by, "path": h.path}  # fmt: skip
-        emit_json({"hold": found, "commit": held.commit})
+        emit_json({"hold": found, "commit": held.commit, **hint})
         return
     if h is None:
         console.print("Not on hold; nothing changed.")
     elif held.commit is None:
         console.print(f"Already held: {h.describe()}", markup=False)
+        _print_hint(hint)
     else:
         verb = "Held" if placed else "Resumed"
         console.print(f"{verb} {h.env}: {h.path}, pushed {held.commit[:12]} to main.", markup=False)
+
+
+def _not_recorded_hint(reason: str | None, how: str) -> dict[str, object]:
+    """JSON fields (and the text line) for a record already placed with another reason."""
+    if reason is None:
+        return {"notRecorded": None}
+    return {
+        "notRecorded": {"reason": reason},
+        "hint": f"Your reason {reason!r} was not recorded: the record keeps its first reason. "
+        f"To change it: {how}.",
+    }
+
+
+def _print_hint(fields: dict[str, object]) -> None:
+    if fields.get("hint"):
+        console.print(str(fields["hint"]), markup=False)

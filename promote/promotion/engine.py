@@ -214,18 +214,11 @@ class Session:
 
     def rejections(self) -> list[rejections.Rejection]:
         """The rejected versions on main (``releases/rejected/``), read once per call."""
-        folder_ = self.root / rejections.REJECTED_DIR
-        found = sorted(folder_.glob("*/*.yaml")) if folder_.is_dir() else []
-        return [
-            rejections.parse(p.read_text(encoding="utf-8"), self.project.relpath(p)) for p in found
-        ]
+        return read_rejections(self.project)
 
     def hold(self, env: str) -> holds.Hold | None:
         """``env``'s hold on main (``releases/holds/ENV.yaml``), if it is held."""
-        path = self.root / holds.record_path(env)
-        if not path.is_file():
-            return None
-        return holds.parse(path.read_text(encoding="utf-8"), holds.record_path(env))
+        return read_hold(self.project, env)
 
     def user(self, explicit: str | None = None) -> str:
         """Who runs the command: --author/--as, else $PROMOTE_USER, else the forge token's user
@@ -235,6 +228,21 @@ class Session:
             return found
         server = forge_factory.server_forge(self.forge)
         return server.whoami() if server is not None else self.repo.identity().name
+
+
+def read_rejections(project: config.Project) -> list[rejections.Rejection]:
+    """The rejected versions in ``project``'s files (main's, in a session or an export)."""
+    folder_ = project.root / rejections.REJECTED_DIR
+    found = sorted(folder_.glob("*/*.yaml")) if folder_.is_dir() else []
+    return [rejections.parse(p.read_text(encoding="utf-8"), project.relpath(p)) for p in found]
+
+
+def read_hold(project: config.Project, env: str) -> holds.Hold | None:
+    """``env``'s hold in ``project``'s files (``releases/holds/ENV.yaml``), if it is held."""
+    path = project.root / holds.record_path(env)
+    if not path.is_file():
+        return None
+    return holds.parse(path.read_text(encoding="utf-8"), holds.record_path(env))
 
 
 def status_from_file(path: Path) -> plan.StatusReader:

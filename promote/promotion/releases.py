@@ -24,6 +24,7 @@ from promote.promotion import engine, governance, holds, rejections
 class Placed:
     record: rejections.Rejection
     commit: str | None  # None: that version was already rejected (nothing pushed)
+    not_recorded: str | None = None  # the reason given, when it differs from the one kept
 
 
 def reject(
@@ -50,7 +51,8 @@ def reject(
         content = rejections.dump(record).encode("utf-8")
         commit, old = _push_record(s, record.path, content, message)
         if old is not None:
-            return Placed(rejections.parse(old.decode("utf-8"), record.path), None)
+            kept = rejections.parse(old.decode("utf-8"), record.path)
+            return Placed(kept, None, _unless_same(record.reason, kept.reason))
         return Placed(record, commit)
 
 
@@ -74,10 +76,17 @@ def _push_record(
     raise AssertionError("push_main gives up first")
 
 
+def _unless_same(given: str, kept: str) -> str | None:
+    """A record is never overwritten (the first reason is the one plans showed), so a second
+    placing with another reason reports it as not recorded rather than dropping it silently."""
+    return None if given == kept else given
+
+
 @dataclass(frozen=True, slots=True)
 class Held:
     hold: holds.Hold | None  # the hold placed or found (None: resume found none)
     commit: str | None  # None: nothing pushed (already held, or not held)
+    not_recorded: str | None = None  # the reason given, when it differs from the one kept
 
 
 def hold(repo_dir: Path, env: str, *, reason: str, now: datetime, who: str | None = None) -> Held:
@@ -92,7 +101,8 @@ def hold(repo_dir: Path, env: str, *, reason: str, now: datetime, who: str | Non
         )
         commit, old = _push_record(s, record.path, holds.dump(record).encode("utf-8"), message)
         if old is not None:
-            return Held(holds.parse(old.decode("utf-8"), record.path), None)
+            kept = holds.parse(old.decode("utf-8"), record.path)
+            return Held(kept, None, _unless_same(record.reason, kept.reason))
         return Held(record, commit)
 
 

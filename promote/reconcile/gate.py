@@ -18,8 +18,12 @@ from promote.promotion import plan
 class AgentStatusReader:
     """``reader(env) -> EnvStatus | None``; an unreachable cluster or no agent yet is None."""
 
-    def __init__(self, project: config.Project) -> None:
+    def __init__(
+        self, project: config.Project, *, kubeconfig: str | None = None, context: str | None = None
+    ) -> None:
         self._project = project
+        self._kubeconfig = kubeconfig  # --kubeconfig/--context: over the environment file's
+        self._context = context
 
     def __call__(self, env: str) -> plan.EnvStatus | None:
         from promote.cluster import health
@@ -28,7 +32,8 @@ class AgentStatusReader:
 
         environment = self._project.env(env)
         try:
-            cluster = factory.connect_env(environment, factory.Overrides())
+            ov = factory.Overrides(kubeconfig=self._kubeconfig, context=self._context)
+            cluster = factory.connect_env(environment, ov)
             namespace = environment.config.cluster.namespace
             st = status_mod.read(cluster, env=env, namespace=namespace)
         except PromoteError:

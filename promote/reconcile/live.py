@@ -109,8 +109,11 @@ class LiveCheck:
         }
 
 
-def check_plan(s: engine.Session, p: plan.Plan) -> LiveCheck | None:
-    """The live check of ``p``'s target after the change (None when the plan changes nothing)."""
+def check_plan(
+    s: engine.Session, p: plan.Plan, *, overrides: factory.Overrides | None = None
+) -> LiveCheck | None:
+    """The live check of ``p``'s target after the change (None when the plan changes nothing).
+    ``overrides``: the command line's --kubeconfig/--context over main's cluster settings."""
     if p.empty or not p.overlay_after:
         return None
     env = s.project.env(p.target)
@@ -119,7 +122,7 @@ def check_plan(s: engine.Session, p: plan.Plan) -> LiveCheck | None:
         return LiveCheck(env.name, LiveState.UNAVAILABLE, reason=why)
     after = s.render_variants(env.overlay_dir, [p.overlay_after])[0]
     try:
-        cluster = factory.connect_env(env, factory.Overrides())
+        cluster = factory.connect_env(env, overrides or factory.Overrides())
         version = cluster.server_version()
     except ClusterError as exc:
         return LiveCheck(env.name, LiveState.UNAVAILABLE, reason=exc.message)

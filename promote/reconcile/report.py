@@ -18,7 +18,7 @@ from promote.cluster import client, drift
 from promote.errors import GitError, PromoteError, RemoteBranchMissing, UsageError
 from promote.kustomize import folder
 from promote.promotion import diff, provenance
-from promote.reconcile import factory
+from promote.reconcile import control, factory
 from promote.reconcile import source as source_mod
 from promote.reconcile import status as status_mod
 from promote.reconcile.agent import PassReport
@@ -29,9 +29,10 @@ ImagesByEnv = dict[str, dict[str, str]]  # env -> app -> version
 
 def git_images(
     project: config.Project, repo_url: str | None = None
-) -> tuple[ImagesByEnv, str, config.Project]:
-    """Each environment's image versions at the remote's main, that revision, and the project
-    as main defines it (its pipeline, not the working tree's, decides what is behind)."""
+) -> tuple[ImagesByEnv, str, config.Project, dict[str, Any]]:
+    """Each environment's image versions at the remote's main, that revision, the project
+    as main defines it (its pipeline, not the working tree's, decides what is behind), and
+    main's release records (``control.main_records``: read while the export exists)."""
     url = repo_url or source_mod.default_url(project.root, project.config.remote)
     src = source_mod.GitSource(
         url, branch=project.config.main_branch, cache_root=factory.cache_root()
@@ -43,7 +44,9 @@ def git_images(
     with tempfile.TemporaryDirectory(prefix="promote-status-") as tmp:
         # Isolated: one environment's broken file is that column's error, not the command's.
         at_rev = config.load_project(src.export(revision, Path(tmp) / "tree"), isolate=True)
-        return images_in(at_rev), revision, at_rev
+        parsed = {n: folder.read_images(e.overlay_dir) for n, e in at_rev.environments.items()}
+        records = control.main_records(at_rev, parsed)
+        return images_in(at_rev), revision, at_rev, records
 
 
 def images_in(project: config.Project) -> ImagesByEnv:

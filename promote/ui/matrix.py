@@ -3,11 +3,9 @@
 Versions come from main's overlays (``reconcile.report.images_in``), sync and health from
 the agents' status (:class:`promote.ui.agents.StatusBoard`), and the matrix itself from
 ``reconcile.report.release_matrix``, the function ``promote status`` prints. Release control
-comes from the core as the CLI reads it: the agent's verification and trust-chain state from
-its status (``reconcile/status.py``), holds and rejected versions from main's records
-(``Session.hold``, ``Session.rejections``, ``rejections.matches``), merge windows from
-``promotion.windows.state``. The page adds links: an open PR that would change a cell, and
-each environment's history.
+(holds, rejected versions running, verification, trust chain, merge windows) comes from
+``reconcile.control``, the functions ``promote status`` prints. The page adds links: an open
+PR that would change a cell, and each environment's history.
 """
 
 from __future__ import annotations
@@ -21,9 +19,8 @@ from starlette.routing import Route
 
 from promote.forge import base as forge_base
 from promote.kustomize import overlay
-from promote.promotion import rejections, review, windows
-from promote.reconcile import report
-from promote.reconcile import status as status_mod
+from promote.promotion import rejections, review
+from promote.reconcile import control, report
 
 if TYPE_CHECKING:
     from promote.ui.app import UI
@@ -50,13 +47,8 @@ def _main_view(snap: Snapshot) -> dict[str, Any]:
                     "rejected": found.describe() if found else None,
                 }
             )
-    running: dict[tuple[str, str], str] = {}
-    for env in s.project.pipeline():
-        for image in s.read_overlay(s.project.env(env))[1]:
-            for r in records:
-                if rejections.matches(r, image):
-                    running[(env, image.app)] = r.describe()
-    holds = {e: h.describe() for e in s.project.pipeline() if (h := s.hold(e)) is not None}
+    overlays = {e: s.read_overlay(s.project.env(e))[1] for e in s.project.pipeline()}
+    control_view = control.main_records(s.project, overlays)
     p = s.project
     return {
         "revision": s.sha,
@@ -67,51 +59,7 @@ def _main_view(snap: Snapshot) -> dict[str, Any]:
         "broken": {e: str(exc) for e, exc in p.broken.items()},
         "images": images,
         "open_prs": open_prs,
-        "running_rejected": running,
-        "holds": holds,
-    }
-
-
-KNOWN = set(status_mod.EnvStatus.__dataclass_fields__)
-
-
-def release_state(
-    main: dict[str, Any], env: str, entry: dict[str, Any], now: datetime
-) -> dict[str, Any]:
-    """One environment's release control, as the page and ``/api/matrix`` show it: the
-    agent's verification and trust chain, the hold, the merge windows now, and any state
-    the agent reports that this page does not know yet (its name and message, as given)."""
-    status = entry.get("status") or {}
-    if env in main["project"].broken:
-        error = str(main["project"].broken[env])
-        return {
-            **dict.fromkeys(("verification", "unverified", "hold", "windows")),
-            "error": error,
-            "other": [],
-        }
-    cfg = main["project"].env(env).config.windows
-    window = windows.state(cfg, now) if cfg.any else None
-    extra = []
-    for key in sorted(set(status) - KNOWN):
-        value = status[key]
-        if isinstance(value, dict) and "state" in value:
-            text = value.get("message") or value.get("reason") or ""
-            extra.append({"name": key, "state": str(value["state"]), "message": str(text)})
-        elif isinstance(value, str | int | bool) and value not in ("", None):
-            extra.append({"name": key, "state": str(value), "message": ""})
-    return {
-        "error": None,
-        "verification": status.get("verification"),
-        "unverified": status.get("unverified"),
-        "hold": main["holds"].get(env),
-        "windows": None
-        if window is None
-        else {
-            "open": window.open,
-            "text": window.describe(),
-            "nextOpening": window.next_opening.isoformat() if window.next_opening else None,
-        },
-        "other": extra,
+        **control_view,
     }
 
 
@@ -121,10 +69,10 @@ def view(ui: UI) -> dict[str, Any]:
     statuses = ui.board.read()
     now = datetime.now(UTC)
     rows = report.release_matrix(main["project"], main["images"], statuses)
+    control.mark_rejected(rows, main)
     for row in rows:
         for env, cell in row["environments"].items():
             cell["prs"] = main["open_prs"].get((env, row["app"]), [])
-            cell["rejected"] = main["running_rejected"].get((env, row["app"]))
             status = (statuses.get(env) or {}).get("status") or {}
             correction = status.get("last_correction") or {}
             cell["corrected"] = _names_app(str(correction.get("object", "")), row["app"])
@@ -137,7 +85,7 @@ def view(ui: UI) -> dict[str, Any]:
         "rows": rows,
         "statuses": statuses,
         "release": {
-            e: release_state(main, e, statuses.get(e) or {}, now) for e in main["pipeline"]
+            e: control.release_state(main, e, statuses.get(e) or {}, now) for e in main["pipeline"]
         },
     }
 

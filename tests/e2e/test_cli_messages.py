@@ -203,3 +203,30 @@ def test_overlay_errors_name_repository_paths(
     assert expected in res.stderr, res.stderr
     assert "/dev/shm" not in res.stderr and "promote-main-" not in res.stderr, res.stderr
     assert str(ops.clone) not in res.stderr and "/tmp/" not in res.stderr, res.stderr
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("to", "prod", "--bogus", "-o", "json"),  # an unknown option
+        ("to", "--output", "json"),  # a missing argument
+        ("hold", "staging", "-ojson"),  # a missing required option
+        ("to", "prod", "--output=json", "--no-such"),
+        ("no-such-command", "-o", "json"),
+    ],
+)
+def test_usage_errors_come_back_as_json_when_json_is_asked_for(
+    fresh: Path, args: tuple[str, ...]
+) -> None:
+    res = run_cli(*args, "-C", str(fresh))
+    assert res.code == 2, res.stdout + res.stderr
+    body = res.json()
+    assert body["status"] == "error" and body["exit_code"] == 2
+    [error] = body["errors"]
+    assert error["code"] == "usage" and error["message"], body
+    assert "╭" not in res.stdout + res.stderr  # no usage box
+
+
+def test_usage_errors_stay_text_without_json(fresh: Path) -> None:
+    res = run_cli("to", "prod", "--bogus", "-C", str(fresh))
+    assert res.code == 2 and "No such option" in res.stderr and res.stdout == ""

@@ -179,3 +179,25 @@ def test_the_running_loop_applies_the_waiting_revision_once_the_window_opens(
         wait_for(lambda: agent.status.window is None, timeout=30)
     finally:
         lp.stop()
+
+
+def test_status_says_a_revision_waits_for_the_window(
+    repo: GitOpsRepo, cluster: client.Cluster, namespace: str, control_plane: Any
+) -> None:
+    """`promote status` prints the agent's OutOfWindow message (README's windows example),
+    and -o json carries it with the environment's release control."""
+    from tests.helpers import run_cli
+
+    agent = _agent(repo, cluster, CLOSED)
+    try:
+        _deploy_healthy(agent, cluster, namespace)
+        waiting = _set_tag(repo, "v2.4.0", "v2.5.0")
+        assert agent.run_pass().error is None
+    finally:
+        agent.cache.stop()
+    args = ("status", "-C", str(repo.work), "--kubeconfig", str(control_plane.kubeconfig))
+    text = run_cli(*args)
+    assert text.code == 0, text.stdout + text.stderr
+    assert f"dev: OutOfWindow: dev waits to apply {waiting[:12]}" in " ".join(text.stdout.split())
+    doc = run_cli(*args, "-o", "json").json()
+    assert doc["release"]["dev"]["outOfWindow"]["revision"] == waiting

@@ -43,3 +43,18 @@ def test_resume_removes_the_hold(ops: GitOps) -> None:  # noqa: F811
     assert cli(ops, "to", "staging", "--dry-run", "-o", "json").json()["plan"]["notes"] == []
     assert "Not on hold" in cli(ops, "resume", "staging").stdout
     assert cli(ops, "hold", "nowhere", "--reason", "x", code=2).code == 2
+
+
+def test_holding_again_with_another_reason_says_it_was_not_recorded(ops: GitOps) -> None:  # noqa: F811
+    cli(ops, "hold", "staging", "--reason", "one")
+    again = cli(ops, "hold", "staging", "--reason", "two")
+    assert "Already held" in again.stdout and "one" in again.stdout
+    assert "'two' was not recorded" in again.stdout
+    assert "promote resume staging" in again.stdout  # how to change it
+    shown = cli(ops, "hold", "staging", "--reason", "two", "-o", "json").json()
+    assert shown["hold"]["reason"] == "one" and shown["commit"] is None
+    assert shown["notRecorded"] == {"reason": "two"}
+    assert "promote resume staging" in shown["hint"]
+    assert "one" in ops.main_file(RECORD) and "two" not in ops.main_file(RECORD)
+    same = cli(ops, "hold", "staging", "--reason", "one", "-o", "json").json()
+    assert same["notRecorded"] is None  # the same reason: nothing dropped

@@ -246,3 +246,25 @@ def test_without_a_cluster_the_promotion_goes_on(
     assert "live: staging's cluster not checked: cannot load Kubernetes credentials" in (
         " ".join(res.stdout.split())
     )
+
+
+def test_kubeconfig_option_points_the_live_check_and_auto_at_a_cluster(
+    tmp_path: Path,
+    gpg_keys: Keys,  # noqa: F811
+    control_plane: Any,
+    namespace: str,
+) -> None:
+    """The demo's hints pass --kubeconfig to every command: `to --live` and `auto` take it
+    (and --context) as status, diff and ui do, over the environment file's settings."""
+    missing = str(tmp_path / "no-such-kubeconfig")
+    ops = live_gitops(tmp_path, gpg_keys, kubeconfig=missing, namespace=namespace)
+    given = ("--kubeconfig", str(control_plane.kubeconfig))
+    res = run_cli("to", "staging", "--live", "--dry-run", *given, "-C", str(ops.clone))
+    assert res.code == 0, res.stdout + res.stderr
+    assert "live: staging's cluster (v1." in res.stdout
+    context = ("--context", "no-such-context")
+    res = run_cli("to", "staging", "--live", "--dry-run", *given, *context, "-C", str(ops.clone))
+    assert res.code == 0 and "no-such-context" in res.stdout, res.stdout + res.stderr
+    res = run_cli("auto", "--once", *given, *context, "-C", str(ops.clone), "-o", "json")
+    assert res.code in (0, 3), res.stdout + res.stderr  # parsed; no environment auto-promotes
+    assert res.json()["status"] == "ok"

@@ -129,3 +129,14 @@ def test_promotes_own_unreject_pr_is_explained_by_its_plan(ops: GitOps) -> None:
     push_to_branch(ops, opened["branch"], lift_another, sign_as="dev1")
     head = cli(ops, "show", number, "-o", "json").json()["head"]
     assert head["beyondPlan"] == ["releases/rejected/web-app/v2.5.0.yaml"]
+
+
+def test_rejecting_again_with_another_reason_says_it_was_not_recorded(ops: GitOps) -> None:  # noqa: F811
+    _reject(ops)
+    again = cli(ops, "reject", "web-app", "v2.4.0", "--reason", "leaks memory")
+    assert "Already rejected" in again.stdout and "crashes on start" in again.stdout
+    assert "'leaks memory' was not recorded" in again.stdout
+    shown = cli(ops, "reject", "web-app", "v2.4.0", "--reason", "leaks memory", "-o", "json")
+    body = shown.json()
+    assert body["commit"] is None and body["notRecorded"] == {"reason": "leaks memory"}
+    assert "promote unreject web-app v2.4.0" in body["hint"]

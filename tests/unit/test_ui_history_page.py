@@ -67,14 +67,14 @@ def test_history_names_a_rollback_and_a_break_glass_merge_with_its_reason() -> N
 
 
 def test_matrix_writes_out_a_state_it_does_not_know() -> None:
-    from promote.ui import matrix
+    from promote.reconcile import control
 
     status = {
         "sync": "Synced", "health": "Healthy", "revision": "a" * 40, "corrections": 0,
         "last_error": None, "autoPromotion": {"state": "Paused", "message": "held by rm2"},
     }  # fmt: skip
     main: dict[str, Any] = {"project": config.load_project(REPO_ROOT), "holds": {}}
-    state = matrix.release_state(main, "prod", {"status": status}, AT)
+    state = control.release_state(main, "prod", {"status": status}, AT)
     assert state["other"] == [
         {"name": "autoPromotion", "state": "Paused", "message": "held by rm2"}
     ]
