@@ -49,7 +49,7 @@ class RenderStore:
         cannot be cached (a symbolic link or an unreadable file among its inputs)."""
         digest = hashlib.sha256(f"{self._binary}\0".encode())
         try:
-            for rel, path in _input_files(root, overlay_dir):
+            for rel, path in input_files(root, overlay_dir):
                 if path.is_symlink():
                     return None
                 digest.update(f"{rel}\0".encode())
@@ -80,8 +80,9 @@ class RenderStore:
                 old.unlink(missing_ok=True)
 
 
-def _input_files(root: Path, overlay_dir: Path) -> list[tuple[str, Path]]:
-    """Every file below each input path of ``overlay_dir``, by repository-relative name."""
+def input_files(root: Path, overlay_dir: Path) -> list[tuple[str, Path]]:
+    """Every file below each input path of ``overlay_dir``, by repository-relative name
+    (OSError for a linked folder among them)."""
     top = root.resolve()
     out: dict[str, Path] = {}
     for rel in sorted(folder.input_paths(top, overlay_dir)):

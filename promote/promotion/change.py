@@ -14,18 +14,20 @@ judges.
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from promote import config
 from promote.errors import PromoteError
 from promote.forge import base as forge_base
 from promote.git import archive, history
 from promote.git import repo as git_repo
-from promote.kustomize import folder, imagetag, render
+from promote.kustomize import folder, imagetag, render, renderstore
 from promote.kustomize.overlay import KUSTOMIZATION_NAMES
 from promote.promotion import diff, people, provenance, scope
 
@@ -291,6 +293,9 @@ def env_diff(
     rel = _rel(project, env)
     ns = project.env(env).config.cluster.namespace
     try:
+        fast = _images_only_sides(kustomize, (base, head), rel)
+        if fast is not None:
+            return EnvDiff(env, tuple(diff.diff_objects(*fast, default_namespace=ns)))
         # The two builds are separate kustomize processes: side by side on two cores.
         with ThreadPoolExecutor(max_workers=2) as pool:
             sides = [
@@ -302,3 +307,51 @@ def env_diff(
         text = str(exc).replace(str(head), "<head>").replace(str(base), "<base>")
         return EnvDiff(env, error=text)
     return EnvDiff(env, tuple(diff.diff_objects(before, after, default_namespace=ns)))
+
+
+Objects = list[dict[str, Any]]
+
+
+def _images_only_sides(
+    kustomize: render.Kustomize, roots: tuple[Path, Path], rel: str
+) -> tuple[Objects, Objects] | None:
+    """Before and after of the overlay ``rel`` in two trees whose inputs differ at most in
+    the overlay's own ``images:``, from one build without them (the copy ``promote to``
+    renders, so the render store has it) and kustomize's image transformer in Python
+    (``imagetag``); None when that is not exact (kustomize then builds both in full)."""
+    dirs = [root / rel for root in roots]
+    if not all(d.is_dir() for d in dirs):
+        return None
+    try:
+        paths = [folder.kustomization_path(d) for d in dirs]
+        splits = [_split(folder.read_text(p), p.name) for p in paths]
+        inputs = [renderstore.input_files(root, d) for root, d in zip(roots, dirs, strict=True)]
+    except (PromoteError, OSError):
+        return None
+    first, second = splits
+    if first is None or second is None or first.text != second.text:
+        return None
+    if paths[0].name != paths[1].name or not _same_files(*inputs, skip=f"{rel}/{paths[0].name}"):
+        return None
+    digest = hashlib.sha256(first.text.encode()).hexdigest()
+    copy = dirs[0].parent / f".{dirs[0].name}.{digest[:12]}."  # as engine.render_variants
+    shutil.rmtree(copy, ignore_errors=True)
+    shutil.copytree(dirs[0], copy)
+    try:
+        (copy / paths[0].name).write_text(first.text, encoding="utf-8")
+        stripped = kustomize.build(copy)
+        return imagetag.apply(stripped, first.images), imagetag.apply(stripped, second.images)
+    except (PromoteError, imagetag.NotEmulated):
+        return None  # the full builds name the user's overlay, not the copy
+    finally:
+        shutil.rmtree(copy, ignore_errors=True)
+
+
+def _same_files(a: list[tuple[str, Path]], b: list[tuple[str, Path]], *, skip: str) -> bool:
+    """The same repository-relative names with the same bytes, but for ``skip``."""
+    if [name for name, _ in a] != [name for name, _ in b]:
+        return False
+    return all(
+        name == skip or pa.read_bytes() == pb.read_bytes()
+        for (name, pa), (_, pb) in zip(a, b, strict=True)
+    )
