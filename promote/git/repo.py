@@ -6,8 +6,7 @@ Owns one outside system, Git, driven through GitPython (imported on first use: i
 the trees on changed paths are rewritten, file modes kept); commits by GitPython's
 ``Commit.create_from_tree``, or ``git commit-tree -S`` when signed (git runs gpg). The user's
 checkout, index and branches are never touched; only remote-tracking refs move when we fetch.
-Pushes take an expected old value (``--force-with-lease=ref:sha``), which makes every ref
-update a compare-and-swap that the remote enforces under its ref lock.
+Pushes take an expected old value (``--force-with-lease=ref:sha``): a compare-and-swap.
 
 Errors: :class:`~promote.errors.GitUnavailable` (the remote cannot be reached, or git did not
 answer in time: retryable), :class:`~promote.errors.PushRejected` (a ref moved under us:
@@ -222,7 +221,8 @@ class Repo:
 
     def read_file(self, rev: str, path: str) -> bytes | None:
         """The bytes of ``path`` at ``rev``, or None when the file does not exist there."""
-        found = self._proc.object(f"{rev}:{path}")  # one object lookup when the file is there
+        plain = bool(rev) and ":" not in rev and not any(c.isspace() for c in rev)  # "" = index
+        found = self._proc.object(f"{rev}:{path}") if plain else None  # one lookup if there
         if found is not None and found[1] == "blob":
             return found[2]
         if self._proc.object(f"{rev}^{{commit}}") is None:
