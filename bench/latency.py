@@ -73,7 +73,7 @@ def free_port() -> int:
 
 def commit(work: Path, app: int, n: int) -> str:
     """One change to app ``app``'s ConfigMap, committed on top of main; its SHA."""
-    f = work / "overlays" / "bench" / f"app{app:03d}.yaml"
+    f = work / "overlays" / "base" / f"app{app:03d}" / "app.yaml"  # bench/reconcile.py's layout
     text = f.read_text()
     head, _, tail = text.partition("data: {LOG_LEVEL: ")
     _level, _, rest = tail.partition(",")
