@@ -87,15 +87,7 @@ def unreject(
 
 
 def _to_dict(r: rejections.Rejection) -> dict[str, object]:
-    return {
-        "app": r.app,
-        "version": r.version,
-        "reason": r.reason,
-        "at": r.at.isoformat(),
-        "by": r.by,
-        "evidence": r.evidence,
-        "path": r.path,
-    }
+    return {**r.to_dict(), "path": r.path}
 
 
 def hold(

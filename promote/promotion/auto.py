@@ -124,7 +124,7 @@ def promote_once(
         if p.blocked:
             why = f"cannot promote into {env}: " + "; ".join(p.problems())
             return Result(env, Outcome.REFUSED, why, p, problems=tuple(p.problems()))
-        closed = _closed_before(s, p)
+        closed = propose.same_images(s, p, forge_base.PRState.CLOSED)
         if closed is not None:
             why = (
                 f"PR #{closed.number} proposed these images and was closed without merging; "
@@ -169,14 +169,6 @@ def _close_superseded(
         if pr.number != newer.number and mine:
             s.forge.comment(pr.number, author=by, text=f"Superseded by #{newer.number}.")
             s.forge.close(pr.number, by=by)
-
-
-def _closed_before(s: engine.Session, p: plan.Plan) -> forge_base.PullRequest | None:
-    wanted = {c.trailer for c in p.changes}
-    for pr in s.forge.list(env=p.target, state=forge_base.PRState.CLOSED):
-        if set(pr.images) == wanted:
-            return pr
-    return None
 
 
 def hold_after_rollback(

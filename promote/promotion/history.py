@@ -176,15 +176,7 @@ def rejected_in(
 
 
 def rejection_to_dict(r: rejections.Rejection, commits: Sequence[str]) -> dict[str, Any]:
-    return {
-        "app": r.app,
-        "version": r.version,
-        "reason": r.reason,
-        "at": r.at.isoformat(),
-        "by": r.by,
-        "evidence": r.evidence,
-        "commits": list(commits),
-    }
+    return {**r.to_dict(), "commits": list(commits)}
 
 
 def to_dict(entry: Entry) -> dict[str, Any]:

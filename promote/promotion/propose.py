@@ -242,8 +242,15 @@ def open_duplicate(s: engine.Session, p: plan.Plan) -> forge_base.PullRequest | 
     merge the same change; the CLI points at the first instead. (Two commands racing can
     still both open one: this is a courtesy check, not a lock.)
     """
+    return same_images(s, p, forge_base.PRState.OPEN)
+
+
+def same_images(
+    s: engine.Session, p: plan.Plan, state: forge_base.PRState
+) -> forge_base.PullRequest | None:
+    """A PR in ``state`` into ``p.target`` whose image versions are exactly ``p``'s."""
     wanted = {c.trailer for c in p.changes}
-    for pr in s.forge.list(env=p.target, state=forge_base.PRState.OPEN):
+    for pr in s.forge.list(env=p.target, state=state):
         if set(pr.images) == wanted:
             return pr
     return None

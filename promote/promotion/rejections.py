@@ -41,6 +41,18 @@ class Rejection:
     def path(self) -> str:
         return record_path(self.app, self.version)
 
+    def to_dict(self) -> dict[str, str | None]:
+        """The record as ``-o json`` shows it: app, version, reason, at (ISO 8601), by,
+        evidence."""
+        return {
+            "app": self.app,
+            "version": self.version,
+            "reason": self.reason,
+            "at": self.at.isoformat(),
+            "by": self.by,
+            "evidence": self.evidence,
+        }
+
     def describe(self) -> str:
         why = f"{self.app} {self.version} was rejected by {self.by} on {self.at:%Y-%m-%d %H:%M}"
         why += f" UTC: {self.reason}"
