@@ -81,11 +81,14 @@ def routes(ui: UI) -> list[Route]:
         )  # fmt: skip
 
     def api(request: Request) -> Response:
-        env, found, _ = entries(request)
+        """``promote history ENV -o json``'s document, plus the release records."""
+        env, found, s = entries(request)
+        rejected = history_mod.rejected_in(found[0], s.rejections())
         return JSONResponse(
             {
                 "env": env,
                 "entries": [history_mod.to_dict(e) for e in found[0]],
+                "rejections": [history_mod.rejection_to_dict(r, c) for r, c in rejected],
                 "records": [history_mod.record_to_dict(r) for r in found[1]],
             }
         )

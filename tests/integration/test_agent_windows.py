@@ -6,6 +6,7 @@ the window. The clock is injected (no sleeping through real time)."""
 
 from __future__ import annotations
 
+import re
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
@@ -201,3 +202,21 @@ def test_status_says_a_revision_waits_for_the_window(
     assert f"dev: OutOfWindow: dev waits to apply {waiting[:12]}" in " ".join(text.stdout.split())
     doc = run_cli(*args, "-o", "json").json()
     assert doc["release"]["dev"]["outOfWindow"]["revision"] == waiting
+    _dashboard_says_it_waits(repo, control_plane, waiting)
+
+
+def _dashboard_says_it_waits(repo: GitOpsRepo, control_plane: Any, waiting: str) -> None:
+    """The release matrix and the agents page show the agent's OutOfWindow message."""
+    import httpx
+
+    from promote.ui import app
+    from tests.ui_world import free_port, serve
+
+    settings = app.Settings(
+        repo_dir=repo.work, port=free_port(), kubeconfig=str(control_plane.kubeconfig)
+    )
+    with serve(settings) as base:
+        for path in ("/", "/agents"):
+            page = httpx.get(base + path, timeout=60).text
+            words = " ".join(re.sub(r"<[^>]+>", " ", page).split())
+            assert f"OutOfWindow dev waits to apply {waiting[:12]}" in words, path

@@ -140,6 +140,10 @@ def test_history_marks_unapproved_changes_and_lists_rejections_and_holds(
     assert [r["kind"] for r in staging] == ["reject"]  # prod's hold is prod's
     cli = run_cli("history", "prod", "-o", "json", cwd=ui_world.repo.work)
     assert api["entries"] == cli.json()["entries"]  # what `promote history` prints
+    staging_cli = run_cli("history", "staging", "-o", "json", cwd=ui_world.repo.work).json()
+    staging_api = get(dashboard, "/api/history/staging").json()
+    assert staging_api["rejections"] == staging_cli["rejections"]
+    assert staging_api["rejections"][0]["version"] == "v1.8.0"  # staging ran api v1.8.0
     words = text_of(get(dashboard, "/history/prod").text)
     assert f"Reached prod without approval : changed {POLICY_FILE}" in words
     assert "rejected Reject api v1.8.0 · by rm1" in words and "Reason: leaks connections" in words
