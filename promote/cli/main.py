@@ -7,6 +7,7 @@ commands (or a sub-typer) to the root app. Commands parse, call one core functio
 from __future__ import annotations
 
 import importlib
+import inspect
 import logging
 import os
 import sys
@@ -99,6 +100,21 @@ def _modules_for(argv: list[str]) -> list[str]:
 def load_commands(argv: list[str] | None = None) -> None:
     for name in _modules_for(sys.argv[1:] if argv is None else argv):
         importlib.import_module(f"promote.cli.{name}").register(app)
+    _one_line_summaries(app)
+
+
+def _one_line_summaries(group: typer.Typer) -> None:
+    """Each command's summary in a command list: the first paragraph of its help as one
+    flowing line. Typer's rich mode keeps a docstring's line breaks there, which breaks the
+    list's table mid-sentence."""
+    for info in group.registered_commands:
+        text = info.help or (info.callback.__doc__ if info.callback else None)
+        if info.short_help is None and text:
+            first = inspect.cleandoc(text).split("\n\n")[0]
+            info.short_help = " ".join(first.split())
+    for sub in group.registered_groups:
+        if sub.typer_instance is not None:
+            _one_line_summaries(sub.typer_instance)
 
 
 def run() -> None:
