@@ -71,9 +71,16 @@ class UsageError(PromoteError):
 
 
 class ConfigError(PromoteError):
-    """One of our YAML files is wrong; the message names the file, the field and the fix."""
+    """One of our YAML files is wrong; the message names the file, the field and the fix.
+    ``problems``: every fault found when several files are checked at once (``validate``)."""
 
     code = "config"
+
+    def __init__(
+        self, message: str, *, hint: str | None = None, problems: list[str] | None = None
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.problems = list(problems or [])
 
 
 class PolicyBlocked(PromoteError):

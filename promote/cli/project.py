@@ -20,7 +20,7 @@ from promote.cli.output import (
     progress,
 )
 from promote.config import scaffold
-from promote.errors import ExitCode, PolicyBlocked
+from promote.errors import ConfigError, ExitCode, PolicyBlocked
 from promote.promotion import validate
 
 
@@ -126,7 +126,7 @@ def validate_cmd(
 ) -> None:
     """Load the configuration, render every environment and check it (exit 3 on findings)."""
     with handled(output):
-        project = common.load(repo_dir)
+        project = common.load(repo_dir, isolate=True)  # a broken file is reported, not fatal
         with progress("Rendering environments...", output):
             report = validate.validate_project(project, env or None)
         result = {
@@ -147,24 +147,34 @@ def validate_cmd(
             ],
             "keys": list(report.people),
         }
+        # An environment file that does not load is a configuration error (exit 1); the
+        # other environments are still checked and every problem is named at once.
+        unloaded = [e.env for e in report.envs if e.unloaded]
         if not report.ok:
+            code, kind = (ExitCode.ERROR, "config") if unloaded else (ExitCode.BLOCKED, "invalid")
             if output == Format.json:
-                emit_json(
-                    {
-                        **result,
-                        "errors": [{"code": "invalid", "message": p} for p in report.problems()],
-                    },
-                    exit_code=ExitCode.BLOCKED,
+                errs = [{"code": kind, "message": p} for p in report.problems()]
+                emit_json({**result, "errors": errs}, exit_code=code)
+                raise typer.Exit(code)
+            _print_passed(report)
+            summary = f"validation failed: {len(report.problems())} problem(s) found"
+            if unloaded:
+                raise ConfigError(
+                    f"{summary}; environment file(s) that do not load: {', '.join(unloaded)}.",
+                    problems=report.problems(),
                 )
-                raise typer.Exit(ExitCode.BLOCKED)
-            raise PolicyBlocked(
-                f"validation failed: {len(report.problems())} problem(s) found.",
-                problems=report.problems(),
-            )
+            raise PolicyBlocked(summary + ".", problems=report.problems())
     if output == Format.json:
         emit_json(result)
         return
+    _print_passed(report)
+
+
+def _print_passed(report: validate.Report) -> None:
+    """The environments that passed (a failed run then names every problem on stderr)."""
     for e in report.envs:
+        if not e.ok:
+            continue
         console.print(f"[green]ok[/] {esc(e.env)}: {e.objects} objects rendered and checked")
         for notice in e.notices:
             console.print(f"  note: {notice}", markup=False)

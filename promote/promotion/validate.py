@@ -52,6 +52,7 @@ class EnvReport:
     error: str | None = None
     notices: tuple[str, ...] = ()  # policy findings that do not deny (Warn, Audit)
     unchecked: tuple[str, ...] = ()  # kinds without a schema (custom resources): not failed
+    unloaded: bool = False  # its environments/ENV.yaml does not load (``error`` says why)
 
     @property
     def ok(self) -> bool:
@@ -165,12 +166,21 @@ def validate_project(
     *,
     kustomize: render.Kustomize | None = None,
 ) -> Report:
-    names = list(envs) if envs else project.pipeline()
+    """Render and check ``envs`` (default: all). An environment whose file does not load
+    (``Project.broken``, from ``load_project(isolate=True)``) is reported with its error and
+    the others are still checked, so one run names every fault."""
+    names = list(envs) if envs else project.pipeline(broken=True)
     for name in names:
-        project.env(name)  # unknown names are a usage error before any work
+        if name not in project.broken:
+            project.env(name)  # unknown names are a usage error before any work
     kz = kustomize or render.Kustomize()
     checker = policies.prepare(project.root)  # policies/: every environment, as rendered
     with people.Registry(project.root, where="this checkout") as registered:
         broken = tuple(registered.all_problems())
-    reports = tuple(validate_env(project, project.env(n), kz, checker=checker) for n in names)
+    reports = tuple(
+        EnvReport(n, 0, (), error=str(project.broken[n]), unloaded=True)
+        if n in project.broken
+        else validate_env(project, project.env(n), kz, checker=checker)
+        for n in names
+    )
     return Report(reports, broken)

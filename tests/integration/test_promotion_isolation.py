@@ -75,3 +75,24 @@ def test_envs_lists_the_others_and_names_the_broken_file(ops: GitOps) -> None:  
     assert "dev -> staging" in shown.stdout and "prod: environments/prod.yaml" in shown.stderr
     doc = cli(ops, "envs", "-o", "json", code=1).json()
     assert doc["pipeline"] == ["dev", "staging"] and "prod.yaml" in doc["errors"][0]["message"]
+
+
+def test_validate_names_every_broken_file_and_checks_the_others(ops: GitOps) -> None:  # noqa: F811
+    """One run names every fault: prod's broken file and staging's, while dev is still
+    rendered and checked (validate once stopped at the first broken file)."""
+    _break_prod(ops)
+    ops.git("pull", "-q", "origin", "main")
+    staging = ops.clone / "environments/staging.yaml"
+    staging.write_text(staging.read_text() + "selfHeel: true\n")
+    shown = cli(ops, "validate", code=1)
+    assert "ok dev:" in shown.stdout and "staging" not in shown.stdout
+    assert "environment file(s) that do not load: prod, staging" in shown.stderr
+    assert "Mars/Olympus" in shown.stderr and "selfHeel" in shown.stderr
+    assert "Traceback" not in shown.stderr
+    doc = cli(ops, "validate", "-o", "json", code=1).json()
+    by_env = {e["name"]: e for e in doc["environments"]}
+    assert by_env["dev"]["ok"] is True and by_env["dev"]["objects"] > 0
+    assert not by_env["prod"]["ok"] and "timeZone" in by_env["prod"]["error"]
+    assert [e["code"] for e in doc["errors"]] == ["config", "config"]
+    only = cli(ops, "validate", "--env", "dev", "-o", "json").json()  # the others not asked
+    assert [e["name"] for e in only["environments"]] == ["dev"]
