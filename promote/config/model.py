@@ -275,8 +275,14 @@ def load_project(root: Path | str, *, only: str | None = None, isolate: bool = F
             broken[name] = exc
             if env is not None:
                 unchecked[name] = env
-    if not envs and broken:
+    if not envs and len(broken) == 1:
         raise next(iter(broken.values()))
+    if not envs and broken:  # every file is broken: name each fault, not only the first
+        raise ConfigError(
+            f"{ENV_DIR}/: none of the {len(broken)} environment files loads "
+            f"({', '.join(sorted(broken))}); fix each one as its message below says.",
+            problems=[str(broken[n]) for n in sorted(broken)],
+        )
     if not envs:
         raise ConfigError(
             f"{ENV_DIR}/: no environment files; add one YAML file per environment, "

@@ -181,6 +181,22 @@ def test_every_problem_is_reported_in_one_paragraph(repo: Path) -> None:
     assert "environments/dev.yaml:5: colour: unknown field 'colour'; allowed here: approvals" in msg
 
 
+def test_every_check_beyond_the_schema_is_reported_in_one_paragraph(repo: Path) -> None:
+    """A file that parses but breaks several rules names them all at once, not one per run."""
+    _write(
+        repo,
+        "environments/prod.yaml",
+        "upstream: staging\napprovals:\n  required: 3\n  approvers: [rm1, rm1]\n"
+        "  trustedSigners: [/etc/key.asc]\nwindows:\n  allow:\n  - rrule: FREQ=DAILY\n"
+        "    start: 2030-01-01T00:00:00\n    duration: 1h\n    timeZone: Mars/Olympus\n",
+    )
+    msg = _error(repo)
+    assert msg.startswith("environments/prod.yaml:3: approvals.required is 3 but only 2")
+    assert "approvals.approvers lists a name twice" in msg
+    assert "environments/prod.yaml:5: approvals.trustedSigners: '/etc/key.asc'" in msg
+    assert "environments/prod.yaml:8: windows.allow[0]: timeZone 'Mars/Olympus'" in msg
+
+
 def test_camel_case_and_snake_case_keys(repo: Path) -> None:
     _write(
         repo,
@@ -378,3 +394,17 @@ def test_auto_promote_needs_an_upstream(repo: Path) -> None:
     dev.write_text(dev.read_text() + "autoPromote: true\n")
     msg = _error(repo)
     assert "environments/dev.yaml:" in msg and "autoPromote: dev has no upstream" in msg, msg
+
+
+def test_every_environment_file_broken_names_each_one(repo: Path) -> None:
+    """With isolation (status, envs, validate) and every file broken, each fault is named."""
+    for env in ("dev", "staging", "prod"):
+        _write(repo, f"environments/{env}.yaml", f"colour{env}: blue\n")
+    with pytest.raises(ConfigError) as exc:
+        config.load_project(repo, isolate=True)
+    assert "none of the 3 environment files loads (dev, prod, staging)" in str(exc.value)
+    assert [p.split(":")[0] for p in exc.value.problems] == [
+        "environments/dev.yaml",
+        "environments/prod.yaml",
+        "environments/staging.yaml",
+    ]
