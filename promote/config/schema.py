@@ -330,4 +330,13 @@ def validate(cls: type[_T], data: Any, node: yaml.Node | None, display: str) -> 
 def _describe(display: str, node: yaml.Node | None, loc: _Loc, msg: str, fix: str) -> str:
     line = line_of(node, loc)
     where = f"{display}:{line}" if line else display
-    return f"{where}: {'.'.join(map(str, loc)) or '(top level)'}: {msg}; {fix}."
+    return f"{where}: {field_path(loc) or '(top level)'}: {msg}; {fix}."
+
+
+def field_path(loc: Iterable[int | str]) -> str:
+    """A field's path as our messages write it: keys joined by dots, list items by index in
+    brackets (``windows.allow[0].timeZone``), as kubectl explain and JSONPath write them."""
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out

@@ -165,7 +165,7 @@ def test_missing_required_field_in_list_item(repo: Path) -> None:
         "sync:\n  ignore:\n    - kind: HorizontalPodAutoscaler\n      name: web\n",
     )
     msg = _error(repo)
-    assert msg == "environments/dev.yaml:3: sync.ignore.0.paths: Field required; add it."
+    assert msg == "environments/dev.yaml:3: sync.ignore[0].paths: Field required; add it."
 
 
 def test_every_problem_is_reported_in_one_paragraph(repo: Path) -> None:
