@@ -125,6 +125,14 @@ class Resolver:
     def cache_stats(self) -> cache.CacheStats:
         return self._cache.stats()
 
+    def close(self) -> None:
+        """Stop the persistent sops decryptors this resolver started (see ``sops.Sops``)."""
+        with self._lock:
+            transit, self._transit_sops = self._transit_sops, None
+        for adapter in (self._sops, transit):
+            if adapter is not None:
+                adapter.close()
+
     # --- resolving -------------------------------------------------------------------------
 
     def resolve(
