@@ -113,6 +113,23 @@ func convert(plain []byte, in, out formats.Format) ([]byte, error) {
 	return common.StoreForFormat(out, stores).EmitPlainFile(branches)
 }
 
+// errPanicked stands for a panic inside sops' library: answered as a generic failure (exit 1),
+// the process stays up, and the panic's value (which could hold document text) goes nowhere.
+var errPanicked = errors.New("panic while decrypting")
+
+func decryptOne(document []byte, in, out formats.Format) (plain []byte, err error) {
+	defer func() {
+		if recover() != nil {
+			plain, err = nil, errPanicked
+		}
+	}()
+	plain, err = decrypt.DataWithFormat(document, in)
+	if err == nil {
+		plain, err = convert(plain, in, out)
+	}
+	return plain, err
+}
+
 func answer(w *bufio.Writer, plain []byte, err error) error {
 	if err != nil {
 		code, found := classify(err)
@@ -151,10 +168,7 @@ func serve(r *bufio.Reader, w *bufio.Writer) error {
 		if _, err := io.ReadFull(r, document); err != nil {
 			return fmt.Errorf("reading a request body: %w", err)
 		}
-		plain, err := decrypt.DataWithFormat(document, in)
-		if err == nil {
-			plain, err = convert(plain, in, out)
-		}
+		plain, err := decryptOne(document, in, out)
 		clear(document)
 		if err := answer(w, plain, err); err != nil {
 			return err
