@@ -226,12 +226,14 @@ def main() -> None:
             raise SystemExit(f"agent pass failed: {report.error}")
         # The cold decryption inside that pass, measured alone: a new resolver (empty cache)
         # over the same rendered, still encrypted objects.
-        encrypted = agent.desired_state._rendered[1]  # type: ignore[index]
+        # (The pass's render, from the agent's render cache: no second kustomize run.)
+        state = agent.desired_state
+        encrypted = state._rendered(state.fetch()).objects
         resolver = factory.resolver_at_revision(project, project.env("bench"))
         t = time.perf_counter()
         resolver.resolve(encrypted, env="bench")
         sops_s = time.perf_counter() - t
-        resolver.close()
+        getattr(resolver, "close", lambda: None)()  # its sops decryptor
         # rendered + decrypted objects for kubectl, in another namespace, over stdin
         desired = [dict(o) for o in agent._desired.values()]
         for o in desired:
