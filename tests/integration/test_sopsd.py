@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from promote import config, errors
-from promote.secrets import sops, sopsd
+from promote.secrets import resolve, sops, sopsd
 from tests.integration.test_secrets_sops import _tampered, init_age, rendered, secret, set_values
 
 CANARY = "CANARY-sopsd-5c19e2"
@@ -148,3 +148,23 @@ def test_promote_sopsd_off_or_unusable(tmp_path: Path) -> None:
     with pytest.raises(errors.SopsError, match="PROMOTE_SOPSD names no program to run"):
         sopsd.find_sopsd({"PROMOTE_SOPSD": str(tmp_path / "missing")})
     assert sopsd.find_sopsd({"PROMOTE_CACHE": str(tmp_path)}) is None
+
+
+def test_resolver_close_stops_its_decryptor(
+    db: tuple[dict[str, Any], Path], sopsd_binary: Path
+) -> None:
+    obj, identity = db
+    adapter, _ = _adapters(identity, sopsd_binary)
+    res = resolve.Resolver(env_name="dev", sops_adapter=adapter, workers=4)
+    copies = []
+    for i in range(8):  # from the resolver's thread pool, through one process
+        copy = json.loads(json.dumps(obj))
+        copy["metadata"]["labels"] = {"copy": str(i)}  # another cache key, same ciphertext
+        copies.append(copy)
+    out = res.resolve(copies)
+    assert all(o["data"]["password"] for o in out)
+    decryptor = adapter.decryptor
+    assert decryptor is not None and decryptor.starts == 1
+    pid = decryptor.pid
+    res.close()
+    assert decryptor.pid is None and not Path(f"/proc/{pid}").exists()
