@@ -44,6 +44,7 @@ from promote.cluster import client
 from promote.local import controlplane
 from promote.reconcile import factory
 from promote.reconcile import loop as loop_mod
+from promote.secrets import sopsd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import peer  # sibling scripts in bench/, not a package
@@ -198,6 +199,11 @@ def main() -> None:
         return
     # Before PROMOTE_CACHE points into the run's scratch folder (the tools' cache is not).
     peer_agent = None if args.no_peer else peer.binary()
+    # The persistent sops decryptor (tools/ensure-sopsd), found in the tools' cache now;
+    # PROMOTE_SOPSD=off measures one sops process per Secret instead.
+    decryptor = sopsd.find_sopsd()
+    os.environ["PROMOTE_SOPSD"] = str(decryptor) if decryptor else "off"
+    print(f"decrypting with {decryptor or 'one sops process per Secret'}", file=sys.stderr)
     ident = pyrage.x25519.Identity.generate()
     with (
         tempfile.TemporaryDirectory(prefix="promote-bench-") as tmp_s,
@@ -220,11 +226,14 @@ def main() -> None:
             raise SystemExit(f"agent pass failed: {report.error}")
         # The cold decryption inside that pass, measured alone: a new resolver (empty cache)
         # over the same rendered, still encrypted objects.
-        encrypted = agent.desired_state._rendered[1]  # type: ignore[index]
+        # (The pass's render, from the agent's render cache: no second kustomize run.)
+        state = agent.desired_state
+        encrypted = state._rendered(state.fetch()).objects
         resolver = factory.resolver_at_revision(project, project.env("bench"))
         t = time.perf_counter()
         resolver.resolve(encrypted, env="bench")
         sops_s = time.perf_counter() - t
+        getattr(resolver, "close", lambda: None)()  # its sops decryptor
         # rendered + decrypted objects for kubectl, in another namespace, over stdin
         desired = [dict(o) for o in agent._desired.values()]
         for o in desired:

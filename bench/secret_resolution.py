@@ -3,12 +3,16 @@
 Measured in the same run, on the same files and the same age identity:
 
   baseline   a shell loop of `sops -d FILE > /dev/null`, one file after the other
-  cold       Resolver.resolve() with an empty cache (sops processes in parallel threads)
+  cold       Resolver.resolve() with an empty cache, through the persistent decryptor (sopsd,
+             tools/ensure-sopsd) when it is installed
+  cold, per-process   the same with PROMOTE_SOPSD=off: a `sops decrypt` process per Secret,
+             in parallel threads (what promote does without sopsd)
   warm       the same resolver again: every Secret is a cache hit, no process runs
 
 Targets (issue 4): cold within 1.2x the baseline's wall time; warm under 50 ms for all.
 Each case runs --rounds times; the table shows the median and the best round.
 Run: python bench/secret_resolution.py [--secrets 200] [--rounds 3] [--workers N]
+(issue 19 measures --secrets 1000: one sops process per Secret against one sopsd for all).
 """
 
 from __future__ import annotations
@@ -98,6 +102,7 @@ def main() -> None:
         env = sops.sops_env({"PATH": os.environ["PATH"], "SOPS_AGE_KEY_FILE": str(key_file)})
         env["HOME"] = str(root)  # no ~/.ssh or ~/.config/sops of the user's
         adapter = sops.Sops(env=env)
+        per_process = sops.Sops(env=env, sopsd_binary=None)
         print(f"setting up {args.secrets} encrypted Secrets ...", file=sys.stderr)
         repo = make_repo(root, args.secrets, str(identity.to_public()), adapter)
         project = config.load_project(repo)
@@ -105,9 +110,15 @@ def main() -> None:
         files = sorted((repo / "overlays" / "bench" / "secrets").glob("*.sops.yaml"))
         assert len(objects) == len(files) == args.secrets
 
-        base, cold, warm = [], [], []
+        base, cold, warm, separate = [], [], [], []
         for _ in range(args.rounds):
             base.append(baseline(adapter.binary, files, env))
+            started = time.perf_counter()
+            resolve.Resolver(
+                env_name="bench", sops_adapter=per_process, workers=args.workers
+            ).resolve(objects)
+            separate.append(time.perf_counter() - started)
+            adapter.close()  # each round starts its decryptor again: its start-up is counted
             resolver = resolve.Resolver(
                 env_name="bench", sops_adapter=adapter, workers=args.workers
             )
@@ -124,16 +135,20 @@ def main() -> None:
     cores = os.cpu_count() or 1
     workers = args.workers or max(2, 2 * cores)
     b = statistics.median(base)
+    backend = "sopsd" if adapter.sopsd else "no sopsd: sops processes"
     rows = [
         (f"baseline: {args.secrets} x `sops -d FILE` (shell loop)", base),
-        (f"cold: resolve {args.secrets} (no cache, {workers} workers)", cold),
+        (f"cold, per-process: {args.secrets} sops processes ({workers} workers)", separate),
+        (f"cold: resolve {args.secrets} ({backend})", cold),
         (f"warm: resolve {args.secrets} (cache hits)", warm),
     ]
     print(f"\n{args.secrets} SOPS Secrets (age), {args.rounds} rounds, {cores} cores")
-    print(f"{'case':<52} {'median':>10} {'best':>10} {'vs baseline':>12}")
+    print(f"{'case':<60} {'median':>10} {'best':>10} {'vs baseline':>12}")
     for label, times in rows:
         med = statistics.median(times)
-        print(f"{label:<52} {med * 1000:>8.1f}ms {min(times) * 1000:>8.1f}ms {med / b:>11.2f}x")
+        print(f"{label:<60} {med * 1000:>8.1f}ms {min(times) * 1000:>8.1f}ms {med / b:>11.2f}x")
+    ratio = statistics.median(cold) / statistics.median(separate)
+    print(f"\ncold resolve / per-process sops: {ratio:.2f}")
     cold_ok = statistics.median(cold) <= 1.2 * b
     warm_ok = statistics.median(warm) < 0.050
     print(

@@ -28,7 +28,12 @@ import pytest
 from promote import errors
 from promote.local import controlplane, nodes, processes, seed
 
-pytest_plugins = ["tests.gitea_fixture", "tests.registry_fixture", "tests.ui_world"]
+pytest_plugins = [
+    "tests.gitea_fixture",
+    "tests.registry_fixture",
+    "tests.sopsd_fixture",
+    "tests.ui_world",
+]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ENSURE_CONTROLPLANE = REPO_ROOT / "tools" / "ensure-controlplane"

@@ -121,6 +121,13 @@ class DesiredState:
         self._render_lock = threading.Lock()
         self._last: tuple[str, config.EnvironmentConfig] | None = None  # the last built
 
+    def close(self) -> None:
+        """Stop what the resolvers this built keep running (their sops decryptors)."""
+        for resolver in [self.resolver, *self._resolvers.values()]:
+            close = getattr(resolver, "close", None)
+            if close is not None:
+                close()
+
     def fetch(self) -> str:
         return stage(Stage.FETCH, self.source.fetch)
 

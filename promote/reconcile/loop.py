@@ -171,6 +171,7 @@ class AgentLoop:
         finally:
             self.agent.healing_enabled = False
             self.agent.cache.stop()
+            self.agent.desired_state.close()  # the sops decryptor processes
             self.elector.release()
             if self._server is not None:
                 self._server.shutdown()

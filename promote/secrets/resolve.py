@@ -114,9 +114,11 @@ class Resolver:
         """
         environ = os.environ if environ is None else environ
         client = vault.from_environment(env, environ=environ)
+        adapter = sops.Sops(binary, env=sops.sops_env(environ))
+        log.info("%s: decrypting SOPS Secrets with %s", env.name, adapter.describe_backend())
         return cls(
             env_name=env.name,
-            sops_adapter=sops.Sops(binary, env=sops.sops_env(environ)),
+            sops_adapter=adapter,
             vault_client=client,
             workers=workers,
             sources=sources,
@@ -124,6 +126,14 @@ class Resolver:
 
     def cache_stats(self) -> cache.CacheStats:
         return self._cache.stats()
+
+    def close(self) -> None:
+        """Stop the persistent sops decryptors this resolver started (see ``sops.Sops``)."""
+        with self._lock:
+            transit, self._transit_sops = self._transit_sops, None
+        for adapter in (self._sops, transit):
+            if adapter is not None:
+                adapter.close()
 
     # --- resolving -------------------------------------------------------------------------
 

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from promote import childproc
 from promote.errors import NoKeyError, PromoteError, SopsError, VaultUnavailable
-from promote.secrets import values
+from promote.secrets import sopsd, values
 
 log = logging.getLogger(__name__)
 
@@ -180,8 +180,25 @@ def fingerprint(document: bytes) -> str:
     return hashlib.sha256(document).hexdigest()[:16]
 
 
+# What sopsd's closed set of notes stands for, in the words describe_failure recognises in
+# the sops binary's stderr: both backends are explained by the same table.
+_NOTE_PHRASES = {
+    "vault-unreachable": "connection refused",
+    "vault-denied": "permission denied",
+    "gpg-no-key": "No secret key",
+    "age-no-identity": "no identity matched",
+    "no-metadata": "sops metadata not found",
+}
+
+FIND = "find"  # Sops(sopsd_binary=FIND): use $PROMOTE_SOPSD or the cached build when there is one
+
+
 class Sops:
-    """The sops binary, found once; one method per verb. Built with the key environment."""
+    """The sops binary, found once; one method per verb. Built with the key environment.
+
+    ``decrypt`` goes to one persistent sopsd process of this instance (same key environment)
+    when ``sopsd_binary`` names one (default: :func:`sopsd.find_sopsd`), else to a ``sops decrypt``
+    process per document. Call :meth:`close` when done (it is also stopped at exit)."""
 
     def __init__(
         self,
@@ -189,18 +206,48 @@ class Sops:
         *,
         env: Mapping[str, str] | None = None,
         timeout_s: float = 30,
+        sopsd_binary: Path | str | None = FIND,
     ) -> None:
         self.binary = binary or find_sops()
         self._env = dict(env) if env is not None else sops_env(os.environ)
         self._timeout_s = timeout_s
+        self.sopsd = (
+            sopsd.find_sopsd()
+            if sopsd_binary == FIND
+            else (Path(sopsd_binary) if sopsd_binary else None)
+        )
+        self._decryptor = (
+            sopsd.Decryptor(self.sopsd, env=self._env, timeout_s=timeout_s) if self.sopsd else None
+        )
 
     def with_env(self, **overrides: str) -> Sops:
-        """The same binary with some environment variables replaced (e.g. another key)."""
-        return Sops(self.binary, env={**self._env, **overrides}, timeout_s=self._timeout_s)
+        """The same binaries with some environment variables replaced (e.g. another key)."""
+        return Sops(
+            self.binary,
+            env={**self._env, **overrides},
+            timeout_s=self._timeout_s,
+            sopsd_binary=self.sopsd,
+        )
 
     @property
     def env(self) -> Mapping[str, str]:
         return self._env
+
+    @property
+    def decryptor(self) -> sopsd.Decryptor | None:
+        """The persistent decryptor, or None when each decrypt runs a sops process."""
+        return self._decryptor
+
+    def describe_backend(self) -> str:
+        """How decrypt works here, for `promote tools` and logs."""
+        if self.sopsd:
+            return f"persistent decryptor {self.sopsd}"
+        return f"one `sops decrypt` process per Secret ({self.binary}; sopsd not installed)"
+
+    def close(self) -> None:
+        """Stop the persistent decryptor (a later decrypt starts it again)."""
+        if self._decryptor is not None:
+            self._decryptor.close()
 
     def _run(
         self, args: list[str], *, what: str, stdin: bytes | None = None, cwd: Path | None = None
@@ -223,13 +270,9 @@ class Sops:
             ) from exc
         except childproc.Exceeded as exc:
             # Not chained: nothing of sops' partial output (maybe plaintext) may travel on.
-            hint = (
-                "Check that the Vault of a transit key answers, and that gpg-agent is not "
-                "waiting for a passphrase."
-                if exc.what == "time"
-                else "Is the encrypted file far larger than a Secret can be (1 MiB)?"
-            )
-            raise SopsError(f"{what}: sops was stopped: it {exc}.", hint=hint) from None
+            raise SopsError(
+                f"{what}: sops was stopped: it {exc}.", hint=_stopped_hint(exc)
+            ) from None
         log.debug(
             "sops %s (%s) exited %d in %.3fs",
             args[0] if args else "",
@@ -240,16 +283,12 @@ class Sops:
         return proc
 
     def _raise(self, proc: subprocess.CompletedProcess[bytes], what: str, hint: str) -> None:
-        failure = describe_failure(proc.returncode, proc.stderr)
-        cls: type[PromoteError] = SopsError
-        if failure.retryable:
-            cls = VaultUnavailable
-        elif proc.returncode == EXIT_NO_FILE_KEY:
-            cls = NoKeyError
-        raise cls(f"{what}: {failure.reason} (sops exit {proc.returncode}).", hint=hint)
+        _raise_failure(proc.returncode, proc.stderr, what, hint)
 
     def decrypt(self, document: bytes, *, what: str) -> values.Plaintext:
-        """Decrypt a YAML (or JSON) document given on stdin; return it as JSON plaintext."""
+        """Decrypt a YAML (or JSON) document; return it as JSON plaintext."""
+        if self._decryptor is not None:
+            return self._decrypt_persistent(self._decryptor, document, what)
         args = ["decrypt", "--input-type", "yaml", "--output-type", "json", "/dev/stdin"]
         proc = self._run(args, what=what, stdin=document)
         if proc.returncode != 0:
@@ -290,6 +329,48 @@ class Sops:
         proc = self._run(["rotate", "--in-place", str(path)], what=what or str(path), cwd=cwd)
         if proc.returncode != 0:
             self._raise(proc, what or str(path), _DECRYPT_HINTS.get(proc.returncode, ""))
+
+    def _decrypt_persistent(
+        self, decryptor: sopsd.Decryptor, document: bytes, what: str
+    ) -> values.Plaintext:
+        started = time.monotonic()
+        try:
+            plain = decryptor.decrypt(document, input_format="yaml")
+        except sopsd.Refused as exc:
+            notes = "\n".join(_NOTE_PHRASES.get(n, "") for n in exc.notes)
+            _raise_failure(exc.code, notes, what, _DECRYPT_HINTS.get(exc.code, ""))
+            raise AssertionError("unreachable") from None
+        except childproc.NotStarted as exc:
+            raise SopsError(
+                f"{what}: cannot run the sops decryptor: {exc}.",
+                hint="Rebuild it with `tools/ensure-sopsd`, point PROMOTE_SOPSD at it, or set "
+                "PROMOTE_SOPSD=off to decrypt with one sops process per Secret.",
+            ) from None
+        except childproc.Exceeded as exc:
+            raise SopsError(
+                f"{what}: sops was stopped: it {exc}.", hint=_stopped_hint(exc)
+            ) from None
+        log.debug("sopsd decrypt (%s) in %.4fs", what, time.monotonic() - started)
+        return values.Plaintext(plain)
+
+
+def _stopped_hint(exc: childproc.Exceeded) -> str:
+    if exc.what == "time":
+        return (
+            "Check that the Vault of a transit key answers, and that gpg-agent is not "
+            "waiting for a passphrase."
+        )
+    return "Is the encrypted file far larger than a Secret can be (1 MiB)?"
+
+
+def _raise_failure(returncode: int, stderr: bytes | str, what: str, hint: str) -> None:
+    failure = describe_failure(returncode, stderr)
+    cls: type[PromoteError] = SopsError
+    if failure.retryable:
+        cls = VaultUnavailable
+    elif returncode == EXIT_NO_FILE_KEY:
+        cls = NoKeyError
+    raise cls(f"{what}: {failure.reason} (sops exit {returncode}).", hint=hint)
 
 
 _DECRYPT_HINTS = {

@@ -109,6 +109,7 @@ def test_secret_decrypted_in_memory_applied_and_healed(
             assert CANARY.encode() not in path.read_bytes(), path
 
 
+@pytest.mark.usefixtures("decrypt_backend")
 def test_tampered_sops_file_fails_at_decrypt_and_applies_nothing(
     secret_repo: GitOpsRepo, control_plane: Any, namespace: str
 ) -> None:

@@ -70,6 +70,7 @@ def decoded(obj: dict[str, Any]) -> dict[str, bytes]:
 # --- age -------------------------------------------------------------------------------------
 
 
+@pytest.mark.usefixtures("decrypt_backend")
 def test_age_round_trip_set_render_resolve(secrets_repo: Path) -> None:
     project = _project(secrets_repo)
     identity = init_age(project, "dev")
@@ -115,6 +116,7 @@ def test_set_on_existing_file_keeps_other_keys_and_sorted_order(secrets_repo: Pa
     assert kz.count("secrets/api.sops.yaml") == 1
 
 
+@pytest.mark.usefixtures("decrypt_backend")
 def test_dev_identity_cannot_decrypt_prod(secrets_repo: Path) -> None:
     project = _project(secrets_repo)
     dev_key = init_age(project, "dev")
@@ -131,6 +133,7 @@ def test_dev_identity_cannot_decrypt_prod(secrets_repo: Path) -> None:
     assert not caught.value.retryable
 
 
+@pytest.mark.usefixtures("decrypt_backend")
 def test_one_failure_fails_the_whole_resolution(secrets_repo: Path) -> None:
     project = _project(secrets_repo)
     dev_key = init_age(project, "dev")
@@ -155,6 +158,7 @@ def _tampered(obj: dict[str, Any], key: str) -> dict[str, Any]:
     return copy
 
 
+@pytest.mark.usefixtures("decrypt_backend")
 def test_tampered_ciphertext_and_mac_are_rejected(secrets_repo: Path) -> None:
     project = _project(secrets_repo)
     identity = init_age(project, "dev")
@@ -169,6 +173,7 @@ def test_tampered_ciphertext_and_mac_are_rejected(secrets_repo: Path) -> None:
         res.resolve([dropped])
 
 
+@pytest.mark.usefixtures("decrypt_backend")
 def test_plaintext_value_echoed_by_sops_never_reaches_message_or_log(
     secrets_repo: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -222,6 +227,7 @@ def test_transit_key_on_another_vault_is_refused_before_sops_runs(secrets_repo: 
 # --- PGP -------------------------------------------------------------------------------------
 
 
+@pytest.mark.usefixtures("decrypt_backend")
 def test_pgp_round_trip(
     secrets_repo: Path, gpg_keyring: GpgKeyring, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -163,6 +163,7 @@ def test_reference_without_a_vault_is_a_config_error(secrets_repo: Path) -> None
         _resolve(project, "dev")
 
 
+@pytest.mark.usefixtures("decrypt_backend")
 def test_vault_transit_round_trip(
     secrets_repo: Path, openbao: OpenBao, root: hvac.Client, monkeypatch: pytest.MonkeyPatch
 ) -> None:
