@@ -23,7 +23,7 @@ from promote.errors import PromoteError
 from promote.git import archive
 from promote.kustomize import folder, render, sandbox
 from promote.promotion import validate
-from promote.reconcile import rendercache
+from promote.reconcile import chunkcache, rendercache
 from promote.reconcile.source import GitSource
 from promote.reconcile.status import Stage
 
@@ -116,6 +116,7 @@ class DesiredState:
         # checked against those of each revision built (trust.Connection.check).
         self.connection: trust.Connection | None = None
         self.renders = rendercache.RenderCache(env)  # renders by input content, in memory
+        self.chunks = chunkcache.ChunkCache()  # and each chunk of a large overlay's render
         # One render at a time: a pass that misses waits for a pre-render in flight (often
         # of the very inputs it needs) rather than running a second kustomize beside it.
         self._render_lock = threading.Lock()
@@ -234,6 +235,7 @@ class DesiredState:
                     sandbox=box,
                     scratch=Path(tmp) / "chunks",
                     checked=True,  # just above: ``reads``
+                    memo=self.chunks.for_tree(tree, blobs),
                 )
             except StageFailed as exc:  # name the repository's paths, not the scratch tree's
                 raise StageFailed(exc.stage, exc.cause.relative_to(tree)) from exc.__cause__
