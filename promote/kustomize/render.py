@@ -152,13 +152,14 @@ class Kustomize:
         scratch: Path | None = None,
         checked: bool = False,
         memo: ChunkMemo | None = None,
+        chunk: int = shards.CHUNK_FOLDERS,
     ) -> list[dict[str, Any]]:
         """The overlay's objects. Given ``scratch`` (an empty folder this call may write), an
         overlay of many plain folders is built in chunks, in parallel (``shards``): the same
         objects, in time linear in their number instead of kustomize's quadratic. Given
         ``memo``, a chunk whose inputs it already holds is not built again (a commit that
-        changes one app rebuilds one chunk)."""
-        chunks = shards.plan(overlay_dir) if scratch is not None else None
+        changes one app rebuilds one chunk, of ``chunk`` folders)."""
+        chunks = shards.plan(overlay_dir, chunk=chunk) if scratch is not None else None
         if scratch is None or chunks is None:
             text = self.build_text(overlay_dir, sandbox=sandbox, checked=checked)
             return parse_objects(text, str(overlay_dir))

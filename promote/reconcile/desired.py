@@ -228,6 +228,7 @@ class DesiredState:
                 box = sandbox.for_project(project)
                 reads = stage(Stage.RENDER, box.check, environment.overlay_dir)
                 stage(Stage.RENDER, archive.check_links, tree, reads)
+                memo = self.chunks.for_tree(tree, blobs)
                 objects: list[dict[str, Any]] = stage(
                     Stage.RENDER,
                     self.kustomize.build,
@@ -235,14 +236,15 @@ class DesiredState:
                     sandbox=box,
                     scratch=Path(tmp) / "chunks",
                     checked=True,  # just above: ``reads``
-                    memo=self.chunks.for_tree(tree, blobs),
+                    memo=memo,
+                    chunk=chunkcache.CHUNK_FOLDERS,
                 )
             except StageFailed as exc:  # name the repository's paths, not the scratch tree's
                 raise StageFailed(exc.stage, exc.cause.relative_to(tree)) from exc.__cause__
             findings = validate.check_rendered(
                 project, environment, objects, namespace=self.namespace
             )
-            inputs = folder.input_paths(tree, environment.overlay_dir)
+            inputs = folder.input_paths(tree, environment.overlay_dir, known=memo.reads)
             if keep_resolver:
                 self._keep_resolver(revision, project, environment)
         if findings:

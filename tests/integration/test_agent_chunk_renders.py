@@ -14,11 +14,11 @@ from typing import Any
 
 import pytest
 
-from promote.kustomize import render, shards
+from promote.kustomize import render
 from promote.reconcile import chunkcache, desired, source
 from tests.gitops import git
 
-APPS = shards.CHUNK_FOLDERS * 2 + 3  # three chunks, the last one short
+APPS = chunkcache.CHUNK_FOLDERS * 2 + 3  # three of the agent's chunks, the last one short
 CHUNKS = 3
 
 
@@ -240,3 +240,14 @@ def test_kept_chunks_are_bounded_by_their_objects() -> None:
     assert cache.get("k0") is None and cache.get("k4") is not None
     cache.put("big", [{"kind": "ConfigMap"}] * 50)  # the newest stays, alone
     assert len(cache) == 1 and cache.get("big") is not None
+
+
+def test_overlay_inputs_from_known_folders_equal_a_fresh_walk(repo: Repo) -> None:
+    # The agent reuses its chunks' walks for the overlay's inputs (the whole render's key).
+    from promote.kustomize import folder
+
+    env = repo.work / "overlays" / "env"
+    known = {(env / n).resolve(): folder.input_paths(repo.work, env / n) for n in repo.names[:40]}
+    fresh = folder.input_paths(repo.work, env)
+    assert folder.input_paths(repo.work, env, known=known) == fresh
+    assert "overlays/base/app039/app.yaml" in fresh and "overlays/env/" in fresh
