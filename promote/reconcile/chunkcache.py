@@ -23,7 +23,7 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +82,12 @@ class ChunkCache:
 
     def __len__(self) -> int:
         return len(self._entries)
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        """Every object held (a copy of the list: entries may change meanwhile)."""
+        with self._lock:
+            held = [o for objects in self._entries.values() for o in objects]
+        return iter(held)
 
 
 class TreeChunks:

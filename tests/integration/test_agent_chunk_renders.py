@@ -9,13 +9,19 @@ count the chunks it built.
 
 from __future__ import annotations
 
+import base64
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
+import pyrage
 import pytest
 
-from promote.kustomize import render
+from promote import config
+from promote.kustomize import folder, render
 from promote.reconcile import chunkcache, desired, source
+from promote.secrets import resolve
 from tests.gitops import git
 
 APPS = chunkcache.CHUNK_FOLDERS * 2 + 3  # three of the agent's chunks, the last one short
@@ -244,10 +250,48 @@ def test_kept_chunks_are_bounded_by_their_objects() -> None:
 
 def test_overlay_inputs_from_known_folders_equal_a_fresh_walk(repo: Repo) -> None:
     # The agent reuses its chunks' walks for the overlay's inputs (the whole render's key).
-    from promote.kustomize import folder
-
     env = repo.work / "overlays" / "env"
     known = {(env / n).resolve(): folder.input_paths(repo.work, env / n) for n in repo.names[:40]}
     fresh = folder.input_paths(repo.work, env)
     assert folder.input_paths(repo.work, env, known=known) == fresh
     assert "overlays/base/app039/app.yaml" in fresh and "overlays/env/" in fresh
+
+
+CANARY = "CANARY-chunks-5e0b91aa"
+
+
+def test_kept_chunks_hold_ciphertext_only(repo: Repo, tmp_path: Path) -> None:
+    ident = pyrage.x25519.Identity.generate()
+    plain = (
+        "apiVersion: v1\nkind: Secret\nmetadata: {name: app000-db}\ntype: Opaque\n"
+        f"stringData: {{password: {CANARY}}}\n"
+    )
+    recipient = str(ident.to_public())
+    repo.write("keys/env/age.txt", f"{recipient}\n")  # the environment's recipient
+    repo.write(  # as bench/reconcile.py: kustomize rewrites the file, the MAC covers values
+        ".sops.yaml",
+        "creation_rules:\n- path_regex: overlays/env/.*\\.sops\\.yaml$\n"
+        f"  age: {recipient}\n  encrypted_regex: ^(data|stringData)$\n  mac_only_encrypted: true\n",
+    )
+    sops = Path(sys.executable).parent / "sops"
+    argv = [str(sops), "encrypt", "--filename-override", "overlays/env/app000/db.sops.yaml",
+            "--input-type", "yaml", "--output-type", "yaml", "/dev/stdin"]  # fmt: skip
+    out = subprocess.run(
+        argv, input=plain.encode(), capture_output=True, check=True, cwd=repo.work
+    ).stdout
+    repo.write("overlays/env/app000/db.sops.yaml", out.decode())
+    repo.write(
+        "overlays/env/app000/kustomization.yaml",
+        "resources:\n- ../../base/app000\n- db.sops.yaml\n",
+    )
+    repo.commit()
+    env = config.load_project(repo.work).env("env")
+    resolver = resolve.Resolver.for_environment(env, environ={"SOPS_AGE_KEY": str(ident)})
+    state = _state(repo, tmp_path / "agent")
+    state.resolver = resolver
+    built = state.build(state.fetch())
+    secret = next(o for o in built.objects if o["kind"] == "Secret")
+    assert base64.b64decode(secret["data"]["password"]).decode() == CANARY  # in memory, applied
+    kept = repr(list(state.chunks))
+    assert len(list(state.chunks)) == len(built.objects) and "ENC[" in kept
+    assert CANARY not in kept and base64.b64encode(CANARY.encode()).decode() not in kept
