@@ -21,6 +21,7 @@ written to disk.
 from __future__ import annotations
 
 import hashlib
+import os
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
@@ -102,7 +103,8 @@ class TreeChunks:
 
     def key(self, folders: Sequence[Path]) -> str | None:
         """The chunk's key: its folders and the blob of every file they read; None when a
-        folder is not in the tree (nothing to key it by)."""
+        folder is not in the tree, or a file it reads is a link (built every time, as the
+        disk store does: ``renderstore``)."""
         names: list[str] = []
         reads: set[str] = set()
         for where in map(Path.resolve, folders):
@@ -117,6 +119,8 @@ class TreeChunks:
         for r in reads:
             if r.endswith("/") or not r:  # a folder ("": the whole tree): every file below
                 paths.update(below.get(r, ()))
+        if any(os.path.islink(self._tree / p) for p in paths):
+            return None  # kustomize follows a link; its blob is the link, not what it reads
         digest = hashlib.sha256("\0".join(names).encode())
         for path in sorted(paths):
             digest.update(f"\n{path}\0{self._blobs[path]}".encode())

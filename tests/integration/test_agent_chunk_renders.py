@@ -295,3 +295,19 @@ def test_kept_chunks_hold_ciphertext_only(repo: Repo, tmp_path: Path) -> None:
     kept = repr(list(state.chunks))
     assert len(list(state.chunks)) == len(built.objects) and "ENC[" in kept
     assert CANARY not in kept and base64.b64encode(CANARY.encode()).decode() not in kept
+
+
+def test_a_change_behind_a_linked_base_rebuilds_its_chunk(repo: Repo, tmp_path: Path) -> None:
+    # overlays/base/app000 is a link to a folder elsewhere in the repository: kustomize reads
+    # the target's files, so a change there must rebuild the chunk (and it is rebuilt each
+    # time: a chunk whose inputs hold a link is not kept).
+    base = repo.work / "overlays" / "base"
+    (base / "app000").rename(repo.work / "overlays" / "elsewhere")
+    (base / "app000").symlink_to("../elsewhere")
+    repo.commit()
+    state = _state(repo, tmp_path / "agent")
+    _deploy(state, repo, tmp_path)
+    repo.write("overlays/elsewhere/app.yaml", _app("app000", level="debug"))
+    repo.commit()
+    objects = _deploy(state, repo, tmp_path)
+    assert _data(objects, "app000-config") == {"LEVEL": "debug"}
