@@ -10,8 +10,10 @@ change without a commit.
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 import threading
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +25,7 @@ from promote.errors import PromoteError
 from promote.git import archive
 from promote.kustomize import folder, render, sandbox
 from promote.promotion import validate
-from promote.reconcile import chunkcache, rendercache
+from promote.reconcile import chunkcache, exported, rendercache
 from promote.reconcile.source import GitSource
 from promote.reconcile.status import Stage
 
@@ -117,6 +119,9 @@ class DesiredState:
         self.connection: trust.Connection | None = None
         self.renders = rendercache.RenderCache(env)  # renders by input content, in memory
         self.chunks = chunkcache.ChunkCache()  # and each chunk of a large overlay's render
+        kept = Path(tempfile.mkdtemp(prefix="promote-agent-tree-", dir=work_dir))
+        weakref.finalize(self, shutil.rmtree, kept, True)
+        self.tree = exported.ExportedTree(kept / "tree")  # the last rendered, updated by diff
         # One render at a time: a pass that misses waits for a pre-render in flight (often
         # of the very inputs it needs) rather than running a second kustomize beside it.
         self._render_lock = threading.Lock()
@@ -220,9 +225,9 @@ class DesiredState:
         tree: what an agent does is decided by the revision it deploys, never by a checkout.
         """
         with tempfile.TemporaryDirectory(prefix="promote-agent-", dir=self._work_dir) as tmp:
-            tree = Path(tmp) / "tree"
+            tree = self.tree.where
             try:
-                stage(Stage.FETCH, self.source.export, revision, tree)
+                stage(Stage.FETCH, self.tree.at, self.source, revision, blobs)
                 project = stage(Stage.RENDER, config.load_project, tree, only=self.env)
                 environment = stage(Stage.RENDER, project.env, self.env)
                 box = sandbox.for_project(project)

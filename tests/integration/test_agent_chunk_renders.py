@@ -20,7 +20,7 @@ import pytest
 
 from promote import config
 from promote.kustomize import folder, render
-from promote.reconcile import chunkcache, desired, source
+from promote.reconcile import chunkcache, desired, exported, source
 from promote.secrets import resolve
 from tests.gitops import git
 
@@ -311,3 +311,50 @@ def test_a_change_behind_a_linked_base_rebuilds_its_chunk(repo: Repo, tmp_path: 
     repo.commit()
     objects = _deploy(state, repo, tmp_path)
     assert _data(objects, "app000-config") == {"LEVEL": "debug"}
+
+
+def _files(root: Path) -> dict[str, str]:
+    """Every entry below ``root``: files by content, links by target, folders (empty or not)."""
+    out = {}
+    for path in sorted(root.rglob("*")):
+        rel = path.relative_to(root).as_posix()
+        if path.is_symlink():
+            out[rel] = f"-> {path.readlink()}"
+        elif path.is_dir():
+            out[rel] = "/"
+        else:
+            out[rel] = path.read_text()
+    return out
+
+
+def test_the_kept_tree_is_what_a_fresh_export_writes(repo: Repo, tmp_path: Path) -> None:
+    src = source.GitSource(str(repo.remote), branch="main", cache_root=tmp_path / "cache")
+    tree = exported.ExportedTree(tmp_path / "kept" / "tree")
+
+    def check(full: bool) -> None:
+        rev = src.fetch()
+        before = tree.full_exports
+        got = _files(tree.at(src, rev, src.blobs(rev)))
+        fresh = tmp_path / f"fresh-{rev[:12]}"
+        assert got == _files(src.export(rev, fresh))
+        assert (tree.full_exports - before == 1) is full
+
+    check(full=True)
+    repo.write("overlays/base/app001/app.yaml", _app("app001", level="debug"))  # changed
+    repo.write("overlays/new/deep/x.yaml", "a: 1\n")  # new, in new folders
+    (repo.work / "overlays" / "base" / "app002" / "app.yaml").unlink()  # removed
+    repo.commit()
+    check(full=False)
+    (repo.work / "overlays" / "new" / "deep" / "x.yaml").unlink()  # its folders left empty
+    repo.commit()
+    check(full=False)
+    (repo.work / "overlays" / "base" / "app004" / "link.yaml").symlink_to("app.yaml")
+    repo.commit()
+    check(full=True)  # a link: exported as git archive writes it
+    (repo.work / "overlays" / "base" / "app004" / "link.yaml").unlink()
+    repo.commit()
+    check(full=True)  # the tree held a link: exported again
+    repo.write("overlays/.gitattributes", "*.txt export-ignore\n")
+    repo.write("overlays/skip.txt", "left out of an export\n")
+    repo.commit()
+    check(full=True)
