@@ -9,11 +9,12 @@ files are compared by blob id (``GitSource.blobs``): removed files are deleted (
 left empty, which an export would not have), changed and new files written from Git.
 
 It must be exactly what a fresh export would be, so anything an export treats specially
-makes the next update a full export: a link or a submodule (the export refuses or skips
-some links; a link's blob is its target's name), a ``.gitattributes`` file (``git archive``
-honours export-ignore and export-subst), an export that left a refused-links record, or
-more than ``MAX_WRITES`` changes. A failed update removes the tree (the next is a full
-export). The tree holds what Git holds: SOPS ciphertext, never anything decrypted.
+makes the next update a full export: a link, a submodule or an executable file (the export
+refuses or skips some links; a link's blob is its target's name), a ``.gitattributes`` file
+(``git archive`` honours export-ignore and export-subst), an export that left a
+refused-links record, or more than ``MAX_WRITES`` changes. A failed update removes the
+tree (the next is a full export). The tree holds what Git holds: SOPS ciphertext, never
+anything decrypted.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from promote.git import archive
 from promote.reconcile.source import GitSource
 
 MAX_WRITES = 256  # beyond this an export (two processes) is as quick as writing file by file
-_PLAIN_MODES = frozenset({"100644", "100755"})
+_PLAIN_MODES = frozenset({"100644"})  # an executable file: exported, mode and all
 
 
 class ExportedTree:
