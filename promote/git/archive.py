@@ -74,6 +74,11 @@ def _record(dest: Path) -> Path:
     return dest.with_name(f"{dest.name}.refused-links.json")
 
 
+def refused_record(dest: Path) -> Path:
+    """Where :func:`extract` records the links it left out of ``dest`` (beside it)."""
+    return _record(dest)
+
+
 def refused_links(dest: Path) -> dict[str, str]:
     """Links :func:`extract` left out of ``dest``: {path in the tree: why}."""
     try:

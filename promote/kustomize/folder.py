@@ -7,7 +7,7 @@ The few reads of an overlay's files; the text itself is parsed and edited by the
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +61,9 @@ def list_apps(overlay_dir: Path) -> list[str]:
     return sorted(apps)
 
 
-def input_paths(root: Path, overlay_dir: Path) -> frozenset[str]:
+def input_paths(
+    root: Path, overlay_dir: Path, *, known: Mapping[Path, frozenset[str]] | None = None
+) -> frozenset[str]:
     """Repository-relative paths an overlay's render reads: its folder (``dir/``) and, through
     every kustomization on the way, each folder or file a kustomization names (resources,
     components, bases, patches, generator files, replacements, ...).
@@ -69,7 +71,8 @@ def input_paths(root: Path, overlay_dir: Path) -> frozenset[str]:
     Over-approximates on purpose: any string in a kustomization that names an existing file
     or folder next to it counts, whatever its field. URLs and paths leaving ``root`` are not
     inputs here (the render sandbox refuses them); an unreadable kustomization still makes
-    its folder an input.
+    its folder an input. ``known``: the input paths of some folders (resolved), found by this
+    function before on the same tree; they are not read again.
     """
     top = root.resolve()
     seen: set[Path] = set()
@@ -87,6 +90,9 @@ def input_paths(root: Path, overlay_dir: Path) -> frozenset[str]:
         if folder in seen or name is None:
             return
         seen.add(folder)
+        if known is not None and folder in known:
+            out.update(known[folder])  # everything reachable from it: the same union
+            return
         out.add("" if name == "." else f"{name}/")
         try:
             doc = yaml.load(kustomization_path(folder).read_text(encoding="utf-8"), _Loader)

@@ -12,9 +12,10 @@ import logging
 import os
 import shutil
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import yaml
 
@@ -62,6 +63,18 @@ def find_kustomize() -> list[str]:
         hint="Run `tools/ensure-kustomize` (go install sigs.k8s.io/kustomize/kustomize/v5) "
         "or install kubectl.",
     )
+
+
+class ChunkMemo(Protocol):
+    """Chunk renders a caller keeps (the agent, in memory), found by the content of a chunk's
+    inputs: ``key`` is None when a chunk cannot be kept; ``get`` and ``put`` hold its objects
+    as kustomize rendered them (SOPS ciphertext intact, never mutated by the caller)."""
+
+    def key(self, folders: Sequence[Path]) -> str | None: ...
+
+    def get(self, key: str) -> list[dict[str, Any]] | None: ...
+
+    def put(self, key: str, objects: list[dict[str, Any]]) -> None: ...
 
 
 class Kustomize:
@@ -138,27 +151,41 @@ class Kustomize:
         sandbox: sandbox_mod.Sandbox | None = None,
         scratch: Path | None = None,
         checked: bool = False,
+        memo: ChunkMemo | None = None,
+        chunk: int = shards.CHUNK_FOLDERS,
     ) -> list[dict[str, Any]]:
         """The overlay's objects. Given ``scratch`` (an empty folder this call may write), an
         overlay of many plain folders is built in chunks, in parallel (``shards``): the same
-        objects, in time linear in their number instead of kustomize's quadratic."""
-        chunks = shards.plan(overlay_dir) if scratch is not None else None
+        objects, in time linear in their number instead of kustomize's quadratic. Given
+        ``memo``, a chunk whose inputs it already holds is not built again (a commit that
+        changes one app rebuilds one chunk, of ``chunk`` folders)."""
+        chunks = shards.plan(overlay_dir, chunk=chunk) if scratch is not None else None
         if scratch is None or chunks is None:
             text = self.build_text(overlay_dir, sandbox=sandbox, checked=checked)
             return parse_objects(text, str(overlay_dir))
         if not checked:
             (sandbox or sandbox_mod.Sandbox(sandbox_mod.guess_root(overlay_dir))).check(overlay_dir)
         started = time.monotonic()
-        folders = shards.write_chunks(chunks, scratch)
+        keys = [memo.key(c) if memo is not None else None for c in chunks]
+        found = [memo.get(k) if memo is not None and k else None for k in keys]
+        todo = [i for i, objs in enumerate(found) if objs is None]
+        folders = shards.write_chunks([chunks[i] for i in todo], scratch)
         with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
             texts = list(pool.map(self._build_chunk, folders))
-        objects = [o for text in texts for o in parse_objects(text, str(overlay_dir))]
+        for i, text in zip(todo, texts, strict=True):
+            found[i] = parse_objects(text, str(overlay_dir))
+        objects = [o for objs in found for o in objs or ()]
         shards.check_unique(objects, str(overlay_dir))
+        for i in todo:  # kept once the union holds no duplicate
+            key, objs = keys[i], found[i]
+            if memo is not None and key and objs is not None:
+                memo.put(key, objs)
         log.info(
-            "kustomize build %s: %d objects in %d chunks, %.3fs",
+            "kustomize build %s: %d objects in %d chunks (%d built), %.3fs",
             overlay_dir,
             len(objects),
-            len(folders),
+            len(chunks),
+            len(todo),
             time.monotonic() - started,
         )
         return objects

@@ -10,8 +10,10 @@ change without a commit.
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 import threading
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +25,7 @@ from promote.errors import PromoteError
 from promote.git import archive
 from promote.kustomize import folder, render, sandbox
 from promote.promotion import validate
-from promote.reconcile import rendercache
+from promote.reconcile import chunkcache, exported, rendercache
 from promote.reconcile.source import GitSource
 from promote.reconcile.status import Stage
 
@@ -116,6 +118,10 @@ class DesiredState:
         # checked against those of each revision built (trust.Connection.check).
         self.connection: trust.Connection | None = None
         self.renders = rendercache.RenderCache(env)  # renders by input content, in memory
+        self.chunks = chunkcache.ChunkCache()  # and each chunk of a large overlay's render
+        kept = Path(tempfile.mkdtemp(prefix="promote-agent-tree-", dir=work_dir))
+        weakref.finalize(self, shutil.rmtree, kept, True)
+        self.tree = exported.ExportedTree(kept / "tree")  # the last rendered, updated by diff
         # One render at a time: a pass that misses waits for a pre-render in flight (often
         # of the very inputs it needs) rather than running a second kustomize beside it.
         self._render_lock = threading.Lock()
@@ -226,14 +232,15 @@ class DesiredState:
         tree: what an agent does is decided by the revision it deploys, never by a checkout.
         """
         with tempfile.TemporaryDirectory(prefix="promote-agent-", dir=self._work_dir) as tmp:
-            tree = Path(tmp) / "tree"
+            tree = self.tree.where
             try:
-                stage(Stage.FETCH, self.source.export, revision, tree)
+                stage(Stage.FETCH, self.tree.at, self.source, revision, blobs)
                 project = stage(Stage.RENDER, config.load_project, tree, only=self.env)
                 environment = stage(Stage.RENDER, project.env, self.env)
                 box = sandbox.for_project(project)
                 reads = stage(Stage.RENDER, box.check, environment.overlay_dir)
                 stage(Stage.RENDER, archive.check_links, tree, reads)
+                memo = self.chunks.for_tree(tree, blobs)
                 objects: list[dict[str, Any]] = stage(
                     Stage.RENDER,
                     self.kustomize.build,
@@ -241,13 +248,15 @@ class DesiredState:
                     sandbox=box,
                     scratch=Path(tmp) / "chunks",
                     checked=True,  # just above: ``reads``
+                    memo=memo,
+                    chunk=chunkcache.CHUNK_FOLDERS,
                 )
             except StageFailed as exc:  # name the repository's paths, not the scratch tree's
                 raise StageFailed(exc.stage, exc.cause.relative_to(tree)) from exc.__cause__
             findings = validate.check_rendered(
                 project, environment, objects, namespace=self.namespace
             )
-            inputs = folder.input_paths(tree, environment.overlay_dir)
+            inputs = folder.input_paths(tree, environment.overlay_dir, known=memo.reads)
             if keep_resolver:
                 self._keep_resolver(revision, project, environment)
         if findings:
