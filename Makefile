@@ -24,9 +24,10 @@ tools: venv
 	done
 
 # Only what `promote demo` runs: the local cluster (control plane + kwok), kustomize, and the
-# supply chain prod gates on (registry, crane, cosign; cold, cosign alone is ~16 min); no Gitea.
+# supply chain prod gates on (registry, crane, cosign; cold, cosign alone is ~16 min) and sopsd
+# (the persistent sops decryptor; without it the demo runs one sops process per Secret); no Gitea.
 DEMO_TOOLS := tools/ensure-controlplane tools/ensure-kwok tools/ensure-kustomize \
-  tools/ensure-registry tools/ensure-crane tools/ensure-cosign
+  tools/ensure-registry tools/ensure-crane tools/ensure-cosign tools/ensure-sopsd
 demo-tools: venv
 	@for s in $(DEMO_TOOLS); do \
 	  echo "== $$s" >&2; "$$s" >/dev/null || exit 1; \
