@@ -220,7 +220,10 @@ def main() -> None:
             raise SystemExit(f"agent pass failed: {report.error}")
         # The cold decryption inside that pass, measured alone: a new resolver (empty cache)
         # over the same rendered, still encrypted objects.
-        encrypted = agent.desired_state._rendered[1]  # type: ignore[index]
+        assert report.revision is not None
+        entry = agent.desired_state.renders.find(agent.source.blobs(report.revision))
+        assert entry is not None, "the first sync's render is cached"
+        encrypted = entry.objects
         resolver = factory.resolver_at_revision(project, project.env("bench"))
         t = time.perf_counter()
         resolver.resolve(encrypted, env="bench")
@@ -344,8 +347,8 @@ def main() -> None:
         "\nbench/reconcile.py: promote agent vs kubectl, "
         f"{args.apps * 4} objects, {args.drifts} drifts"
     )
-    for r in [("measure", "promote", "baseline", "ratio"), *rows]:
-        print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)))
+    for row in [("measure", "promote", "baseline", "ratio"), *rows]:
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)))
 
 
 if __name__ == "__main__":
