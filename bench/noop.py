@@ -10,13 +10,14 @@ Secret) on the API-only local control plane; a first sync, then no-op passes.
       two child processes, each with its own control plane, one per code tree (PYTHONPATH);
       their no-op passes interleaved (a, b, a, b, ...) so both see the same machine load
 
-Each child ends with its drift revert p50 / p99 and its peak RSS.
+Then drift revert (one replica change at a time, the trees taking turns) and peak RSS.
 """
 
 from __future__ import annotations
 
 import argparse
 import cProfile
+import gc
 import os
 import resource
 import statistics
@@ -40,38 +41,38 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import reconcile  # sibling script in bench/, not a package
 
 
-def drift_latencies(
-    agent: agent_mod.Agent, cluster: client.Cluster, apps: int, n: int
-) -> list[float]:
-    """Seconds from a replica change to its revert by the watch, ``n`` times, sorted."""
+def start_healing(agent: agent_mod.Agent) -> loop_mod.AgentLoop:
+    """The agent's loop, for its watch-driven self-heal (no periodic pass in the run)."""
     lp = loop_mod.AgentLoop(
         agent, loop_mod.LoopSettings(interval_s=3600, poll_s=3600, leader_election=False)
     )
     agent.healing_enabled = True
     threading.Thread(target=lp.run, daemon=True).start()
     time.sleep(1)
-    out = []
-    for i in range(n):
-        path = f"/apis/apps/v1/namespaces/bench/deployments/app{(i * 37) % apps:03d}"
-        t = time.perf_counter()
-        cluster.request(
-            "PATCH",
-            path,
-            body={"spec": {"replicas": 4}},
-            content_type="application/merge-patch+json",
-        )
-        while cluster.request("GET", path)["spec"]["replicas"] != 1:
-            if time.perf_counter() - t > 10:
-                raise SystemExit(f"drift on {path} not reverted within 10 s")
-            time.sleep(0.005)
-        out.append(time.perf_counter() - t)
-    lp.stop()
-    return sorted(out)
+    return lp
+
+
+def drift_latency(cluster: client.Cluster, app: int) -> float:
+    """Seconds from a replica change of one Deployment to its revert by the watch."""
+    path = f"/apis/apps/v1/namespaces/bench/deployments/app{app:03d}"
+    t = time.perf_counter()
+    cluster.request(
+        "PATCH",
+        path,
+        body={"spec": {"replicas": 4}},
+        content_type="application/merge-patch+json",
+    )
+    while cluster.request("GET", path)["spec"]["replicas"] != 1:
+        if time.perf_counter() - t > 10:
+            raise SystemExit(f"drift on {path} not reverted within 10 s")
+        time.sleep(0.005)
+    return time.perf_counter() - t
 
 
 def serve(args: argparse.Namespace) -> None:
     """Set up, first sync, then one no-op pass per ``pass`` line on stdin (its seconds on
-    stdout); ``drift`` measures drift revert and peak RSS and ends."""
+    stdout); ``drift N`` changes one Deployment and prints how long its revert took; ``end``
+    prints the peak RSS and ends."""
     ident = pyrage.x25519.Identity.generate()
     with (
         tempfile.TemporaryDirectory(prefix="promote-noop-") as tmp_s,
@@ -90,10 +91,21 @@ def serve(args: argparse.Namespace) -> None:
             raise SystemExit(f"first sync failed: {report.error}")
         print(f"first {time.perf_counter() - t:.3f}", flush=True)
         prof = cProfile.Profile() if args.profile else None
+        gc_s = [0.0, 0.0]  # the collector's pauses: total, and when the current one began
+
+        def on_gc(phase: str, info: dict[str, int]) -> None:
+            if phase == "start":
+                gc_s[1] = time.perf_counter()
+            else:
+                gc_s[0] += time.perf_counter() - gc_s[1]
+
+        gc.callbacks.append(on_gc)
+        lp: loop_mod.AgentLoop | None = None
         for line in sys.stdin:
             if line.strip() == "pass":
                 if prof is not None:
                     prof.enable()
+                gc_s[0] = 0.0
                 t = time.perf_counter()
                 r = agent.run_pass()
                 took = time.perf_counter() - t
@@ -101,14 +113,18 @@ def serve(args: argparse.Namespace) -> None:
                     prof.disable()
                 if r.error or r.applied:
                     raise SystemExit(f"not a no-op pass: {r.error} {r.applied[:3]}")
-                print(f"pass {took:.3f}", flush=True)
-            elif line.strip() == "drift":
-                lat = drift_latencies(agent, cluster, args.apps, args.drifts)
-                p50 = lat[len(lat) // 2]
-                p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))]
+                print(f"pass {took:.3f} {gc_s[0]:.3f}", flush=True)
+            elif line.startswith("drift"):  # drift N: the N-th change
+                if lp is None:
+                    lp = start_healing(agent)
+                app = (int(line.split()[1]) * 37) % args.apps
+                print(f"drift {drift_latency(cluster, app):.4f}", flush=True)
+            elif line.strip() == "end":
                 rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-                print(f"drift {p50:.3f} {p99:.3f} {rss:.0f}", flush=True)
+                print(f"rss {rss:.0f}", flush=True)
                 break
+        if lp is not None:
+            lp.stop()
         agent.cache.stop()
         if prof is not None:
             prof.dump_stats(args.profile)
@@ -132,6 +148,14 @@ def ask(proc: subprocess.Popen[str], command: str | None) -> list[str]:
     return line.split()
 
 
+def p50(values: list[float]) -> float:
+    return sorted(values)[len(values) // 2]
+
+
+def p99(values: list[float]) -> float:
+    return sorted(values)[min(len(values) - 1, int(len(values) * 0.99))]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--apps", type=int, default=250)
@@ -152,10 +176,17 @@ def main() -> None:
     first = [float(ask(p, None)[1]) for p in procs]
     ask_all = [[float(ask(p, "pass")[1])] for p in procs]  # the first no-op pass (dry runs)
     times: list[list[float]] = [[] for _ in procs]
+    gcs: list[list[float]] = [[] for _ in procs]
     for _ in range(args.passes):
         for i, p in enumerate(procs):
-            times[i].append(float(ask(p, "pass")[1]))
-    drift = [ask(p, "drift") for p in procs]
+            answer = ask(p, "pass")
+            times[i].append(float(answer[1]))
+            gcs[i].append(float(answer[2]))
+    drifts: list[list[float]] = [[] for _ in procs]
+    for n in range(args.drifts):  # taking turns, as the passes did
+        for i, p in enumerate(procs):
+            drifts[i].append(float(ask(p, f"drift {n}")[1]))
+    rss = [ask(p, "end")[1] for p in procs]
     for p in procs:
         p.wait()
     load = " / ".join(f"{x:.1f}" for x in os.getloadavg())
@@ -165,10 +196,10 @@ def main() -> None:
         print(
             f"{tree}: first sync {first[i]:.1f} s; first no-op {ask_all[i][0]:.2f} s; "
             f"no-op median {statistics.median(t):.3f} s, min {t[0]:.3f}, max {t[-1]:.3f} "
-            f"({len(t)} passes: {' '.join(f'{x:.2f}' for x in times[i])}); "
-            f"drift p50 {float(drift[i][1]) * 1000:.0f} ms, "
-            f"p99 {float(drift[i][2]) * 1000:.0f} ms; "
-            f"peak RSS {drift[i][3]} MB"
+            f"({len(t)} passes: {' '.join(f'{x:.2f}' for x in times[i])}; of which the "
+            f"garbage collector {statistics.median(gcs[i]):.3f} s, median); "
+            f"drift revert p50 {p50(drifts[i]) * 1000:.0f} ms, p99 {p99(drifts[i]) * 1000:.0f} ms "
+            f"({len(drifts[i])} changes); peak RSS {rss[i]} MB"
         )
 
 
