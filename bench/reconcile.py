@@ -149,6 +149,12 @@ def make_repo(root: Path, apps: int, age_recipient: str) -> Path:
     return work
 
 
+def note(what: str, seconds: float) -> None:
+    """Each measurement on stderr as soon as it is made: a 10,000-object run takes the better
+    part of an hour on a loaded machine, and one stopped before its table still says this."""
+    print(f"  {what}: {seconds:.2f} s", file=sys.stderr, flush=True)
+
+
 def kubectl(kubeconfig: Path, *args: str, stdin: bytes) -> float:
     started = time.perf_counter()
     proc = subprocess.run(
@@ -218,6 +224,7 @@ def main() -> None:
         first_sync = time.perf_counter() - t
         if report.error:
             raise SystemExit(f"agent pass failed: {report.error}")
+        note("promote first sync", first_sync)
         # The cold decryption inside that pass, measured alone: a new resolver (empty cache)
         # over the same rendered, still encrypted objects.
         assert report.revision is not None
@@ -228,6 +235,7 @@ def main() -> None:
         t = time.perf_counter()
         resolver.resolve(encrypted, env="bench")
         sops_s = time.perf_counter() - t
+        note("sops decryption alone", sops_s)
         # rendered + decrypted objects for kubectl, in another namespace, over stdin
         desired = [dict(o) for o in agent._desired.values()]
         for o in desired:
@@ -239,8 +247,11 @@ def main() -> None:
         # plain str (decrypted values are a redacting str subclass), YAML for kubectl
         stdin = yaml.safe_dump_all(json.loads(json.dumps(desired))).encode()
         k_apply = kubectl(info.kubeconfig, "apply", "--server-side", "-f", "-", stdin=stdin)
+        note("kubectl apply --server-side", k_apply)
         floor_s = ssa_floor(cluster, desired)
+        note("the floor (parallel SSA)", floor_s)
         k_diff = kubectl(info.kubeconfig, "diff", "--server-side", "-f", "-", stdin=stdin)
+        note("kubectl diff --server-side", k_diff)
         argo = None
         if peer_agent is not None:
             print("gitops-engine's agent on the same objects...", file=sys.stderr)
@@ -254,6 +265,7 @@ def main() -> None:
             t = time.perf_counter()
             r = agent.run_pass()
             noop.append(time.perf_counter() - t)
+            note("promote no-op pass", noop[-1])
             assert not r.applied, r.applied
         noop_s = statistics.median(noop)
 
