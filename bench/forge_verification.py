@@ -81,7 +81,7 @@ def _token(gitea: GiteaServer) -> str:
     return str(r.json()["sha1"])
 
 
-def measure(passes: int) -> dict[str, float | int]:
+def measure(passes: int) -> dict[str, float | int | str]:
     import os
 
     with tempfile.TemporaryDirectory(prefix="promote-bench-forge-") as tmp_s:
@@ -104,7 +104,9 @@ def measure(passes: int) -> dict[str, float | int]:
             v = _merge_approved(gitea, repo, tmp, "v9.0.0")
             src.fetch()
             cache = tmp / "agent"
-            cold, warm, calls = [], [], []
+            cold: list[float] = []
+            warm: list[float] = []
+            calls: list[int] = []
             for i in range(passes):
                 new = _merge_approved(gitea, repo, tmp, f"v9.1.{i}")
                 src.fetch()

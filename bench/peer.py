@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -126,6 +127,10 @@ class Peer:
             return self._syncs[seen]
 
 
+def _note(what: str, seconds: float) -> None:
+    print(f"  {what}: {seconds:.2f} s", file=sys.stderr, flush=True)
+
+
 def _peak_rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -148,7 +153,12 @@ def measure(
     peer = Peer(kubeconfig, objects, namespace, resync_s=resync_s, agent=agent)
     try:
         first = peer.start()
-        noop = sorted(peer.sync_now() for _ in range(noops))[noops // 2]
+        _note("gitops-agent first sync", first)
+        noops_s = []
+        for _ in range(noops):
+            noops_s.append(peer.sync_now())
+            _note("gitops-agent no-op sync", noops_s[-1])
+        noop = sorted(noops_s)[noops // 2]
         name = next(o["metadata"]["name"] for o in objects if o["kind"] == "Deployment")
         path = f"/apis/apps/v1/namespaces/{namespace}/deployments/{name}"
         started = time.perf_counter()
@@ -163,6 +173,7 @@ def measure(
                 raise SystemExit(f"gitops-agent: drift on {name} never reverted")
             time.sleep(0.1)
         stays = time.perf_counter() - started
+        _note("gitops-agent: a manual change stayed", stays)
         assert peer._proc is not None
         rss = _peak_rss_mb(peer._proc.pid)
     finally:

@@ -26,7 +26,7 @@ from promote.cluster import apply, client, drift, health, statuses
 from promote.cluster.cache import LiveCache
 from promote.errors import ClusterError
 from promote.kustomize import render
-from promote.reconcile import healing, passes, pruning, rollback, verifying, windowgate
+from promote.reconcile import healing, passes, pruning, rollback, verdicts, verifying, windowgate
 from promote.reconcile import status as status_mod
 from promote.reconcile.desired import DesiredState, ResolverFor, SecretResolver, StageFailed, stage
 from promote.reconcile.metrics import Metrics
@@ -97,6 +97,7 @@ class Agent(verifying.Verifying, healing.Healing):
         self._desired: dict[str, dict[str, Any]] = {}  # last good desired state, by key
         self._equal_verdicts: dict[str, tuple[str, str]] = {}  # key -> (digest, resourceVersion)
         self._applied: dict[str, str] = {}  # key -> digest of the desired object last applied
+        self._verdicts = verdicts.Verdicts()  # in sync / health, until either side changes
         self._lock = threading.RLock()  # one writer: a pass or a heal, never both
         # Keys a watch reported, in order, once each; kept while healing is off (during the
         # first pass, or as a standby) so nothing seen then is lost when healing starts.
@@ -138,6 +139,7 @@ class Agent(verifying.Verifying, healing.Healing):
             )
             report.objects = len(desired)
             with self._lock:
+                self._verdicts.desired_is(built.objects)  # the same list: nothing changed
                 self._compare(desired, report, dry_run=dry_run)
                 env, ns = self.settings.env, self.settings.namespace
                 previous = stage(
@@ -182,10 +184,14 @@ class Agent(verifying.Verifying, healing.Healing):
         for obj in desired:
             key = client.object_key(obj)
             live = self.cache.get(key)
+            if self._verdicts.in_sync(key, live):
+                continue
             paths = drift.differences(obj, live)
             if paths and live is not None:
                 paths = self._confirm(obj, live, paths, report)
-            if paths:
+            if not paths:
+                self._verdicts.found_in_sync(key, live)
+            else:
                 report.out_of_sync[key] = paths
                 report.diffs.append((key, live, obj))
 
@@ -302,10 +308,8 @@ class Agent(verifying.Verifying, healing.Healing):
         report.pruned.extend(outcome.would_delete)
 
     def _assess(self, desired: list[dict[str, Any]], report: PassReport) -> None:
-        statuses = {}
-        for obj in desired:
-            key = client.object_key(obj)
-            statuses[key] = health.assess_health(self._latest(key, report))
+        keys = (client.object_key(o) for o in desired)
+        statuses = self._verdicts.health({k: self._latest(k, report) for k in keys})
         report.health = str(health.aggregate(statuses.values()))
         report.health_details = {
             client.describe_key(k): f"{s.health}: {s.message}" if s.message else str(s.health)
