@@ -52,23 +52,6 @@ def start_healing(agent: agent_mod.Agent) -> loop_mod.AgentLoop:
     return lp
 
 
-def drift_latency(cluster: client.Cluster, app: int) -> float:
-    """Seconds from a replica change of one Deployment to its revert by the watch."""
-    path = f"/apis/apps/v1/namespaces/bench/deployments/app{app:03d}"
-    t = time.perf_counter()
-    cluster.request(
-        "PATCH",
-        path,
-        body={"spec": {"replicas": 4}},
-        content_type="application/merge-patch+json",
-    )
-    while cluster.request("GET", path)["spec"]["replicas"] != 1:
-        if time.perf_counter() - t > 10:
-            raise SystemExit(f"drift on {path} not reverted within 10 s")
-        time.sleep(0.005)
-    return time.perf_counter() - t
-
-
 def serve(args: argparse.Namespace) -> None:
     """Set up, first sync, then one no-op pass per ``pass`` line on stdin (its seconds on
     stdout); ``drift N`` changes one Deployment and prints how long its revert took; ``end``
@@ -118,7 +101,7 @@ def serve(args: argparse.Namespace) -> None:
                 if lp is None:
                     lp = start_healing(agent)
                 app = (int(line.split()[1]) * 37) % args.apps
-                print(f"drift {drift_latency(cluster, app):.4f}", flush=True)
+                print(f"drift {reconcile.drift_latency(cluster, app):.4f}", flush=True)
             elif line.strip() == "end":
                 rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
                 print(f"rss {rss:.0f}", flush=True)

@@ -182,6 +182,24 @@ def ssa_floor(cluster: client.Cluster, desired: list[dict[str, object]]) -> floa
     return time.perf_counter() - t
 
 
+def drift_latency(cluster: client.Cluster, app: int) -> float:
+    """Seconds from a replica change of Deployment ``app{app:03d}`` in namespace ``bench`` to
+    its revert by the agent's watch (SystemExit after 10 s)."""
+    path = f"/apis/apps/v1/namespaces/bench/deployments/app{app:03d}"
+    t = time.perf_counter()
+    cluster.request(
+        "PATCH",
+        path,
+        body={"spec": {"replicas": 4}},
+        content_type="application/merge-patch+json",
+    )
+    while cluster.request("GET", path)["spec"]["replicas"] != 1:
+        if time.perf_counter() - t > 10:
+            raise SystemExit(f"drift on {path} not reverted within 10 s")
+        time.sleep(0.005)
+    return time.perf_counter() - t
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--apps", type=int, default=250)
@@ -285,20 +303,7 @@ def main() -> None:
         time.sleep(1)
         latencies = []
         for i in range(args.drifts):
-            name = f"app{i % args.apps:03d}"
-            path = f"/apis/apps/v1/namespaces/bench/deployments/{name}"
-            t = time.perf_counter()
-            cluster.request(
-                "PATCH",
-                path,
-                body={"spec": {"replicas": 4}},
-                content_type="application/merge-patch+json",
-            )
-            while cluster.request("GET", path)["spec"]["replicas"] != 1:
-                if time.perf_counter() - t > 10:
-                    raise SystemExit(f"drift on {name} not reverted within 10 s")
-                time.sleep(0.005)
-            latencies.append(time.perf_counter() - t)
+            latencies.append(drift_latency(cluster, i % args.apps))
         lp.stop()
         agent.cache.stop()  # before the control plane goes away
         time.sleep(0.5)
