@@ -103,6 +103,8 @@ class LiveCache:
                 backoff = 0.2
                 version = self._watch(rt, version, namespace)
             except ClusterError as exc:
+                if self._stop.is_set():
+                    return  # stopped: a stream broken by a shutdown is not a failure
                 log.warning("watch %s failed, retrying in %.1fs: %s", rt.kind, backoff, exc)
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, 10.0)

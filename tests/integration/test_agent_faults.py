@@ -35,7 +35,9 @@ def _wait(cond: Callable[[], Any], timeout: float) -> Any:
     raise AssertionError(f"not within {timeout}s")
 
 
-def test_agent_recovers_after_api_server_restart_and_git_outage(tmp_path: Path) -> None:
+def test_agent_recovers_after_api_server_restart_and_git_outage(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     port = processes.free_port()
     lc = controlplane.LocalCluster()
     info = lc.start()
@@ -105,6 +107,13 @@ def test_agent_recovers_after_api_server_restart_and_git_outage(tmp_path: Path) 
             ][0]["image"].endswith(":v2.4.3"),
             30,
         )
+        # A stopped agent's watches end quietly when the API server goes away afterwards:
+        # no "watch failed, retrying" warning, and no watch thread left running.
         lp.stop()
+        _wait(lambda: agent.cache._stop.is_set(), 10)  # the loop's exit stops the cache
+        caplog.clear()
+        lc.restart_apiserver(down_s=0.5)
+        _wait(lambda: not any(t.is_alive() for t in agent.cache._threads.values()), 30)
+        assert not [r for r in caplog.records if r.name == "promote.cluster.cache"]
     finally:
         lc.stop()
