@@ -6,7 +6,8 @@ kube-apiserver + etcd. Measured in the same run:
   first sync        agent pass into an empty namespace  vs  kubectl apply --server-side
   no-op pass        agent pass with nothing to do       vs  kubectl diff --server-side
   drift revert      p50 / p99 over 50 injected replica changes (watch-driven self-heal)
-  peak RSS          of this process (the agent runs in it)
+  peak RSS          of this process (the agent runs in it) from the agent's build to the end
+                    of its drift phase, read before any baseline's copies are made
   verification      the agent's trust chain: a cold walk of 1,000 commits (merges and
                     signatures checked) and one new approved merge (bench/verification_cost.py)
 
@@ -182,6 +183,20 @@ def ssa_floor(cluster: client.Cluster, desired: list[dict[str, object]]) -> floa
     return time.perf_counter() - t
 
 
+def reset_peak_rss() -> None:
+    """Set this process's peak resident set size (VmHWM) to its current size: writing 5 to
+    /proc/self/clear_refs (Linux >= 4.0, proc(5)). getrusage's ru_maxrss cannot be reset."""
+    Path("/proc/self/clear_refs").write_text("5")
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident set size in MB (VmHWM of /proc/self/status, in kB)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def drift_latency(cluster: client.Cluster, app: int) -> float:
     """Seconds from a replica change of Deployment ``app{app:03d}`` in namespace ``bench`` to
     its revert by the agent's watch (SystemExit after 10 s)."""
@@ -238,6 +253,7 @@ def main() -> None:
         os.environ["PROMOTE_CACHE"] = str(tmp / "cache")
         print(f"building an environment of {args.apps * 4} objects...", file=sys.stderr)
         work = make_repo(tmp, args.apps, str(ident.to_public()))
+        reset_peak_rss()  # the repository built above and the verification walk are not the agent
         project = config.load_project(work)
         cluster = client.Cluster(client.connect(kubeconfig=str(info.kubeconfig)))
         agent = factory.build_agent(project, "bench", factory.Overrides(), cluster=cluster)
@@ -249,6 +265,33 @@ def main() -> None:
         if report.error:
             raise SystemExit(f"agent pass failed: {report.error}")
         note("promote first sync", first_sync)
+        # no-op pass
+        noop = []
+        for _ in range(3):
+            t = time.perf_counter()
+            r = agent.run_pass()
+            noop.append(time.perf_counter() - t)
+            note("promote no-op pass", noop[-1])
+            assert not r.applied, r.applied
+        noop_s = statistics.median(noop)
+
+        # drift revert latency (watch-driven)
+        lp = loop_mod.AgentLoop(
+            agent, loop_mod.LoopSettings(interval_s=3600, poll_s=30, leader_election=False)
+        )
+        agent.healing_enabled = True
+        threading.Thread(target=lp.run, daemon=True).start()
+        time.sleep(1)
+        latencies = []
+        for i in range(args.drifts):
+            latencies.append(drift_latency(cluster, i % args.apps))
+        lp.stop()
+        agent.cache.stop()  # before the control plane goes away
+        time.sleep(0.5)
+        latencies.sort()
+        p50 = latencies[len(latencies) // 2]
+        p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
+        rss_mb = peak_rss_mb()  # the agent's phases only: before any baseline's copies
         # The cold decryption inside that pass, measured alone: a new resolver (empty cache)
         # over the same rendered, still encrypted objects.
         assert report.revision is not None
@@ -284,34 +327,6 @@ def main() -> None:
                 info.kubeconfig, cluster, desired, agent=peer_agent, resync_s=args.peer_resync
             )
 
-        # no-op pass
-        noop = []
-        for _ in range(3):
-            t = time.perf_counter()
-            r = agent.run_pass()
-            noop.append(time.perf_counter() - t)
-            note("promote no-op pass", noop[-1])
-            assert not r.applied, r.applied
-        noop_s = statistics.median(noop)
-
-        # drift revert latency (watch-driven)
-        lp = loop_mod.AgentLoop(
-            agent, loop_mod.LoopSettings(interval_s=3600, poll_s=30, leader_election=False)
-        )
-        agent.healing_enabled = True
-        threading.Thread(target=lp.run, daemon=True).start()
-        time.sleep(1)
-        latencies = []
-        for i in range(args.drifts):
-            latencies.append(drift_latency(cluster, i % args.apps))
-        lp.stop()
-        agent.cache.stop()  # before the control plane goes away
-        time.sleep(0.5)
-        latencies.sort()
-        p50 = latencies[len(latencies) // 2]
-        p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
-        rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
     rows = [
         (
             f"first sync ({args.apps * 4:,} objects)",
@@ -333,7 +348,7 @@ def main() -> None:
         ),
         ("drift revert p50", f"{p50 * 1000:.0f} ms", "-", "target < 1000 ms"),
         ("drift revert p99", f"{p99 * 1000:.0f} ms", "-", "target < 2000 ms"),
-        ("agent peak RSS (this process)", f"{rss_mb:.0f} MB", "-", "target < 400 MB"),
+        ("agent peak RSS (its phases, this process)", f"{rss_mb:.0f} MB", "-", "target < 400 MB"),
     ]
     if argo is not None:
         rows += [
