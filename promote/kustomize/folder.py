@@ -7,6 +7,7 @@ The few reads of an overlay's files; the text itself is parsed and edited by the
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ import yaml
 from promote import config
 from promote.config import schema
 from promote.errors import ConfigError
-from promote.kustomize import overlay
+from promote.kustomize import overlay, realpaths
 from promote.kustomize.overlay import KUSTOMIZATION_NAMES
 from promote.promotion import scope
 
@@ -62,7 +63,11 @@ def list_apps(overlay_dir: Path) -> list[str]:
 
 
 def input_paths(
-    root: Path, overlay_dir: Path, *, known: Mapping[Path, frozenset[str]] | None = None
+    root: Path,
+    overlay_dir: Path,
+    *,
+    known: Mapping[Path, frozenset[str]] | None = None,
+    realpath: realpaths.Resolve = os.path.realpath,
 ) -> frozenset[str]:
     """Repository-relative paths an overlay's render reads: its folder (``dir/``) and, through
     every kustomization on the way, each folder or file a kustomization names (resources,
@@ -72,9 +77,10 @@ def input_paths(
     or folder next to it counts, whatever its field. URLs and paths leaving ``root`` are not
     inputs here (the render sandbox refuses them); an unreadable kustomization still makes
     its folder an input. ``known``: the input paths of some folders (resolved), found by this
-    function before on the same tree; they are not read again.
+    function before on the same tree; they are not read again. ``realpath``: a
+    ``realpaths.RealPaths`` shared with the render's other walks.
     """
-    top = root.resolve()
+    top = Path(realpath(root))
     seen: set[Path] = set()
     out: set[str] = set()
 
@@ -85,7 +91,7 @@ def input_paths(
             return None
 
     def visit(folder: Path) -> None:
-        folder = folder.resolve()
+        folder = Path(realpath(folder))
         name = rel(folder)
         if folder in seen or name is None:
             return
@@ -100,7 +106,7 @@ def input_paths(
             return
         for value in _strings(doc):
             for candidate in {value, value.split("=", 1)[-1]}:  # generators: "key=path"
-                target = (folder / candidate).resolve()
+                target = Path(realpath(folder / candidate))
                 if target.is_dir():
                     visit(target)
                 elif target.is_file() and (found := rel(target)) is not None:

@@ -30,6 +30,7 @@ from typing import Any
 from promote import config
 from promote.config import schema
 from promote.errors import RenderError
+from promote.kustomize import realpaths
 from promote.kustomize.overlay import KUSTOMIZATION_NAMES
 
 _SHA = re.compile(r"^[0-9a-f]{40}$")
@@ -67,15 +68,18 @@ class Sandbox:
     root: Path
     remote: tuple[RemoteBase, ...] = ()
 
-    def check(self, overlay_dir: Path) -> list[Path]:
+    def check(
+        self, overlay_dir: Path, *, realpath: realpaths.Resolve = os.path.realpath
+    ) -> list[Path]:
         """Walk the kustomization tree from ``overlay_dir``; RenderError on the first escape.
 
         Returns the folders the overlay reads (its own and every base and component), under
-        ``root`` as given (not resolved), for callers that check what else they hold."""
+        ``root`` as given (not resolved), for callers that check what else they hold.
+        ``realpath``: a ``realpaths.RealPaths`` shared with the render's other walks."""
         given = Path(self.root)
-        root = Path(os.path.realpath(given))
+        root = Path(realpath(given))
         seen: set[Path] = set()
-        todo = [Path(os.path.realpath(overlay_dir))]
+        todo = [Path(realpath(overlay_dir))]
         while todo:
             folder = todo.pop()
             if folder in seen:
@@ -91,7 +95,7 @@ class Sandbox:
                 if not os.path.lexists(local) and _REMOTE.match(entry):
                     self._check_remote(display, field, entry)
                     continue
-                target = Path(os.path.realpath(local))
+                target = Path(realpath(local))
                 if not target.is_relative_to(root):
                     raise RenderError(
                         f"{display}: {field}: {entry!r} is outside the repository; promote "

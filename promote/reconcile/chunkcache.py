@@ -28,7 +28,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from promote.kustomize import folder
+from promote.kustomize import folder, realpaths
 
 #: Folders per chunk in the agent: half of ``shards.CHUNK_FOLDERS``, so a commit changing one
 #: app rebuilds 32 folders (~0.17 s of kustomize at load 24 on 2 cores, 64: ~0.22 s, 16:
@@ -51,10 +51,17 @@ class ChunkCache:
         self.hits = 0
         self.misses = 0
 
-    def for_tree(self, tree: Path, blobs: Mapping[str, str]) -> TreeChunks:
+    def for_tree(
+        self,
+        tree: Path,
+        blobs: Mapping[str, str],
+        *,
+        realpath: realpaths.Resolve = os.path.realpath,
+    ) -> TreeChunks:
         """This cache seen from a tree exported at a revision whose files are ``blobs``
-        (``path -> blob id``, every file of the revision)."""
-        return TreeChunks(self, tree, blobs)
+        (``path -> blob id``, every file of the revision); ``realpath``: a
+        ``realpaths.RealPaths`` shared with the render's other walks of that tree."""
+        return TreeChunks(self, tree, blobs, realpath=realpath)
 
     def get(self, key: str) -> list[dict[str, Any]] | None:
         with self._lock:
@@ -94,9 +101,17 @@ class ChunkCache:
 class TreeChunks:
     """The keys of one exported tree's chunks; ``get`` and ``put`` go to the cache."""
 
-    def __init__(self, cache: ChunkCache, tree: Path, blobs: Mapping[str, str]) -> None:
+    def __init__(
+        self,
+        cache: ChunkCache,
+        tree: Path,
+        blobs: Mapping[str, str],
+        *,
+        realpath: realpaths.Resolve = os.path.realpath,
+    ) -> None:
         self._cache = cache
-        self._tree = tree.resolve()
+        self._realpath = realpath
+        self._tree = Path(realpath(tree))
         self._blobs = blobs
         self._below: dict[str, list[str]] | None = None  # folder ("a/b/", "") -> its files
         self.reads: dict[Path, frozenset[str]] = {}  # folder (resolved) -> its input paths
@@ -107,12 +122,13 @@ class TreeChunks:
         disk store does: ``renderstore``)."""
         names: list[str] = []
         reads: set[str] = set()
-        for where in map(Path.resolve, folders):
+        for where in (Path(self._realpath(f)) for f in folders):
             try:
                 names.append(where.relative_to(self._tree).as_posix())
             except ValueError:
                 return None
-            found = self.reads[where] = folder.input_paths(self._tree, where)
+            found = folder.input_paths(self._tree, where, realpath=self._realpath)
+            self.reads[where] = found
             reads |= found
         below = self._index()
         paths = {r for r in reads if r in self._blobs}  # the files named

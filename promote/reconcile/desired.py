@@ -23,7 +23,7 @@ from promote import config
 from promote.cluster import apply, drift, validation
 from promote.errors import PromoteError
 from promote.git import archive
-from promote.kustomize import folder, render, sandbox
+from promote.kustomize import folder, realpaths, render, sandbox
 from promote.promotion import validate
 from promote.reconcile import chunkcache, exported, rendercache
 from promote.reconcile.source import GitSource
@@ -261,9 +261,10 @@ class DesiredState:
                 project = stage(Stage.RENDER, config.load_project, tree, only=self.env)
                 environment = stage(Stage.RENDER, project.env, self.env)
                 box = sandbox.for_project(project)
-                reads = stage(Stage.RENDER, box.check, environment.overlay_dir)
+                paths = realpaths.RealPaths()  # the tree's links stay as they are until the end
+                reads = stage(Stage.RENDER, box.check, environment.overlay_dir, realpath=paths)
                 stage(Stage.RENDER, archive.check_links, tree, reads)
-                memo = self.chunks.for_tree(tree, blobs)
+                memo = self.chunks.for_tree(tree, blobs, realpath=paths)
                 objects: list[dict[str, Any]] = stage(
                     Stage.RENDER,
                     self.kustomize.build,
@@ -279,7 +280,9 @@ class DesiredState:
             findings = validate.check_rendered(
                 project, environment, objects, namespace=self.namespace
             )
-            inputs = folder.input_paths(tree, environment.overlay_dir, known=memo.reads)
+            inputs = folder.input_paths(
+                tree, environment.overlay_dir, known=memo.reads, realpath=paths
+            )
             if keep_resolver:
                 self._keep_resolver(revision, project, environment)
         if findings:
