@@ -10,8 +10,11 @@ count the chunks it built.
 from __future__ import annotations
 
 import base64
+import gc
+import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -358,3 +361,37 @@ def test_the_kept_tree_is_what_a_fresh_export_writes(repo: Repo, tmp_path: Path)
     repo.write("overlays/skip.txt", "left out of an export\n")
     repo.commit()
     check(full=True)
+
+
+def test_scratch_in_memory_unless_tmpdir_names_a_place(
+    repo: Repo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The agent's exported tree and chunk folders (ciphertext only) go where the CLI's
+    exports go (``archive.scratch_dir``): /dev/shm, unless $TMPDIR names a place. A render
+    leaves nothing there but the kept tree, and the tree goes with the agent."""
+    shm = Path("/dev/shm")
+    monkeypatch.setattr(tempfile, "tempdir", None)  # tempfile reads $TMPDIR once, then keeps it
+    monkeypatch.delenv("TMPDIR", raising=False)
+    in_memory = shm.is_dir() and os.access(shm, os.W_OK | os.X_OK)
+    state = desired.DesiredState(
+        env="env", namespace="chunks", resolver=None, kustomize=render.Kustomize(),
+        source=source.GitSource(str(repo.remote), branch="main", cache_root=tmp_path / "c1"),
+    )  # fmt: skip
+    assert len(state.build(state.fetch()).objects) == 2 * APPS
+    expected = shm if in_memory else Path(tempfile.gettempdir())
+    assert state.tree.where.is_relative_to(expected), state.tree.where
+
+    place = tmp_path / "scratch"
+    place.mkdir()
+    monkeypatch.setenv("TMPDIR", str(place))
+    monkeypatch.setattr(tempfile, "tempdir", None)
+    state = desired.DesiredState(
+        env="env", namespace="chunks", resolver=None, kustomize=render.Kustomize(),
+        source=source.GitSource(str(repo.remote), branch="main", cache_root=tmp_path / "c2"),
+    )  # fmt: skip
+    assert len(state.build(state.fetch()).objects) == 2 * APPS
+    kept = state.tree.where.parent
+    assert kept.parent == place and [p.name for p in place.iterdir()] == [kept.name]
+    del state
+    gc.collect()
+    assert not kept.exists()
