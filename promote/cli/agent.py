@@ -93,14 +93,28 @@ def agent(
     kubeconfig: str | None = KubeconfigOpt,
     context: str | None = ContextOpt,
     once: bool = typer.Option(False, "--once", help="One pass, then exit."),
-    allow_mass_prune: bool = typer.Option(False, "--allow-mass-prune"),
-    no_leader_election: bool = typer.Option(False, "--no-leader-election"),
+    allow_mass_prune: bool = typer.Option(
+        False,
+        "--allow-mass-prune",
+        help="Let one pass prune more than half of the environment's objects (refused "
+        "otherwise: an emptied overlay is more often a mistake).",
+    ),
+    no_leader_election: bool = typer.Option(
+        False,
+        "--no-leader-election",
+        help="Act without the Lease promote-agent-ENV: for one replica only (two would both "
+        "write).",
+    ),
     trust_from: str | None = TrustFromOpt,
     repo_dir: Path = common.RepoOpt,
     output: Format = OutputOpt,
 ) -> None:
     """Reconcile ENV continuously: verify, render, decrypt in memory, apply, prune, self-heal."""
     with handled(output):
+        # None: each revision's own sync.interval (read by the agent from what it deploys).
+        interval_s = common.parse_duration_flag(interval, flag="--interval") if interval else None
+        if listen:
+            common.parse_listen(listen)
         project = common.load_for(repo_dir, env)
         the_agent = _build(
             project, env, repo_url, branch, kubeconfig, context, allow_mass_prune, trust_from
@@ -112,8 +126,6 @@ def agent(
             if report.error:
                 raise report.error.cause
             return
-        # None: each revision's own sync.interval (read by the agent from what it deploys).
-        interval_s = config.parse_duration(interval).total_seconds() if interval else None
         loop = loop_mod.AgentLoop(
             the_agent,
             loop_mod.LoopSettings(

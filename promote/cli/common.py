@@ -20,6 +20,30 @@ KubeconfigOpt = typer.Option(None, "--kubeconfig", help="Kubeconfig file (defaul
 ContextOpt = typer.Option(None, "--context", help="Kubeconfig context (default: env file).")
 
 
+def parse_listen(text: str, *, flag: str = "--listen") -> tuple[str, int]:
+    """``HOST:PORT`` (an IPv6 host in brackets: ``[::1]:9090``) -> (host, port); UsageError
+    naming ``flag`` when it is not one, or the port is not 1-65535."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        raise errors.UsageError(f"{flag} {text}: write HOST:PORT, e.g. 127.0.0.1:8080.")
+    if not 1 <= int(port) <= 65535:
+        raise errors.UsageError(f"{flag} {text}: the port must be a number from 1-65535.")
+    return host.strip("[]"), int(port)
+
+
+def parse_duration_flag(text: str, *, flag: str) -> float:
+    """Seconds of a duration flag (``60s``, ``5m``, ``1h30m``); UsageError naming ``flag``."""
+    try:
+        seconds = config.parse_duration(text).total_seconds()
+    except ValueError:
+        seconds = -1.0
+    if seconds <= 0:
+        raise errors.UsageError(
+            f"{flag} {text}: not a duration; write a number with a unit: 500ms, 30s, 5m, 1h30m."
+        )
+    return seconds
+
+
 def load(repo_dir: Path, *, isolate: bool = False) -> config.Project:
     """``isolate``: an environment whose file does not load is in ``Project.broken``."""
     return config.load_project(repo_dir, isolate=isolate)

@@ -242,7 +242,9 @@ def to(
 def rollback(
     env: str = typer.Argument(..., help="Environment to roll back."),
     to_rev: str | None = typer.Option(None, "--to", help="Main revision to restore images from."),
-    steps: int | None = typer.Option(None, "--steps", help="Undo the last N changes (default 1)."),
+    steps: int | None = typer.Option(
+        None, "--steps", min=1, help="Undo the last N changes (default 1)."
+    ),
     dry_run: bool = DryRunOpt,
     title: str | None = TitleOpt,
     author: str | None = AuthorOpt,

@@ -49,7 +49,7 @@ def ui(
     with handled(Format.text):
         from promote.ui import app
 
-        host, port = app.parse_listen(listen)
+        host, port = common.parse_listen(listen)
         token = None
         if token_env:
             token = os.environ.get(token_env)

@@ -145,7 +145,7 @@ def rollback_revision(
         if not s.repo.is_ancestor(found, s.sha):
             raise UsageError(f"--to {to}: {found[:12]} is not on {s.main}; name a commit of it.")
         return found
-    n = steps or 1
+    n = 1 if steps is None else steps
     if n < 1:
         raise UsageError("--steps must be 1 or more.")
     entries = history(s, env_name, limit=n, verify=False)

@@ -6,6 +6,7 @@ also routes ``POST /hooks/git`` to a ``webhook.WebhookReceiver`` when the loop g
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import threading
@@ -16,6 +17,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from promote.errors import PromoteError
 from promote.reconcile import webhook as webhook_mod
 
 log = logging.getLogger(__name__)
@@ -160,7 +162,18 @@ def serve(
         def log_message(self, format: str, *args: Any) -> None:
             log.debug("http: " + format, *args)
 
-    server = ThreadingHTTPServer((host or "127.0.0.1", int(port)), Handler)
+    try:
+        server = ThreadingHTTPServer((host.strip("[]") or "127.0.0.1", int(port)), Handler)
+    except (OSError, OverflowError, ValueError) as exc:
+        reason = (
+            "the address is already in use"
+            if getattr(exc, "errno", None) == errno.EADDRINUSE
+            else (getattr(exc, "strerror", None) or str(exc))
+        )
+        raise PromoteError(
+            f"cannot serve /status and /metrics on {address}: {reason}.",
+            hint="Choose a free port with --listen HOST:PORT, or stop what listens there.",
+        ) from None
     threading.Thread(target=server.serve_forever, name="agent-http", daemon=True).start()
     return server
 

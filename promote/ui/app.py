@@ -50,13 +50,6 @@ class Settings:
     poll_s: float = 5.0  # how often open pages ask for fresh matrix and agent tables
 
 
-def parse_listen(text: str) -> tuple[str, int]:
-    host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit() or not host:
-        raise UsageError(f"--listen {text}: write HOST:PORT, e.g. 127.0.0.1:8080.")
-    return host.strip("[]"), int(port)
-
-
 def check_exposure(settings: Settings) -> None:
     """Refuse to listen beyond loopback without a token (issue 18: safe by default)."""
     if not security.is_loopback(settings.host) and not settings.token:

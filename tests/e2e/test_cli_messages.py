@@ -230,3 +230,30 @@ def test_usage_errors_come_back_as_json_when_json_is_asked_for(
 def test_usage_errors_stay_text_without_json(fresh: Path) -> None:
     res = run_cli("to", "prod", "--bogus", "-C", str(fresh))
     assert res.code == 2 and "No such option" in res.stderr and res.stdout == ""
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (("agent", "--env", "dev", "--interval", "5sec"), "--interval 5sec"),
+        (("agent", "--env", "dev", "--listen", "notaport"), "HOST:PORT"),
+        (("agent", "--env", "dev", "--listen", "127.0.0.1:99999"), "1-65535"),
+        (("agent", "--env", "dev", "--once", "--interval", "5sec"), "--interval 5sec"),
+        (("agent", "--env", "dev", "--once", "--listen", "host:port"), "HOST:PORT"),
+        (("ui", "--listen", "127.0.0.1:99999"), "1-65535"),
+        (("ui", "--listen", "127.0.0.1:0"), "1-65535"),
+        (("rollback", "dev", "--steps", "0", "--dry-run"), "--steps"),
+    ],
+)
+def test_bad_flag_values_are_usage_errors_before_anything_runs(
+    fresh: Path, args: tuple[str, ...], words: str
+) -> None:
+    """A flag's bad value: one paragraph naming the flag, exit 2, never a traceback (and
+    with --once too, where the value would not be used)."""
+    res = run_cli(*args, "-C", str(fresh))
+    assert res.code == 2, res.stdout + res.stderr
+    assert words in res.stderr and "Traceback" not in res.stderr, res.stderr
+    if args[0] == "agent":
+        res = run_cli(*args, "-o", "json", "-C", str(fresh))
+        assert res.code == 2 and res.json()["errors"][0]["code"] == "usage", res.stdout
+        assert words in res.json()["errors"][0]["message"]

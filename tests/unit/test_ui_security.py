@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from promote.cli import common
 from promote.errors import UsageError
 from promote.ui import app, security
 
@@ -107,13 +108,13 @@ def test_cookie_value_is_not_the_token_and_compares_in_constant_time() -> None:
      ("0.0.0.0:80", ("0.0.0.0", 80))],
 )  # fmt: skip
 def test_parse_listen(text: str, expected: tuple[str, int]) -> None:
-    assert app.parse_listen(text) == expected
+    assert common.parse_listen(text) == expected
 
 
 @pytest.mark.parametrize("text", ["8080", "host:", ":8080", "host:port"])
 def test_parse_listen_refuses_what_is_not_host_port(text: str) -> None:
     with pytest.raises(UsageError, match="HOST:PORT"):
-        app.parse_listen(text)
+        common.parse_listen(text)
 
 
 def test_listening_beyond_loopback_needs_a_long_enough_token() -> None:
