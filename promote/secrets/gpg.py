@@ -25,6 +25,7 @@ import re
 import shutil
 import tempfile
 import time
+import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -126,6 +127,9 @@ class KeyRing:
                 "it with `gpg --armor --export ID` and rotate the key: it is in Git history."
             )
         self._home = tempfile.mkdtemp(prefix="promote-gpg-")
+        # Removed by close(), else when the ring is collected or the process exits: a ring
+        # kept by a long-lived object (an agent's verifier) is not left behind in /tmp.
+        self._remove = weakref.finalize(self, shutil.rmtree, self._home, True)
         os.chmod(self._home, 0o700)
         self._gpg = _gpg(self._home, autostart=False)
         result = self._gpg.import_keys(public_key)
@@ -145,7 +149,7 @@ class KeyRing:
         self.close()
 
     def close(self) -> None:
-        shutil.rmtree(self._home, ignore_errors=True)
+        self._remove()
 
     def verify(self, payload: bytes, signature: str) -> Verification:
         """Thread-safe: each call writes its own signature file (gpg reads it by name)."""
