@@ -17,6 +17,7 @@ from promote.cli.output import (
     OutputOpt,
     console,
     emit_json,
+    err_console,
     esc,
     handled,
     new_table,
@@ -277,7 +278,8 @@ def status(
     output: Format = OutputOpt,
 ) -> None:
     """The release matrix: apps down, environments across: tag in Git, sync, health, behind.
-    An environment whose file does not load is shown with its error (exit 1 at the end)."""
+    An environment whose file does not load, or whose cluster cannot be read, is shown with
+    its error (exit 1 at the end)."""
     with handled(output):
         project = common.load(repo_dir, isolate=True)
         with progress("Reading Git and each environment's status...", output):
@@ -290,8 +292,12 @@ def status(
         main, now = {"project": at_main, **records}, datetime.now(UTC)
         names = at_main.pipeline(broken=True)
         release = {e: control.release_state(main, e, envs.get(e) or {}, now) for e in names}
-    code = ExitCode.ERROR if at_main.broken else ExitCode.OK
+    # An environment whose file does not load, or whose status cannot be read: exit 1.
+    unread = {n: e["error"] for n, e in envs.items() if e["error"] and n not in at_main.broken}
+    code = ExitCode.ERROR if at_main.broken or unread else ExitCode.OK
     if output == Format.json:
+        errors = [{"code": e.code, "message": str(e)} for e in at_main.broken.values()]
+        errors += [{"code": "cluster", "message": f"{n}: {m}"} for n, m in unread.items()]
         emit_json(
             {
                 "revision": revision,
@@ -299,7 +305,7 @@ def status(
                 "apps": matrix,
                 "environments": envs,
                 "release": release,
-                "errors": [{"code": e.code, "message": str(e)} for e in at_main.broken.values()],
+                "errors": errors,
             },
             exit_code=code,
         )
@@ -352,7 +358,7 @@ def _print_status(
             done = ", ".join(rolled.get("rejected") or []) or "nothing"
             console.print(f"{name}: rollback: rejected {done}; {rolled['message']}", markup=False)
         if e["error"]:
-            console.print(f"[dim]{esc(name)}: status unavailable: {esc(e['error'])}[/]")
+            err_console.print(f"{name}: status unavailable: {e['error']}", markup=False)
         elif e["status"] and e["status"].get("last_error"):
             err = e["status"]["last_error"]
             console.print(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -72,8 +73,46 @@ def _env_row(env: config.Environment) -> dict[str, object]:
             "selfHeal": c.sync.self_heal,
             "prune": c.sync.prune,
         },
-        "gates": {"soak": config.format_duration(c.gates.soak) if c.gates.soak else None},
+        "gates": {
+            "soak": config.format_duration(c.gates.soak) if c.gates.soak else None,
+            "pinDigests": c.gates.pin_digests,
+            "signedImages": c.gates.signed_images,
+        },
+        "verification": _verification_row(c),
+        "windows": {"allow": len(c.windows.allow), "deny": len(c.windows.deny)},
+        "autoPromote": c.auto_promote,
     }
+
+
+def _verification_row(c: config.EnvironmentConfig) -> dict[str, object] | None:
+    """Verification after deploy, as ``promote envs`` shows it (None: nothing verified)."""
+    v = c.verification
+    if v is None:
+        return None
+    return {
+        "healthyFor": config.format_duration(v.healthy_for),
+        "http": v.http is not None,
+        "job": v.job is not None,
+        "rollback": c.rollback,
+    }
+
+
+def _gates_text(r: dict[str, Any]) -> str:
+    """The table's gates cell: every gate and release control that is on, or "-"."""
+    gates, checked, windows = r["gates"], r["verification"], r["windows"]
+    parts = [f"soak {gates['soak']}"] if gates["soak"] else []
+    parts += ["pinned digests"] if gates["pinDigests"] else []
+    parts += ["signed images"] if gates["signedImages"] else []
+    if checked:
+        how = " + ".join(k for k in ("http", "job") if checked[k])
+        parts.append(
+            f"verify {checked['healthyFor']}" + (f" + {how}" if how else "")
+            + f", rollback {checked['rollback']}"
+        )  # fmt: skip
+    if windows["allow"] or windows["deny"]:
+        parts.append(f"windows {windows['allow']} allow / {windows['deny']} deny")
+    parts += ["auto-promote"] if r["autoPromote"] else []
+    return ", ".join(parts) or "-"
 
 
 def envs(repo_dir: Path = common.RepoOpt, output: Format = OutputOpt) -> None:
@@ -90,7 +129,7 @@ def envs(repo_dir: Path = common.RepoOpt, output: Format = OutputOpt) -> None:
         raise typer.Exit(code)
     console.print("Pipeline: " + " -> ".join(f"[bold]{esc(n)}[/]" for n in order))
     table = new_table(show_lines=False)
-    for col in ("env", "upstream", "cluster / namespace", "approvals", "sync", "gates"):
+    for col in ("env", "upstream", "cluster / namespace", "approvals", "sync", "gates and checks"):
         table.add_column(col)
     for r in rows:
         a, s, cl = r["approvals"], r["sync"], r["cluster"]
@@ -103,15 +142,13 @@ def envs(repo_dir: Path = common.RepoOpt, output: Format = OutputOpt) -> None:
             + (", self-heal" if s["selfHeal"] else "")
             + (", prune" if s["prune"] else "")
         )
-        gates = r["gates"]
-        assert isinstance(gates, dict)
         cells = (
             str(r["name"]),
             str(r["upstream"] or "-"),
             f"{cl['target']} / {cl['namespace']}",
             approvals,
             sync,
-            f"soak {gates['soak']}" if gates["soak"] else "-",
+            _gates_text(r),
         )
         table.add_row(*map(esc, cells))
     console.print(table)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -64,6 +65,16 @@ class NotServed(ClusterError):
     code = "not-served"
 
 
+def _default_kubeconfig() -> tuple[str, bool]:
+    """Where the Kubernetes client looks without a kubeconfig given, in words, and whether a
+    file is there: ``$KUBECONFIG`` (a list, as kubectl reads it), else ~/.kube/config."""
+    listed = [p for p in os.environ.get("KUBECONFIG", "").split(os.pathsep) if p]
+    if listed:
+        found = any(Path(p).expanduser().is_file() for p in listed)
+        return f"KUBECONFIG={os.environ['KUBECONFIG']}", found
+    return "~/.kube/config", Path("~/.kube/config").expanduser().is_file()
+
+
 def connect(
     *, kubeconfig: str | None = None, context: str | None = None, in_cluster: bool = False
 ) -> k8s_client.ApiClient:
@@ -75,6 +86,14 @@ def connect(
             hint="Set cluster.kubeconfig in the environment file, or --kubeconfig, to an existing "
             "kubeconfig file.",
         )
+    default = _default_kubeconfig()
+    if not in_cluster and not kubeconfig and not default[1]:
+        raise ClusterError(
+            f"no kubeconfig: {default[0]} does not exist.",
+            hint="Set cluster.kubeconfig in the environment file, --kubeconfig or KUBECONFIG "
+            "to an existing kubeconfig file (`promote cluster up` writes one for a local "
+            "cluster).",
+        )
     try:
         if in_cluster:
             cfg = k8s_client.Configuration()
@@ -85,7 +104,7 @@ def connect(
                 config_file=kubeconfig, context=context, client_configuration=cfg
             )
     except (ConfigException, OSError) as exc:
-        where = "in-cluster service account" if in_cluster else (kubeconfig or "~/.kube/config")
+        where = "in-cluster service account" if in_cluster else (kubeconfig or default[0])
         raise ClusterError(
             f"cannot load Kubernetes credentials from {where}"
             + (f" (context {context!r})" if context else "")

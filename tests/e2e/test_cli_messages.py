@@ -257,3 +257,22 @@ def test_bad_flag_values_are_usage_errors_before_anything_runs(
         res = run_cli(*args, "-o", "json", "-C", str(fresh))
         assert res.code == 2 and res.json()["errors"][0]["code"] == "usage", res.stdout
         assert words in res.json()["errors"][0]["message"]
+
+
+def test_status_without_a_readable_cluster_exits_1_naming_the_kubeconfig(tmp_path: Path) -> None:
+    """No cluster to read: each environment's error on stderr (and in -o json's errors), the
+    file looked for named as it is (not "Invalid kube-config file"), exit 1."""
+    from tests.gitops import make_repo
+
+    repo = make_repo(tmp_path)
+    missing = tmp_path / "no-such-kubeconfig"
+    env = {"KUBECONFIG": str(missing)}
+    res = run_cli("status", "-o", "json", cwd=repo.work, env=env)
+    assert res.code == 1, res.stdout + res.stderr
+    errors = res.json()["errors"]
+    assert [e["code"] for e in errors] == ["cluster"] * 3, errors
+    assert all(f"KUBECONFIG={missing} does not exist" in e["message"] for e in errors), errors
+    text = run_cli("status", cwd=repo.work, env=env)
+    assert text.code == 1
+    assert "dev: status unavailable: no kubeconfig" in text.stderr, text.stderr
+    assert "Invalid kube-config" not in text.stdout + text.stderr

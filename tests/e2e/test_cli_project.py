@@ -123,3 +123,26 @@ def test_validate_flags_images_entries_that_are_not_image_references(tmp_path: P
     assert "overlays/staging/kustomization.yaml" in res.stderr and "web-app" in res.stderr
     assert "newTag: 'v1;touch x' is not a valid image tag" in res.stderr
     assert run_cli("validate", "--env", "dev", cwd=repo).code == 0
+
+
+def test_envs_shows_every_gate_and_check_that_is_on(tmp_path: Path) -> None:
+    repo = copy_example(tmp_path / "r")
+    prod = repo / "environments" / "prod.yaml"
+    text = prod.read_text()
+    assert "gates:\n  soak: 10m" in text
+    prod.write_text(
+        text.replace(
+            "gates:\n  soak: 10m", "gates:\n  soak: 5s\n  pinDigests: true\n  signedImages: true"
+        )
+        + "verification:\n  healthyFor: 2m\nrollback: auto\n"
+    )
+    doc = run_cli("envs", "-o", "json", cwd=repo).json()
+    shown = doc["environments"][2]
+    assert shown["gates"] == {"soak": "5s", "pinDigests": True, "signedImages": True}
+    assert shown["verification"] == {
+        "healthyFor": "2m", "http": False, "job": False, "rollback": "auto"
+    }  # fmt: skip
+    assert doc["environments"][0]["verification"] is None
+    text = run_cli("envs", cwd=repo, env={"COLUMNS": "300"}).stdout  # cells on one line
+    for words in ("soak 5s", "pinned digests", "signed images", "verify 2m", "rollback auto"):
+        assert words in text, text
