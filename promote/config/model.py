@@ -314,8 +314,8 @@ def _check_upstream_cycles(envs: dict[str, Environment]) -> None:
         while cur is not None and cur in envs:
             if cur in seen:
                 cycle = " -> ".join([*seen[seen.index(cur) :], cur])
-                raise ConfigError(
-                    f"{ENV_DIR}/{name}.yaml: upstream: the upstreams form a cycle ({cycle}); "
+                raise ConfigError(  # named by a file in the cycle, not by one leading into it
+                    f"{ENV_DIR}/{cur}.yaml: upstream: the upstreams form a cycle ({cycle}); "
                     "one environment (usually dev) must have no upstream."
                 )
             seen.append(cur)
@@ -326,7 +326,7 @@ def _check_project(project_cfg: ProjectConfig, names: set[str]) -> None:
     for i, base in enumerate(project_cfg.render.remote_bases):
         if not _COMMIT_SHA.match(base.ref):
             raise ConfigError(
-                f"{PROJECT_FILE}: render.remoteBases.{i}.ref: {base.ref!r} is not a commit SHA; "
+                f"{PROJECT_FILE}: render.remoteBases[{i}].ref: {base.ref!r} is not a commit SHA; "
                 "pin the remote base to a full 40-hex commit (a branch or tag can move)."
             )
     for env_name in project_cfg.policy.allow_latest:

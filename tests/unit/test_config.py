@@ -408,3 +408,13 @@ def test_every_environment_file_broken_names_each_one(repo: Path) -> None:
         "environments/prod.yaml",
         "environments/staging.yaml",
     ]
+
+
+def test_cycle_names_a_file_in_the_cycle(repo: Path) -> None:
+    """dev has no upstream; staging and prod name each other: dev's file is not at fault."""
+    _write(repo, "environments/staging.yaml", "upstream: prod\n")
+    msg = _error(repo)
+    assert "dev.yaml" not in msg, msg
+    assert ("environments/staging.yaml" in msg and "staging -> prod -> staging" in msg) or (
+        "environments/prod.yaml" in msg and "prod -> staging -> prod" in msg
+    ), msg
