@@ -170,10 +170,11 @@ def _report(
         _print_existing(pr)
     elif pr is not None:
         as_name = "" if pr.url.startswith(("http://", "https://")) else " --as NAME"
+        approve = f"`promote approve {pr.number}{as_name}`, then " if p.approvals.required else ""
         console.print(
             f"Opened PR [bold]#{pr.number}[/]: {esc(pr.title)}\n"
             f"  {esc(pr.url)} (branch {esc(pr.branch)})\n"
-            f"  next: `promote approve {pr.number}{as_name}`, then `promote merge {pr.number}`"
+            f"  next: {approve}`promote merge {pr.number}`"
         )
     elif p.blocked:
         raise typer.Exit(ExitCode.BLOCKED)

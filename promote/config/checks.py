@@ -93,15 +93,18 @@ def environment_problems(
             f"(known: {', '.join(sorted(names))}); set it to one of them or remove it."
         )
     if cfg.upstream == name:
+        line = schema.line_of(node, ["upstream"])
         yield (
-            f"{display}: upstream: an environment cannot be its own upstream; "
+            f"{display}:{line or '?'}: upstream: an environment cannot be its own upstream; "
             "name the environment promotions come from, or remove the field."
         )
     if not env.overlay_dir.is_dir():
         field = "overlay" if cfg.overlay else "overlay (default overlays/<env>)"
         rel = cfg.overlay or f"overlays/{name}"
+        line = schema.line_of(node, ["overlay"]) if cfg.overlay else None
         yield (
-            f"{display}: {field}: the folder {rel}/ does not exist; create it with a "
+            f"{display}{f':{line}' if line else ''}: {field}: the folder {rel}/ does not "
+            "exist; create it with a "
             "kustomization.yaml, or point `overlay:` at the right folder."
         )
     appr = cfg.approvals

@@ -261,12 +261,13 @@ def load_project(root: Path | str, *, only: str | None = None, isolate: bool = F
         )
     broken: dict[str, ConfigError] = {}
     unchecked: dict[str, Environment] = {}
+    nodes: dict[str, Any] = {}  # each file's YAML nodes: the line of a field in a message
     for path in files:
         name, env = path.stem, None
         if only is not None and name != only:
             continue
         try:
-            env, node = _read_environment(root, path)
+            env, node = nodes[name] = _read_environment(root, path)
             checks.check_environment(name, env, node, names)
             envs[name] = env
         except ConfigError as exc:
@@ -288,7 +289,7 @@ def load_project(root: Path | str, *, only: str | None = None, isolate: bool = F
             f"{ENV_DIR}/: no environment files; add one YAML file per environment, "
             f"e.g. {ENV_DIR}/dev.yaml (`promote init` writes dev, staging and prod)."
         )
-    _check_upstream_cycles(envs)
+    _check_upstream_cycles(envs, nodes)
     _check_project(project_cfg, names)
     return Project(root, project_cfg, envs, broken=broken, unchecked=unchecked)
 
@@ -307,15 +308,17 @@ def _read_environment(root: Path, path: Path) -> tuple[Environment, Any]:
     return Environment(name=name, file=path, config=cfg, overlay_dir=overlay), node
 
 
-def _check_upstream_cycles(envs: dict[str, Environment]) -> None:
+def _check_upstream_cycles(envs: dict[str, Environment], nodes: dict[str, Any]) -> None:
     for name in envs:
         seen = [name]
         cur = envs[name].upstream
         while cur is not None and cur in envs:
             if cur in seen:
                 cycle = " -> ".join([*seen[seen.index(cur) :], cur])
+                line = schema.line_of(nodes.get(cur, (None, None))[1], ["upstream"])
                 raise ConfigError(  # named by a file in the cycle, not by one leading into it
-                    f"{ENV_DIR}/{cur}.yaml: upstream: the upstreams form a cycle ({cycle}); "
+                    f"{ENV_DIR}/{cur}.yaml:{line or '?'}: upstream: the upstreams form a cycle "
+                    f"({cycle}); "
                     "one environment (usually dev) must have no upstream."
                 )
             seen.append(cur)

@@ -269,7 +269,10 @@ def _convert(hint: Any, value: Any, loc: _Loc, errors: list[_Error]) -> Any:
         if isinstance(value, str) and value in args:
             return value
         *rest, last = (repr(a) for a in args)
-        msg, fix = f"Input should be {', '.join(rest)} or {last}", "use one of the allowed values"
+        given = repr(value) if isinstance(value, str | int | float) else "the value"
+        given = given if len(given) <= 60 else "the value"  # config, never a secret: shown
+        msg = f"{given} is not one of {', '.join(rest)} or {last}"
+        fix = "use one of the allowed values"
     elif hint is Any:  # free-form YAML (a Job spec template): checked by its own rules
         return value
     elif origin is dict:

@@ -176,3 +176,15 @@ def test_secret_parity_gap_exits_3_listing_the_keys_and_opens_no_pr(ops: GitOps)
     js = cli(ops, "to", "staging", "-o", "json", code=3).json()
     assert js["status"] == "error" and js["plan"]["secrets"]["missing"]
     assert git("ls-remote", str(ops.remote), cwd=ops.clone) == before
+
+
+def test_next_step_after_a_pr_names_approve_only_when_approvals_are_required(
+    ops: GitOps,
+) -> None:
+    ops.git("pull", "-q", "origin", "main")
+    staging = ops.clone / "environments/staging.yaml"
+    staging.write_text(staging.read_text().replace("required: 1", "required: 0"))
+    ops.commit_and_push("staging: no approvals")
+    opened = cli(ops, "to", "staging")
+    assert "next: `promote merge" in opened.stdout, opened.stdout
+    assert "promote approve" not in opened.stdout

@@ -134,7 +134,7 @@ def test_literal_field_names_allowed_values(repo: Path) -> None:
     _write(repo, "promote.yaml", "mainBranch: main\nforge:\n  type: gitlab\n")
     msg = _error(repo)
     assert msg == (
-        "promote.yaml:3: forge.type: Input should be 'local', 'gitea' or 'github'; "
+        "promote.yaml:3: forge.type: 'gitlab' is not one of 'local', 'gitea' or 'github'; "
         "use one of the allowed values."
     )
 
@@ -177,7 +177,7 @@ def test_every_problem_is_reported_in_one_paragraph(repo: Path) -> None:
     msg = _error(repo)
     assert msg.startswith("environments/dev.yaml:2: secrets.vault.address: Field required; add it.")
     assert "environments/dev.yaml:4: secrets.vault.kvMount: Input should be a valid string" in msg
-    assert "secrets.vault.auth: Input should be 'token', 'approle' or 'kubernetes'" in msg
+    assert "secrets.vault.auth: 'ldap' is not one of 'token', 'approle' or 'kubernetes'" in msg
     assert "environments/dev.yaml:5: colour: unknown field 'colour'; allowed here: approvals" in msg
 
 
@@ -411,10 +411,19 @@ def test_every_environment_file_broken_names_each_one(repo: Path) -> None:
 
 
 def test_cycle_names_a_file_in_the_cycle(repo: Path) -> None:
-    """dev has no upstream; staging and prod name each other: dev's file is not at fault."""
+    """dev leads into a cycle (dev -> staging -> prod -> staging): dev's file is not at
+    fault, the cycle's are."""
+    _write(repo, "environments/dev.yaml", "upstream: staging\n")
     _write(repo, "environments/staging.yaml", "upstream: prod\n")
     msg = _error(repo)
     assert "dev.yaml" not in msg, msg
-    assert ("environments/staging.yaml" in msg and "staging -> prod -> staging" in msg) or (
-        "environments/prod.yaml" in msg and "prod -> staging -> prod" in msg
+    assert ("environments/staging.yaml:1:" in msg and "staging -> prod -> staging" in msg) or (
+        "environments/prod.yaml:2:" in msg and "prod -> staging -> prod" in msg
     ), msg
+
+
+def test_own_upstream_and_missing_overlay_name_their_line(repo: Path) -> None:
+    _write(repo, "environments/staging.yaml", "# staging\nupstream: staging\n")
+    assert "environments/staging.yaml:2: upstream: an environment cannot be" in _error(repo)
+    _write(repo, "environments/staging.yaml", "upstream: dev\noverlay: overlays/nowhere\n")
+    assert "environments/staging.yaml:2: overlay: the folder overlays/nowhere/" in _error(repo)
