@@ -102,14 +102,19 @@ def down(directory: Path | None = DirOpt, output: Format = OutputOpt) -> None:
 def status(directory: Path | None = DirOpt, output: Format = OutputOpt) -> None:
     """Show whether the cluster is running, where, its processes and its nodes."""
     with handled(output):
-        state = controlplane.read_state((directory or _default_dir()).expanduser())
+        where = (directory or _default_dir()).expanduser()
+        state = controlplane.read_state(where)
         running = state is not None and controlplane.is_running(state)
         nodes = _nodes(state) if state is not None and running else []
     if output == Format.json:
         emit_json(_payload(state, running=running, nodes=nodes) if state else {"running": False})
         return
     if state is None:
-        console.print("No cluster. Start one with `promote cluster up`.", markup=False)
+        console.print(
+            f"No cluster in {where}. Start one with `promote cluster up`; for one started "
+            "with --dir elsewhere, pass that --dir (or set PROMOTE_CLUSTER_DIR).",
+            markup=False,
+        )
         return
     word = "running" if running else "stopped (run `promote cluster up` to restart it)"
     console.print(f"Cluster {state.version} at {state.info.server}: {word}", markup=False)

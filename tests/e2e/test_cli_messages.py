@@ -276,3 +276,9 @@ def test_status_without_a_readable_cluster_exits_1_naming_the_kubeconfig(tmp_pat
     assert text.code == 1
     assert "dev: status unavailable: no kubeconfig" in text.stderr, text.stderr
     assert "Invalid kube-config" not in text.stdout + text.stderr
+
+
+def test_cluster_status_without_a_cluster_names_where_it_looked(tmp_path: Path) -> None:
+    res = run_cli("cluster", "status", "--dir", str(tmp_path / "none"))
+    assert res.code == 0, res.stderr
+    assert f"No cluster in {tmp_path / 'none'}" in res.stdout and "--dir" in res.stdout
