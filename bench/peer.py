@@ -138,6 +138,23 @@ def _peak_rss_mb(pid: int) -> float:
     return float("nan")
 
 
+def revert_seconds(cluster: Any, path: str, *, limit_s: float, poll_s: float, what: str) -> float:
+    """Seconds from setting the replicas of the Deployment at API ``path`` to 4 until they are
+    1 again (reverted by an agent), looked at every ``poll_s``; SystemExit after ``limit_s``."""
+    started = time.perf_counter()
+    cluster.request(
+        "PATCH",
+        path,
+        body={"spec": {"replicas": 4}},
+        content_type="application/merge-patch+json",
+    )
+    while cluster.request("GET", path)["spec"]["replicas"] != 1:
+        if time.perf_counter() - started > limit_s:
+            raise SystemExit(f"{what}: drift on {path} not reverted within {limit_s:.0f} s")
+        time.sleep(poll_s)
+    return time.perf_counter() - started
+
+
 def measure(
     kubeconfig: Path,
     cluster: Any,
@@ -161,18 +178,9 @@ def measure(
         noop = sorted(noops_s)[noops // 2]
         name = next(o["metadata"]["name"] for o in objects if o["kind"] == "Deployment")
         path = f"/apis/apps/v1/namespaces/{namespace}/deployments/{name}"
-        started = time.perf_counter()
-        cluster.request(
-            "PATCH",
-            path,
-            body={"spec": {"replicas": 4}},
-            content_type="application/merge-patch+json",
+        stays = revert_seconds(
+            cluster, path, limit_s=2 * resync_s + 600, poll_s=0.1, what="gitops-agent"
         )
-        while cluster.request("GET", path)["spec"]["replicas"] != 1:
-            if time.perf_counter() - started > 2 * resync_s + 600:
-                raise SystemExit(f"gitops-agent: drift on {name} never reverted")
-            time.sleep(0.1)
-        stays = time.perf_counter() - started
         _note("gitops-agent: a manual change stayed", stays)
         assert peer._proc is not None
         rss = _peak_rss_mb(peer._proc.pid)

@@ -216,18 +216,7 @@ def drift_latency(cluster: client.Cluster, app: int) -> float:
     """Seconds from a replica change of Deployment ``app{app:03d}`` in namespace ``bench`` to
     its revert by the agent's watch (SystemExit after 10 s)."""
     path = f"/apis/apps/v1/namespaces/bench/deployments/app{app:03d}"
-    t = time.perf_counter()
-    cluster.request(
-        "PATCH",
-        path,
-        body={"spec": {"replicas": 4}},
-        content_type="application/merge-patch+json",
-    )
-    while cluster.request("GET", path)["spec"]["replicas"] != 1:
-        if time.perf_counter() - t > 10:
-            raise SystemExit(f"drift on {path} not reverted within 10 s")
-        time.sleep(0.005)
-    return time.perf_counter() - t
+    return peer.revert_seconds(cluster, path, limit_s=10, poll_s=0.005, what="promote")
 
 
 def main() -> None:

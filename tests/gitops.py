@@ -10,6 +10,29 @@ from typing import Any
 from tests.helpers import copy_example
 
 
+def app_manifests(name: str, data: str = 'A: "1"') -> str:
+    """One app's Deployment ``name`` and ConfigMap ``name-config`` (``data``: its entries in
+    flow style) as one YAML file: what the chunked-render tests put in each base folder."""
+    return f"""apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: {name}}}
+spec:
+  selector: {{matchLabels: {{app: {name}}}}}
+  template:
+    metadata: {{labels: {{app: {name}}}}}
+    spec:
+      containers:
+      - name: main
+        image: registry.example.com/{name}:v1
+        envFrom: [{{configMapRef: {{name: {name}-config}}}}]
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {{name: {name}-config}}
+data: {{{data}}}
+"""
+
+
 def git(cwd: Path, *args: str) -> str:
     proc = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=False)
     if proc.returncode != 0:

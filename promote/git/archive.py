@@ -49,7 +49,7 @@ def extract(data: bytes, dest: Path) -> Path:
 
             tar.extractall(dest, filter=data_only)
             if refused:
-                _record(dest).write_text(json.dumps(refused), encoding="utf-8")
+                refused_record(dest).write_text(json.dumps(refused), encoding="utf-8")
             return dest
     try:
         proc = childproc.run(
@@ -70,19 +70,15 @@ def extract(data: bytes, dest: Path) -> Path:
     return dest
 
 
-def _record(dest: Path) -> Path:
-    return dest.with_name(f"{dest.name}.refused-links.json")
-
-
 def refused_record(dest: Path) -> Path:
     """Where :func:`extract` records the links it left out of ``dest`` (beside it)."""
-    return _record(dest)
+    return dest.with_name(f"{dest.name}.refused-links.json")
 
 
 def refused_links(dest: Path) -> dict[str, str]:
     """Links :func:`extract` left out of ``dest``: {path in the tree: why}."""
     try:
-        found: dict[str, str] = json.loads(_record(dest).read_text(encoding="utf-8"))
+        found: dict[str, str] = json.loads(refused_record(dest).read_text(encoding="utf-8"))
     except FileNotFoundError:
         return {}
     return found

@@ -24,6 +24,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NoReturn
 
 from promote import childproc
 from promote.errors import NoKeyError, PromoteError, SopsError, VaultUnavailable
@@ -282,7 +283,7 @@ class Sops:
         )
         return proc
 
-    def _raise(self, proc: subprocess.CompletedProcess[bytes], what: str, hint: str) -> None:
+    def _raise(self, proc: subprocess.CompletedProcess[bytes], what: str, hint: str) -> NoReturn:
         _raise_failure(proc.returncode, proc.stderr, what, hint)
 
     def decrypt(self, document: bytes, *, what: str) -> values.Plaintext:
@@ -339,7 +340,6 @@ class Sops:
         except sopsd.Refused as exc:
             notes = "\n".join(_NOTE_PHRASES.get(n, "") for n in exc.notes)
             _raise_failure(exc.code, notes, what, _DECRYPT_HINTS.get(exc.code, ""))
-            raise AssertionError("unreachable") from None
         except childproc.NotStarted as exc:
             raise SopsError(
                 f"{what}: cannot run the sops decryptor: {exc}.",
@@ -363,7 +363,7 @@ def _stopped_hint(exc: childproc.Exceeded) -> str:
     return "Is the encrypted file far larger than a Secret can be (1 MiB)?"
 
 
-def _raise_failure(returncode: int, stderr: bytes | str, what: str, hint: str) -> None:
+def _raise_failure(returncode: int, stderr: bytes | str, what: str, hint: str) -> NoReturn:
     failure = describe_failure(returncode, stderr)
     cls: type[PromoteError] = SopsError
     if failure.retryable:

@@ -25,31 +25,14 @@ from promote import config
 from promote.kustomize import folder, render
 from promote.reconcile import chunkcache, desired, exported, source
 from promote.secrets import resolve
-from tests.gitops import git
+from tests.gitops import app_manifests, git
 
 APPS = chunkcache.CHUNK_FOLDERS * 2 + 3  # three of the agent's chunks, the last one short
 CHUNKS = 3
 
 
 def _app(name: str, level: str = "info") -> str:
-    return f"""apiVersion: apps/v1
-kind: Deployment
-metadata: {{name: {name}}}
-spec:
-  selector: {{matchLabels: {{app: {name}}}}}
-  template:
-    metadata: {{labels: {{app: {name}}}}}
-    spec:
-      containers:
-      - name: main
-        image: registry.example.com/{name}:v1
-        envFrom: [{{configMapRef: {{name: {name}-config}}}}]
----
-apiVersion: v1
-kind: ConfigMap
-metadata: {{name: {name}-config}}
-data: {{LEVEL: {level}}}
-"""
+    return app_manifests(name, f"LEVEL: {level}")
 
 
 class Repo:

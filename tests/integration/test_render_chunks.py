@@ -14,29 +14,9 @@ import pytest
 
 from promote.errors import RenderError
 from promote.kustomize import render, shards
+from tests.gitops import app_manifests
 
 APPS = shards.CHUNK_FOLDERS * 2 + 3  # three chunks, the last one short
-
-
-def _app(name: str) -> str:
-    return f"""apiVersion: apps/v1
-kind: Deployment
-metadata: {{name: {name}}}
-spec:
-  selector: {{matchLabels: {{app: {name}}}}}
-  template:
-    metadata: {{labels: {{app: {name}}}}}
-    spec:
-      containers:
-      - name: main
-        image: registry.example.com/{name}:v1
-        envFrom: [{{configMapRef: {{name: {name}-config}}}}]
----
-apiVersion: v1
-kind: ConfigMap
-metadata: {{name: {name}-config}}
-data: {{A: "1"}}
-"""
 
 
 def _overlay(root: Path, *, app_kustomization: str = "") -> Path:
@@ -46,7 +26,7 @@ def _overlay(root: Path, *, app_kustomization: str = "") -> Path:
     for name in names:
         base = root / "overlays" / "base" / name
         base.mkdir(parents=True)
-        (base / "app.yaml").write_text(_app(name))
+        (base / "app.yaml").write_text(app_manifests(name))
         (base / "kustomization.yaml").write_text("resources:\n- app.yaml\n")
         (env / name).mkdir(parents=True)
         (env / name / "kustomization.yaml").write_text(
