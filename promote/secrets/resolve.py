@@ -236,21 +236,53 @@ class Resolver:
         entries: dict[int, cache.Entry],
         names: _Sources,
     ) -> None:
+        """Decrypt the ``pending`` objects into ``entries`` (and the cache). Documents for a
+        sopsd go to it in one batch per adapter; with a ``sops`` process per document,
+        ``workers`` at once."""
+
+        def entry_of(i: int, plain: values.Plaintext | PromoteError) -> cache.Entry | PromoteError:
+            if isinstance(plain, PromoteError):
+                return self._sourced(plain, objects[i], names)
+            try:
+                return cache.to_entry(json.loads(plain.reveal()))
+            except ValueError:
+                what = self._name(objects[i])
+                return SopsError(f"{what}: sops returned something that is not JSON.")
+
         def job(i: int) -> cache.Entry:
             obj = objects[i]
-            what = self._name(obj)
-            document = json.dumps(obj, default=str).encode()
             try:
-                plain = self._adapter_for(obj).decrypt(document, what=what)
+                plain = self._adapter_for(obj).decrypt(_document(obj), what=self._name(obj))
             except PromoteError as exc:
                 raise self._sourced(exc, obj, names) from None
-            try:
-                decrypted = json.loads(plain.reveal())
-            except ValueError:
-                raise SopsError(f"{what}: sops returned something that is not JSON.") from None
-            return cache.to_entry(decrypted)
+            entry = entry_of(i, plain)
+            if isinstance(entry, PromoteError):
+                raise entry
+            return entry
 
-        results = _run_all(job, list(pending), self._workers)
+        results: dict[int, Any] = dict.fromkeys(pending)  # input order, for _raise_first
+        batches: dict[int, tuple[sops.Sops, list[int]]] = {}
+        one_by_one = []
+        for i in pending:
+            try:
+                adapter = self._adapter_for(objects[i])
+            except PromoteError as exc:
+                results[i] = self._sourced(exc, objects[i], names)
+                continue
+            if adapter.decryptor is None:
+                one_by_one.append(i)
+            else:
+                batches.setdefault(id(adapter), (adapter, []))[1].append(i)
+        for adapter, indices in batches.values():
+            documents = [(_document(objects[i]), self._name(objects[i])) for i in indices]
+            try:
+                answers = adapter.decrypt_many(documents)
+            except PromoteError as exc:  # sopsd itself failed: the batch did
+                results[indices[0]] = exc
+                continue
+            for i, answer in zip(indices, answers, strict=True):
+                results[i] = entry_of(i, answer)
+        results.update(_run_all(job, one_by_one, self._workers))
         _raise_first(results, len(results))
         for i, key in pending.items():
             entry = results[i]
@@ -320,10 +352,14 @@ class Resolver:
         return {k: v for k, v in results.items() if isinstance(v, values.SecretText)}
 
 
+def _document(obj: Object) -> bytes:
+    return json.dumps(obj, default=str).encode()
+
+
 def _run_all(fn: Callable[[Any], Any], items: list[Any], workers: int) -> dict[Any, Any]:
     """``fn`` over ``items`` (in parallel when several); results or PromoteErrors by item."""
     results: dict[Any, Any] = {}
-    if len(items) == 1 or workers <= 1:
+    if len(items) <= 1 or workers <= 1:
         for item in items:
             try:
                 results[item] = fn(item)

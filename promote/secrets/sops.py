@@ -13,6 +13,7 @@ Key material comes from the process environment handed to :class:`Sops` (``SOPS_
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -21,7 +22,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NoReturn
@@ -331,27 +332,66 @@ class Sops:
         if proc.returncode != 0:
             self._raise(proc, what or str(path), _DECRYPT_HINTS.get(proc.returncode, ""))
 
+    def decrypt_many(
+        self, documents: Sequence[tuple[bytes, str]]
+    ) -> list[values.Plaintext | PromoteError]:
+        """Each ``(document, what)`` decrypted as :meth:`decrypt` does, in order: its
+        plaintext, or the error ``decrypt`` would raise for it. Through sopsd all documents are
+        sent at once (``Decryptor.decrypt_many``); a failure of sopsd itself (it cannot start,
+        it goes over its budget, it stops twice) is raised. Without sopsd, one ``sops decrypt``
+        process after the other."""
+        decryptor = self._decryptor
+        out: list[values.Plaintext | PromoteError] = []
+        if decryptor is None:
+            for document, what in documents:
+                try:
+                    out.append(self.decrypt(document, what=what))
+                except PromoteError as exc:
+                    out.append(exc)
+            return out
+        what = ", ".join(dict.fromkeys(w for _, w in documents[:3])) + (
+            f" and {len(documents) - 3} more" if len(documents) > 3 else ""
+        )
+        with _sopsd_failures(what):
+            answers = decryptor.decrypt_many([d for d, _ in documents], input_format="yaml")
+        for answer, (_, what) in zip(answers, documents, strict=True):
+            out.append(
+                values.Plaintext(answer) if isinstance(answer, bytes) else _refused(answer, what)
+            )
+        return out
+
     def _decrypt_persistent(
         self, decryptor: sopsd.Decryptor, document: bytes, what: str
     ) -> values.Plaintext:
         started = time.monotonic()
-        try:
-            plain = decryptor.decrypt(document, input_format="yaml")
-        except sopsd.Refused as exc:
-            notes = "\n".join(_NOTE_PHRASES.get(n, "") for n in exc.notes)
-            _raise_failure(exc.code, notes, what, _DECRYPT_HINTS.get(exc.code, ""))
-        except childproc.NotStarted as exc:
-            raise SopsError(
-                f"{what}: cannot run the sops decryptor: {exc}.",
-                hint="Rebuild it with `tools/ensure-sopsd`, point PROMOTE_SOPSD at it, or set "
-                "PROMOTE_SOPSD=off to decrypt with one sops process per Secret.",
-            ) from None
-        except childproc.Exceeded as exc:
-            raise SopsError(
-                f"{what}: sops was stopped: it {exc}.", hint=_stopped_hint(exc)
-            ) from None
+        with _sopsd_failures(what):
+            try:
+                plain = decryptor.decrypt(document, input_format="yaml")
+            except sopsd.Refused as exc:
+                raise _refused(exc, what) from None
         log.debug("sopsd decrypt (%s) in %.4fs", what, time.monotonic() - started)
         return values.Plaintext(plain)
+
+
+def _refused(exc: sopsd.Refused, what: str) -> PromoteError:
+    """The error ``sops decrypt`` would give, from sopsd's code and notes."""
+    notes = "\n".join(_NOTE_PHRASES.get(n, "") for n in exc.notes)
+    return _failure(exc.code, notes, what, _DECRYPT_HINTS.get(exc.code, ""))
+
+
+@contextlib.contextmanager
+def _sopsd_failures(what: str) -> Iterator[None]:
+    """sopsd's own failures (it cannot start, it went over its budget) as SopsError."""
+    try:
+        yield
+    except childproc.NotStarted as exc:
+        raise SopsError(
+            f"{what}: cannot run the sops decryptor: {exc}.",
+            hint="Rebuild it with `tools/ensure-sopsd`, point PROMOTE_SOPSD at it, or set "
+            "PROMOTE_SOPSD=off to decrypt with one sops process per Secret.",
+        ) from None
+    except childproc.Exceeded as exc:
+        raise SopsError(f"{what}: sops was stopped: it {exc}.", hint=_stopped_hint(exc)) from None
 
 
 def _stopped_hint(exc: childproc.Exceeded) -> str:
@@ -363,14 +403,18 @@ def _stopped_hint(exc: childproc.Exceeded) -> str:
     return "Is the encrypted file far larger than a Secret can be (1 MiB)?"
 
 
-def _raise_failure(returncode: int, stderr: bytes | str, what: str, hint: str) -> NoReturn:
+def _failure(returncode: int, stderr: bytes | str, what: str, hint: str) -> PromoteError:
     failure = describe_failure(returncode, stderr)
     cls: type[PromoteError] = SopsError
     if failure.retryable:
         cls = VaultUnavailable
     elif returncode == EXIT_NO_FILE_KEY:
         cls = NoKeyError
-    raise cls(f"{what}: {failure.reason} (sops exit {returncode}).", hint=hint)
+    return cls(f"{what}: {failure.reason} (sops exit {returncode}).", hint=hint)
+
+
+def _raise_failure(returncode: int, stderr: bytes | str, what: str, hint: str) -> NoReturn:
+    raise _failure(returncode, stderr, what, hint)
 
 
 _DECRYPT_HINTS = {

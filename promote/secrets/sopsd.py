@@ -6,7 +6,8 @@ sops links), while decrypting an age-encrypted Secret takes microseconds; 1,000 
 (``github.com/getsops/sops/v3/decrypt``: data key, values, MAC check) that answers requests on
 stdin/stdout for as long as it lives. This module owns that process: it starts it with the key
 environment it is given, sends one document at a time (a lock: the resolver calls from a thread
-pool), restarts it when it died, stops it on :meth:`Decryptor.close`, when collected and at exit.
+pool) or a batch written at once (``decrypt_many``), restarts it when it died, stops it on
+:meth:`Decryptor.close`, when collected and at exit.
 
 What it must not do: explain failures (``sops.py`` does, from sops' exit code that sopsd sends);
 put a document or plaintext anywhere but the pipe (never argv, a file, a log); read sopsd's
@@ -25,7 +26,7 @@ import subprocess
 import threading
 import time
 import weakref
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from promote import childproc
@@ -115,6 +116,34 @@ class Decryptor:
                     log.warning("sopsd stopped; starting it again")
         raise AssertionError("unreachable")
 
+    def decrypt_many(
+        self, documents: Sequence[bytes], *, input_format: str = "yaml"
+    ) -> list[bytes | Refused]:
+        """Plaintext (or :class:`Refused`) of each document, in order.
+
+        All requests are written at once, from a thread of their own, and the answers read as
+        they come (sopsd answers in order, one request after the other): sopsd never waits
+        for this process between two documents, so a caller whose other threads hold the GIL
+        (the agent validates a render meanwhile) does not slow it down, as one round trip per
+        document did. The same budget per document, restart and errors as :meth:`decrypt`;
+        when one of those is raised, nothing of the batch is returned."""
+        answers: list[bytes | Refused] = []
+        with self._lock:
+            stopped_at = -1
+            while len(answers) < len(documents):
+                try:
+                    self._exchange_many(documents[len(answers) :], input_format, answers)
+                except Stopped:
+                    self._stop()
+                    if stopped_at == len(answers):
+                        raise SopsError(
+                            "the sops decryptor (sopsd) stopped twice while decrypting the "
+                            "same document."
+                        ) from None
+                    stopped_at = len(answers)
+                    log.warning("sopsd stopped; starting it again")
+        return answers
+
     def close(self) -> None:
         """Stop the process (closing its stdin ends it); a later decrypt starts a new one."""
         with self._lock:
@@ -160,7 +189,33 @@ class Decryptor:
             proc.stdin.flush()
         except (BrokenPipeError, ValueError, OSError):
             raise Stopped() from None
-        started = time.monotonic()
+        return self._answer(proc, time.monotonic())
+
+    def _exchange_many(
+        self, documents: Sequence[bytes], input_format: str, answers: list[bytes | Refused]
+    ) -> None:
+        """Send ``documents``, appending each answer to ``answers`` as it is read."""
+        proc = self._proc if self._proc is not None and self._proc.poll() is None else None
+        proc = proc or self._start()
+        writer = threading.Thread(
+            target=_write_all, args=(proc, documents, input_format), name="sopsd-requests"
+        )
+        writer.start()
+        answered = 0
+        try:
+            for _ in documents:
+                try:
+                    answers.append(self._answer(proc, time.monotonic()))
+                except Refused as exc:
+                    answers.append(exc)
+                answered += 1
+        finally:
+            if answered < len(documents):  # stopped by an error: the answers still due
+                self._stop()  # must not reach the next request (this ends the writer too)
+            writer.join()
+
+    def _answer(self, proc: subprocess.Popen[bytes], started: float) -> bytes:
+        """Read one answer: plaintext, or raise Refused (or a protocol error)."""
         header = self._read_until_newline(proc, started).decode("ascii", "replace").split()
         if len(header) == 2 and header[0] == "ok" and header[1].isdigit():
             return self._read_exactly(proc, int(header[1]), started)
@@ -203,6 +258,17 @@ class Decryptor:
             self._fill(proc, started)
         data, self._buffer = self._buffer[:size], self._buffer[size:]
         return data
+
+
+def _write_all(
+    proc: subprocess.Popen[bytes], documents: Sequence[bytes], input_format: str
+) -> None:
+    """Write every request; a closed pipe ends it quietly (the reader reports why)."""
+    assert proc.stdin is not None
+    with contextlib.suppress(BrokenPipeError, ValueError, OSError):
+        for document in documents:
+            proc.stdin.write(f"{input_format} json {len(document)}\n".encode() + document)
+        proc.stdin.flush()
 
 
 def _over_budget(pid: int, limits: childproc.Limits, started: float) -> str | None:

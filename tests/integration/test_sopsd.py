@@ -10,6 +10,8 @@ import json
 import os
 import signal
 import subprocess
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -168,3 +170,104 @@ def test_resolver_close_stops_its_decryptor(
     pid = decryptor.pid
     res.close()
     assert decryptor.pid is None and not Path(f"/proc/{pid}").exists()
+
+
+def test_a_batch_gives_each_document_its_own_answer_in_order(
+    db: tuple[dict[str, Any], Path], secrets_repo: Path, sopsd_binary: Path
+) -> None:
+    """All requests written at once (``decrypt_many``): the same answers, in the same order,
+    as one ``sops decrypt`` per document, failures among them included."""
+    obj, identity = db
+    persistent, per_process = _adapters(identity, sopsd_binary)
+    cases = _cases(obj, config.load_project(secrets_repo))
+    names = [*cases, "decrypts"] * 3  # failures between successes, more than one pipe's worth
+    documents = [
+        (c if isinstance(c, bytes) else json.dumps(c).encode(), f"Secret dev/{n}")
+        for n, c in ((n, cases[n]) for n in names)
+    ]
+    try:
+        got = list(persistent.decrypt_many(documents))
+        want = list(per_process.decrypt_many(documents))
+        assert len(got) == len(want) == len(names)
+        for name, mine, theirs in zip(names, got, want, strict=True):
+            if isinstance(theirs, errors.PromoteError):
+                assert isinstance(mine, errors.PromoteError), name
+                assert (type(mine), mine.message, mine.hint) == (
+                    type(theirs),
+                    theirs.message,
+                    theirs.hint,
+                ), name
+                assert CANARY not in mine.message, name
+            else:
+                assert not isinstance(mine, errors.PromoteError), name
+                assert mine.reveal() == theirs.reveal(), name
+        assert persistent.decryptor is not None and persistent.decryptor.starts == 1
+    finally:
+        persistent.close()
+
+
+def _read_bytes(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/io").read_text().splitlines():
+        if line.startswith("rchar:"):
+            return int(line.split()[1])
+    return 0
+
+
+def test_a_batch_survives_a_decryptor_killed_in_its_middle(
+    db: tuple[dict[str, Any], Path], sopsd_binary: Path
+) -> None:
+    obj, identity = db
+    adapter, _ = _adapters(identity, sopsd_binary)
+    decryptor = adapter.decryptor
+    assert decryptor is not None
+    documents = []
+    for i in range(2000):  # ~3 MB of requests: far more than a pipe holds
+        copy = json.loads(json.dumps(obj))
+        copy["metadata"]["labels"] = {"copy": str(i)}
+        documents.append((json.dumps(copy).encode(), f"Secret dev/db copy {i}"))
+    got: list[Any] = []
+    batch = threading.Thread(target=lambda: got.extend(adapter.decrypt_many(documents)))
+    try:
+        batch.start()
+        deadline = time.monotonic() + 60
+        while (decryptor.pid is None or _read_bytes(decryptor.pid) < 300_000) and batch.is_alive():
+            assert time.monotonic() < deadline, "sopsd never started reading the batch"
+            time.sleep(0.001)
+        pid = decryptor.pid
+        assert pid is not None and batch.is_alive()
+        os.kill(pid, signal.SIGKILL)  # a tenth of the way into the batch
+        batch.join(timeout=120)
+        assert not batch.is_alive() and len(got) == 2000
+        for i, plain in enumerate(got):
+            assert not isinstance(plain, errors.PromoteError), i
+            assert json.loads(plain.reveal())["metadata"]["labels"] == {"copy": str(i)}
+        assert decryptor.starts == 2
+    finally:
+        batch.join(timeout=120)
+        adapter.close()
+
+
+def test_a_failed_batch_leaves_the_decryptor_usable(
+    db: tuple[dict[str, Any], Path], secrets_repo: Path, sopsd_binary: Path
+) -> None:
+    """Errors kept after a batch (as a pass's report keeps its error) hold nothing of the
+    decryptor: the next decrypt and close() go through."""
+    obj, identity = db
+    adapter, _ = _adapters(identity, sopsd_binary)
+    tampered = _tampered(obj, "password")
+    kept = adapter.decrypt_many([(json.dumps(tampered).encode(), "Secret dev/db")] * 3)
+    assert all(isinstance(e, errors.SopsError) for e in kept)
+    res = resolve.Resolver(env_name="dev", sops_adapter=adapter)
+    with pytest.raises(errors.SopsError) as failed:
+        res.resolve([tampered])
+    after: list[Any] = []
+
+    def again() -> None:
+        after.append(adapter.decrypt(json.dumps(obj).encode(), what="Secret dev/db"))
+        adapter.close()
+
+    worker = threading.Thread(target=again)
+    worker.start()
+    worker.join(timeout=60)
+    assert not worker.is_alive(), "the decryptor's lock is still held"
+    assert CANARY in after[0].reveal().decode() and failed.value is not None
