@@ -352,8 +352,10 @@ class Sops:
         what = ", ".join(dict.fromkeys(w for _, w in documents[:3])) + (
             f" and {len(documents) - 3} more" if len(documents) > 3 else ""
         )
+        started = time.monotonic()
         with _sopsd_failures(what):
             answers = decryptor.decrypt_many([d for d, _ in documents], input_format="yaml")
+        log.debug("sopsd decrypt (%s) in %.4fs", what, time.monotonic() - started)
         for answer, (_, what) in zip(answers, documents, strict=True):
             out.append(
                 values.Plaintext(answer) if isinstance(answer, bytes) else _refused(answer, what)
