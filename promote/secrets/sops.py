@@ -290,7 +290,10 @@ class Sops:
     def decrypt(self, document: bytes, *, what: str) -> values.Plaintext:
         """Decrypt a YAML (or JSON) document; return it as JSON plaintext."""
         if self._decryptor is not None:
-            return self._decrypt_persistent(self._decryptor, document, what)
+            answer = self.decrypt_many([(document, what)])[0]
+            if isinstance(answer, PromoteError):
+                raise answer
+            return answer
         args = ["decrypt", "--input-type", "yaml", "--output-type", "json", "/dev/stdin"]
         proc = self._run(args, what=what, stdin=document)
         if proc.returncode != 0:
@@ -361,18 +364,6 @@ class Sops:
                 values.Plaintext(answer) if isinstance(answer, bytes) else _refused(answer, what)
             )
         return out
-
-    def _decrypt_persistent(
-        self, decryptor: sopsd.Decryptor, document: bytes, what: str
-    ) -> values.Plaintext:
-        started = time.monotonic()
-        with _sopsd_failures(what):
-            try:
-                plain = decryptor.decrypt(document, input_format="yaml")
-            except sopsd.Refused as exc:
-                raise _refused(exc, what) from None
-        log.debug("sopsd decrypt (%s) in %.4fs", what, time.monotonic() - started)
-        return values.Plaintext(plain)
 
 
 def _refused(exc: sopsd.Refused, what: str) -> PromoteError:

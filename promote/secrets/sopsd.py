@@ -5,8 +5,8 @@ sops links), while decrypting an age-encrypted Secret takes microseconds; 1,000 
 1,000 processes. ``sopsd`` is a small Go program on sops' own library
 (``github.com/getsops/sops/v3/decrypt``: data key, values, MAC check) that answers requests on
 stdin/stdout for as long as it lives. This module owns that process: it starts it with the key
-environment it is given, sends one document at a time (a lock: the resolver calls from a thread
-pool) or a batch written at once (``decrypt_many``), restarts it when it died, stops it on
+environment it is given, sends documents as a batch written at once (``decrypt_many``; one
+document is a batch of one; a lock: one batch at a time), restarts it when it died, stops it on
 :meth:`Decryptor.close`, when collected and at exit.
 
 What it must not do: explain failures (``sops.py`` does, from sops' exit code that sopsd sends);
@@ -102,19 +102,10 @@ class Decryptor:
         """Plaintext (JSON) of ``document``; raises :class:`Refused` when sops would fail,
         :class:`childproc.Exceeded` over the time or memory budget, :class:`childproc.NotStarted`
         when sopsd cannot run, SopsError when it stops twice on the same document."""
-        with self._lock:
-            for attempt in (1, 2):
-                try:
-                    return self._exchange(document, input_format)
-                except Stopped:
-                    self._stop()
-                    if attempt == 2:
-                        raise SopsError(
-                            "the sops decryptor (sopsd) stopped twice while decrypting the "
-                            "same document."
-                        ) from None
-                    log.warning("sopsd stopped; starting it again")
-        raise AssertionError("unreachable")
+        answer = self.decrypt_many([document], input_format=input_format)[0]
+        if isinstance(answer, Refused):
+            raise answer
+        return answer
 
     def decrypt_many(
         self, documents: Sequence[bytes], *, input_format: str = "yaml"
@@ -179,17 +170,6 @@ class Decryptor:
 
     def _limits(self) -> childproc.Limits:
         return childproc.Limits.from_env(os.environ, timeout_s=self._timeout_s)
-
-    def _exchange(self, document: bytes, input_format: str) -> bytes:
-        proc = self._proc if self._proc is not None and self._proc.poll() is None else None
-        proc = proc or self._start()
-        assert proc.stdin is not None
-        try:
-            proc.stdin.write(f"{input_format} json {len(document)}\n".encode() + document)
-            proc.stdin.flush()
-        except (BrokenPipeError, ValueError, OSError):
-            raise Stopped() from None
-        return self._answer(proc, time.monotonic())
 
     def _exchange_many(
         self, documents: Sequence[bytes], input_format: str, answers: list[bytes | Refused]
